@@ -1,0 +1,4 @@
+/**
+ * Browser entry point of p2ptls: native RTCPeerConnection, IndexedDB store, WebCrypto.
+ */
+export * from './index.js';

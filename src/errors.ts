@@ -1,0 +1,80 @@
+/**
+ * Every failure a caller of p2ptls can see is a {@link P2PTLSError} with a stable {@link ErrorCode}.
+ * Codes are part of the public API: they never change meaning, new ones may be added.
+ */
+export const ErrorCodes = {
+  // Input and encoding
+  /** A caller passed an argument that can never be valid (wrong type, size, range). */
+  INVALID_ARGUMENT: 'invalid_argument',
+  /** Bytes from the network could not be parsed (truncated, bad length field, trailing bytes). */
+  MALFORMED: 'malformed',
+  /** The first bytes are not the p2ptls magic: not a p2ptls peer. */
+  BAD_MAGIC: 'bad_magic',
+  /** The peer speaks a protocol version this build does not. */
+  UNSUPPORTED_VERSION: 'unsupported_version',
+  /** The peer asked for a cipher suite this build does not offer. */
+  UNSUPPORTED_SUITE: 'unsupported_suite',
+  /** A handshake message arrived in the wrong state, or a record type is unknown. */
+  UNEXPECTED_MESSAGE: 'unexpected_message',
+
+  // Identity and authentication
+  /** A public key does not hash to the peerId it is claimed for. */
+  PEER_ID_MISMATCH: 'peer_id_mismatch',
+  /** A key could not be imported or has the wrong algorithm or size. */
+  BAD_KEY: 'bad_key',
+  /** The peer is not known (no pairing record) and was not accepted explicitly. */
+  UNKNOWN_PEER: 'unknown_peer',
+  /** A hello was addressed to a different peerId than ours. */
+  WRONG_PEER: 'wrong_peer',
+  /** The PSK binder did not verify: the peer does not hold this pair's pre-shared key. */
+  BAD_BINDER: 'bad_binder',
+  /** An RSA-PSS signature did not verify under the pinned identity key. */
+  BAD_SIGNATURE: 'bad_signature',
+  /** A Finished MAC did not verify: the transcripts differ (tampering or a man in the middle). */
+  BAD_FINISHED: 'bad_finished',
+  /** The two sides saw different DTLS fingerprints: the SDP was swapped in transit. */
+  CHANNEL_BINDING_MISMATCH: 'channel_binding_mismatch',
+
+  // Records
+  /** A record failed authentication: tampered, truncated, replayed, reordered or under the wrong key. */
+  BAD_RECORD_MAC: 'bad_record_mac',
+  /** A record is larger than the negotiated limit. */
+  RECORD_OVERFLOW: 'record_overflow',
+  /** A message is larger than `maxMessageBytes`. */
+  MESSAGE_TOO_LARGE: 'message_too_large',
+  /** A datagram was seen before (anti-replay window). */
+  REPLAY: 'replay',
+  /** A datagram is older than the replay window, or older than the newest delivered when stale ones are dropped. */
+  STALE: 'stale',
+  /** A sequence number would wrap: the connection must re-key or close. */
+  SEQUENCE_OVERFLOW: 'sequence_overflow',
+  /** The connection or session is closed; the error's message holds the reason. */
+  CLOSED: 'closed',
+  /** The peer closed the connection with an error reason. */
+  PEER_ERROR: 'peer_error',
+  /** Something did not happen in time (handshake, heartbeat). */
+  TIMEOUT: 'timeout',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** The one error type of p2ptls. Switch on {@link P2PTLSError.code}, not on the message. */
+export class P2PTLSError extends Error {
+  override readonly name = 'P2PTLSError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** True when `err` is a {@link P2PTLSError}, optionally with the given code. */
+export function isP2PTLSError(err: unknown, code?: ErrorCode): err is P2PTLSError {
+  return err instanceof P2PTLSError && (code === undefined || err.code === code);
+}
+
+/** Shorthand used internally: `throw fail('malformed', '...')`. */
+export function fail(code: ErrorCode, message: string, cause?: unknown): P2PTLSError {
+  return new P2PTLSError(code, message, cause === undefined ? undefined : { cause });
+}

@@ -1,0 +1,5 @@
+/**
+ * Node entry point of p2ptls. Runtime-specific parts (WebRTC implementation, LevelDB store, node:crypto
+ * AEAD provider) are wired here; everything else is shared with the browser build.
+ */
+export * from './index.js';
