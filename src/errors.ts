@@ -54,6 +54,10 @@ export const ErrorCodes = {
   PEER_ERROR: 'peer_error',
   /** Something did not happen in time (handshake, heartbeat). */
   TIMEOUT: 'timeout',
+
+  // Peer store (src/store)
+
+  // Signaling and pairing (src/signaling, src/pairing, signaling-server)
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
