@@ -56,6 +56,18 @@ export const ErrorCodes = {
   TIMEOUT: 'timeout',
 
   // Peer store (src/store)
+  /** The store is open in another process (LevelDB lock) or another tab holds an upgrade; close it there first. */
+  STORE_LOCKED: 'store_locked',
+  /** The passphrase (or stored device key) does not open this store or backup; nothing was changed. */
+  WRONG_PASSPHRASE: 'wrong_passphrase',
+  /** One stored record is damaged or was tampered with (bad JSON, schema, key binding or authentication tag). */
+  CORRUPT_RECORD: 'corrupt_record',
+  /** A backup blob is damaged, truncated or not a p2ptls backup; nothing from it was imported. */
+  BAD_BACKUP: 'bad_backup',
+  /** The store was closed; open it again to use it. */
+  STORE_CLOSED: 'store_closed',
+  /** The storage engine failed (disk, quota, IndexedDB unavailable); the error's cause holds the engine's error. */
+  STORE_FAILED: 'store_failed',
 
   // Signaling and pairing (src/signaling, src/pairing, signaling-server)
 } as const;
