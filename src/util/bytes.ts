@@ -219,6 +219,12 @@ export class ByteReader {
   vec16(): Uint8Array {
     return this.bytes(this.u16());
   }
+  /** u32 length prefix (at most `max`), then the bytes. */
+  vec32(max: number): Uint8Array {
+    const n = this.u32();
+    if (n > max) throw fail('message_too_large', `length ${n} exceeds ${max}`);
+    return this.bytes(n);
+  }
   rest(): Uint8Array {
     return this.bytes(this.remaining);
   }

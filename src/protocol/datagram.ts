@@ -1,0 +1,225 @@
+/**
+ * The SLLP-mode record layer (PROTOCOL.md §6): each datagram carries its epoch and sequence number and
+ * decrypts on its own; a sliding window rejects replays; bad datagrams are dropped and counted, never fatal.
+ */
+import { fail } from '../errors.js';
+import { ByteReader, ByteWriter } from '../util/bytes.js';
+import type { AeadKey, AeadProvider } from './aead.js';
+import {
+  DATAGRAM_HEADER_LEN,
+  DATAGRAM_TIMESTAMP_LEN,
+  MAX_EPOCH,
+  MAX_SEQ_DATAGRAM,
+  RecordType,
+  TAG_LEN,
+} from './constants.js';
+import { type ControlMessage, decodeControl, encodeControl } from './control.js';
+import { nextTrafficSecret, recordNonce, trafficKey } from './key-schedule.js';
+import { ReplayWindow } from './replay-window.js';
+
+function header(type: number, epoch: number, seq: number): Uint8Array {
+  return new ByteWriter(DATAGRAM_HEADER_LEN).u8(type).u8(0).u16(epoch).u48(seq).finish();
+}
+
+interface EpochState {
+  secret: Promise<Uint8Array>;
+  key: Promise<{ key: AeadKey; iv: Uint8Array }>;
+}
+
+function epochState(aead: AeadProvider, secret: Promise<Uint8Array>): EpochState {
+  const key = secret.then(async (s) => {
+    const k = await trafficKey(s);
+    return { key: await aead.importKey(k.key), iv: k.iv };
+  });
+  key.catch(() => {});
+  return { secret, key };
+}
+
+/** Sending side: seals datagrams, moving to the next epoch before a key reaches its record limit. */
+export class DatagramWriter {
+  private state: EpochState;
+  private epoch = 0;
+  private seq = 0;
+
+  constructor(
+    private readonly aead: AeadProvider,
+    secret: Uint8Array,
+    private readonly maxRecordsPerKey: number,
+  ) {
+    this.state = epochState(aead, Promise.resolve(secret));
+  }
+
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /** Starts a new epoch (automatic at the record limit, or on request). */
+  rotate(): void {
+    if (this.epoch >= MAX_EPOCH) throw fail('sequence_overflow', 'datagram epochs exhausted; reconnect');
+    this.state = epochState(this.aead, this.state.secret.then(nextTrafficSecret));
+    this.epoch++;
+    this.seq = 0;
+  }
+
+  /** Seals a data datagram; `sentAt` (ms since the Unix epoch) is given to the receiver. */
+  sealData(payload: Uint8Array, sentAt: number): Promise<{ record: Uint8Array; seq: number }> {
+    const plaintext = new Uint8Array(DATAGRAM_TIMESTAMP_LEN + payload.length);
+    new DataView(plaintext.buffer).setUint16(0, Math.floor(sentAt / 2 ** 32));
+    new DataView(plaintext.buffer).setUint32(2, sentAt >>> 0);
+    plaintext.set(payload, DATAGRAM_TIMESTAMP_LEN);
+    return this.seal(RecordType.DATA, plaintext);
+  }
+
+  sealControl(message: ControlMessage): Promise<{ record: Uint8Array; seq: number }> {
+    return this.seal(RecordType.CONTROL, encodeControl(message));
+  }
+
+  private seal(type: number, plaintext: Uint8Array): Promise<{ record: Uint8Array; seq: number }> {
+    if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
+    const seq = this.seq++;
+    const h = header(type, this.epoch, seq);
+    const keyP = this.state.key;
+    return (async () => {
+      const { key, iv } = await keyP;
+      const ct = await this.aead.seal(key, recordNonce(iv, seq), h, plaintext);
+      const record = new Uint8Array(h.length + ct.length);
+      record.set(h);
+      record.set(ct, h.length);
+      return { record, seq };
+    })();
+  }
+}
+
+/** Why a datagram was dropped. */
+export type DropReason = 'invalid' | 'replay' | 'stale';
+
+/** What {@link DatagramReader.open} gives back for one datagram. */
+export type DatagramResult =
+  | {
+      ok: true;
+      kind: 'data';
+      data: Uint8Array;
+      seq: number;
+      epoch: number;
+      sentAt: number;
+      reordered: boolean;
+    }
+  | { ok: true; kind: 'control'; message: ControlMessage; seq: number; epoch: number }
+  | { ok: false; reason: DropReason };
+
+/** Counters of the receiving side. */
+export interface DatagramStats {
+  received: number;
+  reordered: number;
+  dropped: { invalid: number; replay: number; stale: number };
+}
+
+interface ReceiveEpoch extends EpochState {
+  window: ReplayWindow;
+}
+
+/**
+ * Receiving side. Keeps the current epoch, the previous one (for datagrams still in flight when the peer
+ * re-keyed) and derives the next one on demand; the switch happens only once a datagram of the new epoch
+ * authenticates.
+ */
+export class DatagramReader {
+  readonly stats: DatagramStats = { received: 0, reordered: 0, dropped: { invalid: 0, replay: 0, stale: 0 } };
+  private epochs = new Map<number, ReceiveEpoch>();
+  private current = 0;
+
+  constructor(
+    private readonly aead: AeadProvider,
+    secret: Uint8Array,
+    private readonly options: { replayWindow: number; dropStale: boolean; maxDatagramBytes: number },
+  ) {
+    this.epochs.set(0, {
+      ...epochState(aead, Promise.resolve(secret)),
+      window: new ReplayWindow(options.replayWindow),
+    });
+  }
+
+  private epochFor(epoch: number): ReceiveEpoch | undefined {
+    const known = this.epochs.get(epoch);
+    if (known || epoch !== this.current + 1) return known;
+    const base = this.epochs.get(this.current)!;
+    const next = {
+      ...epochState(this.aead, base.secret.then(nextTrafficSecret)),
+      window: new ReplayWindow(this.options.replayWindow),
+    };
+    this.epochs.set(epoch, next);
+    return next;
+  }
+
+  private drop(reason: DropReason): DatagramResult {
+    this.stats.dropped[reason]++;
+    return { ok: false, reason };
+  }
+
+  /** Authenticates and decodes one datagram. Never throws: every problem is a counted drop. */
+  async open(datagram: Uint8Array): Promise<DatagramResult> {
+    const maxLen = DATAGRAM_HEADER_LEN + DATAGRAM_TIMESTAMP_LEN + this.options.maxDatagramBytes + TAG_LEN;
+    if (datagram.length < DATAGRAM_HEADER_LEN + TAG_LEN || datagram.length > maxLen)
+      return this.drop('invalid');
+    const r = new ByteReader(datagram, 'datagram');
+    const type = r.u8();
+    const flags = r.u8();
+    const epoch = r.u16();
+    const seq = r.u48();
+    if ((type !== RecordType.DATA && type !== RecordType.CONTROL) || flags !== 0) return this.drop('invalid');
+    if (epoch < this.current - 1) return this.drop('stale');
+    const state = this.epochFor(epoch);
+    if (!state) return this.drop('invalid');
+    const before = state.window.check(seq);
+    if (before !== 'ok') return this.drop(before);
+    if (this.options.dropStale && epoch === this.current && seq < state.window.highest)
+      return this.drop('stale');
+
+    let plaintext: Uint8Array | null;
+    try {
+      const { key, iv } = await state.key;
+      plaintext = await this.aead.open(
+        key,
+        recordNonce(iv, seq),
+        datagram.subarray(0, DATAGRAM_HEADER_LEN),
+        r.rest(),
+      );
+    } catch {
+      plaintext = null;
+    }
+    if (!plaintext) return this.drop('invalid');
+    // Another datagram with the same number may have been accepted while this one decrypted.
+    const after = state.window.check(seq);
+    if (after !== 'ok') return this.drop(after);
+    if (this.options.dropStale && seq < state.window.highest) return this.drop('stale');
+    const reordered = seq < state.window.highest;
+    let result: DatagramResult;
+    try {
+      result = this.decode(type, plaintext, seq, epoch, reordered);
+    } catch {
+      return this.drop('invalid');
+    }
+    state.window.accept(seq);
+    if (epoch === this.current + 1) {
+      this.epochs.delete(this.current - 1);
+      this.current = epoch;
+    }
+    this.stats.received++;
+    if (reordered) this.stats.reordered++;
+    return result;
+  }
+
+  private decode(
+    type: number,
+    plaintext: Uint8Array,
+    seq: number,
+    epoch: number,
+    reordered: boolean,
+  ): DatagramResult {
+    if (type === RecordType.CONTROL)
+      return { ok: true, kind: 'control', message: decodeControl(plaintext), seq, epoch };
+    const r = new ByteReader(plaintext, 'datagram payload');
+    const sentAt = r.u48();
+    return { ok: true, kind: 'data', data: r.rest(), seq, epoch, sentAt, reordered };
+  }
+}

@@ -1,0 +1,26 @@
+export { type AeadKey, type AeadProvider, webCryptoAead } from './aead.js';
+export { CloseCode, DEFAULT_SUITE, Defaults, SUPPORTED_SUITES, Suite } from './constants.js';
+export type { ControlMessage } from './control.js';
+export type { DatagramResult, DatagramStats, DropReason } from './datagram.js';
+export { type Ephemeral, generateEphemeral, importEphemeral } from './ecdh.js';
+export {
+  glareWinner,
+  type HandshakeOptions,
+  type HandshakeResult,
+  type IncomingHello,
+  InitiatorHandshake,
+  type LocalSigner,
+  parseClientHello,
+  type RemotePeer,
+  ResponderHandshake,
+  type Role,
+} from './handshake.js';
+export { ReplayWindow } from './replay-window.js';
+export {
+  type CloseInfo,
+  Session,
+  type SessionEvent,
+  type SessionOptions,
+  type SessionOutput,
+  type SessionState,
+} from './session.js';
