@@ -1,0 +1,26 @@
+// Runtime-neutral parts of the peer store. The LevelDB store (./level.js, Node) and the IndexedDB store
+// (./indexeddb.js, browsers) are exported by the runtime entry points only.
+export {
+  type BackupExport,
+  exportBackup,
+  type ImportBackupOptions,
+  type ImportReport,
+  importBackup,
+} from './backup.js';
+export { type KvBackend, type KvOp, KvPeerStore, type OpenOptions } from './core.js';
+export { MIN_PBKDF2_ITERATIONS, type StoreEncryption } from './crypto.js';
+export { type MemoryPeerStoreOptions, openMemoryPeerStore } from './memory.js';
+export {
+  type CreateIdentityOptions,
+  type MergeReport,
+  type PeerInput,
+  type PeerKeys,
+  type PeerList,
+  type PeerRecord,
+  type PeerStore,
+  PSK_LENGTH,
+  STORE_SCHEMA_VERSION,
+  type StoreProblem,
+  type StoreSnapshot,
+  type TrustState,
+} from './types.js';
