@@ -219,7 +219,8 @@ async function openBackup(
 /**
  * Imports a backup made by {@link exportBackup} into `store`, in one atomic change. Records merge by
  * recency: a stored peer is only replaced by a newer copy. A damaged blob is rejected whole with
- * `bad_backup`, a wrong passphrase with `wrong_passphrase`; in both cases nothing is written.
+ * `bad_backup`, a wrong passphrase with `wrong_passphrase`; in both cases nothing is written. (Damage to
+ * the salt or key-check bytes of the header looks exactly like a wrong passphrase and is reported so.)
  */
 export async function importBackup(
   store: PeerStore,
