@@ -70,6 +70,32 @@ export const ErrorCodes = {
   STORE_FAILED: 'store_failed',
 
   // Signaling and pairing (src/signaling, src/pairing, signaling-server)
+  /** The signaling server did not accept our identity proof, or a client's proof was invalid. */
+  AUTH_FAILED: 'auth_failed',
+  /** A signaling request was made before the connection proved its identity. */
+  NOT_AUTHENTICATED: 'not_authenticated',
+  /** Too many requests from one connection or one address: slow down and retry later. */
+  RATE_LIMITED: 'rate_limited',
+  /** A signaling message is larger than the server accepts (64 KiB of payload). */
+  PAYLOAD_TOO_LARGE: 'payload_too_large',
+  /** The signaling server does not know this event name. */
+  UNKNOWN_EVENT: 'unknown_event',
+  /** The addressed peer is not connected to the signaling network. */
+  PEER_OFFLINE: 'peer_offline',
+  /** The other peer's application declined the pairing request. */
+  PAIRING_REJECTED: 'pairing_rejected',
+  /** A signed pairing message is older than the accepted window (5 min) or too far in the future. */
+  PAIRING_EXPIRED: 'pairing_expired',
+  /** A signed signal (SDP/ICE) is older than the accepted window or too far in the future. */
+  SIGNAL_EXPIRED: 'signal_expired',
+  /** An invite string or URL is malformed, expired or already used. */
+  BAD_INVITE: 'bad_invite',
+  /** Another connection authenticated with the same peerId and replaced this one. */
+  REPLACED: 'replaced',
+  /** Not connected to the signaling server (closed, or reconnecting). */
+  DISCONNECTED: 'disconnected',
+  /** The signaling server failed to handle a valid request (its backend, e.g. Redis, is unavailable). */
+  SERVER_ERROR: 'server_error',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

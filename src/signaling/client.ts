@@ -1,0 +1,556 @@
+/**
+ * Signaling client for browsers and Node: authenticates with an {@link Identity}, relays signed signals,
+ * looks up public keys, joins rooms and runs pairing. It trusts the server for nothing but delivery:
+ * every relayed signal and pairing message is verified against the sender's key, whose hash is checked
+ * against the sender's peerId here, not by the server.
+ */
+import { io, type Socket } from 'socket.io-client';
+import type { z } from 'zod';
+import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import { type Identity, PublicIdentity } from '../identity/identity.js';
+import { isPeerId, type PeerId } from '../identity/peer-id.js';
+import { encodeInvite, INVITE_TOKEN_BYTES, type Invite, parseInvite } from '../pairing/invite.js';
+import {
+  createPairingAccept,
+  createPairingReject,
+  createPairingRequest,
+  type OpenedPairing,
+  openPairingMessage,
+} from '../pairing/messages.js';
+import { derivePairPsk } from '../pairing/psk.js';
+import { ReplayCache } from '../pairing/replay.js';
+import { fromBase64Url, toBase64Url } from '../util/bytes.js';
+import { TypedEmitter } from './emitter.js';
+import {
+  AckErrorSchema,
+  type ClientAck,
+  ClientAcks,
+  type ClientEventName,
+  type ClientRequest,
+  MAX_MESSAGE_AGE_MS,
+  MAX_PAYLOAD_BYTES,
+  ServerEvents,
+} from './messages.js';
+import { authSignedBytes, createSignedSignal, signalingOrigin, verifySignedSignal } from './wire.js';
+
+/** Options of {@link SignalingClient}. */
+export interface SignalingClientOptions {
+  /** Signaling server URL, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  identity: Identity;
+  /** Default `['websocket']`; add `'polling'` for networks that block WebSockets. */
+  transports?: ('websocket' | 'polling' | 'webtransport')[];
+  /** First reconnection delay; doubles up to `reconnectionDelayMaxMs` with ±50 % jitter. Default 500. */
+  reconnectionDelayMs?: number;
+  /** Default 10 000. */
+  reconnectionDelayMaxMs?: number;
+  /** How long a request waits for the server's answer (and for authentication). Default 10 000. */
+  requestTimeoutMs?: number;
+  /** Largest accepted |now − ts| of signed signals and pairing messages. Default 5 minutes. */
+  maxMessageAgeMs?: number;
+}
+
+/** Events of {@link SignalingClient}. */
+export interface SignalingClientEvents {
+  /** Authenticated (again, after every reconnection). */
+  authenticated: { peerId: PeerId };
+  /** Lost the connection; the client reconnects unless it was closed or replaced. */
+  disconnected: { reason: string };
+  /** A signal whose signature, recipient, freshness and uniqueness were verified. */
+  signal: { from: PeerId; data: unknown; ts: number };
+  'room:joined': { room: string; peerId: PeerId };
+  'room:left': { room: string; peerId: PeerId };
+  /** Another connection authenticated with our peerId; this client is closed for good. */
+  replaced: { reason: string };
+  /** A pairing completed on this side (initiator or responder). */
+  paired: PairingResult & { initiator: boolean };
+  /** A relayed message failed verification and was dropped (a lying server, or an attack). */
+  rejected: { event: 'signal' | 'pairing' | 'server'; from?: string; error: P2PTLSError };
+  /** Authentication failed; the client stops. */
+  error: { error: P2PTLSError };
+}
+
+/** What a completed pairing gives both sides. */
+export interface PairingResult {
+  /** The other peer, whose key hashes to its peerId. Store it with the PSK. */
+  peer: PublicIdentity;
+  /** 32-byte pair PSK; keep it secret. */
+  psk: Uint8Array;
+}
+
+/** An incoming pairing request shown to the application. */
+export interface PairingRequestInfo {
+  /** The requester (verified: signed by the key whose hash is its peerId). */
+  peer: PublicIdentity;
+  /** True when the request carried a valid, unused token of one of our invites. */
+  invited: boolean;
+}
+
+/** Decides an incoming pairing request: resolve true to accept, false to reject. */
+export type PairingHandler = (request: PairingRequestInfo) => boolean | Promise<boolean>;
+
+interface PendingPairing {
+  peerId: PeerId;
+  share: Uint8Array;
+  resolve: (r: PairingResult) => void;
+  reject: (e: unknown) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+
+/** The default: accept exactly the requests that present one of our invites' one-time tokens. */
+const acceptInvited: PairingHandler = (r) => r.invited;
+
+/**
+ * Client of the p2ptls signaling server. Call {@link SignalingClient.connect}, then send signals, join
+ * rooms and pair. Reconnects with backoff and re-authenticates by itself; rooms are re-joined.
+ */
+export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
+  readonly url: string;
+  readonly identity: Identity;
+  private readonly socket: Socket;
+  private readonly origin: string;
+  private readonly requestTimeoutMs: number;
+  private readonly maxAgeMs: number;
+  private readonly replay: ReplayCache;
+  private readonly identities = new Map<PeerId, PublicIdentity>();
+  private readonly rooms = new Set<string>();
+  private readonly invites = new Map<string, number>();
+  private readonly pending = new Map<string, PendingPairing>();
+  private pairingHandler: PairingHandler = acceptInvited;
+  private inbox: Promise<void> = Promise.resolve();
+  private authenticated = false;
+  private closed = false;
+  private closeReason: { code: ErrorCode; message: string } | undefined;
+  private waiters = new Set<{ resolve: () => void; reject: (e: unknown) => void }>();
+
+  constructor(options: SignalingClientOptions) {
+    super();
+    this.url = options.url;
+    this.identity = options.identity;
+    this.origin = signalingOrigin(options.url);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.maxAgeMs = options.maxMessageAgeMs ?? MAX_MESSAGE_AGE_MS;
+    // Nonces must outlive the whole acceptance window: past and future skew.
+    this.replay = new ReplayCache(2 * this.maxAgeMs);
+    this.socket = io(options.url, {
+      autoConnect: false,
+      transports: options.transports ?? ['websocket'],
+      reconnection: true,
+      reconnectionDelay: options.reconnectionDelayMs ?? 500,
+      reconnectionDelayMax: options.reconnectionDelayMaxMs ?? 10_000,
+      randomizationFactor: 0.5,
+      timeout: this.requestTimeoutMs,
+    });
+    this.socket.on('challenge', (raw: unknown) => void this.onChallenge(raw));
+    this.socket.on('signal', (raw: unknown) => this.enqueue(() => this.onSignal(raw)));
+    this.socket.on('pairing', (raw: unknown) => this.enqueue(() => this.onPairing(raw)));
+    this.socket.on('room:joined', (raw: unknown) => this.onRoomEvent('room:joined', raw));
+    this.socket.on('room:left', (raw: unknown) => this.onRoomEvent('room:left', raw));
+    this.socket.on('replaced', (raw: unknown) => this.onReplaced(raw));
+    this.socket.on('disconnect', (reason: string) => this.onDisconnect(reason));
+  }
+
+  /** Our peerId. */
+  get peerId(): PeerId {
+    return this.identity.peerId;
+  }
+
+  /** True while connected and authenticated. */
+  get isAuthenticated(): boolean {
+    return this.authenticated;
+  }
+
+  /** Connects and authenticates. Rejects with `auth_failed` (or the server's code) or `timeout`. */
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(this.closedError());
+    if (!this.socket.active) this.socket.connect();
+    return this.whenReady();
+  }
+
+  /** Closes the connection for good; pending requests and pairings fail with `closed`. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.shutdown('closed', 'signaling client closed');
+    this.socket.disconnect();
+  }
+
+  /** Remembers a peer's public identity (e.g. from the PeerStore) so its signals verify without a lookup. */
+  trustPeer(peer: PublicIdentity): void {
+    this.identities.set(peer.peerId, peer);
+  }
+
+  /** Sends `data` (any JSON value, e.g. SDP or an ICE candidate) to `to`, signed. */
+  async sendSignal(to: PeerId, data: unknown): Promise<void> {
+    if (!isPeerId(to)) throw fail('invalid_argument', 'sendSignal: not a peerId');
+    const env = await createSignedSignal(this.identity, to, data);
+    if (env.payload.length > MAX_PAYLOAD_BYTES - 2048) {
+      throw fail('payload_too_large', `signal payload of ${env.payload.length} bytes is too large`);
+    }
+    await this.request('signal', { env });
+  }
+
+  /**
+   * The public identity a peer registered with the server, verified here to hash to `peerId` (a lying
+   * server can withhold it but not substitute another key), and whether the peer is online.
+   */
+  async lookup(peerId: PeerId): Promise<{ identity: PublicIdentity | null; online: boolean }> {
+    if (!isPeerId(peerId)) throw fail('invalid_argument', 'lookup: not a peerId');
+    const ack = await this.request('lookup', { peerId });
+    if (ack.identity === null) return { identity: null, online: ack.online };
+    const identity = await PublicIdentity.import(ack.identity);
+    if (identity.peerId !== peerId) {
+      throw fail('peer_id_mismatch', `server returned the key of ${identity.peerId} for ${peerId}`);
+    }
+    this.identities.set(peerId, identity);
+    return { identity, online: ack.online };
+  }
+
+  /** Joins a room; resolves with its members (including us). Re-joined automatically after reconnecting. */
+  async joinRoom(room: string): Promise<PeerId[]> {
+    const ack = await this.request('room:join', { room });
+    this.rooms.add(room);
+    return ack.members;
+  }
+
+  async leaveRoom(room: string): Promise<void> {
+    this.rooms.delete(room);
+    await this.request('room:leave', { room });
+  }
+
+  /** Current members of a room (across all server processes). */
+  async roomMembers(room: string): Promise<PeerId[]> {
+    return (await this.request('room:members', { room })).members;
+  }
+
+  /**
+   * Creates a one-time invite to pair with us: give the string to the other person out of band (link,
+   * QR code). A request presenting its token is reported as `invited: true` to the pairing handler (and
+   * accepted by the default handler). Valid for `ttlMs` (default 24 h) and one use.
+   */
+  createInvite(options: { ttlMs?: number; url?: string } = {}): string {
+    const token = crypto.getRandomValues(new Uint8Array(INVITE_TOKEN_BYTES));
+    const expires = Date.now() + (options.ttlMs ?? 24 * 3600_000);
+    this.pruneInvites();
+    this.invites.set(toBase64Url(token), expires);
+    return encodeInvite({ peerId: this.peerId, token, url: options.url ?? this.url, expires });
+  }
+
+  /**
+   * Sets the handler that approves or rejects incoming pairing requests (default: accept only requests
+   * carrying a valid invite token). Returns a function that restores the default.
+   */
+  onPairingRequest(handler: PairingHandler): () => void {
+    this.pairingHandler = handler;
+    return () => {
+      if (this.pairingHandler === handler) this.pairingHandler = acceptInvited;
+    };
+  }
+
+  /**
+   * Pairs with the peer named by an invite (string or parsed) or by a bare peerId. Fetches its key via
+   * the server and checks it hashes to the peerId, sends a signed request with our encrypted share, and
+   * resolves once the peer's application accepted. Rejects with `pairing_rejected`, `timeout` (default
+   * 120 s, time for a human to decide), `peer_offline` or a verification error.
+   */
+  async pair(target: string | Invite, options: { timeoutMs?: number } = {}): Promise<PairingResult> {
+    const invite: { peerId: PeerId; token?: Uint8Array } =
+      typeof target !== 'string' ? target : isPeerId(target) ? { peerId: target } : parseInvite(target);
+    if (invite.peerId === this.peerId) throw fail('invalid_argument', 'cannot pair with ourselves');
+    const { identity: peer } = await this.lookup(invite.peerId);
+    if (!peer) throw fail('peer_offline', `no public key registered for ${invite.peerId}`);
+    const { message, share } = await createPairingRequest({
+      identity: this.identity,
+      to: peer,
+      ...(invite.token ? { token: invite.token } : {}),
+    });
+    const done = new Promise<PairingResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(message.nonce);
+        reject(fail('timeout', `no pairing answer from ${peer.peerId}`));
+      }, options.timeoutMs ?? 120_000);
+      this.pending.set(message.nonce, { peerId: peer.peerId, share, resolve, reject, timer });
+    });
+    try {
+      await this.request('pairing', { msg: message });
+    } catch (err) {
+      const p = this.pending.get(message.nonce);
+      if (p) {
+        clearTimeout(p.timer);
+        this.pending.delete(message.nonce);
+      }
+      throw err;
+    }
+    return done;
+  }
+
+  // -------------------------------------------------------------------------------------------------
+
+  private async onChallenge(raw: unknown): Promise<void> {
+    const parsed = ServerEvents.challenge.safeParse(raw);
+    if (!parsed.success) {
+      this.reportRejected('server', fail('malformed', 'bad challenge from the server'));
+      return;
+    }
+    try {
+      const challenge = fromBase64Url(parsed.data.nonce);
+      const sig = await this.identity.sign(authSignedBytes(this.peerId, challenge, this.origin));
+      const ack = await this.rawRequest('auth', {
+        identity: this.identity.exportPublic(),
+        origin: this.origin,
+        sig: toBase64Url(sig),
+      });
+      if (ack.peerId !== this.peerId) throw fail('auth_failed', 'server bound us to another peerId');
+      this.authenticated = true;
+      this.emit('authenticated', { peerId: this.peerId });
+      for (const w of this.waiters) w.resolve();
+      this.waiters.clear();
+      // Re-join after a reconnection; a room that fails is reported but does not undo authentication.
+      for (const room of this.rooms) {
+        this.rawRequest('room:join', { room }).catch((err: unknown) => {
+          if (isP2PTLSError(err)) this.reportRejected('server', err);
+        });
+      }
+    } catch (err) {
+      if (this.closed) return;
+      const error = isP2PTLSError(err) ? err : fail('auth_failed', 'authentication failed', err);
+      // A wrong proof will not become right by retrying; stop rather than hammer the server.
+      this.shutdown(error.code, error.message);
+      this.socket.disconnect();
+      this.emit('error', { error });
+    }
+  }
+
+  private onDisconnect(reason: string): void {
+    const was = this.authenticated;
+    this.authenticated = false;
+    if (was || !this.closed) this.emit('disconnected', { reason });
+    if (reason === 'io server disconnect' && !this.closed) {
+      // The server kicked us (auth failure, replacement, or an explicit disconnect): socket.io will not
+      // reconnect by itself, and doing so would fight whoever replaced us.
+      this.shutdown('disconnected', 'the signaling server closed the connection');
+    }
+  }
+
+  private onReplaced(raw: unknown): void {
+    const parsed = ServerEvents.replaced.safeParse(raw);
+    const reason = parsed.success ? parsed.data.reason : 'replaced';
+    this.shutdown('replaced', `replaced by another connection with our peerId: ${reason}`);
+    this.socket.disconnect();
+    this.emit('replaced', { reason });
+  }
+
+  private onRoomEvent(event: 'room:joined' | 'room:left', raw: unknown): void {
+    const parsed = ServerEvents[event].safeParse(raw);
+    if (!parsed.success) {
+      this.reportRejected('server', fail('malformed', `bad ${event} event from the server`));
+      return;
+    }
+    this.emit(event, parsed.data);
+  }
+
+  /** Runs verifications one after another so signals from a peer are delivered in the order sent. */
+  private enqueue(task: () => Promise<void>): void {
+    this.inbox = this.inbox.then(task).catch(() => {});
+  }
+
+  private async onSignal(raw: unknown): Promise<void> {
+    const parsed = ServerEvents.signal.safeParse(raw);
+    if (!parsed.success) {
+      this.reportRejected('signal', fail('malformed', 'relayed signal does not match the schema'));
+      return;
+    }
+    const { from, env } = parsed.data;
+    try {
+      if (env.from !== from) throw fail('peer_id_mismatch', 'server-stamped sender differs from the signer');
+      const sender = await this.senderIdentity(from);
+      const data = await verifySignedSignal(env, {
+        self: this.peerId,
+        sender,
+        remember: (key, ts) => this.replay.checkAndRemember(key, ts),
+        maxAgeMs: this.maxAgeMs,
+      });
+      this.emit('signal', { from, data, ts: env.ts });
+    } catch (err) {
+      this.reportRejected('signal', asError(err), from);
+    }
+  }
+
+  private async senderIdentity(peerId: PeerId): Promise<PublicIdentity> {
+    const known = this.identities.get(peerId);
+    if (known) return known;
+    const { identity } = await this.lookup(peerId);
+    if (!identity) throw fail('unknown_peer', `no public key for ${peerId}`);
+    return identity;
+  }
+
+  private async onPairing(raw: unknown): Promise<void> {
+    const parsed = ServerEvents.pairing.safeParse(raw);
+    if (!parsed.success) {
+      this.reportRejected('pairing', fail('malformed', 'relayed pairing message does not match the schema'));
+      return;
+    }
+    const { from, msg } = parsed.data;
+    let opened: OpenedPairing;
+    try {
+      opened = await openPairingMessage(this.identity, msg, {
+        replay: this.replay,
+        expectedFrom: from,
+        maxAgeMs: this.maxAgeMs,
+      });
+    } catch (err) {
+      this.reportRejected('pairing', asError(err), from);
+      return;
+    }
+    if (opened.kind === 'request') {
+      // Decided outside the inbox queue: a human may take minutes, signals must keep flowing.
+      void this.answerRequest(opened);
+      return;
+    }
+    const pending = opened.replyTo === undefined ? undefined : this.pending.get(opened.replyTo);
+    if (!pending || pending.peerId !== opened.from.peerId) {
+      this.reportRejected(
+        'pairing',
+        fail('unexpected_message', 'pairing answer to no request of ours'),
+        from,
+      );
+      return;
+    }
+    this.pending.delete(opened.replyTo!);
+    clearTimeout(pending.timer);
+    if (opened.kind === 'reject') {
+      pending.reject(fail('pairing_rejected', `${opened.from.peerId} rejected the pairing request`));
+      return;
+    }
+    try {
+      const psk = await derivePairPsk(
+        { peerId: this.peerId, share: pending.share },
+        { peerId: opened.from.peerId, share: opened.share! },
+      );
+      this.identities.set(opened.from.peerId, opened.from);
+      const result = { peer: opened.from, psk };
+      pending.resolve(result);
+      this.emit('paired', { ...result, initiator: true });
+    } catch (err) {
+      pending.reject(err);
+    }
+  }
+
+  private async answerRequest(req: OpenedPairing): Promise<void> {
+    let invited = false;
+    if (req.token) {
+      this.pruneInvites();
+      const key = toBase64Url(req.token);
+      // One use only: a leaked invite cannot pair a second peer as "invited".
+      invited = this.invites.delete(key);
+    }
+    let approved = false;
+    try {
+      approved = (await this.pairingHandler({ peer: req.from, invited })) === true;
+    } catch {
+      approved = false;
+    }
+    try {
+      if (!approved) {
+        const msg = await createPairingReject({ identity: this.identity, request: req });
+        await this.request('pairing', { msg });
+        return;
+      }
+      const { message, share } = await createPairingAccept({ identity: this.identity, request: req });
+      const psk = await derivePairPsk(
+        { peerId: this.peerId, share },
+        { peerId: req.from.peerId, share: req.share! },
+      );
+      await this.request('pairing', { msg: message });
+      this.identities.set(req.from.peerId, req.from);
+      this.emit('paired', { peer: req.from, psk, initiator: false });
+    } catch (err) {
+      this.reportRejected('pairing', asError(err), req.from.peerId);
+    }
+  }
+
+  private pruneInvites(): void {
+    const now = Date.now();
+    for (const [k, exp] of this.invites) if (exp < now) this.invites.delete(k);
+  }
+
+  private reportRejected(event: 'signal' | 'pairing' | 'server', error: P2PTLSError, from?: string): void {
+    this.emit('rejected', from === undefined ? { event, error } : { event, from, error });
+  }
+
+  private closedError(): P2PTLSError {
+    const r = this.closeReason ?? { code: 'closed' as const, message: 'signaling client closed' };
+    return fail(r.code, r.message);
+  }
+
+  private shutdown(code: ErrorCode, message: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = { code, message };
+    this.authenticated = false;
+    const err = this.closedError();
+    for (const w of this.waiters) w.reject(err);
+    this.waiters.clear();
+    for (const [nonce, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(err);
+      this.pending.delete(nonce);
+    }
+  }
+
+  private whenReady(): Promise<void> {
+    if (this.closed) return Promise.reject(this.closedError());
+    if (this.authenticated) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(fail('timeout', `not authenticated with ${this.url} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Waits for authentication, then sends. */
+  private async request<E extends ClientEventName>(event: E, arg: ClientRequest<E>): Promise<ClientAck<E>> {
+    await this.whenReady();
+    return this.rawRequest(event, arg);
+  }
+
+  private async rawRequest<E extends ClientEventName>(
+    event: E,
+    arg: ClientRequest<E>,
+  ): Promise<ClientAck<E>> {
+    if (this.closed) throw this.closedError();
+    let ack: unknown;
+    try {
+      ack = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(event, arg);
+    } catch (err) {
+      if (this.closed) throw this.closedError();
+      throw fail('timeout', `no answer to ${event} within ${this.requestTimeoutMs} ms`, err);
+    }
+    const schema: z.ZodType<ClientAck<E>> = ClientAcks[event] as unknown as z.ZodType<ClientAck<E>>;
+    const ok = schema.safeParse(ack);
+    if (ok.success) return ok.data;
+    const bad = AckErrorSchema.safeParse(ack);
+    if (bad.success) {
+      const code = KNOWN_CODES.has(bad.data.error.code) ? (bad.data.error.code as ErrorCode) : 'peer_error';
+      throw fail(code, `signaling server: ${bad.data.error.message}`);
+    }
+    throw fail('malformed', `malformed answer to ${event} from the signaling server`);
+  }
+}
+
+function asError(err: unknown): P2PTLSError {
+  return isP2PTLSError(err) ? err : fail('malformed', err instanceof Error ? err.message : String(err), err);
+}

@@ -1,0 +1,138 @@
+/**
+ * The signed parts of the signaling protocol: the authentication proof and signed signal envelopes.
+ * Pure (WebCrypto only), shared by the client and the server.
+ *
+ * Every signed byte string starts with a NUL-terminated context string, so a signature made for one
+ * purpose can never be accepted for another (auth vs. signal vs. pairing vs. the identity key binding).
+ */
+import { fail } from '../errors.js';
+import type { Identity, PublicIdentity } from '../identity/identity.js';
+import { type PeerId, peerIdToBytes } from '../identity/peer-id.js';
+import { ByteWriter, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import { MAX_MESSAGE_AGE_MS, SIGNALING_VERSION, type SignedSignal } from './messages.js';
+
+/** Context of the authentication signature. */
+export const AUTH_CONTEXT = 'p2ptls/1 signaling auth\0';
+/** Context of a signed signal envelope. */
+export const SIGNAL_CONTEXT = 'p2ptls/1 signal\0';
+
+/** 16 fresh random bytes as base64url: the nonce of signed messages. */
+export function randomNonce(): string {
+  return toBase64Url(crypto.getRandomValues(new Uint8Array(16)));
+}
+
+/**
+ * Normalises the URL a client connected to into the origin it signs (`scheme://host[:port]`), so the
+ * server can check the proof was made for it and not for another server that relayed its challenge.
+ */
+export function signalingOrigin(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (err) {
+    throw fail('invalid_argument', `not a URL: ${url}`, err);
+  }
+  if (!['http:', 'https:', 'ws:', 'wss:'].includes(u.protocol)) {
+    throw fail('invalid_argument', `signaling URL must be http(s) or ws(s): ${url}`);
+  }
+  return `${u.protocol}//${u.host}`.toLowerCase();
+}
+
+/**
+ * Bytes signed to authenticate: context ‖ version ‖ peerId (32 B) ‖ u8-len challenge ‖ u16-len origin.
+ * The fresh challenge makes the proof single-use; the origin stops a malicious server from relaying
+ * another server's challenge and logging in there as us; the peerId ties the proof to the claimed id.
+ */
+export function authSignedBytes(peerId: PeerId, challenge: Uint8Array, origin: string): Uint8Array {
+  return new ByteWriter(160)
+    .bytes(utf8(AUTH_CONTEXT))
+    .u8(SIGNALING_VERSION)
+    .bytes(peerIdToBytes(peerId))
+    .vec8(challenge)
+    .vec16(utf8(origin))
+    .finish();
+}
+
+/**
+ * Bytes signed in a signal envelope: context ‖ version ‖ from (32 B) ‖ to (32 B) ‖ u64 ts ‖ u8-len nonce ‖
+ * u32 payload length ‖ payload (UTF-8 JSON). Recipient, time and nonce are inside so the server cannot
+ * redirect the envelope to someone else or replay it.
+ */
+export function signalSignedBytes(env: Omit<SignedSignal, 'sig'>): Uint8Array {
+  const payload = utf8(env.payload);
+  return new ByteWriter(128 + payload.length)
+    .bytes(utf8(SIGNAL_CONTEXT))
+    .u8(env.v)
+    .bytes(peerIdToBytes(env.from))
+    .bytes(peerIdToBytes(env.to))
+    .u64(BigInt(env.ts))
+    .vec8(fromBase64Url(env.nonce))
+    .u32(payload.length)
+    .bytes(payload)
+    .finish();
+}
+
+/** Builds and signs a signal envelope carrying `payload` (any JSON value) from `identity` to `to`. */
+export async function createSignedSignal(
+  identity: Identity,
+  to: PeerId,
+  payload: unknown,
+  now = Date.now(),
+): Promise<SignedSignal> {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload);
+  } catch (err) {
+    throw fail('invalid_argument', 'signal payload is not JSON-serialisable', err);
+  }
+  if (text === undefined) throw fail('invalid_argument', 'signal payload is not JSON-serialisable');
+  const unsigned = {
+    v: SIGNALING_VERSION,
+    from: identity.peerId,
+    to,
+    ts: now,
+    nonce: randomNonce(),
+    payload: text,
+  } as const;
+  const sig = await identity.sign(signalSignedBytes(unsigned));
+  return { ...unsigned, sig: toBase64Url(sig) };
+}
+
+/** What {@link verifySignedSignal} needs besides the envelope. */
+export interface VerifySignalOptions {
+  /** The receiver: the envelope must be addressed to it. */
+  self: PeerId;
+  /** The sender's public identity (its peerId must equal `env.from`). */
+  sender: PublicIdentity;
+  /** Called with `from:nonce` after the signature verified; returns false for a replay. */
+  remember: (key: string, ts: number) => boolean;
+  now?: number;
+  maxAgeMs?: number;
+}
+
+/**
+ * Checks a received envelope: recipient, time window, signature, then replay. Returns the parsed payload.
+ * Throws `wrong_peer`, `peer_id_mismatch`, `signal_expired`, `bad_signature`, `replay` or `malformed`.
+ */
+export async function verifySignedSignal(env: SignedSignal, opts: VerifySignalOptions): Promise<unknown> {
+  const now = opts.now ?? Date.now();
+  const maxAge = opts.maxAgeMs ?? MAX_MESSAGE_AGE_MS;
+  if (env.to !== opts.self) throw fail('wrong_peer', 'signal is addressed to another peer');
+  if (opts.sender.peerId !== env.from) throw fail('peer_id_mismatch', 'signal sender key does not match');
+  if (Math.abs(now - env.ts) > maxAge) throw fail('signal_expired', 'signal timestamp outside the window');
+  let sig: Uint8Array;
+  try {
+    sig = fromBase64Url(env.sig);
+  } catch (err) {
+    throw fail('bad_signature', 'signal signature is not base64url', err);
+  }
+  if (!(await opts.sender.verify(sig, signalSignedBytes(env)))) {
+    throw fail('bad_signature', `signal signature from ${env.from} does not verify`);
+  }
+  if (!opts.remember(`${env.from}:${env.nonce}`, env.ts)) throw fail('replay', 'signal was seen before');
+  try {
+    return JSON.parse(env.payload);
+  } catch (err) {
+    throw fail('malformed', 'signal payload is not JSON', err);
+  }
+}
