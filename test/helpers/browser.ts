@@ -1,0 +1,153 @@
+// Shared plumbing for tests that run code in a real Chromium: bundle a TypeScript entry with esbuild,
+// serve it from a loopback-only HTTP server (http://localhost is a secure context, so WebCrypto,
+// IndexedDB persistence and getUserMedia work), and drive Debian's Chromium through playwright-core.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { build } from 'esbuild';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+
+/** Flags that keep headless Chromium quiet, offline (except loopback) and runnable as root. */
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+] as const;
+
+/** Path of the system Chromium, apt-installed by scripts/ensure-deps.mjs when missing. */
+export async function chromiumPath(): Promise<string> {
+  // ensure-deps.mjs is plain JS without type declarations; import it by a computed path and type it here.
+  const mod = (await import(resolve('scripts/ensure-deps.mjs'))) as {
+    ensureApt(binary: string, pkg: string): string;
+  };
+  return mod.ensureApt('chromium', 'chromium');
+}
+
+/** Launches headless Chromium with {@link CHROMIUM_ARGS} plus `extraArgs`. */
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
+  return chromium.launch({
+    executablePath: await chromiumPath(),
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+}
+
+/** Bundles a TypeScript/JS entry file for the browser (ESM, everything inlined); returns the JS. */
+export async function bundleForBrowser(entry: string): Promise<string> {
+  const out = await build({
+    entryPoints: [resolve(entry)],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    sourcemap: 'inline',
+    logLevel: 'silent',
+  });
+  const file = out.outputFiles[0];
+  if (!file) throw new Error(`esbuild produced no output for ${entry}`);
+  return file.text;
+}
+
+/** A file served by {@link serveFiles}: its body and Content-Type. */
+export interface ServedFile {
+  readonly body: string | Uint8Array;
+  readonly type: string;
+}
+
+/** A running loopback HTTP server. */
+export interface StaticServer {
+  /** `http://localhost:<port>` (a secure context), bound to 127.0.0.1 only. */
+  readonly origin: string;
+  close(): Promise<void>;
+}
+
+/** Serves fixed files (keys are paths such as `/index.html`) on 127.0.0.1 at a random port. */
+export async function serveFiles(files: Readonly<Record<string, ServedFile>>): Promise<StaticServer> {
+  const server: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const file = files[path === '/' ? '/index.html' : path];
+    if (!file) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.type, 'cache-control': 'no-store' }).end(file.body);
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', ok);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://localhost:${port}`,
+    close: () =>
+      new Promise<void>((ok) => {
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
+  };
+}
+
+/** A browser with one context whose pages load a bundled test entry. */
+export interface BrowserHarness {
+  readonly browser: Browser;
+  /** One profile: pages opened with {@link BrowserHarness.newPage} share IndexedDB and storage. */
+  readonly context: BrowserContext;
+  readonly origin: string;
+  /** Opens a new tab on the test page and waits until the entry module has run. */
+  newPage(): Promise<Page>;
+  close(): Promise<void>;
+}
+
+/**
+ * Bundles `entry`, serves it at `<origin>/` (an HTML page loading `/bundle.js` as a module) and launches
+ * Chromium. The entry should set `globalThis.__ready = true` when it has finished loading.
+ */
+export async function startBrowserHarness(options: {
+  entry: string;
+  chromiumArgs?: readonly string[];
+}): Promise<BrowserHarness> {
+  const js = await bundleForBrowser(options.entry);
+  const server = await serveFiles({
+    '/index.html': {
+      type: 'text/html; charset=utf-8',
+      body: '<!doctype html><meta charset="utf-8"><title>p2ptls test</title><script type="module" src="/bundle.js"></script>',
+    },
+    '/bundle.js': { type: 'text/javascript; charset=utf-8', body: js },
+  });
+  let browser: Browser | undefined;
+  try {
+    // Map localhost to IPv4 loopback explicitly: the server listens on 127.0.0.1 only.
+    browser = await launchChromium([
+      '--host-resolver-rules=MAP localhost 127.0.0.1',
+      ...(options.chromiumArgs ?? []),
+    ]);
+    const context = await browser.newContext();
+    const b = browser;
+    return {
+      browser: b,
+      context,
+      origin: server.origin,
+      async newPage() {
+        const page = await context.newPage();
+        page.on('pageerror', (err) => console.error('[browser page error]', err));
+        await page.goto(`${server.origin}/`);
+        await page.waitForFunction(() => (globalThis as { __ready?: boolean }).__ready === true);
+        return page;
+      },
+      async close() {
+        await b.close();
+        await server.close();
+      },
+    };
+  } catch (err) {
+    await browser?.close();
+    await server.close();
+    throw err;
+  }
+}
