@@ -3,3 +3,5 @@
  * AEAD provider) are wired here; everything else is shared with the browser build.
  */
 export * from './index.js';
+export { nodeCryptoAead } from './runtime/node-aead.js';
+export * from './store/node.js';

@@ -1,0 +1,172 @@
+/**
+ * Builds the protocol test vectors from fixed inputs. `npm run vectors` writes them to
+ * test/vectors/handshake-*.json; test/unit/vectors.test.ts rebuilds them and compares every byte.
+ * RSA-PSS signatures are randomized, so they are inputs here: the generator signs for real once, the
+ * test replays the recorded signatures (and verifies them under the recorded public keys).
+ */
+import { PublicIdentity, type PublicIdentityJson } from '../../src/identity/index.js';
+import { deriveShared } from '../../src/protocol/ecdh.js';
+import {
+  type Ephemeral,
+  InitiatorHandshake,
+  importEphemeral,
+  parseClientHello,
+  ResponderHandshake,
+  Session,
+  type Suite,
+} from '../../src/protocol/index.js';
+import {
+  applicationSecrets,
+  earlySecrets,
+  handshakeSecrets,
+  sha256,
+  trafficKey,
+} from '../../src/protocol/key-schedule.js';
+import { fromHex, toHex, utf8 } from '../../src/util/bytes.js';
+
+export interface VectorInputs {
+  suite: number;
+  psk: string;
+  channelBinding: string;
+  initiator: { identity: PublicIdentityJson; random: string; ephemeral: JsonWebKey; signature?: string };
+  responder: { identity: PublicIdentityJson; random: string; ephemeral: JsonWebKey; signature?: string };
+}
+
+export interface Vector {
+  description: string;
+  inputs: VectorInputs;
+  keySchedule: Record<string, string>;
+  handshake: Record<string, string>;
+  records: Record<string, string>;
+}
+
+type Signer = (role: 'initiator' | 'responder', data: Uint8Array) => Promise<Uint8Array>;
+
+/** Reads the signature out of an Auth message body: type (1) ‖ u16 length ‖ signature ‖ finished. */
+function signatureOf(authPlaintext: Uint8Array): Uint8Array {
+  const len = (authPlaintext[1]! << 8) | authPlaintext[2]!;
+  return authPlaintext.subarray(3, 3 + len);
+}
+
+export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<Vector> {
+  const suite = inputs.suite as Suite;
+  const psk = fromHex(inputs.psk);
+  const channelBinding = fromHex(inputs.channelBinding);
+  const iPub = await PublicIdentity.import(inputs.initiator.identity);
+  const rPub = await PublicIdentity.import(inputs.responder.identity);
+  const iEph: Ephemeral = await importEphemeral(suite, inputs.initiator.ephemeral);
+  const rEph: Ephemeral = await importEphemeral(suite, inputs.responder.ephemeral);
+  const signatures: Record<string, Uint8Array> = {};
+  const signer = (role: 'initiator' | 'responder', peerId: string) => ({
+    peerId,
+    sign: async (data: Uint8Array) => {
+      const s = await sign(role, data);
+      signatures[role] = s;
+      return s;
+    },
+  });
+
+  const init = await InitiatorHandshake.start({
+    identity: signer('initiator', iPub.peerId),
+    peer: rPub,
+    psk,
+    suite,
+    channelBinding,
+    deterministic: { random: fromHex(inputs.initiator.random), ephemeral: iEph },
+  });
+  const resp = await ResponderHandshake.accept(parseClientHello(init.hello), {
+    identity: signer('responder', rPub.peerId),
+    peer: iPub,
+    psk,
+    channelBinding,
+    deterministic: { random: fromHex(inputs.responder.random), ephemeral: rEph },
+  });
+  const [sh, rAuth] = resp.records as [Uint8Array, Uint8Array];
+  await init.receive(sh);
+  const { records, result } = await init.receive(rAuth);
+  const iAuth = records[0]!;
+  const rResult = await resp.receive(iAuth);
+
+  // Key schedule, recomputed step by step so an implementer can check each intermediate value.
+  const { early, binderKey } = await earlySecrets(psk);
+  const ecdh = await deriveShared(suite, iEph, rEph.share);
+  const helloHash = await sha256(init.hello.subarray(2), sh.subarray(2));
+  const hs = await handshakeSecrets(early, ecdh, helloHash);
+  const app = await applicationSecrets(hs.hs, result!.transcriptHash);
+  const iTcpKey = await trafficKey(app.initiatorTcp);
+
+  // Application records: fixed content, small records so fragmentation shows.
+  const out: Uint8Array[] = [];
+  const dgrams: Uint8Array[] = [];
+  const session = new Session(
+    result!,
+    { reliable: (r) => out.push(r), datagram: (d) => dgrams.push(d) },
+    { recordSize: 64 },
+  );
+  const rxOut: Uint8Array[] = [];
+  const rx = new Session(rResult, { reliable: (r) => rxOut.push(r), datagram: () => {} }, { recordSize: 64 });
+  await session.send('hello');
+  await session.send('a', 'bc');
+  await session.send(new Uint8Array(150).map((_, i) => i));
+  await session.ping(utf8('ping1234'));
+  await session.updateKeys();
+  await session.send('after key update');
+  await session.sendDatagram('datagram', 1_700_000_000_000);
+  await session.close(0, 'done');
+  // The receiving side must accept all of it, or the vector is wrong.
+  const dg = await rx.receiveDatagram(dgrams[0]!);
+  if (!dg.ok) throw new Error(`datagram vector does not open (${dg.reason})`);
+  for (const r of out) await rx.receive(r);
+  if (rx.state !== 'closed') throw new Error('close vector not applied');
+
+  return {
+    description: `p2ptls v1 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
+    inputs: {
+      ...inputs,
+      initiator: { ...inputs.initiator, signature: toHex(signatures.initiator!) },
+      responder: { ...inputs.responder, signature: toHex(signatures.responder!) },
+    },
+    keySchedule: {
+      early_secret: toHex(early),
+      binder_key: toHex(binderKey),
+      ecdh_shared: toHex(ecdh),
+      hello_hash: toHex(helloHash),
+      handshake_secret: toHex(hs.hs),
+      i_hs_traffic: toHex(hs.initiator),
+      r_hs_traffic: toHex(hs.responder),
+      transcript_hash: toHex(result!.transcriptHash),
+      i_tcp_traffic: toHex(app.initiatorTcp),
+      r_tcp_traffic: toHex(app.responderTcp),
+      i_sllp_traffic: toHex(app.initiatorSllp),
+      r_sllp_traffic: toHex(app.responderSllp),
+      exporter: toHex(app.exporter),
+      i_tcp_key: toHex(iTcpKey.key),
+      i_tcp_iv: toHex(iTcpKey.iv),
+    },
+    handshake: {
+      client_hello: toHex(init.hello),
+      server_hello: toHex(sh),
+      responder_auth: toHex(rAuth),
+      initiator_auth: toHex(iAuth),
+    },
+    records: {
+      'data "hello" (seq 0)': toHex(out[0]!),
+      'data batch ["a","bc"] (seq 1)': toHex(out[1]!),
+      'data 150 bytes 00..95, FIRST (seq 2)': toHex(out[2]!),
+      'data 150 bytes, middle (seq 3)': toHex(out[3]!),
+      'data 150 bytes, LAST (seq 4)': toHex(out[4]!),
+      'control ping "ping1234" (seq 5)': toHex(out[5]!),
+      'key update, request_update=1 (seq 6)': toHex(out[6]!),
+      'data "after key update" (generation 1, seq 0)': toHex(out[7]!),
+      'control close 0 "done" (generation 1, seq 1)': toHex(out[8]!),
+      'datagram "datagram" sentAt 1700000000000 (epoch 1, seq 0)': toHex(dgrams[0]!),
+    },
+  };
+}
+
+/** Signer for the test: returns the recorded signature for each role. */
+export function replaySigner(inputs: VectorInputs): Signer {
+  return async (role) => fromHex(inputs[role].signature ?? '');
+}
+
+export { signatureOf };
