@@ -5,3 +5,4 @@
 export * from './index.js';
 export { nodeCryptoAead } from './runtime/node-aead.js';
 export * from './store/node.js';
+export * from './store/node.js';
