@@ -5,4 +5,3 @@
 export * from './index.js';
 export { nodeCryptoAead } from './runtime/node-aead.js';
 export * from './store/node.js';
-export * from './store/node.js';
