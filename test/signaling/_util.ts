@@ -39,7 +39,9 @@ export async function authRequest(identity: Identity, url: string, challenge: st
 /** Connects raw and authenticates correctly. */
 export async function rawAuthed(url: string, identity: Identity): Promise<Socket> {
   const c = rawConnect(url);
-  const ack = (await ask(c.socket, 'auth', await authRequest(identity, url, await c.challenge))) as { ok: boolean };
+  const ack = (await ask(c.socket, 'auth', await authRequest(identity, url, await c.challenge))) as {
+    ok: boolean;
+  };
   if (!ack.ok) throw new Error(`auth failed: ${JSON.stringify(ack)}`);
   return c.socket;
 }

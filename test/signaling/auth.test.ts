@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Identity } from '../../src/identity/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
-import { startSignalingProcess, type SignalingProcess } from '../helpers/processes.js';
+import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
 import {
   ask,
   authRequest,
@@ -22,7 +22,11 @@ describe('signaling authentication (real server process)', () => {
   const clients: SignalingClient[] = [];
 
   before(async () => {
-    [server, alice, bob] = await Promise.all([startSignalingProcess(), Identity.generate(), Identity.generate()]);
+    [server, alice, bob] = await Promise.all([
+      startSignalingProcess(),
+      Identity.generate(),
+      Identity.generate(),
+    ]);
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));
@@ -143,7 +147,9 @@ describe('signaling authentication (real server process)', () => {
     const m = await httpGet(server.url, '/metrics');
     assert.equal(m.status, 200);
     assert.ok(metricValue(m.text, 'p2ptls_signaling_auth_total{result="ok"}') >= 3);
-    assert.ok(metricValue(m.text, 'p2ptls_signaling_rejected_messages_total{reason="not_authenticated"}') >= 4);
+    assert.ok(
+      metricValue(m.text, 'p2ptls_signaling_rejected_messages_total{reason="not_authenticated"}') >= 4,
+    );
     assert.ok(metricValue(m.text, 'p2ptls_signaling_rejected_messages_total{reason="bad_signature"}') >= 3);
     assert.match(m.text, /process_resident_memory_bytes \d+/);
   });

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Identity } from '../../src/identity/index.js';
+import { parseInvite } from '../../src/pairing/index.js';
+import { type PairingRequestInfo, SignalingClient } from '../../src/signaling/client.js';
+import { toHex } from '../../src/util/bytes.js';
+import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
+import { httpGet, metricValue, next, sleep, withCode } from './_util.js';
+
+describe('pairing end to end through a real server process', () => {
+  let server: SignalingProcess;
+  let alice: SignalingClient;
+  let bob: SignalingClient;
+  let carol: SignalingClient;
+
+  before(async () => {
+    server = await startSignalingProcess();
+    const [a, b, c] = await Promise.all([Identity.generate(), Identity.generate(), Identity.generate()]);
+    alice = new SignalingClient({ url: server.url, identity: a! });
+    bob = new SignalingClient({ url: server.url, identity: b! });
+    carol = new SignalingClient({ url: server.url, identity: c! });
+    await Promise.all([alice.connect(), bob.connect(), carol.connect()]);
+  });
+  after(async () => {
+    await Promise.all([alice?.close(), bob?.close(), carol?.close()]);
+    await server?.kill();
+  });
+
+  it('an invited peer pairs; both sides end with the same PSK and each other’s verified identity', async () => {
+    const invite = bob.createInvite();
+    assert.equal(parseInvite(invite).peerId, bob.peerId);
+    assert.equal(parseInvite(invite).url, server.url);
+    const seen: PairingRequestInfo[] = [];
+    const restore = bob.onPairingRequest((r) => {
+      seen.push(r);
+      return r.invited;
+    });
+    const bobPaired = next(bob, 'paired');
+    const result = await alice.pair(invite);
+    const other = await bobPaired;
+    restore();
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.invited, true);
+    assert.equal(seen[0]!.peer.peerId, alice.peerId);
+    assert.equal(result.peer.peerId, bob.peerId);
+    assert.equal(other.peer.peerId, alice.peerId);
+    assert.equal(other.initiator, false);
+    assert.equal(result.psk.length, 32);
+    assert.equal(toHex(result.psk), toHex(other.psk));
+  });
+
+  it('an invite is single-use: a second request with the same token is not "invited" and the default rejects it', async () => {
+    const invite = bob.createInvite();
+    await alice.pair(invite);
+    // Carol got hold of the same invite string.
+    await assert.rejects(carol.pair(invite), withCode('pairing_rejected'));
+  });
+
+  it('the receiver’s application rejects: the requester gets pairing_rejected and nothing is derived', async () => {
+    let asked = 0;
+    bob.onPairingRequest(async () => {
+      asked++;
+      await sleep(50); // a human thinking
+      return false;
+    });
+    const paired: unknown[] = [];
+    const offB = bob.on('paired', (p) => paired.push(p));
+    const offA = alice.on('paired', (p) => paired.push(p));
+    await assert.rejects(alice.pair(bob.createInvite()), withCode('pairing_rejected'));
+    await sleep(100);
+    offA();
+    offB();
+    assert.equal(asked, 1);
+    assert.deepEqual(paired, []);
+  });
+
+  it('pairs by bare peerId when the application approves, and separate pairings give different PSKs', async () => {
+    bob.onPairingRequest((r) => r.peer.peerId === carol.peerId);
+    const r1 = await carol.pair(bob.peerId);
+    const r2 = await carol.pair(bob.peerId);
+    assert.notEqual(toHex(r1.psk), toHex(r2.psk));
+    await assert.rejects(alice.pair(bob.peerId), withCode('pairing_rejected'));
+  });
+
+  it('fails clearly for an offline peer, an expired invite, and times out when nobody answers', async () => {
+    const ghost = await Identity.generate();
+    await assert.rejects(alice.pair(ghost.peerId), withCode('peer_offline'));
+    const expired = bob.createInvite({ ttlMs: -1000 });
+    await assert.rejects(alice.pair(expired), withCode('bad_invite'));
+    bob.onPairingRequest(() => new Promise<boolean>(() => {}));
+    await assert.rejects(alice.pair(bob.peerId, { timeoutMs: 300 }), withCode('timeout'));
+  });
+
+  it('counts pairing requests in /metrics', async () => {
+    const m = await httpGet(server.url, '/metrics');
+    assert.ok(metricValue(m.text, 'p2ptls_signaling_pairing_requests_total') >= 6);
+    assert.ok(metricValue(m.text, 'p2ptls_signaling_relayed_messages_total{kind="pairing"}') >= 11);
+  });
+});
