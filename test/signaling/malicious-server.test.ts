@@ -1,0 +1,182 @@
+// A lying signaling server, in process: it authenticates anyone, answers lookups with whatever the test
+// says, and delivers whatever the test hands it. The client must detect every forgery.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Server, type Socket } from 'socket.io';
+import { Identity, type PublicIdentityJson } from '../../src/identity/index.js';
+import { createPairingRequest } from '../../src/pairing/index.js';
+import { SignalingClient } from '../../src/signaling/client.js';
+import type { PairingMessage, SignedSignal } from '../../src/signaling/messages.js';
+import { createSignedSignal } from '../../src/signaling/wire.js';
+import { fromBase64Url, toBase64Url } from '../../src/util/bytes.js';
+import { next, sleep, withCode } from './_util.js';
+
+type Ack = (answer: unknown) => void;
+
+class FakeServer {
+  readonly io: Server;
+  url = '';
+  /** What `lookup` answers, by requested peerId. */
+  readonly directory = new Map<string, PublicIdentityJson>();
+  /** Connected sockets by the peerId they claimed. */
+  readonly sockets = new Map<string, Socket>();
+  authAnswer: ((identity: PublicIdentityJson) => unknown) | undefined;
+  private readonly http = createServer();
+
+  constructor() {
+    this.io = new Server(this.http);
+    this.io.on('connection', (socket) => {
+      socket.emit('challenge', { v: 1, nonce: toBase64Url(crypto.getRandomValues(new Uint8Array(32))) });
+      socket.on('auth', (req: { identity: PublicIdentityJson }, ack: Ack) => {
+        this.sockets.set(req.identity.peerId, socket);
+        ack(this.authAnswer ? this.authAnswer(req.identity) : { ok: true, peerId: req.identity.peerId });
+      });
+      socket.on('lookup', (req: { peerId: string }, ack: Ack) => {
+        const identity = this.directory.get(req.peerId) ?? null;
+        ack({ ok: true, identity, online: identity !== null });
+      });
+      // Swallow outgoing messages: the test decides what gets "relayed".
+      socket.on('signal', (_req: unknown, ack: Ack) => ack({ ok: true }));
+      socket.on('pairing', (_req: unknown, ack: Ack) => ack({ ok: true }));
+    });
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.http.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.http.address() as AddressInfo).port}`;
+  }
+
+  deliverSignal(to: string, from: string, env: SignedSignal): void {
+    this.sockets.get(to)!.emit('signal', { from, env });
+  }
+
+  deliverPairing(to: string, from: string, msg: PairingMessage): void {
+    this.sockets.get(to)!.emit('pairing', { from, msg });
+  }
+
+  async close(): Promise<void> {
+    await this.io.close();
+  }
+}
+
+describe('a malicious signaling server is detected by the receiving client', () => {
+  const fake = new FakeServer();
+  let alice: Identity;
+  let bob: Identity;
+  let carol: Identity;
+  let mallory: Identity;
+  let bobClient: SignalingClient;
+  const signals: unknown[] = [];
+
+  before(async () => {
+    await fake.start();
+    [alice, bob, carol, mallory] = await Promise.all([
+      Identity.generate(),
+      Identity.generate(),
+      Identity.generate(),
+      Identity.generate(),
+    ]);
+    bobClient = new SignalingClient({ url: fake.url, identity: bob });
+    await bobClient.connect();
+    bobClient.on('signal', (s) => signals.push(s.data));
+  });
+  after(async () => {
+    await bobClient?.close();
+    await fake.close();
+  });
+
+  async function expectRejected(deliver: () => void, code: string): Promise<void> {
+    const before = signals.length;
+    const rejected = next(bobClient, 'rejected');
+    deliver();
+    const r = await rejected;
+    assert.equal(r.error.code, code);
+    await sleep(20);
+    assert.equal(signals.length, before, 'a rejected message must not be delivered');
+  }
+
+  it('delivers a genuine envelope (control), fetching and hash-checking the sender key', async () => {
+    fake.directory.set(alice.peerId, alice.exportPublic());
+    const env = await createSignedSignal(alice, bob.peerId, { sdp: 'genuine' });
+    const got = next(bobClient, 'signal');
+    fake.deliverSignal(bob.peerId, alice.peerId, env);
+    assert.deepEqual((await got).data, { sdp: 'genuine' });
+  });
+
+  it('detects an altered payload, a forged sender stamp, a redirect, a replay and an old envelope', async () => {
+    const env = await createSignedSignal(alice, bob.peerId, { sdp: 'original' });
+    const altered = { ...env, payload: JSON.stringify({ sdp: 'swapped fingerprint' }) };
+    await expectRejected(() => fake.deliverSignal(bob.peerId, alice.peerId, altered), 'bad_signature');
+    await expectRejected(() => fake.deliverSignal(bob.peerId, carol.peerId, env), 'peer_id_mismatch');
+    const forCarol = await createSignedSignal(alice, carol.peerId, { sdp: 'for carol' });
+    await expectRejected(() => fake.deliverSignal(bob.peerId, alice.peerId, forCarol), 'wrong_peer');
+    const once = await createSignedSignal(alice, bob.peerId, { n: 1 });
+    const got = next(bobClient, 'signal');
+    fake.deliverSignal(bob.peerId, alice.peerId, once);
+    await got;
+    await expectRejected(() => fake.deliverSignal(bob.peerId, alice.peerId, once), 'replay');
+    const old = await createSignedSignal(alice, bob.peerId, { n: 2 }, Date.now() - 10 * 60_000);
+    await expectRejected(() => fake.deliverSignal(bob.peerId, alice.peerId, old), 'signal_expired');
+  });
+
+  it('detects a substituted key: mallory signs as "dave" and the server vouches for her key', async () => {
+    const dave = await Identity.generate();
+    // The server claims mallory's keys belong to dave's id.
+    fake.directory.set(dave.peerId, { ...mallory.exportPublic(), peerId: dave.peerId });
+    const forged = await createSignedSignal(mallory, bob.peerId, { sdp: 'evil' });
+    const asDave = { ...forged, from: dave.peerId };
+    await expectRejected(() => fake.deliverSignal(bob.peerId, dave.peerId, asDave), 'peer_id_mismatch');
+    // Or the server answers with mallory's genuine identity for dave's id.
+    fake.directory.set(dave.peerId, mallory.exportPublic());
+    await assert.rejects(bobClient.lookup(dave.peerId), withCode('peer_id_mismatch'));
+  });
+
+  it('detects an altered pairing request; the application is never asked', async () => {
+    let asked = 0;
+    bobClient.onPairingRequest(() => {
+      asked++;
+      return true;
+    });
+    const { message } = await createPairingRequest({ identity: alice, to: bob.publicIdentity });
+    const secret = fromBase64Url(message.secret!);
+    secret[0]! ^= 1;
+    const altered = { ...message, secret: toBase64Url(secret) };
+    await expectRejected(() => fake.deliverPairing(bob.peerId, alice.peerId, altered), 'bad_signature');
+    // Mallory re-signs alice's request with her own key but keeps alice's identity.
+    const { message: mal } = await createPairingRequest({ identity: mallory, to: bob.publicIdentity });
+    const mixed = { ...message, sig: mal.sig };
+    await expectRejected(() => fake.deliverPairing(bob.peerId, alice.peerId, mixed), 'bad_signature');
+    await expectRejected(() => fake.deliverPairing(bob.peerId, carol.peerId, message), 'peer_id_mismatch');
+    assert.equal(asked, 0);
+  });
+
+  it('an invite protects first contact: a server substituting the inviter’s key is caught by the requester', async () => {
+    const aliceClient = new SignalingClient({ url: fake.url, identity: alice });
+    try {
+      await aliceClient.connect();
+      const invite = bobClient.createInvite();
+      fake.directory.set(bob.peerId, { ...mallory.exportPublic(), peerId: bob.peerId });
+      await assert.rejects(aliceClient.pair(invite), withCode('peer_id_mismatch'));
+      fake.directory.set(bob.peerId, mallory.exportPublic());
+      await assert.rejects(aliceClient.pair(invite), withCode('peer_id_mismatch'));
+    } finally {
+      await aliceClient.close();
+    }
+  });
+
+  it('a client refuses a server that fails or mis-binds its authentication', async () => {
+    fake.authAnswer = () => ({ ok: false, error: { code: 'auth_failed', message: 'nope' } });
+    const c1 = new SignalingClient({ url: fake.url, identity: carol });
+    await assert.rejects(c1.connect(), withCode('auth_failed'));
+    fake.authAnswer = () => ({ ok: true, peerId: mallory.peerId });
+    const c2 = new SignalingClient({ url: fake.url, identity: carol });
+    await assert.rejects(c2.connect(), withCode('auth_failed'));
+    fake.authAnswer = () => ({ ok: true, peerId: 'not even a peer id' });
+    const c3 = new SignalingClient({ url: fake.url, identity: carol });
+    await assert.rejects(c3.connect(), withCode('malformed'));
+    fake.authAnswer = undefined;
+    await Promise.all([c1.close(), c2.close(), c3.close()]);
+  });
+});
