@@ -230,7 +230,10 @@ export class Session {
       if (!this.closeInfo) {
         const code =
           error.code === 'message_too_large' ? CloseCode.MESSAGE_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
-        this.sealControl({ type: 'close', code, reason: error.code }).catch(() => {});
+        // Best effort: tell the peer why, as TLS sends an alert. Failing to do so must not hide the error.
+        try {
+          this.sealControl({ type: 'close', code, reason: error.code }).catch(() => {});
+        } catch {}
         this.closeInfo = { code, reason: error.message, byPeer: false, error };
       }
       throw error;

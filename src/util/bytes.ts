@@ -116,6 +116,7 @@ export class ByteWriter {
     this.view = new DataView(this.buf.buffer);
   }
 
+  /** Makes room for n bytes and returns where they go. Callers must call it before touching buf/view. */
   private reserve(n: number): number {
     const at = this.len;
     if (at + n > this.buf.length) {
@@ -129,15 +130,18 @@ export class ByteWriter {
   }
 
   u8(v: number): this {
-    this.view.setUint8(this.reserve(1), v);
+    const at = this.reserve(1);
+    this.view.setUint8(at, v);
     return this;
   }
   u16(v: number): this {
-    this.view.setUint16(this.reserve(2), v);
+    const at = this.reserve(2);
+    this.view.setUint16(at, v);
     return this;
   }
   u32(v: number): this {
-    this.view.setUint32(this.reserve(4), v);
+    const at = this.reserve(4);
+    this.view.setUint32(at, v);
     return this;
   }
   /** 48-bit unsigned, for datagram sequence numbers. */
@@ -148,11 +152,13 @@ export class ByteWriter {
     return this;
   }
   u64(v: bigint): this {
-    this.view.setBigUint64(this.reserve(8), v);
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, v);
     return this;
   }
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.reserve(b.length));
+    const at = this.reserve(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** u8 length prefix, then the bytes. */
