@@ -12,7 +12,7 @@ import { startSignalingServer } from './server.js';
 
 const USAGE = `usage: signaling [--port N] [--host ADDR] [--redis-url URL] [--log-level LEVEL] [--static-dir DIR]
                  [--public-origin URL]... [--trust-proxy] [--events-per-second N] [--ip-events-per-second N]
-                 [--ip-connections-per-minute N]   (0 disables a limit)`;
+                 [--ip-connections-per-minute N] [--auth-timeout-ms N]   (0 disables a limit)`;
 
 function int(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
       'events-per-second': { type: 'string' },
       'ip-events-per-second': { type: 'string' },
       'ip-connections-per-minute': { type: 'string' },
+      'auth-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
       eventsPerSecond: int('events-per-second', values['events-per-second'], 100),
       ipEventsPerSecond: int('ip-events-per-second', values['ip-events-per-second'], 5000),
       ipConnectionsPerMinute: int('ip-connections-per-minute', values['ip-connections-per-minute'], 600),
+      authTimeoutMs: int('auth-timeout-ms', values['auth-timeout-ms'], 10_000),
     },
   });
   // Machine-readable: tests and scripts wait for this exact line.

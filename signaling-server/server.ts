@@ -447,9 +447,11 @@ export async function startSignalingServer(
     };
     conns.set(socket.id, conn);
     metrics.connections.inc();
-    conn.authTimer = setTimeout(() => {
-      if (!conn.peerId) socket.disconnect(true);
-    }, limits.authTimeoutMs);
+    if (limits.authTimeoutMs > 0) {
+      conn.authTimer = setTimeout(() => {
+        if (!conn.peerId) socket.disconnect(true);
+      }, limits.authTimeoutMs);
+    }
     socket.onAny((event: unknown, ...args: unknown[]) => {
       void dispatch(conn, event, args);
     });
