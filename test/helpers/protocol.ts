@@ -1,0 +1,200 @@
+/**
+ * Shared helpers of the protocol test battery: cached identities (RSA key generation is slow), a manual
+ * handshake that exposes every record and both results, fresh session pairs built from one handshake
+ * result (so tampering tests do not pay for a handshake each), and typed-error assertions.
+ */
+import assert from 'node:assert/strict';
+import { isP2PTLSError } from '../../src/errors.js';
+import { Identity } from '../../src/identity/identity.js';
+import {
+  type Ephemeral,
+  generateEphemeral,
+  type HandshakeOptions,
+  type HandshakeResult,
+  InitiatorHandshake,
+  type LocalSigner,
+  parseClientHello,
+  ResponderHandshake,
+  Session,
+  type SessionOptions,
+  Suite,
+} from '../../src/protocol/index.js';
+import type { InMemoryEnd } from '../../src/testing/in-memory.js';
+import { toHex } from '../../src/util/bytes.js';
+
+export { Suite };
+
+/** Both suites, with their names for test titles and their key share lengths on the wire. */
+export const SUITES = [
+  { name: 'X25519', suite: Suite.X25519_AES256GCM_SHA256, shareLen: 32 },
+  { name: 'P-256', suite: Suite.P256_AES256GCM_SHA256, shareLen: 65 },
+] as const;
+
+let identityCache: Promise<Identity[]> | undefined;
+
+/** Four identities, generated once per test process: [alice, bob, carol, mallory]. */
+export function identities(): Promise<Identity[]> {
+  identityCache ??= Promise.all([0, 1, 2, 3].map(() => Identity.generate()));
+  return identityCache;
+}
+
+/** A random 32-byte pair PSK. */
+export function randomPsk(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(32));
+}
+
+/** Assertion predicate for `assert.rejects` / `assert.throws`: a P2PTLSError with exactly this code. */
+export function withCode(code: string) {
+  return (err: unknown): true => {
+    if (isP2PTLSError(err) && err.code === code) return true;
+    if (isP2PTLSError(err))
+      assert.fail(`expected P2PTLSError(${code}), got P2PTLSError(${err.code}): ${err.message}`);
+    assert.fail(`expected P2PTLSError(${code}), got a foreign exception: ${String(err)}`);
+  };
+}
+
+/**
+ * Runs `fn` and returns 'ok' if it succeeds, else the P2PTLSError's code. Any other exception (TypeError,
+ * DOMException, ...) fails the test: the protocol must only ever throw typed errors.
+ */
+export async function outcome(fn: () => unknown): Promise<string> {
+  try {
+    await fn();
+    return 'ok';
+  } catch (err) {
+    if (isP2PTLSError(err)) return err.code;
+    assert.fail(
+      `a non-P2PTLSError escaped: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
+    );
+  }
+}
+
+/** A copy of `bytes` with one bit flipped. */
+export function flipBit(bytes: Uint8Array, index: number, bit = 0): Uint8Array {
+  const out = bytes.slice();
+  out[index]! ^= 1 << bit;
+  return out;
+}
+
+/**
+ * A signer that memoizes its signatures, so a responder re-created with the same deterministic inputs
+ * produces byte-identical records (RSA-PSS is randomized). Also skips the RSA cost on repeated runs.
+ */
+export function cachingSigner(inner: LocalSigner): LocalSigner {
+  const cache = new Map<string, Promise<Uint8Array>>();
+  return {
+    peerId: inner.peerId,
+    sign(data: Uint8Array) {
+      const k = toHex(data);
+      let sig = cache.get(k);
+      if (!sig) {
+        sig = inner.sign(data);
+        cache.set(k, sig);
+      }
+      return sig;
+    },
+  };
+}
+
+/** Fixed random + ephemeral for a side, so its hello can be reproduced byte for byte. */
+export async function fixedInputs(suite: Suite): Promise<{ random: Uint8Array; ephemeral: Ephemeral }> {
+  return { random: crypto.getRandomValues(new Uint8Array(32)), ephemeral: await generateEphemeral(suite) };
+}
+
+export interface HandshakeRun {
+  clientHello: Uint8Array;
+  serverHello: Uint8Array;
+  responderAuth: Uint8Array;
+  initiatorAuth: Uint8Array;
+  initiator: HandshakeResult;
+  responder: HandshakeResult;
+}
+
+/** Side-specific handshake options (identity, peer, psk are required per side). */
+export type SideOptions = Omit<HandshakeOptions, 'deterministic'> & {
+  deterministic?: HandshakeOptions['deterministic'];
+};
+
+/** A complete handshake with separate options per side; every record and both results are returned. */
+export async function runHandshake(init: SideOptions, resp: SideOptions): Promise<HandshakeRun> {
+  const i = await InitiatorHandshake.start(init);
+  const r = await ResponderHandshake.accept(parseClientHello(i.hello), resp);
+  assert.equal(r.records.length, 2, 'the responder sends ServerHello and ResponderAuth');
+  const [serverHello, responderAuth] = r.records as [Uint8Array, Uint8Array];
+  const first = await i.receive(serverHello);
+  assert.equal(first.records.length, 0);
+  assert.equal(first.result, undefined);
+  const second = await i.receive(responderAuth);
+  assert.equal(second.records.length, 1);
+  const initiatorAuth = second.records[0]!;
+  const responder = await r.receive(initiatorAuth);
+  return {
+    clientHello: i.hello,
+    serverHello,
+    responderAuth,
+    initiatorAuth,
+    initiator: second.result!,
+    responder,
+  };
+}
+
+/** A session end wired to capture arrays, like the in-memory harness's ends. */
+export function endFrom(result: HandshakeResult, options?: SessionOptions): InMemoryEnd {
+  const sentReliable: Uint8Array[] = [];
+  const sentDatagrams: Uint8Array[] = [];
+  const session = new Session(
+    result,
+    { reliable: (r) => sentReliable.push(r), datagram: (d) => sentDatagrams.push(d) },
+    options,
+  );
+  return { session, sentReliable, sentDatagrams };
+}
+
+/** A fresh pair of sessions from one handshake: same keys, sequence numbers from 0. */
+export function pairFrom(
+  run: Pick<HandshakeRun, 'initiator' | 'responder'>,
+  options?: SessionOptions | { initiator?: SessionOptions; responder?: SessionOptions },
+): { initiator: InMemoryEnd; responder: InMemoryEnd } {
+  const split =
+    options && ('initiator' in options || 'responder' in options)
+      ? (options as { initiator?: SessionOptions; responder?: SessionOptions })
+      : {
+          initiator: options as SessionOptions | undefined,
+          responder: options as SessionOptions | undefined,
+        };
+  return {
+    initiator: endFrom(run.initiator, split.initiator),
+    responder: endFrom(run.responder, split.responder),
+  };
+}
+
+/** Lets pending promise chains (sealing of records the session queued on its own) finish. */
+export async function settle(rounds = 5): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** Waits until `end` has sent at least `n` reliable records (or fails after many rounds). */
+export async function waitForReliable(end: InMemoryEnd, n: number): Promise<void> {
+  for (let i = 0; i < 200 && end.sentReliable.length < n; i++) await new Promise((r) => setImmediate(r));
+  assert.ok(end.sentReliable.length >= n, `expected ${n} reliable record(s), got ${end.sentReliable.length}`);
+}
+
+/** Deterministic PRNG (mulberry32), for reproducible random schedules outside fast-check. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Bytes whose content encodes `n` and a length, so a delivered message can be traced back. */
+export function tagged(n: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (n * 31 + i * 7) & 0xff;
+  if (length >= 4) new DataView(out.buffer).setUint32(0, n);
+  return out;
+}
