@@ -1,4 +1,6 @@
-export { encodeInvite, INVITE_TOKEN_BYTES, type Invite, MAX_INVITE_LENGTH, parseInvite } from './invite.js';
+// Public surface of the pairing crypto (pure, no sockets). Generic names are prefixed here because
+// src/index.ts re-exports this module next to the protocol and store modules.
+export { encodeInvite, INVITE_TOKEN_BYTES, type Invite, parseInvite } from './invite.js';
 export {
   createPairingAccept,
   createPairingReject,
@@ -9,7 +11,12 @@ export {
   openPairingMessage,
   PAIRING_CONTEXT,
   type PairingKind,
-  pairingSignedBytes,
 } from './messages.js';
-export { derivePairPsk, PSK_BYTES, PSK_INFO, PSK_SALT, type PskShare, randomShare } from './psk.js';
+export {
+  derivePairPsk,
+  PSK_BYTES as PAIR_PSK_BYTES,
+  PSK_INFO as PAIR_PSK_INFO,
+  PSK_SALT as PAIR_PSK_SALT,
+  type PskShare,
+} from './psk.js';
 export { ReplayCache } from './replay.js';

@@ -1,3 +1,5 @@
+// Public surface of the signaling client. Generic names are prefixed here because src/index.ts
+// re-exports this module next to the protocol and store modules.
 export {
   type PairingHandler,
   type PairingRequestInfo,
@@ -6,14 +8,21 @@ export {
   type SignalingClientEvents,
   type SignalingClientOptions,
 } from './client.js';
-export * from './messages.js';
 export {
-  AUTH_CONTEXT,
-  authSignedBytes,
+  ClientEvents as SignalingClientEventSchemas,
+  MAX_MESSAGE_AGE_MS as SIGNALING_MAX_MESSAGE_AGE_MS,
+  MAX_PAYLOAD_BYTES as SIGNALING_MAX_PAYLOAD_BYTES,
+  type PairingMessage,
+  PairingMessageSchema,
+  ServerEvents as SignalingServerEventSchemas,
+  SIGNALING_VERSION,
+  type SignedSignal,
+  SignedSignalSchema,
+} from './messages.js';
+export {
+  AUTH_CONTEXT as SIGNALING_AUTH_CONTEXT,
   createSignedSignal,
-  randomNonce,
-  SIGNAL_CONTEXT,
+  SIGNAL_CONTEXT as SIGNALING_SIGNAL_CONTEXT,
   signalingOrigin,
-  signalSignedBytes,
   verifySignedSignal,
 } from './wire.js';
