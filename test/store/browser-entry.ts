@@ -89,9 +89,11 @@ const api = {
   },
   exportBackup: (name: string, passphrase: string) =>
     result(async () => toBase64Url((await exportBackup(storeOf(name), passphrase)).bytes)),
-  /** Times put/get/list of `n` fake peers in a fresh database; returns milliseconds per phase. */
+  /** Times open/put/get/list of `n` fake peers in a fresh database; returns milliseconds per phase. */
   bench: async (name: string, encryption: StoreEncryption, n: number) => {
-    const s = await openIndexedDbPeerStore({ name, encryption, persist: false });
+    const t = performance.now();
+    const store = await openIndexedDbPeerStore({ name, encryption, persist: false });
+    const open = performance.now() - t;
     const inputs = await Promise.all(
       Array.from({ length: n }, async () => ({
         publicIdentity: await fakePublicIdentity(),
@@ -99,17 +101,17 @@ const api = {
       })),
     );
     const put = await elapsed(async () => {
-      for (const input of inputs) await s.put(input);
+      for (const input of inputs) await store.put(input);
     });
     const get = await elapsed(async () => {
-      for (const input of inputs) await s.get(input.publicIdentity.peerId);
+      for (const input of inputs) await store.get(input.publicIdentity.peerId);
     });
     let count = 0;
     const list = await elapsed(async () => {
-      count = (await s.list()).peers.length;
+      count = (await store.list()).peers.length;
     });
-    await s.close();
-    return { put, get, list, count };
+    await store.close();
+    return { open, put, get, list, count };
   },
 };
 
