@@ -175,7 +175,8 @@ export async function settle(rounds = 5): Promise<void> {
 
 /** Waits until `end` has sent at least `n` reliable records (or fails after many rounds). */
 export async function waitForReliable(end: InMemoryEnd, n: number): Promise<void> {
-  for (let i = 0; i < 200 && end.sentReliable.length < n; i++) await new Promise((r) => setImmediate(r));
+  const deadline = Date.now() + 2000;
+  while (end.sentReliable.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
   assert.ok(end.sentReliable.length >= n, `expected ${n} reliable record(s), got ${end.sentReliable.length}`);
 }
 
