@@ -99,15 +99,21 @@ async function handshakeMs(a: Identity, b: Identity, n: number): Promise<number[
 }
 
 const sizes: [string, number, number][] = [
-  ['64 B', 64, quick ? 20_000 : 100_000],
-  ['1 KiB', 1024, quick ? 10_000 : 50_000],
-  ['16 KiB', 16 * 1024, quick ? 2_000 : 8_000],
-  ['1 MiB', MiB, quick ? 32 : 128],
+  ['64 B', 64, quick ? 20_000 : 40_000],
+  ['1 KiB', 1024, quick ? 10_000 : 20_000],
+  ['16 KiB', 16 * 1024, quick ? 2_000 : 4_000],
+  ['1 MiB', MiB, quick ? 32 : 64],
 ];
 
 const [a, b] = await Promise.all([Identity.generate(), Identity.generate()]);
 // A first run so JIT warm-up is not charged to the first row.
 await tcp(webCryptoAead, a, b, new Uint8Array(1024), 2000, 1);
+
+/**
+ * The machine is noisy (2 cores, other work): each figure is the best of ROUNDS runs, and the runs of
+ * ours and of the baseline alternate so that both see the same conditions.
+ */
+const ROUNDS = quick ? 1 : 3;
 
 const rows: string[][] = [];
 let headline = { ours: 0, base: 0 };
@@ -115,58 +121,31 @@ for (const aead of [webCryptoAead, nodeCryptoAead]) {
   for (const [label, size, count] of sizes) {
     const msg = crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)));
     const body = size > 65536 ? new Uint8Array(size) : msg;
-    const baseMs = await raw(aead, body, count);
-    const base = mbps(size * count, baseMs);
-    const single = await tcp(aead, a, b, body, count, 1);
-    const ours = mbps(single.bytes, single.ms);
-    rows.push([
-      aead.name,
-      'TCP',
-      label,
-      'one message per send',
-      ours.toFixed(1),
-      base.toFixed(1),
-      (ours / base).toFixed(2),
-    ]);
-    if (aead === webCryptoAead && size === 16 * 1024) headline = { ours, base };
-    if (size > 65536) {
-      const big = await tcp(aead, a, b, body, count, 1, 65536 - 256);
-      const o64 = mbps(big.bytes, big.ms);
+    const variants: [string, string, () => Promise<{ ms: number; bytes: number }>][] = [
+      ['TCP', 'one message per send', () => tcp(aead, a, b, body, count, 1)],
+    ];
+    if (size > 65536)
+      variants.push(['TCP', 'recordSize 64 KiB', () => tcp(aead, a, b, body, count, 1, 65536 - 256)]);
+    if (size <= 1024) variants.push(['TCP', '64 messages per send', () => tcp(aead, a, b, body, count, 64)]);
+    if (size <= 16 * 1024) variants.push(['SLLP', 'one datagram each', () => sllp(aead, a, b, body, count)]);
+    const rawRun = async () => ({ ms: await raw(aead, body, count), bytes: size * count });
+    for (const [mode, pattern, run] of variants) {
+      let base = 0;
+      let ours = 0;
+      for (let i = 0; i < ROUNDS; i++) {
+        base = Math.max(base, await rawRun().then((r) => mbps(r.bytes, r.ms)));
+        ours = Math.max(ours, await run().then((r) => mbps(r.bytes, r.ms)));
+      }
       rows.push([
         aead.name,
-        'TCP',
+        mode,
         label,
-        'recordSize 64 KiB',
-        o64.toFixed(1),
+        pattern,
+        ours.toFixed(1),
         base.toFixed(1),
-        (o64 / base).toFixed(2),
+        (ours / base).toFixed(2),
       ]);
-    }
-    if (size <= 1024) {
-      const batched = await tcp(aead, a, b, body, count, 64);
-      const ob = mbps(batched.bytes, batched.ms);
-      rows.push([
-        aead.name,
-        'TCP',
-        label,
-        '64 messages per send',
-        ob.toFixed(1),
-        base.toFixed(1),
-        (ob / base).toFixed(2),
-      ]);
-    }
-    if (size <= 16 * 1024) {
-      const d = await sllp(aead, a, b, body, count);
-      const od = mbps(d.bytes, d.ms);
-      rows.push([
-        aead.name,
-        'SLLP',
-        label,
-        'one datagram each',
-        od.toFixed(1),
-        base.toFixed(1),
-        (od / base).toFixed(2),
-      ]);
+      if (aead === webCryptoAead && size === 16 * 1024 && mode === 'TCP') headline = { ours, base };
     }
   }
 }

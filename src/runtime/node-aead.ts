@@ -20,10 +20,11 @@ export const nodeCryptoAead: AeadProvider = {
   async seal(key, nonce, aad, plaintext) {
     const c = createCipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
     c.setAAD(aad);
-    const out = new Uint8Array(plaintext.length + TAG_LEN);
-    let n = c.update(plaintext).copy(out);
-    n += c.final().copy(out, n);
-    c.getAuthTag().copy(out, n);
+    const body = c.update(plaintext);
+    c.final(); // GCM is a stream mode: final() produces no bytes, it computes the tag
+    const out = new Uint8Array(body.length + TAG_LEN);
+    out.set(body);
+    out.set(c.getAuthTag(), body.length);
     return out;
   },
   async open(key, nonce, aad, ciphertext) {
@@ -32,10 +33,10 @@ export const nodeCryptoAead: AeadProvider = {
       const d = createDecipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
       d.setAAD(aad);
       d.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_LEN));
-      const out = new Uint8Array(ciphertext.length - TAG_LEN);
-      let n = d.update(ciphertext.subarray(0, ciphertext.length - TAG_LEN)).copy(out);
-      n += d.final().copy(out, n);
-      return out;
+      const pt = d.update(ciphertext.subarray(0, ciphertext.length - TAG_LEN));
+      d.final(); // throws when the tag does not verify
+      // A plain Uint8Array view of node's Buffer: no copy, and no Buffer methods leaking to callers.
+      return new Uint8Array(pt.buffer, pt.byteOffset, pt.length);
     } catch {
       return null;
     }
