@@ -333,7 +333,14 @@ export class KvPeerStore implements PeerStore {
   }
 
   async has(peerId: PeerId): Promise<boolean> {
-    return (await this.get(peerId)) !== undefined;
+    try {
+      return (await this.get(peerId)) !== undefined;
+    } catch (err) {
+      // An unreadable record (damaged, or written by a newer version) is not a known peer; get() and
+      // list() are where the problem is reported.
+      if (isP2PTLSError(err, 'corrupt_record') || isP2PTLSError(err, 'unsupported_version')) return false;
+      throw err;
+    }
   }
 
   /** Reads the current record for a write; a damaged one counts as absent so it can be overwritten. */

@@ -127,7 +127,11 @@ export async function openLevelPeerStore(options: LevelPeerStoreOptions): Promis
   } catch (err) {
     // classic-level reports a held lock as LEVEL_DATABASE_NOT_OPEN whose cause is LEVEL_LOCKED.
     if (hasLevelCode(err, 'LEVEL_LOCKED')) {
-      throw fail('store_locked', `the peer store at ${path} is open in another process`, err);
+      throw fail(
+        'store_locked',
+        `the peer store at ${path} is locked: it is already open (in another process, or elsewhere in this one)`,
+        err,
+      );
     }
     throw engineError(`opening ${path}`, err);
   }

@@ -49,7 +49,7 @@ export interface PeerInput {
 export interface StoreProblem {
   /** The peerId the record is stored under (or `identity`). */
   readonly key: string;
-  /** A `corrupt_record` error saying what is wrong. */
+  /** A `corrupt_record` error saying what is wrong (`unsupported_version` if a newer p2ptls wrote it). */
   readonly error: P2PTLSError;
 }
 
@@ -112,7 +112,7 @@ export interface PeerStore {
 
   /** The record for `peerId`, or `undefined` when unknown. Rejects with `corrupt_record` if it is damaged. */
   get(peerId: PeerId): Promise<PeerRecord | undefined>;
-  /** True when a readable record for `peerId` exists (blocked peers included). */
+  /** True when a readable record for `peerId` exists (blocked peers included; unreadable records count as absent). */
   has(peerId: PeerId): Promise<boolean>;
   /** Adds or replaces the record of `input.publicIdentity.peerId`; returns what was stored. */
   put(input: PeerInput): Promise<PeerRecord>;

@@ -162,7 +162,10 @@ describe('PeerStore on LevelDB', () => {
     for (const p of problems) assert.equal(p.error.code, 'corrupt_record');
     for (const p of [garbage, flipped, relabeled, swapped, wrongSchema]) {
       await assert.rejects(s2.get(p.peerId), withCode('corrupt_record'));
+      assert.equal(await s2.has(p.peerId), false);
+      assert.equal(await s2.lookup(p.peerId).catch((e: { code?: string }) => e.code), 'corrupt_record');
     }
+    assert.equal(await s2.has(good.peerId), true);
     assert.equal((await s2.get(good.peerId))?.label, 'ok');
     // A damaged record can be overwritten or deleted.
     await s2.put({ publicIdentity: flipped, psk: randomPsk(), label: 'repaired' });
@@ -218,7 +221,9 @@ describe('PeerStore on LevelDB', () => {
     const code = await new Promise<number | null>((res) => child.on('close', res));
     assert.equal(code, 0);
     assert.match(out, /CODE=store_locked/);
-    // The lock is per process: after close, a new open succeeds.
+    // A second open inside this process is refused the same way.
+    await assert.rejects(openLevelPeerStore({ path, encryption: PASS }), withCode('store_locked'));
+    // After close, a new open succeeds.
     await s.close();
     const s2 = await openLevelPeerStore({ path, encryption: PASS });
     await s2.close();
