@@ -384,8 +384,8 @@ export class KvPeerStore implements PeerStore {
   }
 
   markSeen(peerId: PeerId, at: number = Date.now()): Promise<boolean> {
-    checkTime('at', at);
     return this.serialized(async () => {
+      checkTime('at', at);
       const r = await this.get(peerId);
       if (!r) return false;
       const next: PeerRecord = { ...r, lastSeenAt: Math.max(at, r.lastSeenAt ?? 0) };

@@ -171,6 +171,10 @@ export async function openCipher(
     throw fail('invalid_argument', "this store cannot keep CryptoKeys: use mode 'passphrase'");
   }
   if (meta === undefined) return createCipher(encryption);
+  const version = (meta as { v?: unknown } | null)?.v;
+  if (typeof version === 'number' && version > STORE_SCHEMA_VERSION) {
+    throw fail('unsupported_version', `this store was written by a newer p2ptls (schema v${version})`);
+  }
   const parsed = CryptoMetaSchema.safeParse(meta);
   if (!parsed.success) {
     throw fail('corrupt_record', `store key parameters (meta:crypto) are damaged: ${parsed.error.message}`);

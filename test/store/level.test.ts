@@ -175,6 +175,35 @@ describe('PeerStore on LevelDB', () => {
     await s2.close();
   });
 
+  it('refuses data written by a newer schema version instead of misreading it', async () => {
+    const path = freshPath();
+    const s = await openLevelPeerStore({ path, encryption: PASS });
+    const [a, b] = await Promise.all([fakePublicIdentity(), fakePublicIdentity()]);
+    await s.put({ publicIdentity: a, psk: randomPsk() });
+    await s.put({ publicIdentity: b, psk: randomPsk() });
+    await s.close();
+    await raw(path, async (db) => {
+      const r = JSON.parse(fromUtf8((await db.get(`peer:${a.peerId}`))!));
+      await db.put(`peer:${a.peerId}`, utf8(JSON.stringify({ ...r, v: 2 })));
+    });
+    const s2 = await openLevelPeerStore({ path, encryption: PASS });
+    const { peers, problems } = await s2.list();
+    assert.deepEqual(
+      peers.map((p) => p.peerId),
+      [b.peerId],
+    );
+    assert.deepEqual(
+      problems.map((p) => [p.key, p.error.code]),
+      [[a.peerId, 'unsupported_version']],
+    );
+    await s2.close();
+    await raw(path, async (db) => {
+      const m = JSON.parse(fromUtf8((await db.get('meta:crypto'))!));
+      await db.put('meta:crypto', utf8(JSON.stringify({ ...m, v: 2 })));
+    });
+    await assert.rejects(openLevelPeerStore({ path, encryption: PASS }), withCode('unsupported_version'));
+  });
+
   it('reports a damaged identity record with corrupt_record', async () => {
     const path = freshPath();
     const s = await openLevelPeerStore({ path, encryption: PASS });
