@@ -22,7 +22,7 @@ export const CHROMIUM_ARGS = [
 /** Path of the system Chromium, apt-installed by scripts/ensure-deps.mjs when missing. */
 export async function chromiumPath(): Promise<string> {
   // ensure-deps.mjs is plain JS without type declarations; import it by a computed path and type it here.
-  const mod = (await import(resolve('scripts/ensure-deps.mjs'))) as {
+  const mod = (await import(new URL('../../scripts/ensure-deps.mjs', import.meta.url).href)) as {
     ensureApt(binary: string, pkg: string): string;
   };
   return mod.ensureApt('chromium', 'chromium');
@@ -37,7 +37,7 @@ export async function launchChromium(extraArgs: readonly string[] = []): Promise
   });
 }
 
-/** Bundles a TypeScript/JS entry file for the browser (ESM, everything inlined); returns the JS. */
+/** Bundles a TypeScript/JS entry file (path relative to the working directory) for the browser; returns the JS. */
 export async function bundleForBrowser(entry: string): Promise<string> {
   const out = await build({
     entryPoints: [resolve(entry)],
