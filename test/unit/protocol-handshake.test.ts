@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import type { Identity } from '../../src/identity/identity.js';
 import { peerIdFromBytes, peerIdToBytes } from '../../src/identity/peer-id.js';
+import { webCryptoAead } from '../../src/protocol/aead.js';
+import { deriveShared } from '../../src/protocol/ecdh.js';
 import {
   generateEphemeral,
   glareWinner,
@@ -17,9 +19,17 @@ import {
   type RemotePeer,
   ResponderHandshake,
 } from '../../src/protocol/index.js';
-import { earlySecrets, hmac, sha256 } from '../../src/protocol/key-schedule.js';
+import {
+  earlySecrets,
+  finishedMac,
+  handshakeSecrets,
+  hmac,
+  recordNonce,
+  sha256,
+  trafficKey,
+} from '../../src/protocol/key-schedule.js';
 import { connectInMemory, pumpDatagrams, pumpReliable } from '../../src/testing/in-memory.js';
-import { compareBytes, concat, fromHex } from '../../src/util/bytes.js';
+import { compareBytes, concat, fromHex, utf8 } from '../../src/util/bytes.js';
 import {
   cachingSigner,
   fixedInputs,
@@ -78,8 +88,14 @@ function serverHelloExpected(pos: number, suiteName: string): string {
   if (pos < SH_SHARE_LEN) return 'auth:bad_record_mac';
   if (pos < SH_SHARE) return 'hello:malformed';
   // P-256: a flipped bit takes the point off the curve. X25519: every 32-byte string is a valid share,
-  // so the damage shows as different handshake keys.
+  // so the damage shows as different handshake keys. (0x04 → 0x06 is a "hybrid" encoding of the same
+  // point when y is even; the dedicated test below requires bad_key for it, here it only must not pass.)
   return suiteName === 'P-256' ? 'hello:bad_key' : 'auth:bad_record_mac';
+}
+
+/** Outcomes tolerated besides the expected one (only where a dedicated test pins the exact code). */
+function serverHelloTolerated(pos: number, bit: number, suiteName: string): string[] {
+  return suiteName === 'P-256' && pos === SH_SHARE && bit === 1 ? ['auth:bad_record_mac'] : [];
 }
 
 /** Code for a damaged encrypted handshake record (ResponderAuth / InitiatorAuth). */
@@ -240,12 +256,10 @@ describe('protocol handshake', () => {
         const results = [];
         for (let pos = 0; pos < sh.length; pos++) {
           for (let bit = 0; bit < 8; bit++) {
-            results.push({
-              pos,
-              bit,
-              got: await attempt(flipBit(sh, pos, bit)),
-              want: serverHelloExpected(pos, s.name),
-            });
+            const got = await attempt(flipBit(sh, pos, bit));
+            const want = serverHelloExpected(pos, s.name);
+            const tolerated = serverHelloTolerated(pos, bit, s.name).includes(got);
+            results.push({ pos, bit, got: tolerated ? want : got, want });
           }
         }
         assertAllMatch(results);
@@ -410,6 +424,39 @@ describe('protocol handshake', () => {
       });
     });
   }
+
+  describe('P-256 key share encoding', () => {
+    /** The same point in X9.62 "hybrid" form: prefix 0x06 (y even) or 0x07 (y odd) instead of 0x04. */
+    const hybrid = (share: Uint8Array) => {
+      const x = share.slice();
+      x[0] = 0x06 | (share[64]! & 1);
+      return x;
+    };
+    const suite = SUITES[1].suite;
+
+    it('a ServerHello share in hybrid form (0x06/0x07, same point) is rejected: bad_key', async () => {
+      const i = await InitiatorHandshake.start(initOpts({ suite }));
+      const r = await ResponderHandshake.accept(parseClientHello(i.hello), respOpts());
+      const sh = r.records[0]!.slice();
+      assert.equal(sh[SH_SHARE], 0x04, 'shares are sent uncompressed');
+      sh.set(hybrid(sh.subarray(SH_SHARE)), SH_SHARE);
+      await assert.rejects(i.receive(sh), withCode('bad_key'));
+    });
+
+    it('a ClientHello share in hybrid form behind a valid binder is rejected: bad_key', async () => {
+      const i = await InitiatorHandshake.start(initOpts({ suite }));
+      const l = clientHelloLayout(65);
+      const body = i.hello.slice(2, l.binder);
+      assert.equal(body[l.keyShare - 2], 0x04);
+      body.set(hybrid(body.subarray(l.keyShare - 2, l.keyShare - 2 + 65)), l.keyShare - 2);
+      const { binderKey } = await earlySecrets(psk);
+      const record = concat(new Uint8Array([1, 0]), body, await hmac(binderKey, await sha256(body)));
+      await assert.rejects(
+        ResponderHandshake.accept(parseClientHello(record), respOpts()),
+        withCode('bad_key'),
+      );
+    });
+  });
 
   describe('authentication', () => {
     it('wrong PSK on the responder → bad_binder', async () => {
@@ -579,6 +626,131 @@ describe('protocol handshake', () => {
       const { records } = await i.receive(r4.records[1]!);
       await r4.receive(records[0]!);
       await assert.rejects(r4.receive(records[0]!), withCode('unexpected_message'));
+    });
+  });
+
+  describe('Auth messages from a peer holding the handshake keys (crafted)', () => {
+    const CTX_R = utf8('p2ptls1 responder signature\0');
+    const CTX_I = utf8('p2ptls1 initiator signature\0');
+    const authPrefix = (type: number, sig: Uint8Array) =>
+      concat(new Uint8Array([type, sig.length >> 8, sig.length & 0xff]), sig);
+
+    async function sealHs(secret: Uint8Array, body: Uint8Array): Promise<Uint8Array> {
+      const { key, iv } = await trafficKey(secret);
+      const header = new Uint8Array([1, 1]);
+      const k = await webCryptoAead.importKey(key);
+      return concat(header, await webCryptoAead.seal(k, recordNonce(iv, 0), header, body));
+    }
+
+    /** A deterministic handshake and its handshake secrets, recomputed from the ephemerals and the PSK. */
+    async function setup() {
+      const suite = SUITES[0].suite;
+      const iIn = await fixedInputs(suite);
+      const rIn = await fixedInputs(suite);
+      const iOpts = initOpts({ suite, deterministic: iIn });
+      const rOpts = respOpts({ identity: cachingSigner(bob), deterministic: rIn });
+      const run = await runHandshake(iOpts, rOpts);
+      const ch = run.clientHello.subarray(2);
+      const sh = run.serverHello.subarray(2);
+      const { early } = await earlySecrets(psk);
+      const ecdh = await deriveShared(suite, iIn.ephemeral, rIn.ephemeral.share);
+      const hs = await handshakeSecrets(early, ecdh, await sha256(ch, sh));
+      // Decrypt the genuine ResponderAuth to learn the transcript the initiator signs.
+      const { key, iv } = await trafficKey(hs.responder);
+      const rAuthBody = await webCryptoAead.open(
+        await webCryptoAead.importKey(key),
+        recordNonce(iv, 0),
+        run.responderAuth.subarray(0, 2),
+        run.responderAuth.subarray(2),
+      );
+      assert.ok(rAuthBody, 'recomputed handshake keys open the genuine ResponderAuth');
+      return { run, iOpts, rOpts, ch, sh, hs, rAuthBody };
+    }
+
+    it('crafted ResponderAuth: valid → ok; wrong Finished → bad_finished; wrong signer/context → bad_signature; bad layout → unexpected_message/malformed', async () => {
+      const { iOpts, run, ch, sh, hs } = await setup();
+      const helloHash = await sha256(ch, sh);
+      const goodSig = await bob.sign(concat(CTX_R, helloHash));
+      const build = async (o: {
+        type?: number;
+        sig?: Uint8Array;
+        finKey?: Uint8Array;
+        finFlip?: boolean;
+      }) => {
+        const prefix = authPrefix(o.type ?? 3, o.sig ?? goodSig);
+        const fin = await finishedMac(o.finKey ?? hs.responder, await sha256(ch, sh, prefix));
+        if (o.finFlip) fin[0]! ^= 1;
+        return concat(prefix, fin);
+      };
+      const strict = async (body: Uint8Array) => {
+        const record = await sealHs(hs.responder, body);
+        const i = await InitiatorHandshake.start(iOpts);
+        await i.receive(run.serverHello);
+        return outcome(() => i.receive(record));
+      };
+      const good = await build({});
+      assert.equal(await strict(good), 'ok');
+      assert.equal(await strict(await build({ finFlip: true })), 'bad_finished');
+      assert.equal(await strict(await build({ finKey: hs.initiator })), 'bad_finished');
+      assert.equal(
+        await strict(concat(authPrefix(3, goodSig), await finishedMac(hs.responder, helloHash))),
+        'bad_finished',
+      );
+      assert.equal(
+        await strict(await build({ sig: await carol.sign(concat(CTX_R, helloHash)) })),
+        'bad_signature',
+      );
+      assert.equal(
+        await strict(await build({ sig: await bob.sign(concat(CTX_I, helloHash)) })),
+        'bad_signature',
+      );
+      assert.equal(await strict(await build({ sig: await bob.sign(helloHash) })), 'bad_signature');
+      assert.equal(await strict(await build({ sig: new Uint8Array(0) })), 'bad_signature');
+      assert.equal(await strict(await build({ type: 4 })), 'unexpected_message');
+      assert.equal(await strict(concat(good, new Uint8Array([0]))), 'malformed');
+      assert.equal(await strict(good.subarray(0, good.length - 1)), 'malformed');
+      assert.equal(await strict(good.subarray(0, 10)), 'malformed');
+      assert.equal(await strict(new Uint8Array(0)), 'malformed');
+    });
+
+    it('crafted InitiatorAuth: valid → ok; wrong Finished → bad_finished; a responder-role signature by the initiator → bad_signature', async () => {
+      const { rOpts, run, ch, sh, hs, rAuthBody } = await setup();
+      const t = await sha256(ch, sh, rAuthBody!);
+      const goodSig = await alice.sign(concat(CTX_I, t));
+      const build = async (o: {
+        type?: number;
+        sig?: Uint8Array;
+        finKey?: Uint8Array;
+        finFlip?: boolean;
+      }) => {
+        const prefix = authPrefix(o.type ?? 4, o.sig ?? goodSig);
+        const fin = await finishedMac(o.finKey ?? hs.initiator, await sha256(ch, sh, rAuthBody!, prefix));
+        if (o.finFlip) fin[31]! ^= 0x80;
+        return concat(prefix, fin);
+      };
+      const strict = async (body: Uint8Array) => {
+        const record = await sealHs(hs.initiator, body);
+        const r = await ResponderHandshake.accept(parseClientHello(run.clientHello), rOpts);
+        return outcome(() => r.receive(record));
+      };
+      const good = await build({});
+      assert.equal(await strict(good), 'ok');
+      assert.equal(await strict(await build({ finFlip: true })), 'bad_finished');
+      assert.equal(await strict(await build({ finKey: hs.responder })), 'bad_finished');
+      // The initiator's signature in the responder's role (context and transcript of ResponderAuth).
+      assert.equal(
+        await strict(await build({ sig: await alice.sign(concat(CTX_R, await sha256(ch, sh))) })),
+        'bad_signature',
+      );
+      assert.equal(await strict(await build({ sig: await alice.sign(concat(CTX_R, t)) })), 'bad_signature');
+      assert.equal(await strict(await build({ sig: await bob.sign(concat(CTX_I, t)) })), 'bad_signature');
+      assert.equal(await strict(await build({ type: 3 })), 'unexpected_message');
+      assert.equal(await strict(concat(good, new Uint8Array([0]))), 'malformed');
+      assert.equal(await strict(good.subarray(0, 3)), 'malformed');
+      // Sealed under the responder's key instead of the initiator's: the tag fails.
+      const wrongKey = await sealHs(hs.responder, good);
+      const r = await ResponderHandshake.accept(parseClientHello(run.clientHello), rOpts);
+      await assert.rejects(r.receive(wrongKey), withCode('bad_record_mac'));
     });
   });
 
