@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
+import { isP2PTLSError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
 import type { DatagramResult } from '../../src/protocol/index.js';
 import { type InMemoryEnd, pumpDatagrams, pumpReliable } from '../../src/testing/in-memory.js';
@@ -239,6 +240,30 @@ describe('protocol datagrams (SLLP mode)', () => {
     );
     const [r] = await pumpDatagrams(a, b);
     assert.ok(r?.ok && r.kind === 'data' && r.data.length === 100);
+  });
+
+  it('sentAt that the 48-bit field cannot carry (negative, NaN, infinite, ≥ 2^48) → invalid_argument, not silently wrapped', async () => {
+    const { initiator: a, responder: b } = pairFrom(run);
+    const got: string[] = [];
+    for (const t of [-1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 48, 2 ** 53]) {
+      const code = await (async () => {
+        try {
+          await a.session.sendDatagram('t', t);
+        } catch (err) {
+          return isP2PTLSError(err) ? err.code : 'foreign';
+        }
+        const [r] = await pumpDatagrams(a, b);
+        return r?.ok && r.kind === 'data' ? `delivered with sentAt ${r.sentAt}` : 'dropped';
+      })();
+      got.push(`${t}: ${code}`);
+    }
+    assert.deepEqual(got, [
+      '-1: invalid_argument',
+      'NaN: invalid_argument',
+      'Infinity: invalid_argument',
+      `${2 ** 48}: invalid_argument`,
+      `${2 ** 53}: invalid_argument`,
+    ]);
   });
 
   it('replays are dropped as replay and counted', async () => {

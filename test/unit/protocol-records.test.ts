@@ -274,6 +274,73 @@ describe('protocol records (TCP mode)', () => {
     });
   });
 
+  describe('edge cases of the API', () => {
+    it('crossing key-update requests (both sides at once) converge; messages flow both ways', async () => {
+      const { initiator: a, responder: b } = pairFrom(run);
+      await a.session.updateKeys();
+      await b.session.updateKeys();
+      await a.session.send('a1');
+      await b.session.send('b1');
+      assert.deepEqual(messagesOf(await pumpReliable(a, b)), [utf8('a1')]);
+      assert.deepEqual(messagesOf(await pumpReliable(b, a)), [utf8('b1')]);
+      await pumpReliable(a, b);
+      await a.session.send('a2');
+      await b.session.send('b2');
+      assert.deepEqual(messagesOf(await pumpReliable(a, b)), [utf8('a2')]);
+      assert.deepEqual(messagesOf(await pumpReliable(b, a)), [utf8('b2')]);
+      assert.equal(a.session.keyGeneration, 2);
+      assert.equal(b.session.keyGeneration, 2);
+      assert.equal(a.session.state, 'open');
+      assert.equal(b.session.state, 'open');
+    });
+
+    it('close with a code outside 0..65535 → invalid_argument, and the session stays open', async () => {
+      const { initiator: a, responder: b } = pairFrom(run);
+      for (const code of [-1, 65536, 1.5]) {
+        await assert.rejects(a.session.close(code, 'x'), withCode('invalid_argument'), `code ${code}`);
+        assert.equal(a.session.state, 'open');
+      }
+      await settle();
+      assert.equal(a.sentReliable.length, 0);
+      assert.equal(a.sentDatagrams.length, 0);
+      await a.session.send('still here');
+      assert.deepEqual(messagesOf(await pumpReliable(a, b)), [utf8('still here')]);
+    });
+
+    it('session options out of range → invalid_argument', () => {
+      const bad = [
+        { recordSize: 63 },
+        { recordSize: 256 * 1024 },
+        { recordSize: 1000, maxRecordBytes: 1063 },
+        { maxRecordsPerKey: 0 },
+        { maxRecordsPerKey: 2 ** 48 },
+        { replayWindow: 33 },
+        { replayWindow: 0 },
+      ];
+      for (const o of bad)
+        assert.throws(() => endFrom(run.initiator, o), withCode('invalid_argument'), JSON.stringify(o));
+      for (const o of [
+        { recordSize: 64 },
+        { recordSize: 1000, maxRecordBytes: 1064 },
+        { replayWindow: 32 },
+      ]) {
+        assert.equal(endFrom(run.initiator, o).session.state, 'open');
+      }
+    });
+
+    it('exportKeyingMaterial: lengths outside 1..32 and over-long labels → invalid_argument', async () => {
+      const { initiator: a } = pairFrom(run);
+      const ctx = new Uint8Array(0);
+      await assert.rejects(a.session.exportKeyingMaterial('l', ctx, 0), withCode('invalid_argument'));
+      await assert.rejects(a.session.exportKeyingMaterial('l', ctx, 33), withCode('invalid_argument'));
+      await assert.rejects(
+        a.session.exportKeyingMaterial('x'.repeat(300), ctx, 32),
+        withCode('invalid_argument'),
+      );
+      assert.equal((await a.session.exportKeyingMaterial('', ctx, 1)).length, 1);
+    });
+  });
+
   describe('tampering and misdelivery (fatal)', () => {
     it('flipping any bit position of a data record: typed error, nothing delivered, session closed, peer told', async () => {
       const sender = pairFrom(run).initiator;
