@@ -10,6 +10,7 @@ import {
   type DatagramResult,
   InitiatorHandshake,
   parseClientHello,
+  ReplayWindow,
   ResponderHandshake,
   type SessionEvent,
 } from '../../src/protocol/index.js';
@@ -317,6 +318,122 @@ describe('protocol properties', () => {
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  it('datagrams across key updates and automatic epochs, under any schedule: at most once per (epoch, seq), only authentic', async () => {
+    const step = fc.oneof(
+      {
+        weight: 8,
+        arbitrary: fc.uint8Array({ maxLength: 64 }).map((data) => ({ kind: 'send' as const, data })),
+      },
+      { weight: 1, arbitrary: fc.constant({ kind: 'update' as const }) },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(step, { minLength: 1, maxLength: 120 }),
+        fc.integer({ min: 2, max: 40 }),
+        fc.array(fc.constantFrom('deliver' as const, 'drop' as const, 'duplicate' as const), {
+          maxLength: 200,
+        }),
+        fc.integer(),
+        fc.boolean(),
+        async (steps, maxRecordsPerKey, fateList, seed, concurrent) => {
+          const { initiator: a, responder: b } = pairFrom(run, { maxRecordsPerKey });
+          const genuine = new Map<string, { data: Uint8Array; sentAt: number }>();
+          let t = 0;
+          let epoch = 0;
+          let lastSeq = -1;
+          for (const st of steps) {
+            if (st.kind === 'update') {
+              await a.session.updateKeys();
+              epoch++;
+              lastSeq = -1;
+              continue;
+            }
+            const seq = await a.session.sendDatagram(st.data, ++t);
+            if (seq <= lastSeq) epoch++; // an automatic epoch change restarted the numbering
+            lastSeq = seq;
+            genuine.set(`${epoch}:${seq}`, { data: st.data, sentAt: t });
+          }
+          const rand = prng(seed);
+          const fateOf = (i: number) => fateList[i % Math.max(1, fateList.length)] ?? 'deliver';
+          const shuffleItems = (items: Uint8Array[]) => {
+            for (let i = items.length - 1; i > 0; i--) {
+              const j = Math.floor(rand() * (i + 1));
+              [items[i], items[j]] = [items[j]!, items[i]!];
+            }
+            return items;
+          };
+          let results: DatagramResult[];
+          if (concurrent) results = await pumpDatagrams(a, b, (_d, i) => fateOf(i), shuffleItems);
+          else {
+            const inFlight: Uint8Array[] = [];
+            a.sentDatagrams.splice(0).forEach((d, i) => {
+              const f = fateOf(i);
+              if (f !== 'drop') inFlight.push(d);
+              if (f === 'duplicate') inFlight.push(d);
+            });
+            results = [];
+            for (const d of shuffleItems(inFlight)) results.push(await b.session.receiveDatagram(d));
+          }
+          const seen = new Set<string>();
+          for (const r of results) {
+            if (!r.ok || r.kind !== 'data') {
+              assert.ok(!r.ok, 'only data datagrams were sent');
+              continue;
+            }
+            const key = `${r.epoch}:${r.seq}`;
+            assert.ok(!seen.has(key), `${key} delivered twice`);
+            seen.add(key);
+            const g = genuine.get(key);
+            assert.ok(g, `${key} was never sent`);
+            assert.deepEqual(r.data, g.data);
+            assert.equal(r.sentAt, g.sentAt);
+          }
+          const stats = b.session.datagramStats;
+          assert.equal(stats.received, seen.size);
+          assert.equal(
+            stats.received + stats.dropped.invalid + stats.dropped.replay + stats.dropped.stale,
+            results.length,
+          );
+          assert.equal(b.session.state, 'open');
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+
+  it('ReplayWindow agrees with a set-based model on any sequence of checks and accepts', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(32, 64, 96, 1024),
+        fc.array(
+          fc.tuple(
+            fc.oneof(fc.nat({ max: 200 }), fc.nat({ max: 5000 }), fc.nat({ max: 2 ** 40 })),
+            fc.boolean(),
+          ),
+          {
+            maxLength: 400,
+          },
+        ),
+        (size, ops) => {
+          const w = new ReplayWindow(size);
+          const seen = new Set<number>();
+          let top = -1;
+          for (const [seq, authentic] of ops) {
+            const want = seq > top ? 'ok' : top - seq >= size ? 'stale' : seen.has(seq) ? 'replay' : 'ok';
+            assert.equal(w.check(seq), want, `seq ${seq}, top ${top}`);
+            if (want === 'ok' && authentic) {
+              w.accept(seq);
+              seen.add(seq);
+              top = Math.max(top, seq);
+            }
+            assert.equal(w.highest, top);
+          }
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 
