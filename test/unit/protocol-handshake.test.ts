@@ -512,6 +512,15 @@ describe('protocol handshake', () => {
       assert.equal(incoming.responderId, bob.peerId);
     });
 
+    it('a ClientHello reflected to its own sender (acting as responder) → wrong_peer', async () => {
+      const i = await InitiatorHandshake.start(initOpts());
+      const aliceAsResponder = { identity: alice, peer: bob.publicIdentity, psk };
+      await assert.rejects(
+        ResponderHandshake.accept(parseClientHello(i.hello), aliceAsResponder),
+        withCode('wrong_peer'),
+      );
+    });
+
     it('a suite the responder does not accept → unsupported_suite', async () => {
       for (const s of SUITES) {
         const other = SUITES.find((x) => x.suite !== s.suite)!;

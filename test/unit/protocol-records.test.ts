@@ -502,6 +502,18 @@ describe('protocol records (TCP mode)', () => {
       await assert.rejects(b.session.receive(run.initiatorAuth), withCode('unexpected_message'));
     });
 
+    it('channel separation: a datagram fed to the reliable channel → bad_record_mac; a record fed to the datagram channel → invalid', async () => {
+      const { initiator: a } = pairFrom(run);
+      await a.session.sendDatagram(new Uint8Array(40), 0);
+      await a.session.send(new Uint8Array(40));
+      const victim = endFrom(run.responder);
+      const asDatagram = await victim.session.receiveDatagram(a.sentReliable[0]!);
+      assert.deepEqual(asDatagram, { ok: false, reason: 'invalid' });
+      assert.equal(victim.session.state, 'open');
+      await assert.rejects(victim.session.receive(a.sentDatagrams[0]!), withCode('bad_record_mac'));
+      await assertFatal(victim, endFrom(run.initiator), 'bad_record_mac');
+    });
+
     it('receive() promises resolve in the order the records were passed in (as Session.receive documents)', async () => {
       // Session.receive: "Results resolve in the order records were passed in, even if the caller does not
       // wait between calls." A transport may therefore emit each record's events when its promise resolves.
