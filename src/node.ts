@@ -4,4 +4,20 @@
  */
 export * from './index.js';
 export { nodeCryptoAead } from './runtime/node-aead.js';
+export { type NodeRtcBackend, type NodeRtcOptions, nodeRtc } from './runtime/node-rtc.js';
 export * from './store/node.js';
+
+import { Host, type HostOptions } from './host/host.js';
+import { nodeCryptoAead } from './runtime/node-aead.js';
+import { type NodeRtcBackend, nodeRtc } from './runtime/node-rtc.js';
+
+/**
+ * Starts a {@link Host} with Node defaults: @roamhq/wrtc (or `backend: 'node-datachannel'`) and
+ * node:crypto AES-GCM. Everything in `options` overrides the defaults.
+ */
+export async function startNodeHost(
+  options: Omit<HostOptions, 'rtc'> & Partial<Pick<HostOptions, 'rtc'>> & { backend?: NodeRtcBackend },
+): Promise<Host> {
+  const { backend, ...rest } = options;
+  return Host.start({ aead: nodeCryptoAead, ...rest, rtc: rest.rtc ?? (await nodeRtc(backend)) });
+}

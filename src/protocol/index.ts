@@ -15,6 +15,7 @@ export {
   ResponderHandshake,
   type Role,
 } from './handshake.js';
+export { frameMessages, type PlainRecord } from './reliable.js';
 export { ReplayWindow } from './replay-window.js';
 export {
   type CloseInfo,

@@ -11,7 +11,7 @@ import { type ControlMessage, encodeControl } from './control.js';
 import { DatagramReader, type DatagramResult, type DatagramStats, DatagramWriter } from './datagram.js';
 import type { HandshakeResult, Role } from './handshake.js';
 import { expandLabel, hashOfEmpty, sha256 } from './key-schedule.js';
-import { frameMessages, ReliableReader, sealRecord } from './reliable.js';
+import { frameMessages, type PlainRecord, ReliableReader, sealRecord } from './reliable.js';
 import { TrafficKeys } from './traffic-keys.js';
 
 export interface SessionOptions {
@@ -186,6 +186,26 @@ export class Session {
     let last: Promise<void> = Promise.resolve();
     for (const r of records) last = this.sealReliable(r.type, r.flags, r.plaintext);
     return last;
+  }
+
+  /** Largest message sent or reassembled (see {@link SessionOptions.maxMessageBytes}). */
+  get maxMessageBytes(): number {
+    return this.opts.maxMessageBytes;
+  }
+
+  /** Plaintext bytes per reliable record (see {@link SessionOptions.recordSize}). */
+  get recordSize(): number {
+    return this.opts.recordSize;
+  }
+
+  /**
+   * Sends one DATA record made by {@link frameMessages}. For callers that frame lazily so that control
+   * records and flow control are not stuck behind a large message already sealed in full.
+   */
+  sendRecord(record: PlainRecord): Promise<void> {
+    this.assertOpen();
+    if (record.type !== RecordType.DATA) throw fail('invalid_argument', 'sendRecord takes DATA records');
+    return this.sealReliable(record.type, record.flags, record.plaintext);
   }
 
   /** Sends a ping; the peer answers with a pong carrying the same 8 bytes (see {@link SessionEvent}). */

@@ -8,7 +8,7 @@ import {
   type MergeReport,
   type PeerInput,
   type PeerKeys,
-  type PeerList,
+  type PeerListing,
   type PeerRecord,
   type PeerStore,
   PSK_LENGTH,
@@ -405,7 +405,7 @@ export class KvPeerStore implements PeerStore {
     });
   }
 
-  async list(): Promise<PeerList> {
+  async list(): Promise<PeerListing> {
     this.ensureOpen();
     const entries = await this.backend.entries(PEER_PREFIX);
     const peers: PeerRecord[] = [];

@@ -15,7 +15,7 @@ export {
   type MergeReport,
   type PeerInput,
   type PeerKeys,
-  type PeerList,
+  type PeerListing,
   type PeerRecord,
   type PeerStore,
   PSK_LENGTH,

@@ -54,7 +54,7 @@ export interface StoreProblem {
 }
 
 /** Result of {@link PeerStore.list}: readable records, plus the damaged ones that were skipped. */
-export interface PeerList {
+export interface PeerListing {
   readonly peers: PeerRecord[];
   readonly problems: StoreProblem[];
 }
@@ -123,7 +123,7 @@ export interface PeerStore {
   /** Removes a peer; returns whether it existed. Damaged records can be deleted too. */
   delete(peerId: PeerId): Promise<boolean>;
   /** All readable records; damaged ones are skipped and reported in `problems`, never thrown. */
-  list(): Promise<PeerList>;
+  list(): Promise<PeerListing>;
   /**
    * The pinned public identity and PSK of a `paired` peer, for the handshake. `undefined` for unknown and
    * blocked peers. The public keys are fully checked (peerId hash and binding signature).

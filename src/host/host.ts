@@ -1,0 +1,421 @@
+/**
+ * The public entry point: a Host owns an identity, a peer list, a signaling client and a WebRTC
+ * implementation; it dials paired peers (`connect`) and hands out incoming dials (`incoming`) for the
+ * application to `verify` against its peer list.
+ */
+import { z } from 'zod';
+import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import type { Identity, PublicIdentity } from '../identity/identity.js';
+import type { PeerId } from '../identity/peer-id.js';
+import {
+  type AeadProvider,
+  glareWinner,
+  type HandshakeResult,
+  type IncomingHello,
+  InitiatorHandshake,
+  parseClientHello,
+  ResponderHandshake,
+  type Suite,
+} from '../protocol/index.js';
+import type { SignalingClient } from '../signaling/client.js';
+import { dtlsChannelBinding } from '../transport/channel-binding.js';
+import { PeerLink } from '../transport/peer-link.js';
+import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
+import { toBase64Url } from '../util/bytes.js';
+import { AsyncQueue } from './async-queue.js';
+import { Connection, type ConnectionOptions } from './connection.js';
+
+/** The pinned keys and PSK of a paired peer. A `PeerStore` provides them. */
+export interface PeerCredentials {
+  readonly publicIdentity: PublicIdentity;
+  readonly psk: Uint8Array;
+}
+
+/** The seed's `PeerList`: who is paired, with which keys. `PeerStore` satisfies it. */
+export interface PeerList {
+  lookup(peerId: PeerId): Promise<PeerCredentials | undefined>;
+}
+
+export interface HostOptions extends ConnectionOptions {
+  identity: Identity;
+  /** Paired peers: consulted by `connect` and by `request.verify()` when no other list is given. */
+  peers: PeerList;
+  /** A signaling client for this identity; `Host.start` connects it if needed. */
+  signaling: SignalingClient;
+  /** WebRTC implementation (the entry points pass the runtime's default). */
+  rtc: RtcImplementation;
+  /** STUN/TURN servers. */
+  iceServers?: RTCIceServer[];
+  /** `'relay'` sends everything through TURN. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  /** Drop ICE candidates whose address fails this filter (e.g. `loopbackOnly`). */
+  candidateFilter?: CandidateFilter;
+  /** AES-GCM provider (Node passes node:crypto). */
+  aead?: AeadProvider;
+  /** Suite this host offers when dialing. */
+  suite?: Suite;
+  /** Dial → authenticated connection must finish within this (default 15 000 ms). */
+  handshakeTimeoutMs?: number;
+  /** Incoming dials not yet accepted or rejected, at most (default 32); more are refused. */
+  maxPendingIncoming?: number;
+}
+
+/** Signals between hosts, carried by the signaling server (which signs and relays, nothing more). */
+const DialSignal = z.discriminatedUnion('kind', [
+  z.object({
+    p2ptls: z.literal(1),
+    kind: z.literal('signal'),
+    dial: z.string().min(8).max(64),
+    signal: z.unknown(),
+  }),
+  z.object({
+    p2ptls: z.literal(1),
+    kind: z.literal('abort'),
+    dial: z.string().min(8).max(64),
+    reason: z.string().max(200),
+  }),
+]);
+type DialSignal = z.infer<typeof DialSignal>;
+
+/** Records and datagrams that arrive on a link before the connection object exists. */
+interface Early {
+  reliable: Uint8Array[];
+  datagrams: Uint8Array[];
+}
+const MAX_EARLY_DATAGRAMS = 256;
+
+interface Dial {
+  id: string;
+  peerId: PeerId;
+  link: PeerLink;
+  outgoing: boolean;
+  settled: boolean;
+  timer: ReturnType<typeof setTimeout>;
+  abort(error: P2PTLSError): void;
+  /** Outgoing only: the peer dialed us at the same time and its dial wins (PROTOCOL.md §3.7). */
+  yieldToPeer?(): void;
+}
+
+/** An incoming dial whose ClientHello has arrived: accept it with {@link verify}, or {@link reject}. */
+export class ConnectionRequest {
+  /** @internal */
+  constructor(
+    /** The dialing peer, as authenticated by the signaling server and named in the ClientHello. */
+    readonly peerId: PeerId,
+    private readonly accept: (credentials: PeerCredentials) => Promise<Connection>,
+    private readonly refuse: (error: P2PTLSError) => void,
+    private readonly defaultList: PeerList,
+  ) {}
+
+  /**
+   * Accepts the request if the peer is in `list` (default: the host's peers): runs the handshake with the
+   * pinned key and PSK from the list. Rejects with `unknown_peer` for anyone else, and with the handshake's
+   * error (`bad_binder`, `bad_signature`, …) for an impostor.
+   */
+  async verify(list: PeerList = this.defaultList): Promise<Connection> {
+    const credentials = await list.lookup(this.peerId);
+    if (!credentials) {
+      const error = fail('unknown_peer', `${this.peerId} is not a paired peer`);
+      this.refuse(error);
+      throw error;
+    }
+    return this.accept(credentials);
+  }
+
+  /**
+   * DANGEROUS: accepts with credentials the caller vouches for, skipping the peer-list check — for pairing
+   * flows where the keys and PSK were just agreed and are not stored yet. The handshake still requires
+   * the peer to prove both the RSA key and the PSK.
+   */
+  acceptUnverified(credentials: PeerCredentials): Promise<Connection> {
+    return this.accept(credentials);
+  }
+
+  /** Refuses the dial. */
+  reject(reason = 'rejected'): void {
+    this.refuse(fail('unknown_peer', reason));
+  }
+}
+
+/** A p2ptls host: the seed's `AsyncHost`. */
+export class Host {
+  private readonly dials = new Map<string, Dial>();
+  private readonly requests = new AsyncQueue<ConnectionRequest>();
+  private readonly connections = new Set<Connection>();
+  /** Outgoing dials that lost a glare: their callers wait for the winning incoming dial instead. */
+  private readonly glareWaiters = new Map<PeerId, ((c: Connection) => void)[]>();
+  private readonly unsubscribe: () => void;
+  private closed = false;
+
+  private constructor(private readonly options: HostOptions) {
+    this.unsubscribe = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
+  }
+
+  /** Starts a host: connects and authenticates its signaling client. */
+  static async start(options: HostOptions): Promise<Host> {
+    if (options.signaling.identity.peerId !== options.identity.peerId) {
+      throw fail('invalid_argument', 'the signaling client must use the host identity');
+    }
+    const host = new Host(options);
+    if (!options.signaling.isAuthenticated) await options.signaling.connect();
+    return host;
+  }
+
+  get peerId(): PeerId {
+    return this.options.identity.peerId;
+  }
+
+  /** Open connections. */
+  get openConnections(): readonly Connection[] {
+    return [...this.connections];
+  }
+
+  /** Incoming dials, for the application to `verify` or `reject` (the seed's `host.incoming()`). */
+  incoming(): AsyncIterableIterator<ConnectionRequest> {
+    return this.requests[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Dials a paired peer and resolves with an authenticated connection. Rejects with `unknown_peer` if the
+   * peer is not in the host's peer list, `timeout`, or the handshake's error.
+   */
+  async connect(peerId: PeerId): Promise<Connection> {
+    if (this.closed) throw fail('closed', 'host is closed');
+    const credentials = await this.options.peers.lookup(peerId);
+    if (!credentials) throw fail('unknown_peer', `${peerId} is not a paired peer`);
+    this.options.signaling.trustPeer(credentials.publicIdentity);
+    const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
+    return new Promise<Connection>((resolve, reject) => {
+      const dial = this.newDial(id, peerId, true, reject);
+      const early: Early = { reliable: [], datagrams: [] };
+      dial.yieldToPeer = () => {
+        // Our caller gets the connection the peer's dial brings.
+        const list = this.glareWaiters.get(peerId) ?? [];
+        list.push(resolve);
+        this.glareWaiters.set(peerId, list);
+        this.endDial(dial, 'glare');
+      };
+      dial.link.once('open', () => {
+        void (async () => {
+          const fp = dial.link.fingerprints();
+          const init = await InitiatorHandshake.start({
+            identity: this.options.identity,
+            peer: credentials.publicIdentity,
+            psk: credentials.psk,
+            channelBinding: dtlsChannelBinding(fp.local, fp.remote),
+            ...(this.options.suite ? { suite: this.options.suite } : {}),
+            ...(this.options.aead ? { aead: this.options.aead } : {}),
+          });
+          const records = this.collect(dial.link, early);
+          dial.link.sendReliable(init.hello);
+          let result: HandshakeResult | undefined;
+          while (!result) {
+            const r = await init.receive(await records.next());
+            for (const out of r.records) dial.link.sendReliable(out);
+            result = r.result;
+          }
+          resolve(this.established(dial, result, records.stop()));
+        })().catch((err) => dial.abort(asError(err)));
+      });
+    });
+  }
+
+  private newDial(id: string, peerId: PeerId, outgoing: boolean, reject: (e: P2PTLSError) => void): Dial {
+    const o = this.options;
+    const link = new PeerLink({
+      rtc: o.rtc,
+      initiator: outgoing,
+      ...(o.iceServers ? { iceServers: o.iceServers } : {}),
+      ...(o.iceTransportPolicy ? { iceTransportPolicy: o.iceTransportPolicy } : {}),
+      ...(o.candidateFilter ? { candidateFilter: o.candidateFilter } : {}),
+    });
+    const timeoutMs = o.handshakeTimeoutMs ?? 15_000;
+    const dial: Dial = {
+      id,
+      peerId,
+      link,
+      outgoing,
+      settled: false,
+      timer: setTimeout(
+        () => dial.abort(fail('timeout', `no authenticated connection to ${peerId} after ${timeoutMs} ms`)),
+        timeoutMs,
+      ),
+      abort: (error) => {
+        reject(error);
+        this.endDial(dial, error.code);
+      },
+    };
+    this.dials.set(id, dial);
+    link.on('signal', (signal) => {
+      this.send(peerId, { p2ptls: 1, kind: 'signal', dial: id, signal });
+    });
+    link.on('close', ({ error }) => {
+      if (!dial.settled) dial.abort(error ?? fail('closed', 'WebRTC connection closed during the handshake'));
+    });
+    return dial;
+  }
+
+  /** Ends a dial; with a reason, the link is closed and the peer told. */
+  private endDial(dial: Dial, abortReason?: string): void {
+    if (dial.settled) return;
+    dial.settled = true;
+    clearTimeout(dial.timer);
+    this.dials.delete(dial.id);
+    if (abortReason) {
+      dial.link.close();
+      this.send(dial.peerId, { p2ptls: 1, kind: 'abort', dial: dial.id, reason: abortReason });
+    }
+  }
+
+  private send(peerId: PeerId, signal: DialSignal): void {
+    this.options.signaling.sendSignal(peerId, signal).catch(() => {
+      // Signaling is best effort here: a lost signal shows up as a handshake timeout.
+    });
+  }
+
+  /** Buffers the link's reliable records and datagrams until the connection takes over. */
+  private collect(link: PeerLink, early: Early) {
+    const waiting: ((r: Uint8Array) => void)[] = [];
+    const offReliable = link.on('reliable', (r) => {
+      const w = waiting.shift();
+      if (w) w(r);
+      else early.reliable.push(r);
+    });
+    const offDatagram = link.on('datagram', (d) => {
+      if (early.datagrams.length < MAX_EARLY_DATAGRAMS) early.datagrams.push(d);
+    });
+    return {
+      next: () =>
+        new Promise<Uint8Array>((resolve) => {
+          const r = early.reliable.shift();
+          if (r) resolve(r);
+          else waiting.push(resolve);
+        }),
+      stop: (): Early => {
+        offReliable();
+        offDatagram();
+        return early;
+      },
+    };
+  }
+
+  private established(dial: Dial, result: HandshakeResult, early: Early): Connection {
+    this.endDial(dial);
+    const connection = new Connection(dial.link, result, this.connectionOptions(), early);
+    this.connections.add(connection);
+    connection.on('close', () => this.connections.delete(connection));
+    return connection;
+  }
+
+  private connectionOptions(): ConnectionOptions {
+    const o = this.options;
+    return {
+      ...(o.session || o.aead ? { session: { ...o.session, ...(o.aead ? { aead: o.aead } : {}) } } : {}),
+      ...(o.heartbeatIntervalMs ? { heartbeatIntervalMs: o.heartbeatIntervalMs } : {}),
+      ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}),
+      ...(o.highWaterMark ? { highWaterMark: o.highWaterMark } : {}),
+    };
+  }
+
+  private onSignal(from: PeerId, data: unknown): void {
+    if (this.closed) return;
+    const parsed = DialSignal.safeParse(data);
+    if (!parsed.success) return; // Not ours, or malformed: the signaling layer already verified the sender.
+    const msg = parsed.data;
+    const dial = this.dials.get(msg.dial);
+    if (dial) {
+      if (dial.peerId !== from) return; // Someone else using a dial id they saw: ignore.
+      if (msg.kind === 'abort') dial.abort(fail('closed', `peer aborted the dial: ${msg.reason}`));
+      else dial.link.signal(msg.signal);
+      return;
+    }
+    if (msg.kind !== 'signal') return;
+    // A new incoming dial. Glare: if we are dialing the same peer, the lower peerId's dial wins.
+    for (const mine of this.dials.values()) {
+      if (mine.outgoing && mine.peerId === from && !mine.link.isOpen) {
+        if (glareWinner(this.peerId, from) === this.peerId) {
+          this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'glare' });
+          return;
+        }
+        mine.yieldToPeer?.();
+      }
+    }
+    const pending = [...this.dials.values()].filter((d) => !d.outgoing).length;
+    if (pending >= (this.options.maxPendingIncoming ?? 32)) {
+      this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'busy' });
+      return;
+    }
+    this.acceptDial(msg.dial, from, msg.signal);
+  }
+
+  private acceptDial(id: string, from: PeerId, firstSignal: unknown): void {
+    const dial = this.newDial(id, from, false, () => {});
+    const early: Early = { reliable: [], datagrams: [] };
+    dial.link.signal(firstSignal);
+    dial.link.once('open', () => {
+      void (async () => {
+        const records = this.collect(dial.link, early);
+        let hello: IncomingHello;
+        try {
+          hello = parseClientHello(await records.next());
+        } catch (err) {
+          dial.abort(asError(err));
+          return;
+        }
+        if (hello.initiatorId !== from) {
+          dial.abort(
+            fail('unknown_peer', `ClientHello claims ${hello.initiatorId} but the dial came from ${from}`),
+          );
+          return;
+        }
+        const accept = async (credentials: PeerCredentials): Promise<Connection> => {
+          if (dial.settled) throw fail('closed', 'the dial is no longer pending');
+          try {
+            const fp = dial.link.fingerprints();
+            const resp = await ResponderHandshake.accept(hello, {
+              identity: this.options.identity,
+              peer: credentials.publicIdentity,
+              psk: credentials.psk,
+              channelBinding: dtlsChannelBinding(fp.remote, fp.local),
+              ...(this.options.aead ? { aead: this.options.aead } : {}),
+            });
+            for (const r of resp.records) dial.link.sendReliable(r);
+            const result = await resp.receive(await records.next());
+            return this.established(dial, result, records.stop());
+          } catch (err) {
+            const error = asError(err);
+            dial.abort(error);
+            throw error;
+          }
+        };
+        const request = new ConnectionRequest(from, accept, (error) => dial.abort(error), this.options.peers);
+        const waiters = this.glareWaiters.get(from);
+        if (waiters?.length) {
+          this.glareWaiters.delete(from);
+          request.verify().then(
+            (c) => {
+              for (const w of waiters) w(c);
+            },
+            () => {},
+          );
+          return;
+        }
+        this.requests.push(request);
+      })();
+    });
+  }
+
+  /** Closes every connection and pending dial, and stops listening. The signaling client stays open. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    this.requests.end();
+    for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));
+    await Promise.all([...this.connections].map((c) => c.close('host closed', 1)));
+  }
+}
+
+function asError(err: unknown): P2PTLSError {
+  return isP2PTLSError(err) ? err : fail('closed', err instanceof Error ? err.message : String(err), err);
+}

@@ -1,0 +1,11 @@
+export {
+  Connection,
+  type ConnectionClose,
+  type ConnectionEvents,
+  type ConnectionOptions,
+  type ConnectionStats,
+  type Datagram,
+  DatagramChannel,
+  type SendOptions,
+} from './connection.js';
+export { ConnectionRequest, Host, type HostOptions, type PeerCredentials, type PeerList } from './host.js';

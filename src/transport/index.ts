@@ -1,0 +1,9 @@
+export { dtlsChannelBinding, sdpFingerprint } from './channel-binding.js';
+export { type LinkStats, PeerLink, type PeerLinkOptions, SLLP_CHANNEL_ID } from './peer-link.js';
+export {
+  type CandidateFilter,
+  candidateAddress,
+  loopbackOnly,
+  type RtcImplementation,
+  withPlainDescriptions,
+} from './rtc.js';

@@ -1,0 +1,266 @@
+/**
+ * One WebRTC peer connection carrying the two p2ptls channels: simple-peer's own data channel (reliable,
+ * ordered: TCP mode) and a negotiated unordered channel with `maxRetransmits: 0` (SLLP mode), created on
+ * the same RTCPeerConnection so no renegotiation is needed.
+ */
+import SimplePeer from 'simple-peer';
+import { fail, type P2PTLSError } from '../errors.js';
+import { TypedEmitter } from '../signaling/emitter.js';
+import { sdpFingerprint } from './channel-binding.js';
+import { type CandidateFilter, candidateAddress, type RtcImplementation } from './rtc.js';
+
+/** SCTP stream id of the SLLP channel; simple-peer's channel takes the low ids. */
+export const SLLP_CHANNEL_ID = 1000;
+const SLLP_CHANNEL_LABEL = 'p2ptls-sllp';
+
+export interface PeerLinkOptions {
+  rtc: RtcImplementation;
+  /** True on the side that makes the offer (the dialer). */
+  initiator: boolean;
+  iceServers?: RTCIceServer[];
+  /** `'relay'` forces TURN. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  /** Drops candidates (sent and received) whose address fails it. */
+  candidateFilter?: CandidateFilter;
+}
+
+/** What the transport reports about a live connection. */
+export interface LinkStats {
+  /** Type of the selected local / remote candidates: host, srflx, prflx or relay. */
+  localCandidateType?: string;
+  remoteCandidateType?: string;
+  /** ICE round-trip time of the selected pair, ms. */
+  rttMs?: number;
+  bytesSent?: number;
+  bytesReceived?: number;
+}
+
+export interface PeerLinkEvents {
+  /** A signaling message for the other side (offer, answer, candidate). */
+  signal: unknown;
+  /** Both channels are open. */
+  open: undefined;
+  reliable: Uint8Array;
+  datagram: Uint8Array;
+  /** ICE connection state changes: 'disconnected' may recover, 'failed' does not. */
+  state: string;
+  /** The reliable channel's send buffer fell below the low-water mark. */
+  drain: undefined;
+  close: { error?: P2PTLSError };
+}
+
+/** The parts of simple-peer's instance it does not type. */
+interface SimplePeerInternals {
+  _pc: RTCPeerConnection;
+  _channel: RTCDataChannel | null;
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (data instanceof Uint8Array) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (typeof data === 'string') return new TextEncoder().encode(data);
+  throw fail('malformed', 'unexpected data channel message type');
+}
+
+function filterSignal(data: unknown, keep: CandidateFilter | undefined): unknown {
+  if (!keep || typeof data !== 'object' || data === null) return data;
+  const d = data as { type?: string; sdp?: string; candidate?: { candidate?: string } };
+  if (d.type === 'candidate') {
+    const line = d.candidate?.candidate ?? '';
+    const addr = candidateAddress(line);
+    return line === '' || (addr !== undefined && keep(addr, line)) ? data : null;
+  }
+  if (typeof d.sdp === 'string') {
+    const sdp = d.sdp
+      .split('\r\n')
+      .filter((l) => {
+        if (!l.startsWith('a=candidate:')) return true;
+        const addr = candidateAddress(l);
+        return addr !== undefined && keep(addr, l);
+      })
+      .join('\r\n');
+    return { ...d, sdp };
+  }
+  return data;
+}
+
+/** A WebRTC connection to one peer with both p2ptls channels. */
+export class PeerLink extends TypedEmitter<PeerLinkEvents> {
+  private readonly peer: SimplePeer.Instance;
+  private readonly internals: SimplePeerInternals;
+  private readonly sllp: RTCDataChannel;
+  private readonly filter: CandidateFilter | undefined;
+  private opened = false;
+  private closed = false;
+  private reliableOpen = false;
+  private sllpOpen = false;
+  /** Bytes handed to the reliable channel since the last look at bufferedAmount (it may lag behind send()). */
+  private unaccounted = 0;
+
+  constructor(options: PeerLinkOptions) {
+    super();
+    this.filter = options.candidateFilter;
+    this.peer = new SimplePeer({
+      initiator: options.initiator,
+      trickle: true,
+      wrtc: options.rtc,
+      config: {
+        iceServers: options.iceServers ?? [],
+        ...(options.iceTransportPolicy ? { iceTransportPolicy: options.iceTransportPolicy } : {}),
+      },
+      channelName: 'p2ptls-tcp',
+    });
+    this.internals = this.peer as unknown as SimplePeerInternals;
+    this.sllp = this.internals._pc.createDataChannel(SLLP_CHANNEL_LABEL, {
+      negotiated: true,
+      id: SLLP_CHANNEL_ID,
+      ordered: false,
+      maxRetransmits: 0,
+    });
+    this.sllp.binaryType = 'arraybuffer';
+    this.sllp.onopen = () => {
+      this.sllpOpen = true;
+      this.maybeOpen();
+    };
+    this.sllp.onmessage = (e: MessageEvent) => {
+      try {
+        this.emit('datagram', toBytes(e.data));
+      } catch {
+        // A datagram we cannot even read is dropped like any other bad datagram.
+      }
+    };
+    this.peer.on('signal', (data: unknown) => {
+      const kept = filterSignal(data, this.filter);
+      if (kept !== null) this.emit('signal', kept);
+    });
+    this.peer.on('connect', () => {
+      this.reliableOpen = true;
+      const ch = this.internals._channel;
+      if (ch) {
+        ch.bufferedAmountLowThreshold = 256 * 1024;
+        ch.addEventListener('bufferedamountlow', () => this.emit('drain', undefined));
+      }
+      this.maybeOpen();
+    });
+    this.peer.on('data', (data: unknown) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = toBytes(data);
+      } catch {
+        return;
+      }
+      this.emit('reliable', bytes);
+    });
+    this.peer.on('iceStateChange', (ice: string) => this.emit('state', ice));
+    this.peer.on('error', (err: Error & { code?: string }) => {
+      this.shutdown(fail('closed', `WebRTC connection failed: ${err.code ?? err.message}`, err));
+    });
+    this.peer.on('close', () => this.shutdown());
+  }
+
+  private maybeOpen(): void {
+    if (this.opened || !this.reliableOpen || !this.sllpOpen) return;
+    this.opened = true;
+    this.emit('open', undefined);
+  }
+
+  private shutdown(error?: P2PTLSError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit('close', error ? { error } : {});
+  }
+
+  get isOpen(): boolean {
+    return this.opened && !this.closed;
+  }
+
+  /** Feeds a signaling message from the other side. Bad input is reported, never thrown past here. */
+  signal(data: unknown): void {
+    if (this.closed) return;
+    const kept = filterSignal(data, this.filter);
+    if (kept === null) return;
+    try {
+      this.peer.signal(kept as SimplePeer.SignalData);
+    } catch (err) {
+      this.shutdown(fail('malformed', 'bad signaling message from peer', err));
+    }
+  }
+
+  /** Largest message the transport accepts (SCTP max-message-size), or 64 KiB if the stack does not say. */
+  get maxMessageSize(): number {
+    const size = this.internals._pc.sctp?.maxMessageSize;
+    return size && Number.isFinite(size) && size > 0 ? size : 65536;
+  }
+
+  /** DTLS fingerprints from the local and remote SDP. */
+  fingerprints(): { local: string; remote: string } {
+    const pc = this.internals._pc;
+    const local = pc.localDescription?.sdp;
+    const remote = pc.remoteDescription?.sdp;
+    if (!local || !remote) throw fail('closed', 'no session descriptions yet');
+    return { local: sdpFingerprint(local), remote: sdpFingerprint(remote) };
+  }
+
+  /** Bytes queued on the reliable channel, including sends the channel may not yet count. */
+  get bufferedAmount(): number {
+    return (this.internals._channel?.bufferedAmount ?? 0) + this.unaccounted;
+  }
+
+  /** Forgets our own count once the event loop has turned and `bufferedAmount` has caught up. */
+  settle(): void {
+    this.unaccounted = 0;
+  }
+
+  sendReliable(record: Uint8Array): void {
+    const ch = this.internals._channel;
+    if (ch?.readyState !== 'open') throw fail('closed', 'reliable channel is not open');
+    ch.send(record as Uint8Array<ArrayBuffer>);
+    this.unaccounted += record.length;
+  }
+
+  /** Sends a datagram; returns false (dropped) if the channel is not open or its buffer is full. */
+  sendDatagram(record: Uint8Array, maxBuffered = 1024 * 1024): boolean {
+    if (this.sllp.readyState !== 'open' || this.sllp.bufferedAmount > maxBuffered) return false;
+    this.sllp.send(record as Uint8Array<ArrayBuffer>);
+    return true;
+  }
+
+  async stats(): Promise<LinkStats> {
+    const report = await this.internals._pc.getStats();
+    const byId = new Map<string, Record<string, unknown>>();
+    report.forEach((v: Record<string, unknown>) => {
+      byId.set(v.id as string, v);
+    });
+    let pair: Record<string, unknown> | undefined;
+    for (const v of byId.values()) {
+      if (v.type === 'transport' && typeof v.selectedCandidatePairId === 'string') {
+        pair = byId.get(v.selectedCandidatePairId);
+      }
+    }
+    if (!pair) {
+      for (const v of byId.values()) {
+        if (v.type === 'candidate-pair' && v.state === 'succeeded' && (v.nominated || v.selected)) pair = v;
+      }
+    }
+    if (!pair) return {};
+    const local = byId.get(pair.localCandidateId as string);
+    const remote = byId.get(pair.remoteCandidateId as string);
+    const rtt = pair.currentRoundTripTime;
+    return {
+      localCandidateType: local?.candidateType as string | undefined,
+      remoteCandidateType: remote?.candidateType as string | undefined,
+      ...(typeof rtt === 'number' ? { rttMs: rtt * 1000 } : {}),
+      bytesSent: pair.bytesSent as number | undefined,
+      bytesReceived: pair.bytesReceived as number | undefined,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.sllp.close();
+    } catch {}
+    this.peer.destroy();
+    this.shutdown();
+  }
+}
