@@ -512,6 +512,41 @@ describe('protocol handshake', () => {
       assert.equal(incoming.responderId, bob.peerId);
     });
 
+    it('a well-formed ServerHello for the other suite → unsupported_suite at the initiator', async () => {
+      for (const s of SUITES) {
+        const otherSuite = SUITES.find((x) => x.suite !== s.suite)!;
+        const i = await InitiatorHandshake.start(initOpts({ suite: s.suite }));
+        const share = (await generateEphemeral(otherSuite.suite)).share;
+        const sh = concat(
+          new Uint8Array([1, 0, 0x50, 0x32, 0x50, 0x54, 1, 2, 0, otherSuite.suite]),
+          crypto.getRandomValues(new Uint8Array(32)),
+          new Uint8Array([0, share.length]),
+          share,
+        );
+        await assert.rejects(i.receive(sh), withCode('unsupported_suite'));
+      }
+    });
+
+    it('invalid local arguments → invalid_argument (suite, PSK length, peerId)', async () => {
+      await assert.rejects(
+        InitiatorHandshake.start(initOpts({ suite: 0x0003 as (typeof SUITES)[number]['suite'] })),
+        withCode('invalid_argument'),
+      );
+      await assert.rejects(
+        InitiatorHandshake.start(initOpts({ psk: new Uint8Array(31) })),
+        withCode('invalid_argument'),
+      );
+      await assert.rejects(
+        InitiatorHandshake.start(initOpts({ peer: { peerId: 'not-a-peer-id', verify: async () => true } })),
+        withCode('invalid_argument'),
+      );
+      const i = await InitiatorHandshake.start(initOpts());
+      await assert.rejects(
+        ResponderHandshake.accept(parseClientHello(i.hello), respOpts({ psk: new Uint8Array(16) })),
+        withCode('invalid_argument'),
+      );
+    });
+
     it('a ClientHello reflected to its own sender (acting as responder) → wrong_peer', async () => {
       const i = await InitiatorHandshake.start(initOpts());
       const aliceAsResponder = { identity: alice, peer: bob.publicIdentity, psk };
