@@ -719,6 +719,31 @@ describe('protocol records (TCP mode)', () => {
       });
     }
 
+    it('nothing is delivered after a CLOSE (PROTOCOL.md §5.3), even for records passed in before it was processed', async () => {
+      for (const concurrent of [false, true]) {
+        const raw = new RawSender(run.initiator.secrets.initiatorTcp);
+        const victim = endFrom(run.responder);
+        const close = await raw.seal(RecordType.CONTROL, 0, new Uint8Array([1, 0, 0]));
+        const data = await raw.seal(RecordType.DATA, DataFlag.FIRST | DataFlag.LAST, utf8('after close'));
+        const delivered: SessionEvent[] = [];
+        const take = (p: Promise<SessionEvent[]>) =>
+          p.then(
+            (ev) => {
+              delivered.push(...ev);
+            },
+            (err: unknown) => assert.ok(isP2PTLSError(err), 'typed rejection'),
+          );
+        if (concurrent)
+          await Promise.all([take(victim.session.receive(close)), take(victim.session.receive(data))]);
+        else {
+          await take(victim.session.receive(close));
+          await take(victim.session.receive(data));
+        }
+        assert.deepEqual(delivered, [{ type: 'close', code: 0, reason: '' }], `concurrent=${concurrent}`);
+        assert.equal(victim.session.state, 'closed');
+      }
+    });
+
     it('control: the raw sender produces records the session accepts', async () => {
       const raw = new RawSender(run.initiator.secrets.initiatorTcp);
       const victim = endFrom(run.responder);
