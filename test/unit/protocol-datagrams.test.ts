@@ -412,6 +412,18 @@ describe('protocol datagrams (SLLP mode)', () => {
     );
   });
 
+  it('in-order datagrams spanning two epoch changes, received concurrently (as a transport does), all arrive', async () => {
+    // With maxRecordsPerKey = 2 the epochs are 0,0,1,1,2,2. Each datagram is handed to receiveDatagram as
+    // it arrives, without waiting for the previous one to decrypt (src/host/connection.ts does this).
+    const { initiator: a, responder: b } = pairFrom(run, { maxRecordsPerKey: 2 });
+    await sendTagged(a, 6);
+    const results = await pumpDatagrams(a, b);
+    assert.deepEqual(
+      results.map((r) => (r.ok ? `ok:${r.epoch}:${r.seq}` : r.reason)),
+      ['ok:0:0', 'ok:0:1', 'ok:1:0', 'ok:1:1', 'ok:2:0', 'ok:2:1'],
+    );
+  });
+
   it('a forged epoch far ahead is invalid and does not disturb the current epoch', async () => {
     const { initiator: a, responder: b } = pairFrom(run);
     const [d0, d1] = await sendTagged(a, 2);
