@@ -1,0 +1,262 @@
+/**
+ * Shared set-up of the host end-to-end tests: a real signaling server process, identities generated once
+ * per file, in-memory peer stores paired with shared random PSKs, and hosts on loopback only (every host
+ * uses `loopbackOnly`; node-datachannel binds 127.0.0.1). `env.close()` tears everything down.
+ *
+ *   const env = await startEnv(3);                  // env.ids[0..2], env.url
+ *   const a = await env.host(env.ids[0]!, { peers: [env.ids[1]!] });
+ *   const b = await env.host(env.ids[1]!, { peers: [env.ids[0]!], backend: 'node-datachannel' });
+ *   const accepted = autoAccept(b);                 // verifies every incoming dial
+ *   const conn = await a.connect(b.peerId);
+ *   ...
+ *   await env.close();                              // in `after`
+ */
+import assert from 'node:assert/strict';
+import { isP2PTLSError } from '../../src/errors.js';
+import type { Connection } from '../../src/host/connection.js';
+import { Host, type HostOptions } from '../../src/host/host.js';
+import { Identity } from '../../src/identity/identity.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
+import { type NodeRtcBackend, nodeRtc } from '../../src/runtime/node-rtc.js';
+import { SignalingClient } from '../../src/signaling/client.js';
+import { openMemoryPeerStore, type PeerStore } from '../../src/store/index.js';
+import { loopbackOnly, type RtcImplementation } from '../../src/transport/rtc.js';
+import { type SignalingProcess, startSignalingProcess } from './processes.js';
+
+export type Backend = NodeRtcBackend;
+export const BACKENDS: readonly Backend[] = ['wrtc', 'node-datachannel'];
+
+const rtcCache = new Map<Backend, Promise<RtcImplementation>>();
+
+/** The backend's RtcImplementation; node-datachannel always bound to 127.0.0.1 (loopback only). */
+export function loadRtc(backend: Backend): Promise<RtcImplementation> {
+  let p = rtcCache.get(backend);
+  if (!p) {
+    p =
+      backend === 'node-datachannel'
+        ? nodeRtc('node-datachannel', { bindAddress: '127.0.0.1' })
+        : nodeRtc('wrtc');
+    rtcCache.set(backend, p);
+  }
+  return p;
+}
+
+/** A random 32-byte pair PSK. */
+export function randomPsk(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(32));
+}
+
+/** Assertion predicate for `assert.rejects`: a P2PTLSError with exactly one of these codes. */
+export function withCode(...codes: string[]) {
+  return (err: unknown): true => {
+    if (isP2PTLSError(err) && codes.includes(err.code)) return true;
+    if (isP2PTLSError(err)) {
+      assert.fail(`expected P2PTLSError(${codes.join('|')}), got P2PTLSError(${err.code}): ${err.message}`);
+    }
+    assert.fail(`expected P2PTLSError(${codes.join('|')}), got a foreign exception: ${String(err)}`);
+  };
+}
+
+/** Rejects with a labelled error when `p` does not settle within `ms`. */
+export function within<T>(p: Promise<T>, ms: number, label: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label}: not settled within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `cond` every 20 ms until it holds; fails with `label` after `ms`. */
+export async function until(cond: () => boolean, ms: number, label: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`${label}: condition not met within ${ms} ms`);
+    await sleep(20);
+  }
+}
+
+/** The next TCP-mode message of `conn` (from now), within `ms`. */
+export function nextMessage(conn: Connection, ms = 15_000): Promise<Uint8Array> {
+  return within(
+    new Promise<Uint8Array>((resolve) => conn.once('message', resolve)),
+    ms,
+    `message from ${conn.peerId.slice(0, 8)}`,
+  );
+}
+
+export const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Connections accepted by {@link autoAccept}, in arrival order. */
+export interface Acceptor {
+  /** The next accepted connection (past or future), within `ms`. */
+  next(ms?: number): Promise<Connection>;
+  /** Every accepted connection so far. */
+  readonly accepted: Connection[];
+  /** Errors of `request.verify()` (typed), in order. */
+  readonly errors: unknown[];
+  /** Resolves with the next verify error (past or future), within `ms`. */
+  nextError(ms?: number): Promise<unknown>;
+}
+
+/** Runs `host.incoming()` in the background and verifies every request against the host's peer list. */
+export function autoAccept(host: Host): Acceptor {
+  const accepted: Connection[] = [];
+  const errors: unknown[] = [];
+  let taken = 0;
+  let errorsTaken = 0;
+  const waiters: (() => void)[] = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  void (async () => {
+    for await (const req of host.incoming()) {
+      req.verify().then(
+        (c) => {
+          accepted.push(c);
+          wake();
+        },
+        (err: unknown) => {
+          errors.push(err);
+          wake();
+        },
+      );
+    }
+  })();
+  const waitFor = async <T>(take: () => T | undefined, ms: number, label: string): Promise<T> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const v = take();
+      if (v !== undefined) return v;
+      const left = deadline - Date.now();
+      if (left <= 0) assert.fail(`${label} within ${ms} ms`);
+      await within(new Promise<void>((r) => waiters.push(r)), left, label).catch(() => {});
+    }
+  };
+  return {
+    accepted,
+    errors,
+    next: (ms = 20_000) =>
+      waitFor(() => (taken < accepted.length ? accepted[taken++] : undefined), ms, 'no accepted connection'),
+    nextError: (ms = 20_000) =>
+      waitFor(() => (errorsTaken < errors.length ? errors[errorsTaken++] : undefined), ms, 'no verify error'),
+  };
+}
+
+/** Options of {@link Env.host}. */
+export type TestHostOptions = Partial<Omit<HostOptions, 'identity' | 'peers' | 'signaling'>> & {
+  /** Paired peers (the env's PSK of each pair), unless `store` is given. */
+  peers?: Identity[];
+  /** A ready store instead of `peers`. */
+  store?: PeerStore;
+  backend?: Backend;
+};
+
+export interface Env {
+  readonly url: string;
+  readonly server: SignalingProcess;
+  readonly ids: Identity[];
+  /** The PSK shared by the pair (a, b): random, the same in both directions. */
+  psk(a: Identity, b: Identity): Uint8Array;
+  /** A memory store of `me`'s `peers`, each with `psk(peer)` (default: the pair's PSK). */
+  store(me: Identity, peers: Identity[], psk?: (peer: Identity) => Uint8Array): Promise<PeerStore>;
+  /** A connected signaling client for `identity` (closed by `close`). */
+  signaling(identity: Identity): SignalingClient;
+  /** Starts a host on loopback (closed by `close`). */
+  host(identity: Identity, options?: TestHostOptions): Promise<Host>;
+  /** Closes a host and its signaling client now. */
+  closeHost(host: Host): Promise<void>;
+  /** Something to run at teardown (before the server is killed). */
+  defer(fn: () => unknown): void;
+  close(): Promise<void>;
+}
+
+/** Starts a signaling server process and generates `n` identities. */
+export async function startEnv(n: number): Promise<Env> {
+  const [server, ids] = await Promise.all([
+    startSignalingProcess(),
+    Promise.all(Array.from({ length: n }, () => Identity.generate())),
+  ]);
+  const psks = new Map<string, Uint8Array>();
+  const hosts = new Map<Host, SignalingClient>();
+  const clients = new Set<SignalingClient>();
+  const stores = new Set<PeerStore>();
+  const deferred: (() => unknown)[] = [];
+
+  const env: Env = {
+    url: server.url,
+    server,
+    ids,
+    psk(a, b) {
+      const key = [a.peerId, b.peerId].sort().join('|');
+      let p = psks.get(key);
+      if (!p) {
+        p = randomPsk();
+        psks.set(key, p);
+      }
+      return p;
+    },
+    async store(me, peers, psk = (p) => env.psk(me, p)) {
+      const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
+      stores.add(store);
+      for (const p of peers) {
+        await store.put({ publicIdentity: p.exportPublic(), psk: psk(p) });
+      }
+      return store;
+    },
+    signaling(identity) {
+      const c = new SignalingClient({ url: server.url, identity, requestTimeoutMs: 10_000 });
+      clients.add(c);
+      return c;
+    },
+    async host(identity, options = {}) {
+      const { peers = [], store, backend = 'wrtc', ...rest } = options;
+      const peerStore = store ?? (await env.store(identity, peers));
+      const signaling = env.signaling(identity);
+      const host = await Host.start({
+        identity,
+        peers: peerStore,
+        signaling,
+        rtc: await loadRtc(backend),
+        candidateFilter: loopbackOnly,
+        aead: nodeCryptoAead,
+        handshakeTimeoutMs: 15_000,
+        ...rest,
+      });
+      hosts.set(host, signaling);
+      return host;
+    },
+    async closeHost(host) {
+      const sig = hosts.get(host);
+      hosts.delete(host);
+      await host.close().catch(() => {});
+      if (sig) {
+        clients.delete(sig);
+        await sig.close().catch(() => {});
+      }
+    },
+    defer(fn) {
+      deferred.push(fn);
+    },
+    async close() {
+      for (const fn of deferred.splice(0).reverse()) {
+        try {
+          await fn();
+        } catch {}
+      }
+      await Promise.all(
+        [...hosts.keys()].map((h) => within(h.close(), 10_000, 'host.close').catch(() => {})),
+      );
+      hosts.clear();
+      await Promise.all([...clients].map((c) => c.close().catch(() => {})));
+      clients.clear();
+      await Promise.all([...stores].map((s) => s.close().catch(() => {})));
+      stores.clear();
+      await server.kill();
+      // Let WebRTC transports finish closing before the native stacks are torn down.
+      await sleep(300);
+    },
+  };
+  return env;
+}
