@@ -1,0 +1,517 @@
+/**
+ * Signaling benchmark (`npm run bench:signaling -- --clients N --messages M`).
+ *
+ * Runs, in one invocation and under the same load, (1) the p2ptls signaling server
+ * (signaling-server/main.ts in its own process: challenge/response authentication, zod validation,
+ * rate limiting, signed envelopes) and (2) a bare socket.io relay with no authentication or validation
+ * (this file in `--baseline-server` mode, also its own process). For each: N clients connect (ours:
+ * and authenticate), then every client sends M signals to its neighbour in a ring, one in flight at a
+ * time; we measure relay latency (send → delivery, same clock), messages/s, and the server's memory per
+ * connection (RSS and heap after connecting minus before, ÷ N) plus the server CPU time per message.
+ *
+ * Both relays carry the same pre-signed p2ptls envelopes (~1 KB), so the comparison isolates the
+ * server path. The client-side cost of signing (~1 ms per RSA-2048 signature) and verifying is reported
+ * separately ("client crypto").
+ *
+ * Identities: RSA key generation is slow (~100 ms per key here), so the N unique signing keys are made
+ * with node:crypto in the libuv pool and cached in .tmp/bench-identities.jsonl (grown on demand and reused
+ * across runs). All bench identities share ONE RSA-OAEP key (each still has its own binding signature):
+ * the server only checks the binding, never uses the OAEP key, so this does not change what is measured.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  createPrivateKey,
+  generateKeyPair,
+  type KeyObject,
+  constants as nodeCrypto,
+  sign as nodeSign,
+} from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { Server } from 'socket.io';
+import { io, type Socket } from 'socket.io-client';
+import { Identity, PublicIdentity, type PublicIdentityJson, peerIdOf } from '../src/identity/index.js';
+import type { SignedSignal } from '../src/signaling/messages.js';
+import { authSignedBytes, randomNonce, signalingOrigin, signalSignedBytes } from '../src/signaling/wire.js';
+import { concat, fromBase64Url, toBase64Url, utf8 } from '../src/util/bytes.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CACHE = join(ROOT, '.tmp', 'bench-identities.jsonl');
+const genKeyPair = promisify(generateKeyPair);
+
+// Same string as the private BINDING_CONTEXT of src/identity/identity.ts. If they ever differ,
+// PublicIdentity.fromKeys below rejects the first cached identity loudly.
+const BINDING_CONTEXT = utf8('p2ptls/1 encryption key binding\0');
+
+interface BenchIdentity {
+  peerId: string;
+  pub: PublicIdentityJson;
+  key: KeyObject;
+}
+
+interface CachedLine {
+  pub: PublicIdentityJson;
+  pkcs8: string;
+}
+
+function pssSign(key: KeyObject, data: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) =>
+    nodeSign(
+      'sha256',
+      data,
+      { key, padding: nodeCrypto.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+      (err, sig) => (err ? reject(err) : resolve(new Uint8Array(sig))),
+    ),
+  );
+}
+
+/** Loads `n` cached identities, generating (in parallel, in the libuv pool) and appending the missing ones. */
+async function loadIdentities(n: number): Promise<BenchIdentity[]> {
+  mkdirSync(dirname(CACHE), { recursive: true });
+  const lines: CachedLine[] = existsSync(CACHE)
+    ? readFileSync(CACHE, 'utf8')
+        .split('\n')
+        .flatMap((l) => {
+          // A run interrupted mid-write leaves a partial last line: skip it.
+          try {
+            return [JSON.parse(l) as CachedLine];
+          } catch {
+            return [];
+          }
+        })
+    : [];
+  if (lines.length < n) {
+    const missing = n - lines.length;
+    console.error(`generating ${missing} RSA-2048 identities (cached in ${CACHE}) ...`);
+    const t0 = performance.now();
+    // The shared OAEP key: taken from the cache when there is one, so every line agrees.
+    let encSpki: Uint8Array;
+    if (lines.length > 0) encSpki = fromBase64Url(lines[0]!.pub.encryptionKey);
+    else {
+      const enc = await genKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 });
+      encSpki = new Uint8Array(enc.publicKey.export({ type: 'spki', format: 'der' }));
+    }
+    let done = 0;
+    const worker = async () => {
+      while (done < missing) {
+        done++;
+        const kp = await genKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 });
+        const spki = new Uint8Array(kp.publicKey.export({ type: 'spki', format: 'der' }));
+        const binding = await pssSign(kp.privateKey, concat(BINDING_CONTEXT, encSpki));
+        const pub: PublicIdentityJson = {
+          v: 1,
+          peerId: await peerIdOf(spki),
+          signingKey: toBase64Url(spki),
+          encryptionKey: toBase64Url(encSpki),
+          binding: toBase64Url(binding),
+        };
+        const pkcs8 = toBase64Url(new Uint8Array(kp.privateKey.export({ type: 'pkcs8', format: 'der' })));
+        const line: CachedLine = { pub, pkcs8 };
+        if (lines.length === 0) await PublicIdentity.import(pub); // the binding format check, once
+        lines.push(line);
+        appendFileSync(CACHE, `${JSON.stringify(line)}\n`);
+        if (lines.length % 500 === 0) console.error(`  ${lines.length} identities`);
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    console.error(`  generated ${missing} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  return lines.slice(0, n).map((l) => ({
+    peerId: l.pub.peerId,
+    pub: l.pub,
+    key: createPrivateKey({ key: Buffer.from(fromBase64Url(l.pkcs8)), format: 'der', type: 'pkcs8' }),
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The bare baseline relay: socket.io, a room per client id, no authentication and no validation.
+
+function runBaselineServer(): void {
+  const http = createServer((req, res) => {
+    if (req.url === '/mem') {
+      const m = process.memoryUsage();
+      const cpu = process.cpuUsage();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ rss: m.rss, heap: m.heapUsed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }));
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  const server = new Server(http, { serveClient: false });
+  server.on('connection', (socket) => {
+    const id = String((socket.handshake.auth as { id?: unknown }).id ?? socket.id);
+    void socket.join(id);
+    socket.on('signal', (msg: { env: { to: string } }, ack?: (r: unknown) => void) => {
+      server.to(msg.env.to).emit('signal', { from: id, env: msg.env });
+      ack?.({ ok: true });
+    });
+  });
+  http.listen(0, '127.0.0.1', () => {
+    console.log(`listening http://127.0.0.1:${(http.address() as AddressInfo).port}`);
+  });
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Measurement.
+
+interface ServerStats {
+  rss: number;
+  heap: number;
+  cpuSeconds: number;
+}
+
+function metric(text: string, name: string): number {
+  const m = text.match(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+async function oursStats(url: string): Promise<ServerStats> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return {
+    rss: metric(text, 'process_resident_memory_bytes'),
+    heap: metric(text, 'nodejs_heap_size_used_bytes'),
+    cpuSeconds: metric(text, 'process_cpu_seconds_total'),
+  };
+}
+
+async function baselineStats(url: string): Promise<ServerStats> {
+  return (await (await fetch(`${url}/mem`)).json()) as ServerStats;
+}
+
+function spawnServer(args: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('server did not start')), 60_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = buf.match(/^listening (http:\/\/\S+)$/m);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1]!, child });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T, i: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface RunResult {
+  name: string;
+  clients: number;
+  connectSeconds: number;
+  rssPerConn: number;
+  heapPerConn: number;
+  messages: number;
+  seconds: number;
+  msgsPerSec: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  cpuMsPer1k: number;
+}
+
+/**
+ * Connects `ids.length` clients to `url`, then relays `envs[i]` (M envelopes per client, client i → i+1)
+ * in a closed loop, one in flight per client.
+ */
+async function runRelay(
+  name: string,
+  ids: BenchIdentity[],
+  envs: SignedSignal[][],
+  connect: (id: BenchIdentity) => Promise<Socket>,
+  stats: () => Promise<ServerStats>,
+): Promise<RunResult> {
+  const n = ids.length;
+  await sleep(500);
+  const before = await stats();
+  const t0 = performance.now();
+  const sockets: Socket[] = new Array(n);
+  await pool(ids, 200, async (id, i) => {
+    sockets[i] = await connect(id);
+  });
+  const connectSeconds = (performance.now() - t0) / 1000;
+  if (process.env.BENCH_DEBUG) console.error(`${name}: connected ${n} in ${connectSeconds.toFixed(1)} s`);
+  await sleep(1500);
+  const connected = await stats();
+
+  const m = envs[0]!.length;
+  const total = n * m;
+  const latencies = new Float64Array(total);
+  let received = 0;
+  let errors = 0;
+  const sentAt = new Map<string, number>();
+  const progress = new Int32Array(n);
+  let finish: () => void = () => {};
+  let fatal: (err: Error) => void = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fatal = reject;
+  });
+  const send = (i: number) => {
+    const env = envs[i]![progress[i]!]!;
+    sentAt.set(env.nonce, performance.now());
+    sockets[i]!.emit('signal', { env }, (ack: { ok?: boolean }) => {
+      if (!ack?.ok) {
+        errors++;
+        fatal(new Error(`${name}: relay error ${JSON.stringify(ack)}`));
+      }
+    });
+  };
+  for (let i = 0; i < n; i++) {
+    const sender = (i - 1 + n) % n;
+    sockets[i]!.on('signal', (msg: { env: SignedSignal }) => {
+      const t = sentAt.get(msg.env.nonce);
+      if (t === undefined) return;
+      sentAt.delete(msg.env.nonce);
+      latencies[received++] = performance.now() - t;
+      if (++progress[sender]! < m) send(sender);
+      if (received === total) finish();
+    });
+  }
+  const cpuBefore = (await stats()).cpuSeconds;
+  if (process.env.BENCH_DEBUG) console.error(`${name}: relaying ${total}`);
+  const r0 = performance.now();
+  for (let i = 0; i < n; i++) send(i);
+  const timeout = sleep(300_000).then(() => {
+    throw new Error(`${name}: only ${received}/${total} messages delivered`);
+  });
+  await Promise.race([done, timeout]);
+  const seconds = (performance.now() - r0) / 1000;
+  const cpuAfter = (await stats()).cpuSeconds;
+  for (const s of sockets) s.disconnect();
+  const sorted = latencies.slice(0, received).sort();
+  return {
+    name,
+    clients: n,
+    connectSeconds,
+    rssPerConn: (connected.rss - before.rss) / n,
+    heapPerConn: (connected.heap - before.heap) / n,
+    messages: received,
+    seconds,
+    msgsPerSec: received / seconds,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    errors,
+    cpuMsPer1k: ((cpuAfter - cpuBefore) * 1e6) / received,
+  };
+}
+
+function waitFor<T>(socket: Socket, event: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event}`)), 60_000);
+    socket.once(event, (v: T) => {
+      clearTimeout(t);
+      resolve(v);
+    });
+    socket.once('connect_error', (err: Error) => {
+      clearTimeout(t);
+      reject(err);
+    });
+  });
+}
+
+async function connectOurs(url: string, id: BenchIdentity): Promise<Socket> {
+  const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
+  const challenge = await waitFor<{ nonce: string }>(socket, 'challenge');
+  const origin = signalingOrigin(url);
+  const sig = await pssSign(id.key, authSignedBytes(id.peerId, fromBase64Url(challenge.nonce), origin));
+  const ack = (await socket.timeout(60_000).emitWithAck('auth', {
+    identity: id.pub,
+    origin,
+    sig: toBase64Url(sig),
+  })) as { ok: boolean; error?: unknown };
+  if (!ack.ok) throw new Error(`auth failed: ${JSON.stringify(ack.error)}`);
+  return socket;
+}
+
+async function connectBaseline(url: string, id: BenchIdentity): Promise<Socket> {
+  const socket = io(url, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    auth: { id: id.peerId },
+  });
+  await waitFor<void>(socket, 'connect');
+  return socket;
+}
+
+/** Pre-signs M envelopes per client (client i → i+1) with realistic ICE-candidate payloads. */
+async function presign(ids: BenchIdentity[], m: number): Promise<SignedSignal[][]> {
+  const out: SignedSignal[][] = ids.map(() => []);
+  const jobs: [number, number][] = [];
+  for (let i = 0; i < ids.length; i++) for (let k = 0; k < m; k++) jobs.push([i, k]);
+  await pool(jobs, 64, async ([i, k]) => {
+    const to = ids[(i + 1) % ids.length]!.peerId;
+    const payload = JSON.stringify({
+      type: 'candidate',
+      candidate: {
+        candidate: `candidate:${k} 1 udp 2122260223 192.168.1.${i % 250} ${50000 + k} typ host generation 0`,
+        sdpMid: '0',
+        sdpMLineIndex: 0,
+      },
+    });
+    const unsigned = {
+      v: 1,
+      from: ids[i]!.peerId,
+      to,
+      ts: Date.now(),
+      nonce: randomNonce(),
+      payload,
+    } as const;
+    const sig = await pssSign(ids[i]!.key, signalSignedBytes(unsigned));
+    out[i]![k] = { ...unsigned, sig: toBase64Url(sig) };
+  });
+  return out;
+}
+
+/** Per-operation cost of the client-side crypto (WebCrypto, as in browsers): sign and verify a signal. */
+async function clientCrypto(): Promise<{ signUs: number; verifyUs: number }> {
+  const { createSignedSignal, verifySignedSignal } = await import('../src/signaling/wire.js');
+  const [a, b] = await Promise.all([Identity.generate(), Identity.generate()]);
+  const count = 200;
+  const t0 = performance.now();
+  const envs: SignedSignal[] = [];
+  for (let i = 0; i < count; i++) envs.push(await createSignedSignal(a, b.peerId, { i }));
+  const t1 = performance.now();
+  for (const env of envs) {
+    await verifySignedSignal(env, { self: b.peerId, sender: a.publicIdentity, remember: () => true });
+  }
+  const t2 = performance.now();
+  return { signUs: ((t1 - t0) * 1000) / count, verifyUs: ((t2 - t1) * 1000) / count };
+}
+
+const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      clients: { type: 'string' },
+      messages: { type: 'string' },
+      'prepare-only': { type: 'boolean' },
+      'baseline-server': { type: 'boolean' },
+    },
+  });
+  if (values['baseline-server']) return runBaselineServer();
+  const clients = Number(values.clients ?? 1000);
+  const messages = Number(values.messages ?? 10);
+  if (!Number.isInteger(clients) || clients < 2 || !Number.isInteger(messages) || messages < 1) {
+    throw new Error('usage: bench/signaling.ts [--clients N>=2] [--messages M>=1] [--prepare-only]');
+  }
+  const ids = await loadIdentities(clients);
+  if (values['prepare-only']) return;
+
+  console.log(`signaling bench: ${clients} clients × ${messages} signals (ring, 1 in flight per client)`);
+  const crypto = await clientCrypto();
+  console.log(
+    `client crypto (WebCrypto, RSA-2048): sign ${fmt(crypto.signUs, 0)} µs, verify ${fmt(crypto.verifyUs, 0)} µs per signal`,
+  );
+
+  const results: RunResult[] = [];
+  {
+    const { url, child } = await spawnServer([
+      'signaling-server/main.ts',
+      '--port',
+      '0',
+      '--log-level',
+      'warn',
+      // Limits stay on (their cost is part of "ours"), set high enough that one machine's clients pass.
+      '--events-per-second',
+      '1000000',
+      '--ip-events-per-second',
+      '1000000000',
+      '--ip-connections-per-minute',
+      '1000000000',
+      '--auth-timeout-ms',
+      '600000',
+    ]);
+    try {
+      const envs = await presign(ids, messages);
+      results.push(
+        await runRelay(
+          'p2ptls',
+          ids,
+          envs,
+          (id) => connectOurs(url, id),
+          () => oursStats(url),
+        ),
+      );
+    } finally {
+      await stop(child);
+    }
+  }
+  {
+    const { url, child } = await spawnServer(['bench/signaling.ts', '--baseline-server']);
+    try {
+      const envs = await presign(ids, messages);
+      results.push(
+        await runRelay(
+          'bare socket.io',
+          ids,
+          envs,
+          (id) => connectBaseline(url, id),
+          () => baselineStats(url),
+        ),
+      );
+    } finally {
+      await stop(child);
+    }
+  }
+  console.log(
+    'relay            clients  connect(s)  msgs      msgs/s    p50(ms)  p99(ms)  srvCPU ms/1k msgs  RSS/conn(KiB)  heap/conn(KiB)  errors',
+  );
+  for (const r of results) {
+    console.log(
+      `${r.name.padEnd(16)} ${String(r.clients).padStart(7)}  ${fmt(r.connectSeconds).padStart(10)}  ${String(r.messages).padStart(6)}  ${fmt(r.msgsPerSec, 0).padStart(8)}  ${fmt(r.p50, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)}  ${fmt(r.cpuMsPer1k, 1).padStart(17)}  ${fmt(r.rssPerConn / 1024).padStart(13)}  ${fmt(r.heapPerConn / 1024).padStart(14)}  ${r.errors}`,
+    );
+  }
+  const [ours, base] = results as [RunResult, RunResult];
+  console.log(
+    `headline: relay_msgs_per_s ours=${fmt(ours.msgsPerSec, 0)} baseline=${fmt(base.msgsPerSec, 0)} ratio=${fmt(ours.msgsPerSec / base.msgsPerSec, 2)}`,
+  );
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
