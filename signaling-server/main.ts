@@ -64,8 +64,6 @@ async function main(): Promise<void> {
       authTimeoutMs: int('auth-timeout-ms', values['auth-timeout-ms'], 10_000),
     },
   });
-  // Machine-readable: tests and scripts wait for this exact line.
-  console.log(`listening ${server.url}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -80,6 +78,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Machine-readable: tests and scripts wait for this exact line. Printed after the signal handlers are
+  // in place, so whoever reads it may stop us at once.
+  console.log(`listening ${server.url}`);
 }
 
 main().catch((err: unknown) => {
