@@ -83,11 +83,21 @@ interface Early {
   datagrams: Uint8Array[];
 }
 const MAX_EARLY_DATAGRAMS = 256;
+const MAX_EARLY_RECORDS = 256;
+
+interface Collector {
+  /** The next reliable record (waits for it). */
+  next(): Promise<Uint8Array>;
+  /** Stops buffering and returns what is left for the connection. */
+  stop(): Early;
+}
 
 interface Dial {
   id: string;
   peerId: PeerId;
   link: PeerLink;
+  /** Buffers records from the moment the link exists: the peer may send before our 'open' fires. */
+  records: Collector;
   outgoing: boolean;
   settled: boolean;
   timer: ReturnType<typeof setTimeout>;
@@ -187,7 +197,6 @@ export class Host {
     const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
     return new Promise<Connection>((resolve, reject) => {
       const dial = this.newDial(id, peerId, true, reject);
-      const early: Early = { reliable: [], datagrams: [] };
       dial.yieldToPeer = () => {
         // Our caller gets the connection the peer's dial brings.
         const list = this.glareWaiters.get(peerId) ?? [];
@@ -206,7 +215,7 @@ export class Host {
             ...(this.options.suite ? { suite: this.options.suite } : {}),
             ...(this.options.aead ? { aead: this.options.aead } : {}),
           });
-          const records = this.collect(dial.link, early);
+          const records = dial.records;
           dial.link.sendReliable(init.hello);
           let result: HandshakeResult | undefined;
           while (!result) {
@@ -234,6 +243,7 @@ export class Host {
       id,
       peerId,
       link,
+      records: collect(link),
       outgoing,
       settled: false,
       timer: setTimeout(
@@ -271,32 +281,6 @@ export class Host {
     this.options.signaling.sendSignal(peerId, signal).catch(() => {
       // Signaling is best effort here: a lost signal shows up as a handshake timeout.
     });
-  }
-
-  /** Buffers the link's reliable records and datagrams until the connection takes over. */
-  private collect(link: PeerLink, early: Early) {
-    const waiting: ((r: Uint8Array) => void)[] = [];
-    const offReliable = link.on('reliable', (r) => {
-      const w = waiting.shift();
-      if (w) w(r);
-      else early.reliable.push(r);
-    });
-    const offDatagram = link.on('datagram', (d) => {
-      if (early.datagrams.length < MAX_EARLY_DATAGRAMS) early.datagrams.push(d);
-    });
-    return {
-      next: () =>
-        new Promise<Uint8Array>((resolve) => {
-          const r = early.reliable.shift();
-          if (r) resolve(r);
-          else waiting.push(resolve);
-        }),
-      stop: (): Early => {
-        offReliable();
-        offDatagram();
-        return early;
-      },
-    };
   }
 
   private established(dial: Dial, result: HandshakeResult, early: Early): Connection {
@@ -350,11 +334,10 @@ export class Host {
 
   private acceptDial(id: string, from: PeerId, firstSignal: unknown): void {
     const dial = this.newDial(id, from, false, () => {});
-    const early: Early = { reliable: [], datagrams: [] };
     dial.link.signal(firstSignal);
     dial.link.once('open', () => {
       void (async () => {
-        const records = this.collect(dial.link, early);
+        const records = dial.records;
         let hello: IncomingHello;
         try {
           hello = parseClientHello(await records.next());
@@ -414,6 +397,35 @@ export class Host {
     for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));
     await Promise.all([...this.connections].map((c) => c.close('host closed', 1)));
   }
+}
+
+/** Buffers a link's reliable records and datagrams until the connection takes over. */
+function collect(link: PeerLink): Collector {
+  const early: Early = { reliable: [], datagrams: [] };
+  const waiting: ((r: Uint8Array) => void)[] = [];
+  const offReliable = link.on('reliable', (r) => {
+    const w = waiting.shift();
+    if (w) w(r);
+    // Before the handshake completes only a few records are legitimate; a flood is dropped (the gap
+    // then fails authentication and the dial is aborted).
+    else if (early.reliable.length < MAX_EARLY_RECORDS) early.reliable.push(r);
+  });
+  const offDatagram = link.on('datagram', (d) => {
+    if (early.datagrams.length < MAX_EARLY_DATAGRAMS) early.datagrams.push(d);
+  });
+  return {
+    next: () =>
+      new Promise<Uint8Array>((resolve) => {
+        const r = early.reliable.shift();
+        if (r) resolve(r);
+        else waiting.push(resolve);
+      }),
+    stop: (): Early => {
+      offReliable();
+      offDatagram();
+      return early;
+    },
+  };
 }
 
 function asError(err: unknown): P2PTLSError {

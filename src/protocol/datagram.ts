@@ -118,10 +118,13 @@ interface ReceiveEpoch extends EpochState {
   window: ReplayWindow;
 }
 
+/** How many epochs beyond the current one a datagram may claim (PROTOCOL.md §6). */
+export const MAX_EPOCHS_AHEAD = 4;
+
 /**
  * Receiving side. Keeps the current epoch, the previous one (for datagrams still in flight when the peer
- * re-keyed) and derives the next one on demand; the switch happens only once a datagram of the new epoch
- * authenticates.
+ * re-keyed) and derives up to {@link MAX_EPOCHS_AHEAD} later ones on demand (the peer may re-key several
+ * times while nothing reaches us); it moves forward only once a datagram of a later epoch authenticates.
  */
 export class DatagramReader {
   readonly stats: DatagramStats = { received: 0, reordered: 0, dropped: { invalid: 0, replay: 0, stale: 0 } };
@@ -140,15 +143,22 @@ export class DatagramReader {
   }
 
   private epochFor(epoch: number): ReceiveEpoch | undefined {
-    const known = this.epochs.get(epoch);
-    if (known || epoch !== this.current + 1) return known;
-    const base = this.epochs.get(this.current)!;
-    const next = {
-      ...epochState(this.aead, base.secret.then(nextTrafficSecret)),
-      window: new ReplayWindow(this.options.replayWindow),
-    };
-    this.epochs.set(epoch, next);
-    return next;
+    if (epoch > this.current + MAX_EPOCHS_AHEAD || epoch < this.current - 1) return undefined;
+    // Derive every epoch up to the requested one, each from its predecessor.
+    for (let e = this.current + 1; e <= epoch; e++) {
+      if (this.epochs.has(e)) continue;
+      const prev = this.epochs.get(e - 1)!;
+      this.epochs.set(e, {
+        ...epochState(this.aead, prev.secret.then(nextTrafficSecret)),
+        window: new ReplayWindow(this.options.replayWindow),
+      });
+    }
+    return this.epochs.get(epoch);
+  }
+
+  /** True when (epoch, seq) is older than the newest datagram delivered, across epochs. */
+  private isOlder(epoch: number, seq: number): boolean {
+    return epoch < this.current || (epoch === this.current && seq < this.epochs.get(epoch)!.window.highest);
   }
 
   private drop(reason: DropReason): DatagramResult {
@@ -172,8 +182,7 @@ export class DatagramReader {
     if (!state) return this.drop('invalid');
     const before = state.window.check(seq);
     if (before !== 'ok') return this.drop(before);
-    if (this.options.dropStale && epoch === this.current && seq < state.window.highest)
-      return this.drop('stale');
+    if (this.options.dropStale && this.isOlder(epoch, seq)) return this.drop('stale');
 
     let plaintext: Uint8Array | null;
     try {
@@ -188,11 +197,12 @@ export class DatagramReader {
       plaintext = null;
     }
     if (!plaintext) return this.drop('invalid');
-    // Another datagram with the same number may have been accepted while this one decrypted.
+    // State may have moved while this one decrypted (another datagram accepted, the epoch advanced).
+    if (this.epochs.get(epoch) !== state) return this.drop('stale');
     const after = state.window.check(seq);
     if (after !== 'ok') return this.drop(after);
-    if (this.options.dropStale && seq < state.window.highest) return this.drop('stale');
-    const reordered = seq < state.window.highest;
+    const reordered = this.isOlder(epoch, seq);
+    if (this.options.dropStale && reordered) return this.drop('stale');
     let result: DatagramResult;
     try {
       result = this.decode(type, plaintext, seq, epoch, reordered);
@@ -200,9 +210,9 @@ export class DatagramReader {
       return this.drop('invalid');
     }
     state.window.accept(seq);
-    if (epoch === this.current + 1) {
-      this.epochs.delete(this.current - 1);
+    if (epoch > this.current) {
       this.current = epoch;
+      for (const e of [...this.epochs.keys()]) if (e < epoch - 1) this.epochs.delete(e);
     }
     this.stats.received++;
     if (reordered) this.stats.reordered++;

@@ -40,6 +40,11 @@ export async function importEphemeral(suite: Suite, jwk: JsonWebKey): Promise<Ep
  */
 export async function deriveShared(suite: Suite, own: Ephemeral, peerShare: Uint8Array): Promise<Uint8Array> {
   if (peerShare.length !== keyShareLength(suite)) throw fail('malformed', 'key share has the wrong length');
+  // PROTOCOL.md §3.1: P-256 shares are uncompressed points. WebCrypto would also take the "hybrid" forms
+  // 06/07 of the same point, which would make the share malleable.
+  if (suite === Suite.P256_AES256GCM_SHA256 && peerShare[0] !== 0x04) {
+    throw fail('bad_key', 'P-256 key share must be an uncompressed point (04 ‖ x ‖ y)');
+  }
   try {
     const peer = await crypto.subtle.importKey('raw', bs(peerShare), algorithm(suite), false, []);
     const bits = await crypto.subtle.deriveBits(

@@ -11,7 +11,13 @@ import { type ControlMessage, encodeControl } from './control.js';
 import { DatagramReader, type DatagramResult, type DatagramStats, DatagramWriter } from './datagram.js';
 import type { HandshakeResult, Role } from './handshake.js';
 import { expandLabel, hashOfEmpty, sha256 } from './key-schedule.js';
-import { frameMessages, type PlainRecord, ReliableReader, sealRecord } from './reliable.js';
+import {
+  frameMessages,
+  type PlainRecord,
+  type ReliableEvent,
+  ReliableReader,
+  sealRecord,
+} from './reliable.js';
 import { TrafficKeys } from './traffic-keys.js';
 
 export interface SessionOptions {
@@ -73,6 +79,7 @@ export class Session {
   private readonly dgTx: DatagramWriter;
   private readonly dgRx: DatagramReader;
   private outTail: Promise<void> = Promise.resolve();
+  private rxTail: Promise<void> = Promise.resolve();
   private closeInfo: CloseInfo | null = null;
   private readonly exporterSecret: Uint8Array;
 
@@ -234,52 +241,80 @@ export class Session {
 
   /**
    * Processes one record from the reliable channel. Results resolve in the order records were passed in,
-   * even if the caller does not wait between calls. Any failure is fatal: the session sends a close with
-   * PROTOCOL_ERROR, and this and every later call reject with the P2PTLSError.
+   * even if the caller does not wait between calls, and nothing is delivered after a CLOSE. Any failure
+   * is fatal: the session sends a close with PROTOCOL_ERROR, and this and every later call reject.
    */
-  async receive(record: Uint8Array): Promise<SessionEvent[]> {
-    try {
-      this.assertOpen();
-      const events = await this.rx.open(record);
-      return await this.handle(events);
-    } catch (err) {
-      const error =
-        err instanceof P2PTLSError
-          ? err
-          : fail('malformed', 'record processing failed', err instanceof Error ? err : undefined);
-      if (!this.closeInfo) {
-        const code =
-          error.code === 'message_too_large' ? CloseCode.MESSAGE_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
-        // Best effort: tell the peer why, as TLS sends an alert. Failing to do so must not hide the error.
-        try {
-          this.sealControl({ type: 'close', code, reason: error.code }).catch(() => {});
-        } catch {}
-        this.closeInfo = { code, reason: error.message, byPeer: false, error };
-      }
-      throw error;
-    }
+  receive(record: Uint8Array): Promise<SessionEvent[]> {
+    if (this.closeInfo) return Promise.reject(this.closedError());
+    const opened = this.rx.open(record);
+    const result = this.rxTail
+      .then(() => opened)
+      .then((events) => {
+        // Checked here, in record order: a record that arrived right behind a CLOSE is never delivered.
+        if (this.closeInfo) throw this.closedError();
+        return this.handle(events);
+      })
+      .catch((err: unknown) => {
+        throw this.fatal(err);
+      });
+    this.rxTail = result.then(
+      () => {},
+      () => {},
+    );
+    return result;
   }
 
-  private async handle(events: Awaited<ReturnType<ReliableReader['open']>>): Promise<SessionEvent[]> {
+  private closedError(): P2PTLSError {
+    const c = this.closeInfo!;
+    return fail('closed', `session closed (${c.code}: ${c.reason || 'no reason'})`);
+  }
+
+  /** Records a fatal receive error and tells the peer, as TLS sends an alert; returns the error. */
+  private fatal(err: unknown): P2PTLSError {
+    const error = err instanceof P2PTLSError ? err : fail('malformed', 'record processing failed', err);
+    if (!this.closeInfo) {
+      const code =
+        error.code === 'message_too_large' ? CloseCode.MESSAGE_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
+      this.closeInfo = { code, reason: error.message, byPeer: false, error };
+      // Best effort: failing to send the close must not hide the error.
+      try {
+        this.sealReliable(
+          RecordType.CONTROL,
+          0,
+          encodeControl({ type: 'close', code, reason: error.code }),
+        ).catch(() => {});
+      } catch {}
+    }
+    return error;
+  }
+
+  /** Applies the peer's close (either channel). Codes other than NORMAL and GOING_AWAY carry a `peer_error`. */
+  private peerClosed(code: number, reason: string): void {
+    if (this.closeInfo) return;
+    const clean = code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY;
+    this.closeInfo = {
+      code,
+      reason,
+      byPeer: true,
+      ...(clean ? {} : { error: fail('peer_error', `peer closed with code ${code}: ${reason}`) }),
+    };
+  }
+
+  /** Replies (pong, key update) have been handed to the output when this resolves. */
+  private async handle(events: ReliableEvent[]): Promise<SessionEvent[]> {
     const out: SessionEvent[] = [];
     for (const e of events) {
       if (e.type === 'message') out.push(e);
       else if (e.type === 'key-update') {
         if (e.requestUpdate) await this.rotateTx(false);
         out.push({ type: 'key-update' });
-      } else if (e.message.type === 'ping') await this.sealControl({ type: 'pong', data: e.message.data });
-      else if (e.message.type === 'pong') out.push({ type: 'pong', data: e.message.data });
+      } else if (e.message.type === 'ping') {
+        await this.sealControl({ type: 'pong', data: e.message.data });
+      } else if (e.message.type === 'pong') out.push({ type: 'pong', data: e.message.data });
       else {
-        const { code, reason } = e.message;
-        this.closeInfo = {
-          code,
-          reason,
-          byPeer: true,
-          ...(code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY
-            ? {}
-            : { error: fail('peer_error', `peer closed with code ${code}: ${reason}`) }),
-        };
-        out.push({ type: 'close', code, reason });
+        this.peerClosed(e.message.code, e.message.reason);
+        out.push({ type: 'close', code: e.message.code, reason: e.message.reason });
+        break;
       }
     }
     return out;
@@ -288,6 +323,9 @@ export class Session {
   /** Sends one datagram in SLLP mode; resolves with its sequence number once handed to `output.datagram`. */
   async sendDatagram(data: Uint8Array | string, sentAt: number): Promise<number> {
     this.assertOpen();
+    if (!Number.isInteger(sentAt) || sentAt < 0 || sentAt > MAX_SEQ_DATAGRAM) {
+      throw fail('invalid_argument', 'sentAt must be an integer number of ms in 0..2^48-1');
+    }
     const bytes = typeof data === 'string' ? utf8(data) : data;
     if (bytes.length > this.opts.maxDatagramBytes) {
       throw fail(
@@ -308,9 +346,8 @@ export class Session {
   async receiveDatagram(datagram: Uint8Array): Promise<DatagramResult> {
     if (this.closeInfo) return { ok: false, reason: 'stale' };
     const r = await this.dgRx.open(datagram);
-    if (r.ok && r.kind === 'control' && r.message.type === 'close' && !this.closeInfo) {
-      this.closeInfo = { code: r.message.code, reason: r.message.reason, byPeer: true };
-    }
+    if (r.ok && r.kind === 'control' && r.message.type === 'close')
+      this.peerClosed(r.message.code, r.message.reason);
     return r;
   }
 
