@@ -83,6 +83,8 @@ interface Early {
   datagrams: Uint8Array[];
 }
 const MAX_EARLY_DATAGRAMS = 256;
+/** Errors of dials that failed inside the WebRTC stack before the link opened (see `connect`). */
+const transientErrors = new WeakSet<object>();
 const MAX_EARLY_RECORDS = 256;
 
 interface Collector {
@@ -187,13 +189,27 @@ export class Host {
 
   /**
    * Dials a paired peer and resolves with an authenticated connection. Rejects with `unknown_peer` if the
-   * peer is not in the host's peer list, `timeout`, or the handshake's error.
+   * peer is not in the host's peer list, `timeout`, or the handshake's error. A WebRTC set-up that fails
+   * before the link opens is retried (`attempts`, default 3) with a short backoff; authentication
+   * failures never are.
    */
-  async connect(peerId: PeerId): Promise<Connection> {
+  async connect(peerId: PeerId, options: { attempts?: number } = {}): Promise<Connection> {
     if (this.closed) throw fail('closed', 'host is closed');
     const credentials = await this.options.peers.lookup(peerId);
     if (!credentials) throw fail('unknown_peer', `${peerId} is not a paired peer`);
     this.options.signaling.trustPeer(credentials.publicIdentity);
+    const attempts = options.attempts ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.dialOnce(peerId, credentials);
+      } catch (err) {
+        if (attempt >= attempts || !transientErrors.has(err as object) || this.closed) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private dialOnce(peerId: PeerId, credentials: PeerCredentials): Promise<Connection> {
     const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
     return new Promise<Connection>((resolve, reject) => {
       const dial = this.newDial(id, peerId, true, reject);
@@ -260,7 +276,11 @@ export class Host {
       this.send(peerId, { p2ptls: 1, kind: 'signal', dial: id, signal });
     });
     link.on('close', ({ error }) => {
-      if (!dial.settled) dial.abort(error ?? fail('closed', 'WebRTC connection closed during the handshake'));
+      if (dial.settled) return;
+      const e = error ?? fail('closed', 'WebRTC connection closed during the handshake');
+      // The WebRTC stack gave up before any p2ptls byte was exchanged: worth another try.
+      if (!link.wasOpened) transientErrors.add(e);
+      dial.abort(e);
     });
     return dial;
   }

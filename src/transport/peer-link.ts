@@ -174,6 +174,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
     return this.opened && !this.closed;
   }
 
+  /** Whether both channels ever opened (true even after close). */
+  get wasOpened(): boolean {
+    return this.opened;
+  }
+
   /** Feeds a signaling message from the other side. Bad input is reported, never thrown past here. */
   signal(data: unknown): void {
     if (this.closed) return;

@@ -1,0 +1,275 @@
+/**
+ * npm run bench:transport — p2ptls over WebRTC against the raw data channel it runs on, same backend,
+ * same message size, same run. Both peers live in this process on loopback; signaling is a real
+ * socket.io server in-process.
+ *
+ *   TCP mode throughput      p2ptls Connection.send        vs raw reliable channel with the same flow control
+ *   SLLP one-way latency     Connection.datagrams.send     vs raw unordered channel (same clock: one process)
+ *   set-up time              dial → authenticated          vs raw WebRTC connect (both channels open)
+ *   memory per connection    RSS growth per open connection (p2ptls vs raw link)
+ *
+ * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both).
+ */
+import { startSignalingServer } from '../signaling-server/server.js';
+import type { Connection } from '../src/host/connection.js';
+import { Host } from '../src/host/host.js';
+import { Identity } from '../src/identity/index.js';
+import { nodeCryptoAead } from '../src/runtime/node-aead.js';
+import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
+import { SignalingClient } from '../src/signaling/client.js';
+import { openMemoryPeerStore } from '../src/store/index.js';
+import { PeerLink } from '../src/transport/peer-link.js';
+import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
+
+const quick = process.argv.includes('--quick');
+const only = process.argv.includes('--backend')
+  ? process.argv[process.argv.indexOf('--backend') + 1]
+  : undefined;
+const backends = (['wrtc', 'node-datachannel'] as NodeRtcBackend[]).filter((b) => !only || b === only);
+const MiB = 1024 * 1024;
+const HIGH_WATER = MiB;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function rawPair(rtc: RtcImplementation): Promise<{ a: PeerLink; b: PeerLink; ms: number }> {
+  const t0 = performance.now();
+  const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
+  const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
+  a.on('signal', (s) => b.signal(s));
+  b.on('signal', (s) => a.signal(s));
+  await Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
+  return { a, b, ms: performance.now() - t0 };
+}
+
+/** Raw reliable channel throughput with the same flow control p2ptls uses (count + poll + drain). */
+async function rawThroughput(rtc: RtcImplementation, size: number, total: number): Promise<number> {
+  const { a, b } = await rawPair(rtc);
+  const msg = new Uint8Array(size);
+  let received = 0;
+  const done = new Promise<void>((resolve) =>
+    b.on('reliable', (m) => {
+      received += m.length;
+      if (received >= total) resolve();
+    }),
+  );
+  const t0 = performance.now();
+  for (let sent = 0; sent < total; sent += size) {
+    while (a.bufferedAmount >= HIGH_WATER) {
+      await Promise.race([new Promise((r) => a.once('drain', r)), sleep(5)]);
+      a.settle();
+    }
+    a.sendReliable(msg);
+  }
+  await done;
+  const ms = performance.now() - t0;
+  a.close();
+  b.close();
+  return total / MiB / (ms / 1000);
+}
+
+interface Pair {
+  ha: Host;
+  hb: Host;
+  /** The responder's side of the next connection it accepts. */
+  accepted(): Promise<Connection>;
+  close(): Promise<void>;
+}
+
+async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Identity]): Promise<Pair> {
+  const [a, b] = ids;
+  const psk = crypto.getRandomValues(new Uint8Array(32));
+  const mk = async (me: Identity, other: Identity) => {
+    const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
+    await store.put({ publicIdentity: other.exportPublic(), psk });
+    const signaling = new SignalingClient({ url, identity: me });
+    signaling.on('rejected', (r) =>
+      console.error('signaling rejected', r.event, r.error.code, r.error.message),
+    );
+    return Host.start({
+      identity: me,
+      peers: store,
+      signaling,
+      rtc,
+      candidateFilter: loopbackOnly,
+      aead: nodeCryptoAead,
+    });
+  };
+  const ha = await mk(a, b);
+  const hb = await mk(b, a);
+  const waiting: ((c: Connection) => void)[] = [];
+  void (async () => {
+    for await (const req of hb.incoming())
+      req.verify().then(
+        (c) => waiting.shift()?.(c),
+        () => {},
+      );
+  })();
+  return {
+    ha,
+    hb,
+    accepted: () => new Promise((resolve) => waiting.push(resolve)),
+    close: async () => {
+      await ha.close();
+      await hb.close();
+    },
+  };
+}
+
+async function oursThroughput(pair: Pair, peer: string, size: number, total: number): Promise<number> {
+  const remoteP = pair.accepted();
+  const conn = await pair.ha.connect(peer);
+  const remote = await remoteP;
+  let received = 0;
+  const done = new Promise<void>((resolve) =>
+    remote.on('message', (m) => {
+      received += m.length;
+      if (received >= total) resolve();
+    }),
+  );
+  const msg = new Uint8Array(size);
+  const t0 = performance.now();
+  let last: Promise<void> = Promise.resolve();
+  for (let sent = 0; sent < total; sent += size) {
+    last = conn.send(msg);
+    // Keep the queue short: wait whenever a window of messages is outstanding.
+    if ((sent / size) % 64 === 63) await last;
+  }
+  await last;
+  await done;
+  const ms = performance.now() - t0;
+  await conn.close();
+  return total / MiB / (ms / 1000);
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
+}
+
+async function rawLatency(rtc: RtcImplementation, n: number): Promise<number[]> {
+  const { a, b } = await rawPair(rtc);
+  const lat: number[] = [];
+  b.on('datagram', (d) => lat.push(performance.now() - new DataView(d.buffer, d.byteOffset).getFloat64(0)));
+  const msg = new Uint8Array(1024);
+  for (let i = 0; i < n; i++) {
+    new DataView(msg.buffer).setFloat64(0, performance.now());
+    a.sendDatagram(msg);
+    await sleep(1);
+  }
+  await sleep(200);
+  a.close();
+  b.close();
+  return lat;
+}
+
+async function oursLatency(pair: Pair, peer: string, n: number): Promise<number[]> {
+  const remoteP = pair.accepted();
+  const conn = await pair.ha.connect(peer);
+  const remote = await remoteP;
+  const lat: number[] = [];
+  remote.datagrams.on('datagram', (d) =>
+    lat.push(performance.now() - new DataView(d.data.buffer, d.data.byteOffset).getFloat64(0)),
+  );
+  const msg = new Uint8Array(1024);
+  for (let i = 0; i < n; i++) {
+    new DataView(msg.buffer).setFloat64(0, performance.now());
+    await conn.datagrams.send(msg);
+    await sleep(1);
+  }
+  await sleep(200);
+  await conn.close();
+  return lat;
+}
+
+function rssMiB(): number {
+  return process.memoryUsage().rss / MiB;
+}
+
+const server = await startSignalingServer({ port: 0, host: '127.0.0.1', logLevel: 'warn' });
+const ids = (await Promise.all([Identity.generate(), Identity.generate()])) as [Identity, Identity];
+const lines: string[] = [];
+const out = (s: string) => {
+  console.log(s);
+  lines.push(s);
+};
+let headline = '';
+
+for (const backend of backends) {
+  const rtc = await nodeRtc(backend, { bindAddress: '127.0.0.1' });
+  const pair = await hostPair(server.url, rtc, ids);
+  const peer = ids[1].peerId;
+  out(`\n[${backend}] TCP mode throughput, MB/s (best of 2, alternating)`);
+  for (const [label, size, total] of [
+    ['1 KiB', 1024, (quick ? 4 : 16) * MiB],
+    ['16 KiB', 16 * 1024, (quick ? 16 : 64) * MiB],
+    ['64 KiB', 64 * 1024 - 1024, (quick ? 16 : 64) * MiB],
+  ] as const) {
+    let raw = 0;
+    let ours = 0;
+    for (let i = 0; i < 2; i++) {
+      raw = Math.max(raw, await rawThroughput(rtc, size, total));
+      ours = Math.max(ours, await oursThroughput(pair, peer, size, total));
+    }
+    out(
+      `  ${label.padEnd(7)} p2ptls ${ours.toFixed(1).padStart(7)}   raw channel ${raw.toFixed(1).padStart(7)}   ratio ${(ours / raw).toFixed(2)}`,
+    );
+    if (backend === 'wrtc' && size === 16 * 1024) {
+      headline = `headline: tcp-16KiB-wrtc-MB/s ours=${ours.toFixed(1)} baseline=${raw.toFixed(1)} ratio=${(ours / raw).toFixed(2)}`;
+    }
+  }
+
+  const n = quick ? 300 : 2000;
+  const rl = await rawLatency(rtc, n);
+  const ol = await oursLatency(pair, peer, n);
+  out(`[${backend}] SLLP one-way latency, 1 KiB datagrams, one every ~1 ms (n=${n})`);
+  out(
+    `  p50 p2ptls ${percentile(ol, 0.5).toFixed(3)} ms  raw ${percentile(rl, 0.5).toFixed(3)} ms   ratio(raw/ours) ${(percentile(rl, 0.5) / percentile(ol, 0.5)).toFixed(2)}`,
+  );
+  out(
+    `  p99 p2ptls ${percentile(ol, 0.99).toFixed(3)} ms  raw ${percentile(rl, 0.99).toFixed(3)} ms   ratio(raw/ours) ${(percentile(rl, 0.99) / percentile(ol, 0.99)).toFixed(2)}   delivered ${ol.length}/${n} vs ${rl.length}/${n}`,
+  );
+
+  const setups: number[] = [];
+  const rawSetups: number[] = [];
+  for (let i = 0; i < (quick ? 3 : 10); i++) {
+    const r = await rawPair(rtc);
+    rawSetups.push(r.ms);
+    r.a.close();
+    r.b.close();
+    const t0 = performance.now();
+    const accepted = pair.accepted();
+    const c = await pair.ha.connect(peer);
+    await accepted;
+    setups.push(performance.now() - t0);
+    await c.close();
+  }
+  out(
+    `[${backend}] set-up time, median: dial → authenticated ${percentile(setups, 0.5).toFixed(1)} ms   raw WebRTC connect ${percentile(rawSetups, 0.5).toFixed(1)} ms   ratio(raw/ours) ${(percentile(rawSetups, 0.5) / percentile(setups, 0.5)).toFixed(2)}`,
+  );
+
+  const K = quick ? 5 : 20;
+  global.gc?.();
+  let before = rssMiB();
+  const links: PeerLink[] = [];
+  for (let i = 0; i < K; i++) {
+    const r = await rawPair(rtc);
+    links.push(r.a, r.b);
+  }
+  await sleep(500);
+  const rawPer = (rssMiB() - before) / (2 * K);
+  for (const l of links) l.close();
+  await sleep(500);
+  before = rssMiB();
+  const conns = [];
+  for (let i = 0; i < K; i++) conns.push(await pair.ha.connect(peer));
+  await sleep(500);
+  const oursPer = (rssMiB() - before) / (2 * K);
+  for (const c of conns) await c.close();
+  out(
+    `[${backend}] memory per open connection endpoint (RSS growth / endpoints, ${K} connections): p2ptls ${oursPer.toFixed(2)} MiB   raw link ${rawPer.toFixed(2)} MiB`,
+  );
+  await pair.close();
+}
+
+await server.close();
+console.log(headline || 'headline: tcp-16KiB-MB/s ours=0 baseline=0 ratio=0');
+process.exit(0);
