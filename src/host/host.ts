@@ -262,11 +262,17 @@ export class Host {
       records: collect(link),
       outgoing,
       settled: false,
-      timer: setTimeout(
-        () => dial.abort(fail('timeout', `no authenticated connection to ${peerId} after ${timeoutMs} ms`)),
-        timeoutMs,
-      ),
+      timer: setTimeout(() => {
+        // Say where it stuck: ICE/DTLS (no WebRTC link) or the p2ptls handshake (peer silent or slow).
+        const stage = link.wasOpened ? 'the p2ptls handshake did not finish' : 'the WebRTC link did not open';
+        dial.abort(
+          fail('timeout', `no authenticated connection to ${peerId} after ${timeoutMs} ms: ${stage}`),
+        );
+      }, timeoutMs),
       abort: (error) => {
+        // Failing before any p2ptls byte was exchanged (ICE, DTLS, the stack, a busy peer) is worth
+        // another try; anything after is an answer.
+        if (outgoing && !link.wasOpened) transientErrors.add(error);
         reject(error);
         this.endDial(dial, error.code);
       },
@@ -277,10 +283,7 @@ export class Host {
     });
     link.on('close', ({ error }) => {
       if (dial.settled) return;
-      const e = error ?? fail('closed', 'WebRTC connection closed during the handshake');
-      // The WebRTC stack gave up before any p2ptls byte was exchanged: worth another try.
-      if (!link.wasOpened) transientErrors.add(e);
-      dial.abort(e);
+      dial.abort(error ?? fail('closed', 'WebRTC connection closed during the handshake'));
     });
     return dial;
   }
