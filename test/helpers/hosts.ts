@@ -20,7 +20,9 @@ import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { type NodeRtcBackend, nodeRtc } from '../../src/runtime/node-rtc.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { openMemoryPeerStore, type PeerStore } from '../../src/store/index.js';
+import { PeerLink } from '../../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../../src/transport/rtc.js';
+import { toBase64Url } from '../../src/util/bytes.js';
 import { type SignalingProcess, startSignalingProcess } from './processes.js';
 
 export type Backend = NodeRtcBackend;
@@ -165,6 +167,8 @@ export interface Env {
   signaling(identity: Identity): SignalingClient;
   /** Starts a host on loopback (closed by `close`). */
   host(identity: Identity, options?: TestHostOptions): Promise<Host>;
+  /** The signaling client a host of this env uses. */
+  signalingOf(host: Host): SignalingClient;
   /** Closes a host and its signaling client now. */
   closeHost(host: Host): Promise<void>;
   /** Something to run at teardown (before the server is killed). */
@@ -227,6 +231,11 @@ export async function startEnv(n: number): Promise<Env> {
       hosts.set(host, signaling);
       return host;
     },
+    signalingOf(host) {
+      const sig = hosts.get(host);
+      if (!sig) throw new Error('not a host of this env');
+      return sig;
+    },
     async closeHost(host) {
       const sig = hosts.get(host);
       hosts.delete(host);
@@ -259,4 +268,59 @@ export async function startEnv(n: number): Promise<Env> {
     },
   };
   return env;
+}
+
+/** A dial made by hand: the WebRTC link of a p2ptls dial, without the p2ptls dialer logic. */
+export interface RawDial {
+  readonly id: string;
+  readonly link: PeerLink;
+  /** Resolves when both data channels are open. */
+  readonly opened: Promise<void>;
+  /** Resolves with the reason of the responder's `abort` signal for this dial. */
+  readonly aborted: Promise<string>;
+  close(): void;
+}
+
+/**
+ * Dials `to` the way a host does (same signal envelope, same two channels) through `signaling`, so a test
+ * can send anything over the link once it is open. The link is closed by `close()`.
+ */
+export async function rawDial(
+  signaling: SignalingClient,
+  to: Identity,
+  backend: Backend = 'wrtc',
+): Promise<RawDial> {
+  if (!signaling.isAuthenticated) await signaling.connect();
+  signaling.trustPeer(to.publicIdentity);
+  const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
+  const link = new PeerLink({ rtc: await loadRtc(backend), initiator: true, candidateFilter: loopbackOnly });
+  link.on('signal', (signal) => {
+    signaling.sendSignal(to.peerId, { p2ptls: 1, kind: 'signal', dial: id, signal }).catch(() => {});
+  });
+  let abortedResolve!: (reason: string) => void;
+  const aborted = new Promise<string>((r) => {
+    abortedResolve = r;
+  });
+  const off = signaling.on('signal', ({ from, data }) => {
+    if (from !== to.peerId || typeof data !== 'object' || data === null) return;
+    const d = data as { dial?: unknown; kind?: unknown; signal?: unknown; reason?: unknown };
+    if (d.dial !== id) return;
+    if (d.kind === 'signal') link.signal(d.signal);
+    else if (d.kind === 'abort') abortedResolve(String(d.reason));
+  });
+  const opened = new Promise<void>((resolve, reject) => {
+    link.once('open', () => resolve());
+    link.once('close', ({ error }) => reject(error ?? new Error('link closed before opening')));
+  });
+  opened.catch(() => {});
+  return {
+    id,
+    link,
+    opened,
+    aborted,
+    close() {
+      off();
+      link.close();
+    },
+  };
 }
