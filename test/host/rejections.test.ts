@@ -1,0 +1,288 @@
+// Dials that must fail, with exact codes: unknown peers, wrong PSK, a stolen PSK, explicit reject; and
+// hostile input at the host level (garbage signals, foreign dial ids, garbage instead of a ClientHello).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Host } from '../../src/host/host.js';
+import type { Identity } from '../../src/identity/identity.js';
+import { InitiatorHandshake } from '../../src/protocol/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
+import { dtlsChannelBinding } from '../../src/transport/channel-binding.js';
+import {
+  type Acceptor,
+  autoAccept,
+  type Env,
+  nextMessage,
+  randomPsk,
+  rawDial,
+  startEnv,
+  text,
+  withCode,
+  within,
+} from '../helpers/hosts.js';
+
+describe('rejected dials', () => {
+  let env: Env;
+  let alice: Identity;
+  let bob: Identity;
+  let carol: Identity;
+  let dave: Identity;
+  let bobHost: Host;
+  let bobAcceptor: Acceptor;
+  before(async () => {
+    env = await startEnv(4);
+    [alice, bob, carol, dave] = env.ids as [Identity, Identity, Identity, Identity];
+  });
+  after(async () => {
+    await env?.close();
+  });
+
+  /** A normal dial alice → bob that must work (the host is still alive). */
+  async function stillWorks(acceptor: Acceptor, label: string): Promise<void> {
+    const ha = await env.host(alice, { peers: [bob] });
+    try {
+      const ca = await within(ha.connect(bob.peerId), 20_000, `${label}: connect`);
+      const cb = await acceptor.next();
+      const got = nextMessage(cb);
+      await ca.send(label);
+      assert.equal(text(await got), label);
+      await ca.close();
+    } finally {
+      await env.closeHost(ha);
+    }
+  }
+
+  it('connect() to a peer that is not in the store → unknown_peer at once', async () => {
+    const ha = await env.host(alice, { peers: [bob] });
+    try {
+      const t0 = performance.now();
+      await assert.rejects(ha.connect(carol.peerId), withCode('unknown_peer'));
+      assert.ok(performance.now() - t0 < 1000, 'not immediate');
+      assert.equal(ha.openConnections.length, 0);
+    } finally {
+      await env.closeHost(ha);
+    }
+  });
+
+  it("a dialer missing from the responder's store: verify() → unknown_peer, connect() rejects", async () => {
+    // carol knows bob (and has a PSK for him); bob does not know carol.
+    const hc = await env.host(carol, { peers: [bob] });
+    const hb = await env.host(bob, { peers: [alice] });
+    try {
+      const acceptor = autoAccept(hb);
+      const t0 = performance.now();
+      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('closed'));
+      assert.ok(performance.now() - t0 < 10_000, 'the dialer waited for its timeout');
+      withCode('unknown_peer')(await acceptor.nextError());
+      assert.equal(acceptor.accepted.length, 0);
+      assert.equal(hb.openConnections.length, 0);
+      assert.equal(hc.openConnections.length, 0);
+    } finally {
+      await env.closeHost(hc);
+      await env.closeHost(hb);
+    }
+  });
+
+  it("a stolen PSK does not help: carol holds alice's PSK with bob but can only dial as carol", async () => {
+    // carol's store: bob, with the PSK of the pair (alice, bob).
+    const store = await env.store(carol, [bob], () => env.psk(alice, bob));
+    const hc = await env.host(carol, { store });
+    const hb = await env.host(bob, { peers: [alice] });
+    try {
+      const acceptor = autoAccept(hb);
+      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('closed'));
+      withCode('unknown_peer')(await acceptor.nextError());
+
+      // Claiming alice's id in the ClientHello over carol's own (signaling-authenticated) dial: refused
+      // before any request reaches the application.
+      const dial = await rawDial(env.signaling(carol), bob);
+      try {
+        await within(dial.opened, 15_000, 'raw link open');
+        const fp = dial.link.fingerprints();
+        const forged = await InitiatorHandshake.start({
+          identity: { peerId: alice.peerId, sign: (d) => carol.sign(d) },
+          peer: bob.publicIdentity,
+          psk: env.psk(alice, bob),
+          channelBinding: dtlsChannelBinding(fp.local, fp.remote),
+          aead: nodeCryptoAead,
+        });
+        dial.link.sendReliable(forged.hello);
+        assert.equal(await within(dial.aborted, 10_000, 'abort'), 'unknown_peer');
+      } finally {
+        dial.close();
+      }
+      assert.equal(acceptor.accepted.length, 0);
+      assert.equal(acceptor.errors.length, 1, 'the forged hello must not reach incoming()');
+    } finally {
+      await env.closeHost(hc);
+      await env.closeHost(hb);
+    }
+  });
+
+  it('wrong PSK: verify() → bad_binder, connect() rejects', async () => {
+    const ha = await env.host(alice, { store: await env.store(alice, [bob], () => randomPsk()) });
+    const hb = await env.host(bob, { peers: [alice] });
+    try {
+      const acceptor = autoAccept(hb);
+      await assert.rejects(within(ha.connect(bob.peerId), 20_000, 'connect'), withCode('closed'));
+      withCode('bad_binder')(await acceptor.nextError());
+      assert.equal(ha.openConnections.length, 0);
+      assert.equal(hb.openConnections.length, 0);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
+  it('request.reject() → connect() rejects; the responder keeps working', async () => {
+    const ha = await env.host(alice, { peers: [bob] });
+    const hb = await env.host(bob, { peers: [alice] });
+    try {
+      const requests = hb.incoming();
+      const dialing = within(ha.connect(bob.peerId), 20_000, 'connect');
+      const req = await within(requests.next(), 15_000, 'request');
+      assert.equal(req.done, false);
+      if (req.done) return;
+      assert.equal(req.value.peerId, alice.peerId);
+      req.value.reject('not now');
+      await assert.rejects(dialing, withCode('closed'));
+      // A rejected request cannot be accepted afterwards.
+      await assert.rejects(req.value.verify(), withCode('closed'));
+      assert.equal(hb.openConnections.length, 0);
+      await env.closeHost(ha);
+
+      // Second dial: accepted this time.
+      const ha2 = await env.host(alice, { peers: [bob] });
+      const dialing2 = within(ha2.connect(bob.peerId), 20_000, 'connect 2');
+      const req2 = await within(requests.next(), 15_000, 'request 2');
+      if (req2.done) assert.fail('incoming() ended');
+      const cb = await req2.value.verify();
+      const ca = await dialing2;
+      assert.deepEqual(ca.sessionId, cb.sessionId);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
+  describe('hostile input', () => {
+    before(async () => {
+      bobHost = await env.host(bob, { peers: [alice], handshakeTimeoutMs: 5_000 });
+      bobAcceptor = autoAccept(bobHost);
+    });
+    after(async () => {
+      await env.closeHost(bobHost);
+    });
+
+    it('garbage signal payloads from a signaling-authenticated stranger are survived', async () => {
+      const mallory = env.signaling(dave);
+      await mallory.connect();
+      const dial = (n: number) => `garbage-dial-${n}`;
+      const huge = 'x'.repeat(40_000);
+      const payloads: unknown[] = [
+        null,
+        0,
+        'hello',
+        huge,
+        [1, 2, 3],
+        { p2ptls: 2, kind: 'signal', dial: dial(0), signal: {} },
+        { p2ptls: 1, kind: 'signal', dial: 'short', signal: {} },
+        { p2ptls: 1, kind: 'signal', dial: 'y'.repeat(65), signal: {} },
+        { p2ptls: 1, kind: 'nope', dial: dial(1) },
+        { p2ptls: 1, kind: 'abort', dial: dial(2), reason: huge },
+        { p2ptls: 1, kind: 'abort', dial: dial(3), reason: 'no such dial' },
+        { p2ptls: 1, kind: 'signal', dial: dial(4), signal: null },
+        { p2ptls: 1, kind: 'signal', dial: dial(5), signal: 'a string' },
+        { p2ptls: 1, kind: 'signal', dial: dial(6), signal: { type: 'offer', sdp: huge } },
+        { p2ptls: 1, kind: 'signal', dial: dial(7), signal: { type: 'offer', sdp: 'v=0\r\ngarbage' } },
+        { p2ptls: 1, kind: 'signal', dial: dial(8), signal: { type: 'answer', sdp: 'v=0' } },
+        { p2ptls: 1, kind: 'signal', dial: dial(9), signal: { type: 'candidate', candidate: {} } },
+        {
+          p2ptls: 1,
+          kind: 'signal',
+          dial: dial(10),
+          signal: { type: 'candidate', candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 1 typ host' } },
+        },
+        { p2ptls: 1, kind: 'signal', dial: dial(11), signal: { renegotiate: true } },
+        { p2ptls: 1, kind: 'signal', dial: dial(12), signal: { transceiverRequest: { kind: 'video' } } },
+        { p2ptls: 1, kind: 'signal', dial: dial(13), signal: { type: 'rollback' } },
+        { p2ptls: 1, kind: 'signal', dial: dial(14), signal: { deep: [[[[[[[[[[[[{}]]]]]]]]]]]] } },
+        { p2ptls: 1, kind: 'signal', dial: dial(15), signal: { __proto__: { type: 'offer' } } },
+      ];
+      for (const p of payloads) {
+        await mallory.sendSignal(bob.peerId, p).catch(() => {});
+      }
+      // Repeat a valid-looking dial id: the second signal feeds the first dial's link.
+      await mallory
+        .sendSignal(bob.peerId, { p2ptls: 1, kind: 'signal', dial: dial(7), signal: { type: 'offer' } })
+        .catch(() => {});
+      await stillWorks(bobAcceptor, 'after garbage signals');
+    });
+
+    it("a stranger using another dial's id cannot abort or disturb it", async () => {
+      const mallory = env.signaling(dave);
+      await mallory.connect();
+      const ha = await env.host(alice, { peers: [bob] });
+      try {
+        const bobSignaling = env.signalingOf(bobHost);
+        let hits = 0;
+        // As soon as bob sees alice's dial id, mallory sends aborts and junk under that id to both ends.
+        const off = bobSignaling.on('signal', ({ from, data }) => {
+          const d = data as { dial?: unknown };
+          if (from !== alice.peerId || typeof d?.dial !== 'string' || hits > 0) return;
+          hits++;
+          const id = d.dial;
+          for (const to of [bob.peerId, alice.peerId]) {
+            void mallory
+              .sendSignal(to, { p2ptls: 1, kind: 'abort', dial: id, reason: 'mallory' })
+              .catch(() => {});
+            void mallory
+              .sendSignal(to, { p2ptls: 1, kind: 'signal', dial: id, signal: { type: 'offer', sdp: 'v=0' } })
+              .catch(() => {});
+          }
+        });
+        const ca = await within(ha.connect(bob.peerId), 20_000, 'connect under attack');
+        off();
+        assert.equal(hits, 1);
+        const cb = await bobAcceptor.next();
+        const got = nextMessage(cb);
+        await ca.send('undisturbed');
+        assert.equal(text(await got), 'undisturbed');
+      } finally {
+        await env.closeHost(ha);
+      }
+    });
+
+    for (const [label, bytes, code] of [
+      ['non-p2ptls bytes', new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n'), 'unexpected_message'],
+      [
+        'a handshake record with a garbage body',
+        new Uint8Array([1, 0, ...'GARBAGE!'.split('').map((c) => c.charCodeAt(0))]),
+        'bad_magic',
+      ],
+      ['a truncated record', new Uint8Array([1]), 'malformed'],
+    ] as const) {
+      it(`garbage instead of a ClientHello (${label}) → the dial is aborted with ${code}`, async () => {
+        const dial = await rawDial(env.signaling(alice), bob);
+        try {
+          await within(dial.opened, 15_000, 'raw link open');
+          dial.link.sendReliable(bytes);
+          assert.equal(await within(dial.aborted, 10_000, 'abort'), code);
+        } finally {
+          dial.close();
+        }
+        await stillWorks(bobAcceptor, `after ${label}`);
+      });
+    }
+
+    it('a link opened with no ClientHello at all is dropped at the handshake timeout', async () => {
+      const dial = await rawDial(env.signaling(alice), bob);
+      try {
+        await within(dial.opened, 15_000, 'raw link open');
+        assert.equal(await within(dial.aborted, 10_000, 'abort'), 'timeout');
+      } finally {
+        dial.close();
+      }
+      await stillWorks(bobAcceptor, 'after a silent dial');
+    });
+  });
+});
