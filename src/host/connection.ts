@@ -17,6 +17,9 @@ import type { LinkStats, PeerLink } from '../transport/peer-link.js';
 import { utf8 } from '../util/bytes.js';
 import { AsyncQueue } from './async-queue.js';
 
+/** Header and tag of a reliable record (PROTOCOL.md §5.1). */
+const RECORD_OVERHEAD = 2 + 16;
+
 /** Tunables of a connection. */
 export interface ConnectionOptions {
   session?: SessionOptions;
@@ -151,6 +154,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private lastReceived = Date.now();
   private heartbeat: ReturnType<typeof setInterval>;
   private pumpScheduled = false;
+  /**
+   * Bytes of records reserved but not yet handed to the channel (sealing is asynchronous). Counted so
+   * that one pass of the pump cannot seal a whole 100 MiB message before the channel sees any of it.
+   */
+  private sealing = 0;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeatRtt: number | undefined;
   private messagesSent = 0;
@@ -172,6 +180,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       keys,
       {
         reliable: (r) => {
+          this.sealing = Math.max(0, this.sealing - r.length);
           try {
             this.link.sendReliable(r);
           } catch (err) {
@@ -353,7 +362,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     if (this.closeInfo) return;
     const recordSize = this.session.recordSize;
     try {
-      while (this.outbox.length > 0 && this.link.bufferedAmount < this.highWater) {
+      while (this.outbox.length > 0 && this.link.bufferedAmount + this.sealing < this.highWater) {
         const head = this.outbox[0]!;
         if (head.data.length <= recordSize) {
           // Gather the small messages at the head of the queue into one record.
@@ -370,6 +379,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
             batch.map((o) => o.data),
             recordSize,
           );
+          this.sealing += record!.plaintext.length + RECORD_OVERHEAD;
           const done = this.session.sendRecord(record!);
           this.messagesSent += batch.length;
           for (const o of batch) done.then(o.resolve, o.reject);
@@ -377,6 +387,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         }
         head.records ??= frameMessages([head.data], recordSize);
         const record = head.records[head.next++]!;
+        this.sealing += record.plaintext.length + RECORD_OVERHEAD;
         const done = this.session.sendRecord(record);
         head.sent += record.plaintext.length;
         if (head.options?.onProgress) {

@@ -113,6 +113,9 @@ export class ReliableReader {
     } catch (err) {
       decrypted = Promise.reject(err);
     }
+    // Once an earlier record failed, this one is never awaited through the chain: keep its own failure
+    // from surfacing as an unhandled rejection.
+    decrypted.catch(() => {});
     const result = this.tail.then(() => decrypted).then((r) => this.deliver(r.type, r.flags, r.plaintext));
     this.tail = result;
     result.catch(() => {});

@@ -12,6 +12,8 @@ import { type CandidateFilter, candidateAddress, type RtcImplementation } from '
 /** SCTP stream id of the SLLP channel; simple-peer's channel takes the low ids. */
 export const SLLP_CHANNEL_ID = 1000;
 const SLLP_CHANNEL_LABEL = 'p2ptls-sllp';
+/** Hard ceiling of the reliable channel's send queue, below every stack's own limit. */
+const MAX_SEND_QUEUE = 8 * 1024 * 1024;
 
 export interface PeerLinkOptions {
   rtc: RtcImplementation;
@@ -219,6 +221,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
   sendReliable(record: Uint8Array): void {
     const ch = this.internals._channel;
     if (ch?.readyState !== 'open') throw fail('closed', 'reliable channel is not open');
+    // Some stacks drop messages silently once their send queue is full (@roamhq/wrtc at 16 MiB), which
+    // would surface later as a gap. Refuse loudly instead; flow control keeps us far below this.
+    if (ch.bufferedAmount + this.unaccounted + record.length > MAX_SEND_QUEUE) {
+      throw fail('closed', 'reliable channel send queue overflow');
+    }
     ch.send(record as Uint8Array<ArrayBuffer>);
     this.unaccounted += record.length;
   }
