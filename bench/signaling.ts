@@ -1,5 +1,6 @@
 /**
- * Signaling benchmark: `npm run bench:signaling -- [--clients N (default 2000)] [--messages M (default 5)]`.
+ * Signaling benchmark: `npm run bench:signaling -- [--clients N] [--messages M (default 5)]`;
+ * N defaults to 10,000 when that many identities are cached, else 1,000.
  *
  * Runs, in one invocation and under the same load, (1) the p2ptls signaling server
  * (signaling-server/main.ts in its own process: challenge/response authentication, zod validation,
@@ -474,7 +475,10 @@ async function main(): Promise<void> {
   });
   if (values['baseline-server']) return runBaselineServer();
   const started = performance.now();
-  const clients = Number(values.clients ?? 2000);
+  // Default: 10,000 clients once that many identities are cached (~70 s run), else 1,000 so that a first
+  // run on a fresh machine does not spend half an hour generating RSA keys.
+  const cached = existsSync(CACHE) ? readFileSync(CACHE, 'utf8').split('\n').length - 1 : 0;
+  const clients = Number(values.clients ?? (cached >= 10_000 ? 10_000 : 1000));
   const messages = Number(values.messages ?? 5);
   if (!Number.isInteger(clients) || clients < 2 || !Number.isInteger(messages) || messages < 1) {
     throw new Error('usage: bench/signaling.ts [--clients N>=2] [--messages M>=1] [--prepare-only]');
