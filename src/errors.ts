@@ -88,11 +88,11 @@ export const ErrorCodes = {
   PAIRING_EXPIRED: 'pairing_expired',
   /** A signed signal (SDP/ICE) is older than the accepted window or too far in the future. */
   SIGNAL_EXPIRED: 'signal_expired',
-  /** An invite string or URL is malformed, expired or already used. */
+  /** An invite string or URL is malformed or has expired. */
   BAD_INVITE: 'bad_invite',
   /** Another connection authenticated with the same peerId and replaced this one. */
   REPLACED: 'replaced',
-  /** Not connected to the signaling server (closed, or reconnecting). */
+  /** The signaling server closed the connection itself (e.g. a kicked client); the client does not reconnect. */
   DISCONNECTED: 'disconnected',
   /** The signaling server failed to handle a valid request (its backend, e.g. Redis, is unavailable). */
   SERVER_ERROR: 'server_error',
