@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Connection } from '../../src/host/connection.js';
 import type { Host } from '../../src/host/host.js';
-import { autoAccept, type Env, nextMessage, sleep, startEnv, text, until, within } from '../helpers/hosts.js';
+import {
+  autoAccept,
+  type Backend,
+  type Env,
+  nextMessage,
+  sleep,
+  startEnv,
+  text,
+  until,
+  within,
+} from '../helpers/hosts.js';
 
 /** A message each way over (mine, theirs). */
 async function talk(mine: Connection, theirs: Connection, label: string): Promise<void> {
