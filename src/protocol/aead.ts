@@ -14,6 +14,32 @@ export interface AeadProvider {
   seal(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array>;
   /** Returns the plaintext, or null if authentication fails. Never throws for bad input. */
   open(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array | null>;
+  /**
+   * Optional: `header ‖ seal(key, nonce, aad = header, plaintext)` in one buffer, for providers that can
+   * write there directly and save a copy of every record.
+   */
+  sealWithHeader?(
+    key: AeadKey,
+    nonce: Uint8Array,
+    header: Uint8Array,
+    plaintext: Uint8Array,
+  ): Promise<Uint8Array>;
+}
+
+/** A whole record: its header, authenticated as AAD, followed by the ciphertext and tag. */
+export async function sealWithHeader(
+  aead: AeadProvider,
+  key: AeadKey,
+  nonce: Uint8Array,
+  header: Uint8Array,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  if (aead.sealWithHeader) return aead.sealWithHeader(key, nonce, header, plaintext);
+  const ct = await aead.seal(key, nonce, header, plaintext);
+  const out = new Uint8Array(header.length + ct.length);
+  out.set(header);
+  out.set(ct, header.length);
+  return out;
 }
 
 /** Opaque provider-specific key handle. */

@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
-import type { AeadKey, AeadProvider } from './aead.js';
+import { type AeadKey, type AeadProvider, sealWithHeader } from './aead.js';
 import {
   DATAGRAM_HEADER_LEN,
   DATAGRAM_TIMESTAMP_LEN,
@@ -81,10 +81,7 @@ export class DatagramWriter {
     const keyP = this.state.key;
     return (async () => {
       const { key, iv } = await keyP;
-      const ct = await this.aead.seal(key, recordNonce(iv, seq), h, plaintext);
-      const record = new Uint8Array(h.length + ct.length);
-      record.set(h);
-      record.set(ct, h.length);
+      const record = await sealWithHeader(this.aead, key, recordNonce(iv, seq), h, plaintext);
       return { record, seq };
     })();
   }

@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
-import type { AeadProvider } from './aead.js';
+import { type AeadProvider, sealWithHeader } from './aead.js';
 import { DataFlag, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
 import type { RecordProtection, TrafficKeys } from './traffic-keys.js';
@@ -24,11 +24,7 @@ export async function sealRecord(
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
   const { key, iv } = await p.material;
-  const ct = await aead.seal(key, p.nonce(iv), header, plaintext);
-  const out = new Uint8Array(header.length + ct.length);
-  out.set(header);
-  out.set(ct, header.length);
-  return out;
+  return sealWithHeader(aead, key, p.nonce(iv), header, plaintext);
 }
 
 /**

@@ -11,6 +11,19 @@ interface NodeAeadKey extends AeadKey {
   readonly key: KeyObject;
 }
 
+/** Encrypts into one buffer: `aad` itself first when `prefix` > 0 (the record header), then ciphertext ‖ tag. */
+function sealInto(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: number) {
+  const c = createCipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
+  c.setAAD(aad);
+  const body = c.update(plaintext);
+  c.final(); // GCM is a stream mode: final() produces no bytes, it computes the tag
+  const out = new Uint8Array(prefix + body.length + TAG_LEN);
+  if (prefix > 0) out.set(aad);
+  out.set(body, prefix);
+  out.set(c.getAuthTag(), prefix + body.length);
+  return out;
+}
+
 export const nodeCryptoAead: AeadProvider = {
   name: 'node:crypto',
   async importKey(raw) {
@@ -18,14 +31,10 @@ export const nodeCryptoAead: AeadProvider = {
     return { provider: 'node:crypto', key: createSecretKey(raw) } as NodeAeadKey;
   },
   async seal(key, nonce, aad, plaintext) {
-    const c = createCipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
-    c.setAAD(aad);
-    const body = c.update(plaintext);
-    c.final(); // GCM is a stream mode: final() produces no bytes, it computes the tag
-    const out = new Uint8Array(body.length + TAG_LEN);
-    out.set(body);
-    out.set(c.getAuthTag(), body.length);
-    return out;
+    return sealInto(key, nonce, aad, plaintext, 0);
+  },
+  async sealWithHeader(key, nonce, header, plaintext) {
+    return sealInto(key, nonce, header, plaintext, header.length);
   },
   async open(key, nonce, aad, ciphertext) {
     if (ciphertext.length < TAG_LEN) return null;
