@@ -289,6 +289,9 @@ export async function rawDial(
   signaling: SignalingClient,
   to: Identity,
   backend: Backend = 'wrtc',
+  options: {
+    /** false: never apply the responder's signals (a dial that can never connect). */ answer?: boolean;
+  } = {},
 ): Promise<RawDial> {
   if (!signaling.isAuthenticated) await signaling.connect();
   signaling.trustPeer(to.publicIdentity);
@@ -305,8 +308,9 @@ export async function rawDial(
     if (from !== to.peerId || typeof data !== 'object' || data === null) return;
     const d = data as { dial?: unknown; kind?: unknown; signal?: unknown; reason?: unknown };
     if (d.dial !== id) return;
-    if (d.kind === 'signal') link.signal(d.signal);
-    else if (d.kind === 'abort') abortedResolve(String(d.reason));
+    if (d.kind === 'signal') {
+      if (options.answer !== false) link.signal(d.signal);
+    } else if (d.kind === 'abort') abortedResolve(String(d.reason));
   });
   const opened = new Promise<void>((resolve, reject) => {
     link.once('open', () => resolve());

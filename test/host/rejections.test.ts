@@ -284,5 +284,31 @@ describe('rejected dials', () => {
       }
       await stillWorks(bobAcceptor, 'after a silent dial');
     });
+
+    it('a stranger filling the pending-dial slots is refused with busy; slots free up at the timeout', async () => {
+      // Last in this suite: a second host for bob replaces bobHost's signaling connection. Its own, small
+      // limit keeps the flood cheap.
+      const hb = await env.host(bob, { peers: [alice], handshakeTimeoutMs: 3_000, maxPendingIncoming: 4 });
+      const acceptor = autoAccept(hb);
+      const mallory = env.signaling(dave);
+      const dead = await Promise.all(
+        Array.from({ length: 6 }, () => rawDial(mallory, bob, 'wrtc', { answer: false })),
+      );
+      try {
+        const reasons = await within(
+          Promise.all(dead.map((d) => d.aborted)),
+          15_000,
+          'every dead dial aborted',
+        );
+        // Four waited for their timeout, the two over the limit were refused at once.
+        assert.deepEqual([...reasons].sort(), ['busy', 'busy', 'timeout', 'timeout', 'timeout', 'timeout']);
+        assert.equal(acceptor.accepted.length + acceptor.errors.length, 0);
+        // The slots are free again: a paired peer connects.
+        await stillWorks(acceptor, 'after a dial flood');
+      } finally {
+        for (const d of dead) d.close();
+        await env.closeHost(hb);
+      }
+    });
   });
 });
