@@ -4,7 +4,7 @@
  * application to `verify` against its peer list.
  */
 import { z } from 'zod';
-import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import {
@@ -24,6 +24,7 @@ import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { toBase64Url } from '../util/bytes.js';
 import { AsyncQueue } from './async-queue.js';
 import { Connection, type ConnectionOptions } from './connection.js';
+import { ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
 
 /** The pinned keys and PSK of a paired peer. A `PeerStore` provides them. */
 export interface PeerCredentials {
@@ -83,9 +84,21 @@ interface Early {
   datagrams: Uint8Array[];
 }
 const MAX_EARLY_DATAGRAMS = 256;
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+/** Incoming dials from one peer that may be pending at once. */
+const MAX_PENDING_PER_PEER = 4;
+/** How long a dial whose link closed waits for the peer's abort reason (see `newDial`). */
+const ABORT_REASON_GRACE_MS = 1_000;
 /** Errors of dials that failed inside the WebRTC stack before the link opened (see `connect`). */
 const transientErrors = new WeakSet<object>();
 const MAX_EARLY_RECORDS = 256;
+
+/** A `connect` call whose dial lost a glare and now waits for the peer's dial. */
+interface GlareWaiter {
+  resolve: (c: Connection) => void;
+  reject: (e: P2PTLSError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
 
 interface Collector {
   /** The next reliable record (waits for it). */
@@ -154,8 +167,9 @@ export class Host {
   private readonly dials = new Map<string, Dial>();
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
+  private readonly keepers = new Set<ReconnectingConnection>();
   /** Outgoing dials that lost a glare: their callers wait for the winning incoming dial instead. */
-  private readonly glareWaiters = new Map<PeerId, ((c: Connection) => void)[]>();
+  private readonly glareWaiters = new Map<PeerId, GlareWaiter[]>();
   private readonly unsubscribe: () => void;
   private closed = false;
 
@@ -209,14 +223,39 @@ export class Host {
     }
   }
 
+  /**
+   * Like {@link connect}, but the connection comes back by itself when the link fails, with capped
+   * exponential backoff and a fresh handshake (no pairing again). See {@link ReconnectingConnection}.
+   */
+  async keepConnected(peerId: PeerId, options: ReconnectOptions = {}): Promise<ReconnectingConnection> {
+    const keeper = new ReconnectingConnection(peerId, () => this.connect(peerId), options);
+    await keeper.start();
+    this.keepers.add(keeper);
+    void keeper.closed.then(() => this.keepers.delete(keeper));
+    return keeper;
+  }
+
   private dialOnce(peerId: PeerId, credentials: PeerCredentials): Promise<Connection> {
     const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
     return new Promise<Connection>((resolve, reject) => {
       const dial = this.newDial(id, peerId, true, reject);
       dial.yieldToPeer = () => {
-        // Our caller gets the connection the peer's dial brings.
+        // Our caller gets the connection the peer's dial brings, or a timeout if it never comes.
         const list = this.glareWaiters.get(peerId) ?? [];
-        list.push(resolve);
+        const timeoutMs = this.options.handshakeTimeoutMs ?? 15_000;
+        const waiter: GlareWaiter = {
+          resolve,
+          reject,
+          timer: setTimeout(() => {
+            const rest = (this.glareWaiters.get(peerId) ?? []).filter((w) => w !== waiter);
+            if (rest.length) this.glareWaiters.set(peerId, rest);
+            else this.glareWaiters.delete(peerId);
+            reject(
+              fail('timeout', `both peers dialed; ${peerId}'s dial did not arrive within ${timeoutMs} ms`),
+            );
+          }, timeoutMs),
+        };
+        list.push(waiter);
         this.glareWaiters.set(peerId, list);
         this.endDial(dial, 'glare');
       };
@@ -283,7 +322,14 @@ export class Host {
     });
     link.on('close', ({ error }) => {
       if (dial.settled) return;
-      dial.abort(error ?? fail('closed', 'WebRTC connection closed during the handshake'));
+      const abort = () => {
+        if (!dial.settled)
+          dial.abort(error ?? fail('closed', 'WebRTC connection closed during the handshake'));
+      };
+      // A peer that refuses us sends its reason through signaling and closes the link; the link close
+      // usually wins the race. Give the reason a moment to arrive, so that `connect` can say why.
+      if (outgoing && link.wasOpened) setTimeout(abort, ABORT_REASON_GRACE_MS);
+      else abort();
     });
     return dial;
   }
@@ -332,8 +378,15 @@ export class Host {
     const dial = this.dials.get(msg.dial);
     if (dial) {
       if (dial.peerId !== from) return; // Someone else using a dial id they saw: ignore.
-      if (msg.kind === 'abort') dial.abort(fail('closed', `peer aborted the dial: ${msg.reason}`));
-      else dial.link.signal(msg.signal);
+      if (msg.kind === 'abort' && msg.reason === 'glare' && dial.yieldToPeer) {
+        // The peer saw both dials before we did; its dial wins (PROTOCOL.md §3.7).
+        dial.yieldToPeer();
+      } else if (msg.kind === 'abort') {
+        // The reason is the peer's error code (signed by the peer, so authentic): keep it, so that a
+        // refusal reads as `unknown_peer` or `bad_binder` here too.
+        const code = KNOWN_CODES.has(msg.reason) ? (msg.reason as ErrorCode) : 'closed';
+        dial.abort(fail(code, `peer aborted the dial: ${msg.reason}`));
+      } else dial.link.signal(msg.signal);
       return;
     }
     if (msg.kind !== 'signal') return;
@@ -347,8 +400,12 @@ export class Host {
         mine.yieldToPeer?.();
       }
     }
-    const pending = [...this.dials.values()].filter((d) => !d.outgoing).length;
-    if (pending >= (this.options.maxPendingIncoming ?? 32)) {
+    const pending = [...this.dials.values()].filter((d) => !d.outgoing);
+    // A total cap, and a per-peer one so that a single authenticated stranger cannot take every slot.
+    if (
+      pending.length >= (this.options.maxPendingIncoming ?? 32) ||
+      pending.filter((d) => d.peerId === from).length >= MAX_PENDING_PER_PEER
+    ) {
       this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'busy' });
       return;
     }
@@ -356,7 +413,14 @@ export class Host {
   }
 
   private acceptDial(id: string, from: PeerId, firstSignal: unknown): void {
-    const dial = this.newDial(id, from, false, () => {});
+    let dial: Dial;
+    try {
+      dial = this.newDial(id, from, false, () => {});
+    } catch (err) {
+      // E.g. relay-only on a stack that cannot enforce it: refuse this dial, never throw into signaling.
+      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: asError(err).code });
+      return;
+    }
     dial.link.signal(firstSignal);
     dial.link.once('open', () => {
       void (async () => {
@@ -398,11 +462,14 @@ export class Host {
         const waiters = this.glareWaiters.get(from);
         if (waiters?.length) {
           this.glareWaiters.delete(from);
+          for (const w of waiters) clearTimeout(w.timer);
           request.verify().then(
             (c) => {
-              for (const w of waiters) w(c);
+              for (const w of waiters) w.resolve(c);
             },
-            () => {},
+            (err) => {
+              for (const w of waiters) w.reject(err);
+            },
           );
           return;
         }
@@ -418,6 +485,7 @@ export class Host {
     this.unsubscribe();
     this.requests.end();
     for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));
+    await Promise.all([...this.keepers].map((k) => k.close('host closed', 1)));
     await Promise.all([...this.connections].map((c) => c.close('host closed', 1)));
   }
 }

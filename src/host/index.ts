@@ -9,3 +9,4 @@ export {
   type SendOptions,
 } from './connection.js';
 export { ConnectionRequest, Host, type HostOptions, type PeerCredentials, type PeerList } from './host.js';
+export { ReconnectingConnection, type ReconnectingEvents, type ReconnectOptions } from './reconnecting.js';

@@ -62,6 +62,9 @@ export interface CloseInfo {
   error?: P2PTLSError;
 }
 
+/** Close codes from here on belong to applications (PROTOCOL.md §5.4). */
+const APPLICATION_CLOSE_CODES = 1000;
+
 /** Hard ceiling of reliable sequence numbers; key updates keep us far below it. */
 const MAX_SEQ_RELIABLE = 2 ** 48;
 
@@ -288,10 +291,14 @@ export class Session {
     return error;
   }
 
-  /** Applies the peer's close (either channel). Codes other than NORMAL and GOING_AWAY carry a `peer_error`. */
+  /**
+   * Applies the peer's close (either channel). p2ptls's own error codes (2–999) carry a `peer_error`;
+   * NORMAL, GOING_AWAY and application codes (≥ 1000, the application's to interpret) do not.
+   */
   private peerClosed(code: number, reason: string): void {
     if (this.closeInfo) return;
-    const clean = code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY;
+    const clean =
+      code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY || code >= APPLICATION_CLOSE_CODES;
     this.closeInfo = {
       code,
       reason,

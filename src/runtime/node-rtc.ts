@@ -43,6 +43,8 @@ export async function nodeRtc(
       : Plain;
     return {
       name: 'node-datachannel',
+      // Measured: offers under relay policy still carry host candidates and ICE selects a host pair.
+      ignoresRelayPolicy: true,
       RTCPeerConnection: Bound,
       RTCSessionDescription: p.RTCSessionDescription,
       RTCIceCandidate: p.RTCIceCandidate,

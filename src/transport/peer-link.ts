@@ -101,7 +101,20 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
 
   constructor(options: PeerLinkOptions) {
     super();
-    this.filter = options.candidateFilter;
+    if (options.iceTransportPolicy === 'relay' && options.rtc.ignoresRelayPolicy) {
+      throw fail(
+        'invalid_argument',
+        `the ${options.rtc.name} WebRTC stack does not enforce relay-only ICE (it would reveal host addresses); use @roamhq/wrtc`,
+      );
+    }
+    const userFilter = options.candidateFilter;
+    // Some stacks (node-datachannel) do not enforce `iceTransportPolicy: 'relay'`. Enforce it here on the
+    // candidates both ways: ours never reveal a host address, and only the peer's relay candidates are
+    // tried, so every path goes through a TURN server.
+    this.filter =
+      options.iceTransportPolicy === 'relay'
+        ? (address, line) => / typ relay( |$)/.test(line) && (userFilter ? userFilter(address, line) : true)
+        : userFilter;
     this.peer = new SimplePeer({
       initiator: options.initiator,
       trickle: true,

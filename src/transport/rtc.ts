@@ -10,6 +10,11 @@ export interface RtcImplementation {
   RTCPeerConnection: typeof RTCPeerConnection;
   RTCSessionDescription: typeof RTCSessionDescription;
   RTCIceCandidate: typeof RTCIceCandidate;
+  /**
+   * True for stacks that still gather and use host candidates under `iceTransportPolicy: 'relay'`
+   * (node-datachannel). p2ptls refuses relay-only connections on them rather than leak the address.
+   */
+  ignoresRelayPolicy?: boolean;
 }
 
 /**

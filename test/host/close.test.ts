@@ -62,8 +62,8 @@ describe('close and crash', () => {
         assert.equal(peer.code, 1234);
         assert.equal(peer.reason, 'reason text');
         assert.equal(peer.byPeer, true);
-        // A non-zero code is an application error code: the peer sees it as peer_error.
-        withCode('peer_error')(peer.error);
+        // Codes ≥ 1000 are the application's: a deliberate close, not a p2ptls error.
+        assert.equal(peer.error, undefined);
         assert.deepEqual(await within(closeEvent, 1_000, 'close event'), peer);
         const mine = await ca.closed;
         assert.equal(mine.code, 1234);
@@ -74,7 +74,7 @@ describe('close and crash', () => {
         assert.equal(ca.isOpen, false);
         assert.equal(cb.isOpen, false);
         await assert.rejects(ca.send('too late'), withCode('closed'));
-        await assert.rejects(cb.send('too late'), withCode('peer_error'));
+        await assert.rejects(cb.send('too late'), withCode('closed'));
         await assert.rejects(ca.datagrams.send('too late'), withCode('closed'));
         // Readable streams end too, and the hosts forget the connections.
         const r = await cb.readable().getReader().read();

@@ -70,7 +70,7 @@ describe('rejected dials', () => {
     try {
       const acceptor = autoAccept(hb);
       const t0 = performance.now();
-      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('closed'));
+      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('unknown_peer'));
       assert.ok(performance.now() - t0 < 10_000, 'the dialer waited for its timeout');
       withCode('unknown_peer')(await acceptor.nextError());
       assert.equal(acceptor.accepted.length, 0);
@@ -89,7 +89,7 @@ describe('rejected dials', () => {
     const hb = await env.host(bob, { peers: [alice] });
     try {
       const acceptor = autoAccept(hb);
-      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('closed'));
+      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('unknown_peer'));
       withCode('unknown_peer')(await acceptor.nextError());
 
       // Claiming alice's id in the ClientHello over carol's own (signaling-authenticated) dial: refused
@@ -123,7 +123,7 @@ describe('rejected dials', () => {
     const hb = await env.host(bob, { peers: [alice] });
     try {
       const acceptor = autoAccept(hb);
-      await assert.rejects(within(ha.connect(bob.peerId), 20_000, 'connect'), withCode('closed'));
+      await assert.rejects(within(ha.connect(bob.peerId), 20_000, 'connect'), withCode('bad_binder'));
       withCode('bad_binder')(await acceptor.nextError());
       assert.equal(ha.openConnections.length, 0);
       assert.equal(hb.openConnections.length, 0);
@@ -144,7 +144,7 @@ describe('rejected dials', () => {
       if (req.done) return;
       assert.equal(req.value.peerId, alice.peerId);
       req.value.reject('not now');
-      await assert.rejects(dialing, withCode('closed'));
+      await assert.rejects(dialing, withCode('unknown_peer'));
       // A rejected request cannot be accepted afterwards.
       await assert.rejects(req.value.verify(), withCode('closed'));
       assert.equal(hb.openConnections.length, 0);

@@ -8,7 +8,16 @@ import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import type { Connection } from '../../src/host/connection.js';
 import type { Identity } from '../../src/identity/identity.js';
-import { autoAccept, type Backend, type Env, nextMessage, startEnv, text, within } from '../helpers/hosts.js';
+import {
+  autoAccept,
+  type Backend,
+  type Env,
+  nextMessage,
+  startEnv,
+  text,
+  withCode,
+  within,
+} from '../helpers/hosts.js';
 import { freePort, type ManagedProcess, ROOT, spawnProcess } from '../helpers/processes.js';
 
 async function startCoturn(): Promise<{ port: number; proc: ManagedProcess; dir: string }> {
@@ -64,7 +73,25 @@ describe('TURN relay through a real coturn on 127.0.0.1', () => {
     if (turn) rmSync(turn.dir, { recursive: true, force: true });
   });
 
-  (['wrtc', 'node-datachannel'] as Backend[]).forEach((backend, k) => {
+  it('node-datachannel, which does not enforce relay-only ICE, refuses relay-only dials instead of leaking host addresses', async () => {
+    assert.ok(turn);
+    const relay = {
+      iceServers: [{ urls: `turn:127.0.0.1:${turn.port}?transport=udp`, username: 'u', credential: 'p' }],
+      iceTransportPolicy: 'relay' as const,
+    };
+    const [a, b] = [env.ids[2] as Identity, env.ids[3] as Identity];
+    const ha = await env.host(a, { peers: [b], backend: 'node-datachannel', ...relay });
+    const hb = await env.host(b, { peers: [a], backend: 'wrtc', ...relay });
+    try {
+      await assert.rejects(within(ha.connect(b.peerId), 10_000, 'connect'), withCode('invalid_argument'));
+      assert.equal(ha.openConnections.length, 0);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
+  (['wrtc'] as Backend[]).forEach((backend, k) => {
     it(`${backend}: relay-only hosts connect through TURN and talk in both modes`, async () => {
       assert.ok(turn);
       const relay = {
