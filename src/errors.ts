@@ -120,3 +120,8 @@ export function isP2PTLSError(err: unknown, code?: ErrorCode): err is P2PTLSErro
 export function fail(code: ErrorCode, message: string, cause?: unknown): P2PTLSError {
   return new P2PTLSError(code, message, cause === undefined ? undefined : { cause });
 }
+
+/** Any thrown value as a P2PTLSError: itself if it is one, else wrapped with `code` and kept as `cause`. */
+export function asP2PTLSError(err: unknown, code: ErrorCode): P2PTLSError {
+  return isP2PTLSError(err) ? err : fail(code, err instanceof Error ? err.message : String(err), err);
+}

@@ -2,7 +2,7 @@
  * An authenticated p2ptls connection to one peer: TCP mode (`send`, messages) and SLLP mode
  * (`datagrams`) over one WebRTC link, with flow control, heartbeat and authenticated close.
  */
-import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
 import type { HandshakeResult } from '../protocol/handshake.js';
 import {
@@ -12,9 +12,9 @@ import {
   Session,
   type SessionOptions,
 } from '../protocol/index.js';
-import { TypedEmitter } from '../signaling/emitter.js';
 import type { LinkStats, PeerLink } from '../transport/peer-link.js';
 import { utf8 } from '../util/bytes.js';
+import { TypedEmitter } from '../util/emitter.js';
 import { AsyncQueue } from './async-queue.js';
 
 /** Header and tag of a reliable record (PROTOCOL.md §5.1). */
@@ -188,7 +188,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
               code: CloseCode.GOING_AWAY,
               reason: 'transport closed',
               byPeer: false,
-              error: asError(err),
+              error: asP2PTLSError(err, 'closed'),
             });
           }
         },
@@ -401,7 +401,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         }
       }
     } catch (err) {
-      this.fail(asError(err));
+      this.fail(asP2PTLSError(err, 'closed'));
       return;
     }
     if (this.outbox.length > 0 && !this.pollTimer) {
@@ -438,7 +438,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           }
         }
       },
-      (err) => this.fail(asError(err)),
+      (err) => this.fail(asP2PTLSError(err, 'closed')),
     );
   }
 
@@ -488,11 +488,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 }
 
-function asError(err: unknown): P2PTLSError {
-  return isP2PTLSError(err) ? err : fail('closed', err instanceof Error ? err.message : String(err), err);
-}
-
-function closedError(info: ConnectionClose): P2PTLSError {
+/** The error a closed connection answers calls with. */
+export function closedError(info: ConnectionClose): P2PTLSError {
   return (
     info.error ?? fail('closed', `connection closed (${info.code}${info.reason ? `: ${info.reason}` : ''})`)
   );

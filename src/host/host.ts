@@ -4,7 +4,7 @@
  * application to `verify` against its peer list.
  */
 import { z } from 'zod';
-import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import { asP2PTLSError, type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import {
@@ -86,7 +86,7 @@ interface Early {
 const MAX_EARLY_DATAGRAMS = 256;
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 /** Incoming dials from one peer that may be pending at once. */
-const MAX_PENDING_PER_PEER = 4;
+const MAX_PENDING_PER_PEER = 16;
 /** How long a dial whose link closed waits for the peer's abort reason (see `newDial`). */
 const ABORT_REASON_GRACE_MS = 1_000;
 /** Errors of dials that failed inside the WebRTC stack before the link opened (see `connect`). */
@@ -279,7 +279,7 @@ export class Host {
             result = r.result;
           }
           resolve(this.established(dial, result, records.stop()));
-        })().catch((err) => dial.abort(asError(err)));
+        })().catch((err) => dial.abort(asP2PTLSError(err, 'closed')));
       });
     });
   }
@@ -418,7 +418,7 @@ export class Host {
       dial = this.newDial(id, from, false, () => {});
     } catch (err) {
       // E.g. relay-only on a stack that cannot enforce it: refuse this dial, never throw into signaling.
-      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: asError(err).code });
+      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: asP2PTLSError(err, 'closed').code });
       return;
     }
     dial.link.signal(firstSignal);
@@ -429,7 +429,7 @@ export class Host {
         try {
           hello = parseClientHello(await records.next());
         } catch (err) {
-          dial.abort(asError(err));
+          dial.abort(asP2PTLSError(err, 'closed'));
           return;
         }
         if (hello.initiatorId !== from) {
@@ -453,7 +453,7 @@ export class Host {
             const result = await resp.receive(await records.next());
             return this.established(dial, result, records.stop());
           } catch (err) {
-            const error = asError(err);
+            const error = asP2PTLSError(err, 'closed');
             dial.abort(error);
             throw error;
           }
@@ -517,8 +517,4 @@ function collect(link: PeerLink): Collector {
       return early;
     },
   };
-}
-
-function asError(err: unknown): P2PTLSError {
-  return isP2PTLSError(err) ? err : fail('closed', err instanceof Error ? err.message : String(err), err);
 }

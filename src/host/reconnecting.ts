@@ -13,8 +13,14 @@
 import { fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { CloseCode } from '../protocol/constants.js';
-import { TypedEmitter } from '../signaling/emitter.js';
-import type { Connection, ConnectionClose, Datagram, SendOptions } from './connection.js';
+import { TypedEmitter } from '../util/emitter.js';
+import {
+  type Connection,
+  type ConnectionClose,
+  closedError,
+  type Datagram,
+  type SendOptions,
+} from './connection.js';
 
 export interface ReconnectOptions {
   /** First delay before dialing again (default 250 ms); doubles up to `maxDelayMs`. */
@@ -173,10 +179,4 @@ export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
     this.emit('close', info);
     this.resolveClosed(info);
   }
-}
-
-function closedError(info: ConnectionClose): P2PTLSError {
-  return (
-    info.error ?? fail('closed', `connection closed (${info.code}${info.reason ? `: ${info.reason}` : ''})`)
-  );
 }

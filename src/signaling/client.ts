@@ -6,7 +6,14 @@
  */
 import { io, type Socket } from 'socket.io-client';
 import type { z } from 'zod';
-import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import {
+  asP2PTLSError,
+  type ErrorCode,
+  ErrorCodes,
+  fail,
+  isP2PTLSError,
+  type P2PTLSError,
+} from '../errors.js';
 import { type Identity, PublicIdentity } from '../identity/identity.js';
 import { isPeerId, type PeerId } from '../identity/peer-id.js';
 import { encodeInvite, INVITE_TOKEN_BYTES, type Invite, parseInvite } from '../pairing/invite.js';
@@ -20,7 +27,7 @@ import {
 import { derivePairPsk } from '../pairing/psk.js';
 import { ReplayCache } from '../pairing/replay.js';
 import { fromBase64Url, toBase64Url } from '../util/bytes.js';
-import { TypedEmitter } from './emitter.js';
+import { TypedEmitter } from '../util/emitter.js';
 import {
   AckErrorSchema,
   type ClientAck,
@@ -373,7 +380,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       });
       this.emit('signal', { from, data, ts: env.ts });
     } catch (err) {
-      this.reportRejected('signal', asError(err), from);
+      this.reportRejected('signal', asP2PTLSError(err, 'malformed'), from);
     }
   }
 
@@ -400,7 +407,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         maxAgeMs: this.maxAgeMs,
       });
     } catch (err) {
-      this.reportRejected('pairing', asError(err), from);
+      this.reportRejected('pairing', asP2PTLSError(err, 'malformed'), from);
       return;
     }
     if (opened.kind === 'request') {
@@ -466,7 +473,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       this.identities.set(req.from.peerId, req.from);
       this.emit('paired', { peer: req.from, psk, initiator: false });
     } catch (err) {
-      this.reportRejected('pairing', asError(err), req.from.peerId);
+      this.reportRejected('pairing', asP2PTLSError(err, 'malformed'), req.from.peerId);
     }
   }
 
@@ -549,8 +556,4 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     }
     throw fail('malformed', `malformed answer to ${event} from the signaling server`);
   }
-}
-
-function asError(err: unknown): P2PTLSError {
-  return isP2PTLSError(err) ? err : fail('malformed', err instanceof Error ? err.message : String(err), err);
 }

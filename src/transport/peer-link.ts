@@ -5,7 +5,7 @@
  */
 import SimplePeer from 'simple-peer';
 import { fail, type P2PTLSError } from '../errors.js';
-import { TypedEmitter } from '../signaling/emitter.js';
+import { TypedEmitter } from '../util/emitter.js';
 import { sdpFingerprint } from './channel-binding.js';
 import { type CandidateFilter, candidateAddress, type RtcImplementation } from './rtc.js';
 

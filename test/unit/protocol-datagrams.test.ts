@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
-import type { DatagramResult } from '../../src/protocol/index.js';
+import { CloseCode, type DatagramResult } from '../../src/protocol/index.js';
 import { type InMemoryEnd, pumpDatagrams, pumpReliable } from '../../src/testing/in-memory.js';
 import { utf8 } from '../../src/util/bytes.js';
 import {
@@ -485,20 +485,28 @@ describe('protocol datagrams (SLLP mode)', () => {
     assert.equal(after.ok, false);
   });
 
-  it('a close with an error code gives the same CloseInfo whichever channel carried it', async () => {
-    const viaReliable = pairFrom(run);
-    await viaReliable.initiator.session.close(4003, 'failed');
-    await pumpReliable(viaReliable.initiator, viaReliable.responder);
-    const viaDatagram = pairFrom(run);
-    await viaDatagram.initiator.session.close(4003, 'failed');
-    await pumpDatagrams(viaDatagram.initiator, viaDatagram.responder);
-    const r = viaReliable.responder.session.closed;
-    const d = viaDatagram.responder.session.closed;
-    assert.equal(r?.error?.code, 'peer_error');
-    assert.deepEqual(
-      { code: d?.code, reason: d?.reason, byPeer: d?.byPeer, error: d?.error?.code },
-      { code: r?.code, reason: r?.reason, byPeer: r?.byPeer, error: r?.error?.code },
-    );
+  it('a close gives the same CloseInfo whichever channel carried it; only p2ptls error codes are errors', async () => {
+    for (const [code, error] of [
+      [CloseCode.PROTOCOL_ERROR, 'peer_error'],
+      [999, 'peer_error'],
+      [CloseCode.NORMAL, undefined],
+      [4003, undefined],
+    ] as const) {
+      const viaReliable = pairFrom(run);
+      await viaReliable.initiator.session.close(code, 'failed');
+      await pumpReliable(viaReliable.initiator, viaReliable.responder);
+      const viaDatagram = pairFrom(run);
+      await viaDatagram.initiator.session.close(code, 'failed');
+      await pumpDatagrams(viaDatagram.initiator, viaDatagram.responder);
+      const r = viaReliable.responder.session.closed;
+      const d = viaDatagram.responder.session.closed;
+      assert.equal(r?.code, code);
+      assert.equal(r?.error?.code, error, `close code ${code}`);
+      assert.deepEqual(
+        { code: d?.code, reason: d?.reason, byPeer: d?.byPeer, error: d?.error?.code },
+        { code: r?.code, reason: r?.reason, byPeer: r?.byPeer, error: r?.error?.code },
+      );
+    }
   });
 
   it('never throws, whatever the bytes (empty, huge, typed-array views)', async () => {
