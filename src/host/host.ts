@@ -17,7 +17,7 @@ import {
   ResponderHandshake,
   type Suite,
 } from '../protocol/index.js';
-import type { SignalingClient } from '../signaling/client.js';
+import type { PairingHandler, SignalingClient } from '../signaling/client.js';
 import { dtlsChannelBinding } from '../transport/channel-binding.js';
 import { PeerLink } from '../transport/peer-link.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
@@ -35,6 +35,15 @@ export interface PeerCredentials {
 /** The seed's `PeerList`: who is paired, with which keys. `PeerStore` satisfies it. */
 export interface PeerList {
   lookup(peerId: PeerId): Promise<PeerCredentials | undefined>;
+}
+
+/** A peer list that can also remember new pairs — a `PeerStore` is one. */
+export interface WritablePeerList extends PeerList {
+  put(input: { publicIdentity: PublicIdentity; psk: Uint8Array; label?: string }): Promise<unknown>;
+}
+
+function isWritable(list: PeerList): list is WritablePeerList {
+  return typeof (list as Partial<WritablePeerList>).put === 'function';
 }
 
 export interface HostOptions extends ConnectionOptions {
@@ -174,7 +183,47 @@ export class Host {
   private closed = false;
 
   private constructor(private readonly options: HostOptions) {
-    this.unsubscribe = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
+    const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
+    // Pairings that others started with us land in the peer list too, when it can store them.
+    const offPaired = options.signaling.on('paired', ({ peer, psk, initiator }) => {
+      if (!initiator) this.remember(peer, psk).catch(() => {});
+    });
+    this.unsubscribe = () => {
+      offSignal();
+      offPaired();
+    };
+  }
+
+  /** An invite for {@link pair} on another host (peerId + one-time token + signaling URL). */
+  createInvite(options: { ttlMs?: number; url?: string } = {}): string {
+    return this.options.signaling.createInvite(options);
+  }
+
+  /**
+   * Pairs with the peer named by an invite (or a bare peerId): RSA-signed PSK shares through signaling,
+   * approved by the other side's application. The pair is stored in the host's peer list when it can
+   * store (a `PeerStore`); either way the result is returned.
+   */
+  async pair(invite: string, options: { label?: string; timeoutMs?: number } = {}): Promise<PeerCredentials> {
+    const result = await this.options.signaling.pair(
+      invite,
+      options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
+    );
+    await this.remember(result.peer, result.psk, options.label);
+    return { publicIdentity: result.peer, psk: result.psk };
+  }
+
+  /**
+   * Decides incoming pairing requests (default: accept exactly those that carry one of our invites'
+   * one-time tokens). Accepted pairs are stored like those from {@link pair}.
+   */
+  onPairingRequest(handler: PairingHandler): () => void {
+    return this.options.signaling.onPairingRequest(handler);
+  }
+
+  private async remember(publicIdentity: PublicIdentity, psk: Uint8Array, label?: string): Promise<void> {
+    const peers = this.options.peers;
+    if (isWritable(peers)) await peers.put({ publicIdentity, psk, ...(label ? { label } : {}) });
   }
 
   /** Starts a host: connects and authenticates its signaling client. */

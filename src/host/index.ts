@@ -8,5 +8,12 @@ export {
   DatagramChannel,
   type SendOptions,
 } from './connection.js';
-export { ConnectionRequest, Host, type HostOptions, type PeerCredentials, type PeerList } from './host.js';
+export {
+  ConnectionRequest,
+  Host,
+  type HostOptions,
+  type PeerCredentials,
+  type PeerList,
+  type WritablePeerList,
+} from './host.js';
 export { ReconnectingConnection, type ReconnectingEvents, type ReconnectOptions } from './reconnecting.js';
