@@ -95,6 +95,7 @@ export class DatagramChannel extends TypedEmitter<{ datagram: Datagram; close: C
   readonly queue = new AsyncQueue<Datagram>();
   /** @internal */
   sent = 0;
+  private iterated = false;
   /** @internal */
   droppedLocally = 0;
 
@@ -117,13 +118,16 @@ export class DatagramChannel extends TypedEmitter<{ datagram: Datagram; close: C
 
   /** Received datagrams, as an async iterator; ends when the connection closes. */
   [Symbol.asyncIterator](): AsyncIterator<Datagram> {
+    this.iterated = true;
     return this.queue[Symbol.asyncIterator]();
   }
 
   /** @internal */
   deliver(d: Datagram): void {
     this.emit('datagram', d);
-    this.queue.push(d);
+    // Queue for the iterator only if someone iterates, or nobody listens yet (they may iterate later):
+    // an application that only listens to events must not accumulate every datagram in memory.
+    if (this.iterated || this.listenerCount('datagram') === 0) this.queue.push(d);
   }
 
   /** @internal */
@@ -146,6 +150,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   private readonly session: Session;
   private readonly inbox = new AsyncQueue<Uint8Array>();
+  /** Whether `messages()` (or `readable()`) was ever called. */
+  private iterated = false;
   private readonly outbox: Outgoing[] = [];
   private readonly highWater: number;
   private readonly heartbeatTimeout: number;
@@ -259,6 +265,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   /** Received messages, in order, as an async iterator; ends when the connection closes. */
   messages(): AsyncIterableIterator<Uint8Array> {
+    this.iterated = true;
     return this.inbox[Symbol.asyncIterator]();
   }
 
@@ -421,7 +428,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           if (e.type === 'message') {
             this.messagesReceived++;
             this.emit('message', e.data);
-            this.inbox.push(e.data);
+            // As for datagrams: only an iterator (present or possible) needs the queue.
+            if (this.iterated || this.listenerCount('message') === 0) this.inbox.push(e.data);
           } else if (e.type === 'pong') {
             const sent = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0);
             this.heartbeatRtt = performance.now() - sent;
