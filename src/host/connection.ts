@@ -17,6 +17,14 @@ import { utf8 } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { AsyncQueue } from './async-queue.js';
 
+/**
+ * Record plaintext over WebRTC unless the caller chooses: 64 KiB, clamped below the negotiated SCTP
+ * max-message-size (every current browser and both Node stacks accept at least 64 KiB). The protocol's
+ * own default is 16 KiB; over a data channel each record costs an SCTP message and an AEAD call, and
+ * 64 KiB records measured 0.69 → 0.99 of raw channel throughput for 64 KiB messages (bench:transport).
+ */
+const DEFAULT_RECORD_SIZE = 64 * 1024 - 256;
+
 /** Header and tag of a reliable record (PROTOCOL.md §5.1). */
 const RECORD_OVERHEAD = 2 + 16;
 
@@ -206,7 +214,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       {
         ...options.session,
         maxRecordBytes,
-        recordSize: Math.min(options.session?.recordSize ?? 16 * 1024, maxRecordBytes - 64),
+        recordSize: Math.min(options.session?.recordSize ?? DEFAULT_RECORD_SIZE, maxRecordBytes - 64),
       },
     );
     this.datagrams = new DatagramChannel(this);
