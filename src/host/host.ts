@@ -534,6 +534,11 @@ export class Host {
     this.unsubscribe();
     this.requests.end();
     for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));
+    for (const w of [...this.glareWaiters.values()].flat()) {
+      clearTimeout(w.timer);
+      w.reject(fail('closed', 'host closed'));
+    }
+    this.glareWaiters.clear();
     await Promise.all([...this.keepers].map((k) => k.close('host closed', 1)));
     await Promise.all([...this.connections].map((c) => c.close('host closed', 1)));
   }

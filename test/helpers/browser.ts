@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import { build } from 'esbuild';
+import { type BuildOptions, build, type Metafile } from 'esbuild';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 
 /** Flags that keep headless Chromium quiet, offline (except loopback) and runnable as root. */
@@ -17,6 +17,18 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
+] as const;
+
+/**
+ * Flags for WebRTC between Chromium and a peer on the same machine over loopback only:
+ * - `--allow-loopback-in-peer-connection`: Chromium leaves the loopback interface out of ICE gathering
+ *   unless told otherwise, so 127.0.0.1 candidates exist only with this switch;
+ * - `--disable-features=WebRtcHideLocalIpsWithMdns`: otherwise host candidates carry a random `….local`
+ *   mDNS name instead of the address, which a loopback-only candidate filter (rightly) drops.
+ */
+export const LOOPBACK_WEBRTC_ARGS = [
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
 ] as const;
 
 /** Path of the system Chromium, apt-installed by scripts/ensure-deps.mjs when missing. */
@@ -37,14 +49,30 @@ export async function launchChromium(extraArgs: readonly string[] = []): Promise
   });
 }
 
-/** Bundles a TypeScript/JS entry file (path relative to the working directory) for the browser; returns the JS. */
+/** What scripts/build-browser.mjs exports (plain JS; typed here). */
+interface BrowserBuildModule {
+  /** esbuild options of the published browser bundle: platform, target, the `process`/`events` shims. */
+  browserBuildOptions(): BuildOptions;
+  /** Inputs of a bundle that only run on Node (src/runtime/*, classic-level, node:*). */
+  nodeOnlyInputs(metafile: Metafile): string[];
+}
+
+/** scripts/build-browser.mjs, imported by a computed path (it has no type declarations). */
+export async function browserBuild(): Promise<BrowserBuildModule> {
+  return (await import(
+    new URL('../../scripts/build-browser.mjs', import.meta.url).href
+  )) as BrowserBuildModule;
+}
+
+/**
+ * Bundles a TypeScript/JS entry file (path relative to the working directory) for the browser with the
+ * options of the published bundle (scripts/build-browser.mjs, so simple-peer gets its `process` and
+ * `events` shims); returns the JS.
+ */
 export async function bundleForBrowser(entry: string): Promise<string> {
   const out = await build({
+    ...(await browserBuild()).browserBuildOptions(),
     entryPoints: [resolve(entry)],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
     write: false,
     sourcemap: 'inline',
     logLevel: 'silent',
