@@ -22,9 +22,13 @@ export const CHROMIUM_ARGS = [
 /**
  * Flags for WebRTC between Chromium and a peer on the same machine over loopback only:
  * - `--allow-loopback-in-peer-connection`: Chromium leaves the loopback interface out of ICE gathering
- *   unless told otherwise, so 127.0.0.1 candidates exist only with this switch;
- * - `--disable-features=WebRtcHideLocalIpsWithMdns`: otherwise host candidates carry a random `….local`
- *   mDNS name instead of the address, which a loopback-only candidate filter (rightly) drops.
+ *   unless told otherwise, so 127.0.0.1 / ::1 candidates exist only with this switch;
+ * - `--disable-features=WebRtcHideLocalIpsWithMdns`: without it, host candidates may carry a random
+ *   `….local` mDNS name instead of the address, which a loopback-only candidate filter (rightly) drops.
+ * Chromium still offers loopback (a "non-default" address) only to a page granted camera/microphone
+ * permission: pass `permissions: ['camera', 'microphone']` to {@link startBrowserHarness} as well (with
+ * the grant, Chromium also stops hiding addresses behind mDNS). Chromium also gathers every other
+ * interface it sees: run such tests in a network namespace with only `lo` (see test/e2e).
  */
 export const LOOPBACK_WEBRTC_ARGS = [
   '--allow-loopback-in-peer-connection',
@@ -139,6 +143,8 @@ export interface BrowserHarness {
 export async function startBrowserHarness(options: {
   entry: string;
   chromiumArgs?: readonly string[];
+  /** Permissions granted to the page's origin (e.g. `['camera', 'microphone']`, see {@link LOOPBACK_WEBRTC_ARGS}). */
+  permissions?: readonly string[];
 }): Promise<BrowserHarness> {
   const js = await bundleForBrowser(options.entry);
   const server = await serveFiles({
@@ -155,7 +161,9 @@ export async function startBrowserHarness(options: {
       '--host-resolver-rules=MAP localhost 127.0.0.1',
       ...(options.chromiumArgs ?? []),
     ]);
-    const context = await browser.newContext();
+    const context = await browser.newContext(
+      options.permissions ? { permissions: [...options.permissions] } : {},
+    );
     const b = browser;
     return {
       browser: b,
