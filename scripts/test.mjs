@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureApt } from './ensure-deps.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
@@ -33,7 +34,35 @@ if (only.length === 0) {
   run('type check (tsc)', bin('tsc'), ['-p', 'tsconfig.json']);
 }
 const files = only.length ? only : findTests(join(root, 'test'));
-run(`tests (${files.length} files)`, process.execPath, [
+
+// Debian packages that tests start as real processes. Installed now, while the network is reachable:
+// the tests themselves run without it (below).
+for (const [binary, pkg] of [
+  ['chromium', 'chromium'],
+  ['redis-server', 'redis-server'],
+  ['turnserver', 'coturn'],
+  ['ip', 'iproute2'],
+  ['unshare', 'util-linux'],
+]) {
+  ensureApt(binary, pkg);
+}
+
+/**
+ * Tests only ever touch loopback. Candidate filters keep WebRTC's destinations on loopback, but the
+ * stacks still open sockets on every interface; in a network namespace whose only interface is `lo`,
+ * nothing else exists to be touched. Root (CI) gets a plain network namespace, others a user one.
+ */
+function isolation() {
+  for (const flags of [['-n'], ['-r', '-n']]) {
+    if (spawnSync('unshare', [...flags, 'true']).status === 0) {
+      return ['unshare', [...flags, '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"']];
+    }
+  }
+  console.warn('[test] cannot create a network namespace (unshare): running without loopback isolation');
+  return null;
+}
+const isolated = isolation();
+const testArgs = [
   '--import',
   'tsx',
   '--test',
@@ -43,4 +72,11 @@ run(`tests (${files.length} files)`, process.execPath, [
   // client, a native WebRTC thread): CI has a time limit, and the tests have already reported.
   '--test-force-exit',
   ...files,
-]);
+];
+if (isolated)
+  run(`tests (${files.length} files, loopback only)`, isolated[0], [
+    ...isolated[1],
+    process.execPath,
+    ...testArgs,
+  ]);
+else run(`tests (${files.length} files)`, process.execPath, testArgs);

@@ -58,9 +58,9 @@ export interface ConnectionClose {
   error?: P2PTLSError;
 }
 
+/** Events of a {@link Connection}. Datagrams arrive on `connection.datagrams` (SLLP mode). */
 export interface ConnectionEvents {
   message: Uint8Array;
-  datagram: Datagram;
   close: ConnectionClose;
   /** A heartbeat measured the round-trip time (ms). */
   rtt: number;
