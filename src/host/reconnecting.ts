@@ -12,7 +12,7 @@
  */
 import { fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
-import { CloseCode } from '../protocol/constants.js';
+import { APPLICATION_CLOSE_CODES, CloseCode } from '../protocol/constants.js';
 import { TypedEmitter } from '../util/emitter.js';
 import {
   type Connection,
@@ -55,7 +55,10 @@ const REFUSALS = new Set<string>([
 /** Closes that mean "stop", not "come back": a deliberate close by either side. */
 function isFinal(info: ConnectionClose): boolean {
   return (
-    !info.error && (info.code === CloseCode.NORMAL || info.code === CloseCode.GOING_AWAY || info.code >= 1000)
+    !info.error &&
+    (info.code === CloseCode.NORMAL ||
+      info.code === CloseCode.GOING_AWAY ||
+      info.code >= APPLICATION_CLOSE_CODES)
   );
 }
 

@@ -55,6 +55,9 @@ export const ControlType = {
   PONG: 0x03,
 } as const;
 
+/** First close code that belongs to applications (1000–65535); below it, p2ptls's own. */
+export const APPLICATION_CLOSE_CODES = 1000;
+
 /** Close codes below 1000 are p2ptls's own; 1000–65535 belong to applications. */
 export const CloseCode = {
   NORMAL: 0,

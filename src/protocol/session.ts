@@ -6,7 +6,14 @@
 import { fail, P2PTLSError } from '../errors.js';
 import { utf8 } from '../util/bytes.js';
 import { type AeadProvider, webCryptoAead } from './aead.js';
-import { CloseCode, Defaults, MAX_SEQ_DATAGRAM, PING_PAYLOAD_LEN, RecordType } from './constants.js';
+import {
+  APPLICATION_CLOSE_CODES,
+  CloseCode,
+  Defaults,
+  MAX_SEQ_DATAGRAM,
+  PING_PAYLOAD_LEN,
+  RecordType,
+} from './constants.js';
 import { type ControlMessage, encodeControl } from './control.js';
 import { DatagramReader, type DatagramResult, type DatagramStats, DatagramWriter } from './datagram.js';
 import type { HandshakeResult, Role } from './handshake.js';
@@ -61,9 +68,6 @@ export interface CloseInfo {
   byPeer: boolean;
   error?: P2PTLSError;
 }
-
-/** Close codes from here on belong to applications (PROTOCOL.md §5.4). */
-const APPLICATION_CLOSE_CODES = 1000;
 
 /** Hard ceiling of reliable sequence numbers; key updates keep us far below it. */
 const MAX_SEQ_RELIABLE = 2 ** 48;
