@@ -19,6 +19,7 @@ import {
   type BrowserHarness,
   browserBuild,
   LOOPBACK_WEBRTC_ARGS,
+  pageApi,
   serveFiles,
   startBrowserHarness,
 } from '../helpers/browser.js';
@@ -34,23 +35,8 @@ import {
 } from '../helpers/hosts.js';
 import type { PeerTestApi } from './browser-peer.js';
 
-type Api = PeerTestApi;
-
 /** Calls `globalThis.peerTest[method](...args)` inside the page. */
-function call<K extends keyof Api>(
-  page: Page,
-  method: K,
-  ...args: Parameters<Api[K]>
-): Promise<Awaited<ReturnType<Api[K]>>> {
-  return page.evaluate(
-    ({ method, args }) => {
-      const api = (globalThis as unknown as { peerTest: Record<string, (...a: unknown[]) => unknown> })
-        .peerTest;
-      return api[method]!(...args);
-    },
-    { method: method as string, args: args as unknown[] },
-  ) as Promise<Awaited<ReturnType<Api[K]>>>;
-}
+const call = pageApi<PeerTestApi>('peerTest');
 
 /** The same deterministic bytes as `pattern` in browser-peer.ts. */
 function pattern(size: number, seed: number): Uint8Array {

@@ -187,3 +187,26 @@ export async function startBrowserHarness(options: {
     throw err;
   }
 }
+
+type Method<T> = T extends (...args: infer A) => infer R ? (...args: A) => R : never;
+
+/**
+ * A typed caller for an API a test page puts on `globalThis[name]`:
+ * `const call = pageApi<StoreTestApi>('storeTest'); await call(page, 'open', 'db1', pass)`.
+ */
+export function pageApi<Api>(name: string) {
+  return <K extends keyof Api & string>(
+    page: Page,
+    method: K,
+    ...args: Parameters<Method<Api[K]>>
+  ): Promise<Awaited<ReturnType<Method<Api[K]>>>> =>
+    page.evaluate(
+      ({ name, method, args }) => {
+        const api = (globalThis as unknown as Record<string, Record<string, (...a: unknown[]) => unknown>>)[
+          name
+        ]!;
+        return api[method]!(...args);
+      },
+      { name, method, args: args as unknown[] },
+    ) as Promise<Awaited<ReturnType<Method<Api[K]>>>>;
+}

@@ -3,30 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Page } from 'playwright-core';
 import { importBackup } from '../../src/store/index.js';
 import { openLevelPeerStore } from '../../src/store/level.js';
 import { fromBase64Url, toBase64Url } from '../../src/util/bytes.js';
-import { type BrowserHarness, startBrowserHarness } from '../helpers/browser.js';
+import { type BrowserHarness, pageApi, startBrowserHarness } from '../helpers/browser.js';
 import type { StoreTestApi } from './browser-entry.js';
 
-type Api = StoreTestApi;
-
 /** Calls `globalThis.storeTest[method](...args)` inside the page. */
-function call<K extends keyof Api>(
-  page: Page,
-  method: K,
-  ...args: Parameters<Api[K]>
-): Promise<Awaited<ReturnType<Api[K]>>> {
-  return page.evaluate(
-    ({ method, args }) => {
-      const api = (globalThis as unknown as { storeTest: Record<string, (...a: unknown[]) => unknown> })
-        .storeTest;
-      return api[method]!(...args);
-    },
-    { method: method as string, args: args as unknown[] },
-  ) as Promise<Awaited<ReturnType<Api[K]>>>;
-}
+const call = pageApi<StoreTestApi>('storeTest');
 
 const PASS = { mode: 'passphrase', passphrase: 'browser store passphrase' } as const;
 
