@@ -199,3 +199,21 @@ export function tagged(n: number, length: number): Uint8Array {
   if (length >= 4) new DataView(out.buffer).setUint32(0, n);
   return out;
 }
+
+/** alice and bob, and two independent handshakes between them under one PSK (for cross-session tests). */
+export async function twoRuns(): Promise<{
+  alice: Identity;
+  bob: Identity;
+  run: HandshakeRun;
+  other: HandshakeRun;
+}> {
+  const [alice, bob] = (await identities()) as [Identity, Identity];
+  const psk = randomPsk();
+  const opts = (me: Identity, peer: Identity) => ({ identity: me, peer: peer.publicIdentity, psk });
+  return {
+    alice,
+    bob,
+    run: await runHandshake(opts(alice, bob), opts(bob, alice)),
+    other: await runHandshake(opts(alice, bob), opts(bob, alice)),
+  };
+}

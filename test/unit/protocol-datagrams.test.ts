@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
-import type { Identity } from '../../src/identity/identity.js';
 import { CloseCode, type DatagramResult } from '../../src/protocol/index.js';
 import { type InMemoryEnd, pumpDatagrams, pumpReliable } from '../../src/testing/in-memory.js';
 import { utf8 } from '../../src/util/bytes.js';
@@ -14,12 +13,10 @@ import {
   endFrom,
   flipBit,
   type HandshakeRun,
-  identities,
   pairFrom,
   prng,
-  randomPsk,
-  runHandshake,
   tagged,
+  twoRuns,
   withCode,
 } from '../helpers/protocol.js';
 
@@ -56,17 +53,11 @@ function shuffle<T>(items: T[], rand: () => number): T[] {
 }
 
 describe('protocol datagrams (SLLP mode)', () => {
-  let alice: Identity;
-  let bob: Identity;
   let run: HandshakeRun;
   let other: HandshakeRun;
 
   before(async () => {
-    [alice, bob] = (await identities()) as [Identity, Identity];
-    const psk = randomPsk();
-    const opts = (me: Identity, peer: Identity) => ({ identity: me, peer: peer.publicIdentity, psk });
-    run = await runHandshake(opts(alice, bob), opts(bob, alice));
-    other = await runHandshake(opts(alice, bob), opts(bob, alice));
+    ({ run, other } = await twoRuns());
   });
 
   it('delivers datagrams both ways with their seq, epoch, sentAt and payload', async () => {

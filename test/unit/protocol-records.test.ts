@@ -19,13 +19,13 @@ import {
   endFrom,
   flipBit,
   type HandshakeRun,
-  identities,
   outcome,
   pairFrom,
   randomPsk,
   runHandshake,
   settle,
   tagged,
+  twoRuns,
   waitForReliable,
   withCode,
 } from '../helpers/protocol.js';
@@ -85,11 +85,7 @@ describe('protocol records (TCP mode)', () => {
   let other: HandshakeRun;
 
   before(async () => {
-    [alice, bob] = (await identities()) as [Identity, Identity];
-    const psk = randomPsk();
-    const opts = (me: Identity, peer: Identity) => ({ identity: me, peer: peer.publicIdentity, psk });
-    run = await runHandshake(opts(alice, bob), opts(bob, alice));
-    other = await runHandshake(opts(alice, bob), opts(bob, alice));
+    ({ alice, bob, run, other } = await twoRuns());
   });
 
   describe('happy paths', () => {
