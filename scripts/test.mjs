@@ -1,5 +1,7 @@
-// `npm test`: format + lint, type check, then every test file under test/ with Node's test runner.
-// Each step must pass; the first failure stops the run with a non-zero exit code.
+// `npm test`: format + lint, type check, every test file under test/ with Node's test runner, then the
+// web-demo end-to-end specs (test/e2e/*.spec.ts) with Playwright Test. Each step must pass; the first
+// failure stops the run with a non-zero exit code. `node scripts/test.mjs <files>` runs only those files
+// (`.test.ts` with Node's runner, `.spec.ts` with Playwright) and skips lint and type check.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -33,7 +35,9 @@ if (only.length === 0) {
   run('lint + format (biome)', bin('biome'), ['check', '.']);
   run('type check (tsc)', bin('tsc'), ['-p', 'tsconfig.json']);
 }
-const files = only.length ? only : findTests(join(root, 'test'));
+const files = only.length ? only.filter((f) => !f.endsWith('.spec.ts')) : findTests(join(root, 'test'));
+const specs = only.filter((f) => f.endsWith('.spec.ts'));
+const runSpecs = only.length === 0 || specs.length > 0;
 
 // Debian packages that tests start as real processes. Installed now, while the network is reachable:
 // the tests themselves run without it (below).
@@ -73,10 +77,17 @@ const testArgs = [
   '--test-force-exit',
   ...files,
 ];
-if (isolated)
-  run(`tests (${files.length} files, loopback only)`, isolated[0], [
-    ...isolated[1],
-    process.execPath,
-    ...testArgs,
+/** Runs a command in the loopback-only namespace when there is one. */
+function runIsolated(title, cmd, args) {
+  if (isolated) run(`${title}, loopback only`, isolated[0], [...isolated[1], cmd, ...args]);
+  else run(title, cmd, args);
+}
+
+if (files.length > 0) runIsolated(`tests (${files.length} files)`, process.execPath, testArgs);
+if (runSpecs) {
+  runIsolated('browser end-to-end (Playwright, web demo)', process.execPath, [
+    join(root, 'node_modules', '@playwright', 'test', 'cli.js'),
+    'test',
+    ...specs,
   ]);
-else run(`tests (${files.length} files)`, process.execPath, testArgs);
+}

@@ -1,0 +1,393 @@
+/**
+ * The p2ptls web demo: an identity kept in IndexedDB, invites (link + QR), pairing with approval, and per
+ * peer a chat and file transfer over TCP mode and webcam video over SLLP mode, all end-to-end encrypted
+ * between browsers (or a browser and a Node worker) over WebRTC data channels.
+ *
+ * `?profile=<name>` keeps a separate identity and peer list per name, so two tabs of one browser can be
+ * two peers.
+ */
+import QRCode from 'qrcode';
+import {
+  type Host,
+  type IndexedDbPeerStore,
+  openIndexedDbPeerStore,
+  type PairingRequestInfo,
+  type PeerRecord,
+  SignalingClient,
+  startBrowserHost,
+} from '../../src/browser.js';
+import { PeerSession } from './peer-session.js';
+import { $, ask, explain, h, notify, short } from './ui.js';
+
+const params = new URLSearchParams(location.search);
+const profile = (params.get('profile') ?? 'default').replace(/[^a-zA-Z0-9_-]/g, '').slice(0, 32) || 'default';
+const AUTOCONNECT_KEY = `p2ptls-demo:${profile}:autoconnect`;
+const PRESENCE_INTERVAL_MS = 3000;
+
+interface PeerView {
+  record: PeerRecord;
+  online: boolean;
+  session?: PeerSession;
+  item: HTMLElement;
+}
+
+let host: Host;
+let store: IndexedDbPeerStore;
+let signaling: SignalingClient;
+const peers = new Map<string, PeerView>();
+let selected: string | undefined;
+
+function autoconnect(): Set<string> {
+  try {
+    const list: unknown = JSON.parse(localStorage.getItem(AUTOCONNECT_KEY) ?? '[]');
+    return new Set(Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : []);
+  } catch {
+    return new Set();
+  }
+}
+
+function setAutoconnect(peerId: string, on: boolean): void {
+  const set = autoconnect();
+  if (on) set.add(peerId);
+  else set.delete(peerId);
+  localStorage.setItem(AUTOCONNECT_KEY, JSON.stringify([...set]));
+}
+
+async function boot(): Promise<void> {
+  $('#profile').textContent = profile === 'default' ? '' : `profile: ${profile}`;
+  const stage = $('#boot-stage');
+  stage.textContent = 'Opening your peer store (IndexedDB)…';
+  store = await openIndexedDbPeerStore({ name: `p2ptls-demo-${profile}` });
+  let identity = await store.getIdentity();
+  if (!identity) {
+    const started = performance.now();
+    const bar = $('#boot-progress');
+    bar.hidden = false;
+    const tick = setInterval(() => {
+      stage.textContent = `Creating your identity: generating RSA-2048 keys… ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    }, 100);
+    try {
+      identity = await store.loadOrCreateIdentity();
+    } finally {
+      clearInterval(tick);
+    }
+    notify(`Created a new identity in ${((performance.now() - started) / 1000).toFixed(1)} s`, 'ok');
+  }
+  stage.textContent = 'Connecting to the signaling server…';
+  signaling = new SignalingClient({ url: location.origin, identity });
+  signaling.on('authenticated', () => setSignalingState('online'));
+  signaling.on('disconnected', () => setSignalingState('offline'));
+  signaling.on('replaced', () => {
+    setSignalingState('offline');
+    notify(
+      'This identity was opened in another tab; this tab stopped. Use ?profile=… for a second peer.',
+      'error',
+    );
+  });
+  signaling.on('rejected', ({ error }) => notify(`Dropped a relayed message: ${explain(error)}`, 'error'));
+  signaling.on('paired', ({ peer }) => void peerAdded(peer.peerId));
+  host = await startBrowserHost({ identity, peers: store, signaling });
+  host.onPairingRequest(approvePairing);
+  setSignalingState('online');
+
+  $('#my-peer-id').textContent = identity.peerId;
+  $('#store-state').textContent = `IndexedDB, encrypted at rest${store.persisted ? ', persistent' : ''}`;
+  $('#invite-create').addEventListener('click', () => void showInvite());
+  $('#boot').hidden = true;
+  $('#app').hidden = false;
+
+  void acceptIncoming();
+  await refreshPeers();
+  for (const peerId of autoconnect()) if (peers.has(peerId)) void connect(peerId);
+  setInterval(() => void refreshPresence(), PRESENCE_INTERVAL_MS);
+  void refreshPresence();
+
+  const invite = params.get('invite');
+  if (invite) {
+    history.replaceState(null, '', profile === 'default' ? '/' : `/?profile=${profile}`);
+    await pairWith(invite);
+  }
+}
+
+function setSignalingState(state: 'online' | 'offline'): void {
+  const el = $('#signaling-state');
+  el.className = `badge ${state}`;
+  el.textContent = state === 'online' ? 'signaling: connected' : 'signaling: offline';
+}
+
+async function showInvite(): Promise<void> {
+  const invite = host.createInvite({ url: location.origin });
+  const link = `${location.origin}/?invite=${encodeURIComponent(invite)}`;
+  const out = $('#invite');
+  const canvas = h('canvas', { 'aria-label': 'Invite QR code' });
+  await QRCode.toCanvas(canvas, link, { margin: 1, width: 200 });
+  const copy = h('button', {}, 'Copy link');
+  copy.addEventListener('click', () => {
+    void navigator.clipboard?.writeText(link).then(
+      () => notify('Invite link copied', 'ok'),
+      () => notify('Copy failed; select the link instead', 'error'),
+    );
+  });
+  out.replaceChildren(
+    h(
+      'p',
+      { class: 'hint' },
+      'Open this link on the other device or in another browser. It works once, for 24 hours.',
+    ),
+    h(
+      'a',
+      { href: link, class: 'invite-link', 'data-testid': 'invite-link', target: '_blank', rel: 'noopener' },
+      link,
+    ),
+    h('div', { class: 'row' }, copy),
+    canvas,
+  );
+}
+
+async function approvePairing(request: PairingRequestInfo): Promise<boolean> {
+  const peerId = request.peer.peerId;
+  const body = h(
+    'div',
+    {},
+    h('p', {}, 'This peer asks to pair with you:'),
+    h('code', { class: 'peer-id' }, peerId),
+    request.invited
+      ? h('p', { class: 'ok' }, '✓ It used one of your invite links.')
+      : h(
+          'p',
+          { class: 'warn' },
+          '⚠ It did not use one of your invite links. Approve only if you expected it.',
+        ),
+    h(
+      'p',
+      { class: 'hint' },
+      'Approving lets it open encrypted connections to you; you can remove it later.',
+    ),
+  );
+  const answer = await ask(
+    'Pairing request',
+    body,
+    [
+      { label: 'Reject', value: 'reject', kind: 'danger' },
+      { label: 'Approve', value: 'approve', kind: 'primary' },
+    ],
+    { testId: 'pairing-dialog', dismiss: 'reject' },
+  );
+  notify(
+    answer === 'approve' ? `Paired with ${short(peerId)}` : `Rejected pairing request from ${short(peerId)}`,
+    answer === 'approve' ? 'ok' : 'info',
+  );
+  return answer === 'approve';
+}
+
+async function pairWith(invite: string): Promise<void> {
+  let target = invite;
+  try {
+    target = new URL(invite).searchParams.get('peer') ?? invite;
+  } catch {
+    // Not a URL: pair() reports it in plain words below.
+  }
+  const go = await ask(
+    'Pair with this peer?',
+    h(
+      'div',
+      {},
+      h('p', {}, 'You opened an invite from:'),
+      h('code', { class: 'peer-id' }, target),
+      h('p', { class: 'hint' }, 'They will be asked to approve.'),
+    ),
+    [
+      { label: 'Cancel', value: 'cancel' },
+      { label: 'Send pairing request', value: 'pair', kind: 'primary' },
+    ],
+    { testId: 'invite-dialog', dismiss: 'cancel' },
+  );
+  if (go !== 'pair') return;
+  const banner = $('#pairing-state');
+  banner.hidden = false;
+  banner.className = 'banner';
+  banner.textContent = 'Waiting for the other side to approve…';
+  try {
+    const result = await host.pair(invite, { timeoutMs: 120_000 });
+    banner.className = 'banner ok';
+    banner.textContent = `Paired with ${short(result.publicIdentity.peerId)}.`;
+    await peerAdded(result.publicIdentity.peerId);
+  } catch (err) {
+    banner.className = 'banner error';
+    banner.setAttribute('role', 'alert');
+    banner.textContent = `Pairing failed: ${explain(err)}`;
+  }
+}
+
+/** The host stores a pairing asynchronously; wait until it landed, then show it. */
+async function peerAdded(peerId: string): Promise<void> {
+  for (let i = 0; i < 50 && !(await store.has(peerId)); i++) await new Promise((r) => setTimeout(r, 50));
+  await refreshPeers();
+  await refreshPresence();
+}
+
+async function refreshPeers(): Promise<void> {
+  const { peers: records, problems } = await store.list();
+  for (const p of problems)
+    notify(`A stored entry could not be read and was skipped: ${explain(p.error)}`, 'error');
+  const list = $('#peers');
+  const seen = new Set<string>();
+  for (const record of records) {
+    if (record.trust !== 'paired') continue;
+    seen.add(record.peerId);
+    let view = peers.get(record.peerId);
+    if (!view) {
+      view = { record, online: false, item: h('li') };
+      peers.set(record.peerId, view);
+    }
+    view.record = record;
+    renderPeer(view);
+    list.append(view.item);
+  }
+  for (const [peerId, view] of peers) {
+    if (seen.has(peerId)) continue;
+    view.item.remove();
+    view.session?.panel.remove();
+    peers.delete(peerId);
+  }
+  $('#peers-empty').hidden = peers.size > 0;
+}
+
+function renderPeer(view: PeerView): void {
+  const { peerId } = view.record;
+  const status = view.session?.status ?? 'idle';
+  const state =
+    status === 'connected'
+      ? 'connected'
+      : status === 'connecting' || status === 'reconnecting'
+        ? status
+        : view.online
+          ? 'online'
+          : 'offline';
+  view.item.className = `peer ${state}${selected === peerId ? ' selected' : ''}`;
+  view.item.dataset.peer = peerId;
+  view.item.dataset.testid = 'peer-item';
+  view.item.replaceChildren(
+    h(
+      'button',
+      { class: 'peer-open', onclick: () => select(peerId), 'aria-label': `Open ${peerId}` },
+      h('span', { class: `dot ${view.online || status === 'connected' ? 'on' : 'off'}` }),
+      h('span', { class: 'peer-name' }, view.record.label ?? short(peerId)),
+      h('span', { class: 'peer-state', 'data-testid': 'peer-state' }, state),
+    ),
+    h(
+      'button',
+      {
+        class: 'icon danger',
+        title: 'Remove this peer',
+        'aria-label': 'Remove peer',
+        onclick: () => void removePeer(peerId),
+      },
+      '✕',
+    ),
+  );
+}
+
+function sessionFor(peerId: string): PeerSession {
+  const view = peers.get(peerId);
+  if (!view) throw new Error(`${peerId} is not paired`);
+  if (!view.session) {
+    view.session = new PeerSession(peerId, {
+      connect: () => connect(peerId),
+      disconnect: () => disconnect(peerId),
+      changed: () => renderPeer(view),
+    });
+    view.session.panel.hidden = selected !== peerId;
+    $('#sessions').append(view.session.panel);
+  }
+  return view.session;
+}
+
+function select(peerId: string): void {
+  selected = peerId;
+  for (const [id, view] of peers) {
+    if (view.session) view.session.panel.hidden = id !== peerId;
+    renderPeer(view);
+  }
+  sessionFor(peerId).panel.hidden = false;
+  $('#no-session').hidden = true;
+}
+
+async function connect(peerId: string): Promise<void> {
+  const session = sessionFor(peerId);
+  if (!selected) select(peerId);
+  session.connecting();
+  setAutoconnect(peerId, true);
+  try {
+    session.keep(await host.keepConnected(peerId));
+  } catch (err) {
+    setAutoconnect(peerId, false);
+    await session.close(explain(err));
+    notify(`Could not connect to ${short(peerId)}: ${explain(err)}`, 'error');
+  }
+}
+
+async function disconnect(peerId: string): Promise<void> {
+  setAutoconnect(peerId, false);
+  await peers.get(peerId)?.session?.close('closed by you');
+}
+
+async function removePeer(peerId: string): Promise<void> {
+  const answer = await ask(
+    'Remove this peer?',
+    h(
+      'div',
+      {},
+      h('code', { class: 'peer-id' }, peerId),
+      h('p', {}, 'Its key and the pair secret are deleted; pairing again needs a new invite.'),
+    ),
+    [
+      { label: 'Cancel', value: 'cancel' },
+      { label: 'Remove', value: 'remove', kind: 'danger' },
+    ],
+    { testId: 'remove-dialog', dismiss: 'cancel' },
+  );
+  if (answer !== 'remove') return;
+  await disconnect(peerId);
+  await store.delete(peerId);
+  if (selected === peerId) {
+    selected = undefined;
+    $('#no-session').hidden = false;
+  }
+  await refreshPeers();
+}
+
+/** Accepts connections from paired peers; anyone else (or a wrong key) is refused and shown. */
+async function acceptIncoming(): Promise<void> {
+  for await (const request of host.incoming()) {
+    const peerId = request.peerId;
+    request.verify().then(
+      (conn) => {
+        const session = sessionFor(peerId);
+        session.attach(conn);
+        if (!selected) select(peerId);
+        notify(`${short(peerId)} connected`, 'ok');
+      },
+      (err: unknown) => notify(`Refused a connection from ${short(peerId)}: ${explain(err)}`, 'error'),
+    );
+  }
+}
+
+async function refreshPresence(): Promise<void> {
+  await Promise.all(
+    [...peers.values()].map(async (view) => {
+      try {
+        view.online = (await signaling.lookup(view.record.peerId)).online;
+      } catch {
+        view.online = false;
+      }
+      renderPeer(view);
+    }),
+  );
+}
+
+boot().catch((err: unknown) => {
+  $('#boot-stage').textContent = `Could not start: ${explain(err)}`;
+  $('#boot-stage').classList.add('error');
+  $('#boot-progress').hidden = true;
+});
