@@ -69,6 +69,16 @@ export const ErrorCodes = {
   /** The storage engine failed (disk, quota, IndexedDB unavailable); the error's cause holds the engine's error. */
   STORE_FAILED: 'store_failed',
 
+  // Mesh and collectives (src/mesh)
+  /** A member of a collective operation left the mesh, or its connection was lost, before the operation finished. */
+  MESH_MEMBER_LEFT: 'mesh_member_left',
+  /** Members started different collective operations (order, kind, length, root or member list differ). */
+  MESH_MISMATCH: 'mesh_mismatch',
+  /** The peer is not (or no longer) a member of the mesh: not in the room, or not paired with us. */
+  MESH_NOT_MEMBER: 'mesh_not_member',
+  /** Every open mesh connection is busy and the connection cap is reached. */
+  MESH_CONNECTION_LIMIT: 'mesh_connection_limit',
+
   // Signaling and pairing (src/signaling, src/pairing, signaling-server)
   /** The signaling server did not accept our identity proof, or a client's proof was invalid. */
   AUTH_FAILED: 'auth_failed',
@@ -96,6 +106,18 @@ export const ErrorCodes = {
   DISCONNECTED: 'disconnected',
   /** The signaling server failed to handle a valid request (its backend, e.g. Redis, is unavailable). */
   SERVER_ERROR: 'server_error',
+
+  // Command line (src/cli)
+  /** The data directory holds no identity yet (`p2ptls id` creates one). */
+  NO_IDENTITY: 'no_identity',
+  /** The signaling server could not be reached at all (nothing listens at the URL, or it did not answer). */
+  UNREACHABLE: 'unreachable',
+  /** A local file or directory could not be read or written; the error's cause holds the system error. */
+  FILE_ERROR: 'file_error',
+  /** A received file's SHA-256 differs from the sender's: the partial file was discarded. */
+  HASH_MISMATCH: 'hash_mismatch',
+  /** The peer is connected but does not accept this kind of session (e.g. files when it only streams). */
+  TRANSFER_REFUSED: 'transfer_refused',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

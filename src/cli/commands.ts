@@ -1,0 +1,437 @@
+/**
+ * The actions behind each `p2ptls` command. Each takes the parsed options and a context whose scope the
+ * caller closes; each throws P2PTLSErrors only, which main.ts turns into one line and an exit code.
+ */
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { startSignalingServer } from '../../signaling-server/server.js';
+import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import type { Connection } from '../host/connection.js';
+import type { Host } from '../host/host.js';
+import type { Identity } from '../identity/identity.js';
+import { isPeerId, type PeerId } from '../identity/peer-id.js';
+import { type Invite, parseInvite } from '../pairing/invite.js';
+import type { PeerStore } from '../store/types.js';
+import {
+  connectSignaling,
+  type GlobalOptions,
+  type Output,
+  openStore,
+  requireIdentity,
+  type Scope,
+  startHost,
+  watchedPeers,
+} from './context.js';
+import { describeRate, mbPerSecond, progressBar } from './progress.js';
+import { CliSession } from './session.js';
+import { pipeSession } from './stream.js';
+import { receiveFile, sendFile, type TransferResult } from './transfer.js';
+
+/** What every action gets. */
+export interface CommandContext {
+  readonly g: GlobalOptions;
+  readonly scope: Scope;
+  readonly out: Output;
+  /** Resolves on Ctrl-C / SIGTERM for commands that run until stopped. */
+  readonly stopped: Promise<void>;
+}
+
+/** Parses `90s`, `10m`, `2h` or plain seconds into milliseconds. */
+export function parseDuration(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw fail('invalid_argument', `${option} ${text}: expected a duration such as 90s, 10m or 2h`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(m[1]) * unit;
+  if (!(ms > 0) || ms > 30 * 24 * 3_600_000)
+    throw fail('invalid_argument', `${option} ${text} is out of range`);
+  return Math.round(ms);
+}
+
+function checkPeerId(text: string): PeerId {
+  const shown = JSON.stringify(text.slice(0, 80));
+  if (!isPeerId(text)) {
+    throw fail('invalid_argument', `${shown} is not a peerId (52 characters a-z, 2-7)`);
+  }
+  return text;
+}
+
+const short = (peerId: string) => `${peerId.slice(0, 12)}…`;
+
+/** `p2ptls id`: shows the identity, creating it on first use. */
+export async function idCommand(ctx: CommandContext, opts: { export?: boolean }): Promise<void> {
+  const store = await openStore(ctx.g.data, ctx.scope, true);
+  const existing = await store.getIdentity();
+  const identity = existing ?? (await store.loadOrCreateIdentity());
+  if (!existing) ctx.out.info(`created a new identity in ${resolve(ctx.g.data)}`);
+  if (opts.export) {
+    // The public part only: safe to hand to anyone.
+    process.stdout.write(`${JSON.stringify(identity.exportPublic())}\n`);
+    return;
+  }
+  ctx.out.result(
+    { peerId: identity.peerId, created: !existing, dataDir: resolve(ctx.g.data), encrypted: store.encrypted },
+    identity.peerId,
+  );
+}
+
+async function identityAndStore(ctx: CommandContext): Promise<{ store: PeerStore; identity: Identity }> {
+  const store = await openStore(ctx.g.data, ctx.scope, false);
+  return { store, identity: await requireIdentity(store, ctx.g.data) };
+}
+
+/** `p2ptls invite`: prints an invite and (by default) waits for it to be used. */
+export async function inviteCommand(
+  ctx: CommandContext,
+  opts: { ttl: string; wait: boolean },
+): Promise<void> {
+  const ttlMs = parseDuration(opts.ttl, '--ttl');
+  const { store, identity } = await identityAndStore(ctx);
+  const signaling = await connectSignaling(ctx.g.signal, identity, ctx.scope);
+  const paired = new Promise<PeerId>((resolvePaired, reject) => {
+    signaling.on('paired', ({ peer, psk, initiator }) => {
+      if (!initiator) store.put({ publicIdentity: peer, psk }).then(() => resolvePaired(peer.peerId), reject);
+    });
+  });
+  paired.catch(() => {});
+  const invite = signaling.createInvite({ ttlMs });
+  ctx.out.result({ invite, peerId: identity.peerId, expires: Date.now() + ttlMs }, invite);
+  if (!opts.wait) {
+    ctx.out.info(
+      'not waiting: this invite works only while `p2ptls listen --accept-pairing` runs here (its one-time token is forgotten now)',
+    );
+    return;
+  }
+  ctx.out.info(`waiting up to ${Math.round(ttlMs / 1000)} s for the invite to be used (Ctrl-C to stop)…`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(fail('timeout', 'nobody used the invite before it expired')), ttlMs);
+  });
+  try {
+    const peerId = await Promise.race([paired, expired, ctx.stopped.then(() => undefined)]);
+    if (peerId === undefined) return;
+    ctx.out.info(`paired with ${peerId}`);
+    ctx.out.result({ paired: peerId }, undefined);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `p2ptls pair <invite>`: pairs with the inviter and stores the pair. */
+export async function pairCommand(
+  ctx: CommandContext,
+  inviteText: string,
+  opts: { label?: string; timeout: string },
+): Promise<void> {
+  const timeoutMs = parseDuration(opts.timeout, '--timeout');
+  // Checked before anything else: a bad invite must not need a server or an identity to be reported.
+  const invite: Pick<Invite, 'peerId' | 'url'> = isPeerId(inviteText.trim())
+    ? { peerId: inviteText.trim() as PeerId }
+    : parseInvite(inviteText);
+  const url = ctx.g.signalGiven ? ctx.g.signal : (invite.url ?? ctx.g.signal);
+  const { store, identity } = await identityAndStore(ctx);
+  if (invite.peerId === identity.peerId)
+    throw fail('invalid_argument', 'this invite is your own: give it to the other side');
+  const signaling = await connectSignaling(url, identity, ctx.scope);
+  ctx.out.info(`asking ${invite.peerId} to pair…`);
+  const result = await signaling.pair(inviteText.trim(), { timeoutMs });
+  const record = await store.put({
+    publicIdentity: result.peer,
+    psk: result.psk,
+    ...(opts.label ? { label: opts.label } : {}),
+  });
+  ctx.out.result({ paired: record.peerId, label: record.label ?? null }, `paired with ${record.peerId}`);
+}
+
+/** `p2ptls pairs`: lists the paired peers. */
+export async function pairsListCommand(ctx: CommandContext): Promise<void> {
+  const { store } = await identityAndStore(ctx);
+  const { peers, problems } = await store.list();
+  for (const p of problems) ctx.out.info(`skipped a damaged record ${p.key}: ${p.error.message}`);
+  if (ctx.out.json) {
+    ctx.out.result(
+      peers.map((p) => ({
+        peerId: p.peerId,
+        label: p.label ?? null,
+        trust: p.trust,
+        addedAt: new Date(p.addedAt).toISOString(),
+        lastSeenAt: p.lastSeenAt === undefined ? null : new Date(p.lastSeenAt).toISOString(),
+      })),
+    );
+    return;
+  }
+  if (peers.length === 0) {
+    ctx.out.info('no paired peers yet: `p2ptls invite` on one side, `p2ptls pair <invite>` on the other');
+    return;
+  }
+  for (const p of peers) {
+    const seen = p.lastSeenAt === undefined ? 'never seen' : `seen ${new Date(p.lastSeenAt).toISOString()}`;
+    process.stdout.write(
+      `${p.peerId}  ${p.label ?? '-'}  ${p.trust}  added ${new Date(p.addedAt).toISOString()}  ${seen}\n`,
+    );
+  }
+}
+
+/** `p2ptls pairs remove <peerId>`: forgets a pair (the other side keeps its copy until it removes it). */
+export async function pairsRemoveCommand(ctx: CommandContext, peerIdText: string): Promise<void> {
+  const peerId = checkPeerId(peerIdText);
+  const { store } = await identityAndStore(ctx);
+  if (!(await store.delete(peerId))) throw fail('unknown_peer', `${peerId} is not paired with this identity`);
+  ctx.out.result({ removed: peerId }, `removed ${peerId}`);
+}
+
+/** Identity, store, signaling and host, and a dial to a paired peer that is online. */
+async function dial(
+  ctx: CommandContext,
+  peerIdText: string,
+): Promise<{ host: Host; connection: Connection }> {
+  const peerId = checkPeerId(peerIdText);
+  const { store, identity } = await identityAndStore(ctx);
+  if (!(await store.lookup(peerId))) {
+    throw fail('unknown_peer', `${peerId} is not paired with this identity (see \`p2ptls pairs\`)`);
+  }
+  const signaling = await connectSignaling(ctx.g.signal, identity, ctx.scope);
+  const host = await startHost(
+    ctx.g,
+    identity,
+    watchedPeers(store, () => {}),
+    signaling,
+    ctx.scope,
+  );
+  const { online } = await signaling.lookup(peerId);
+  if (!online) {
+    throw fail(
+      'peer_offline',
+      `${peerId} is not connected to the signaling server at ${ctx.g.signal} (is \`p2ptls listen\` or \`p2ptls receive\` running there?)`,
+    );
+  }
+  ctx.out.info(`connecting to ${short(peerId)}`);
+  const connection = await host.connect(peerId);
+  await store.markSeen(peerId).catch(() => {});
+  return { host, connection };
+}
+
+/** `p2ptls connect <peerId>`: stdin → peer, peer → stdout. */
+export async function connectCommand(ctx: CommandContext, peerIdText: string): Promise<void> {
+  const { connection } = await dial(ctx, peerIdText);
+  const session = new CliSession(connection);
+  await session.control({ t: 'stream' });
+  await session.expect('ready');
+  ctx.out.info(
+    `connected to ${short(connection.peerId)}: stdin → peer, peer → stdout (end input with Ctrl-D)`,
+  );
+  const r = await pipeSession(session, process.stdin, process.stdout);
+  ctx.out.info(
+    `stream ended${r.peerHungUp ? ' (the peer hung up)' : ''}: sent ${r.sent} bytes, received ${r.received} bytes`,
+  );
+}
+
+function transferJson(r: TransferResult, peerId: PeerId, event: 'sent' | 'received') {
+  return {
+    event,
+    peerId,
+    name: r.name,
+    size: r.size,
+    sha256: r.sha256,
+    transferred: r.transferred,
+    offset: r.offset,
+    ms: Math.round(r.ms),
+    mbPerSecond: Number(mbPerSecond(r.transferred, r.ms).toFixed(1)),
+    ...(r.path ? { path: r.path } : {}),
+  };
+}
+
+function transferLine(r: TransferResult, verb: string, peerId: PeerId): string {
+  const resumed = r.offset > 0 ? `, resumed at byte ${r.offset}` : '';
+  return `${verb} ${r.name} ${verb === 'sent' ? 'to' : 'from'} ${short(peerId)}: ${describeRate(r.transferred, r.ms)}${resumed}, SHA-256 ${r.sha256} verified`;
+}
+
+/** `p2ptls send <peerId> <file>`. */
+export async function sendCommand(ctx: CommandContext, peerIdText: string, file: string): Promise<void> {
+  try {
+    const s = await stat(file);
+    if (!s.isFile()) throw fail('file_error', `cannot send ${file}: not a regular file`);
+  } catch (err) {
+    throw isP2PTLSError(err) ? err : fail('file_error', `cannot send ${file}: no such file`, err);
+  }
+  const { connection } = await dial(ctx, peerIdText);
+  const session = new CliSession(connection);
+  const size = (await stat(file)).size;
+  const bar = progressBar(!ctx.out.json, 'sending', size);
+  let r: TransferResult;
+  try {
+    r = await sendFile(session, file, bar);
+  } finally {
+    bar.stop();
+  }
+  await session.close('file sent');
+  ctx.out.result(transferJson(r, connection.peerId, 'sent'), transferLine(r, 'sent', connection.peerId));
+}
+
+/** Options of {@link serve}. */
+interface ServeOptions {
+  acceptPairing: boolean;
+  invite: boolean;
+  /** Accept streams (`listen`), or only files (`receive`). */
+  streams: boolean;
+  /** Where received files go; null refuses files. */
+  filesDir: string | null;
+  /** Stop after the first session (of a kind this command takes) and report its outcome. */
+  once: boolean;
+}
+
+async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
+  const { out, g } = ctx;
+  if (opts.filesDir) {
+    const dir = resolve(opts.filesDir);
+    const s = await stat(dir).catch((err: unknown) => {
+      throw fail('file_error', `the output directory ${dir} does not exist`, err);
+    });
+    if (!s.isDirectory()) throw fail('file_error', `${dir} is not a directory`);
+  }
+  const { store, identity } = await identityAndStore(ctx);
+  const signaling = await connectSignaling(g.signal, identity, ctx.scope);
+  const peers = watchedPeers(store, (record) => {
+    out.info(`paired with ${record.peerId}`);
+    out.result({ event: 'paired', peerId: record.peerId });
+  });
+  const host = await startHost(g, identity, peers, signaling, ctx.scope);
+  host.onPairingRequest(({ peer, invited }) => {
+    if (invited || opts.acceptPairing) return true;
+    out.info(
+      `declined a pairing request from ${peer.peerId} (start with --accept-pairing or --invite to allow)`,
+    );
+    return false;
+  });
+  if (opts.invite) {
+    const invite = signaling.createInvite();
+    out.result({ event: 'invite', invite }, invite);
+  }
+  out.info(
+    `listening as ${identity.peerId} on ${signaling.url}${opts.filesDir ? `, files go to ${resolve(opts.filesDir)}` : ''}`,
+  );
+  out.result({ event: 'listening', peerId: identity.peerId, url: signaling.url });
+
+  let stdinTaken = false;
+  let settle!: (err?: P2PTLSError) => void;
+  const firstDone = new Promise<void>((res, rej) => {
+    settle = (err) => (err ? rej(err) : res());
+  });
+  firstDone.catch(() => {});
+
+  const handle = async (connection: Connection): Promise<boolean> => {
+    const session = new CliSession(connection);
+    const from = connection.peerId;
+    const first = await session.expect('stream', 'offer');
+    if (first.t === 'stream') {
+      if (!opts.streams) {
+        await session.refuse('transfer_refused', 'this peer receives files only (`p2ptls receive`)');
+        await session.close('refused');
+        return false;
+      }
+      await session.control({ t: 'ready', offset: 0 });
+      const input = stdinTaken ? null : process.stdin;
+      stdinTaken = true;
+      out.info(`stream from ${short(from)} opened`);
+      const r = await pipeSession(session, input, process.stdout);
+      out.info(`stream from ${short(from)} ended: received ${r.received} bytes, sent ${r.sent} bytes`);
+      return true;
+    }
+    if (!opts.filesDir) {
+      await session.refuse(
+        'transfer_refused',
+        'this peer does not accept files (it must run `listen --out DIR` or `receive`)',
+      );
+      await session.close('refused');
+      return false;
+    }
+    const dir = opts.filesDir;
+    const r = await receiveFile(session, first, dir, (name, size, offset) =>
+      progressBar(!out.json, `receiving ${name}`, size, offset),
+    );
+    out.result(transferJson(r, from, 'received'), transferLine(r, 'received', from));
+    // The sender closes once it read `done`; closing here too would race its read.
+    await Promise.race([connection.closed, new Promise((r) => setTimeout(r, 5_000))]);
+    return true;
+  };
+
+  void (async () => {
+    for await (const request of host.incoming()) {
+      void (async () => {
+        let connection: Connection;
+        try {
+          connection = await request.verify();
+        } catch (err) {
+          out.info(
+            `refused a connection from ${request.peerId}: ${isP2PTLSError(err) ? err.message : String(err)}`,
+          );
+          return;
+        }
+        await store.markSeen(connection.peerId).catch(() => {});
+        try {
+          if ((await handle(connection)) && opts.once) settle();
+        } catch (err) {
+          const e = isP2PTLSError(err) ? err : fail('closed', String(err), err);
+          out.info(`session with ${short(connection.peerId)} failed: ${e.message}`);
+          await connection.close(e.code, 1000).catch(() => {});
+          if (opts.once) settle(e);
+        }
+      })();
+    }
+  })();
+
+  await Promise.race([opts.once ? firstDone : new Promise<never>(() => {}), ctx.stopped]);
+}
+
+/** `p2ptls listen`. */
+export function listenCommand(
+  ctx: CommandContext,
+  opts: { acceptPairing?: boolean; invite?: boolean; out?: string; once?: boolean },
+): Promise<void> {
+  return serve(ctx, {
+    acceptPairing: opts.acceptPairing ?? false,
+    invite: opts.invite ?? false,
+    streams: true,
+    filesDir: opts.out ?? null,
+    once: opts.once ?? false,
+  });
+}
+
+/** `p2ptls receive`. */
+export function receiveCommand(
+  ctx: CommandContext,
+  opts: { acceptPairing?: boolean; invite?: boolean; out: string; keep?: boolean },
+): Promise<void> {
+  return serve(ctx, {
+    acceptPairing: opts.acceptPairing ?? false,
+    invite: opts.invite ?? false,
+    streams: false,
+    filesDir: opts.out,
+    once: !opts.keep,
+  });
+}
+
+/** `p2ptls signal`: a signaling server until Ctrl-C. */
+export async function signalCommand(
+  ctx: CommandContext,
+  opts: { port: string; host: string; logLevel: string },
+): Promise<void> {
+  const port = Number(opts.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw fail('invalid_argument', `--port ${opts.port} is not a port`);
+  let server: Awaited<ReturnType<typeof startSignalingServer>>;
+  try {
+    server = await startSignalingServer({ port, host: opts.host, logLevel: opts.logLevel });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the port is in use'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : (err as Error).message;
+    throw fail('unreachable', `cannot listen on ${opts.host}:${port}: ${why}`, err);
+  }
+  ctx.scope.defer(() => server.close());
+  ctx.out.result({ event: 'listening', url: server.url }, `listening ${server.url}`);
+  await ctx.stopped;
+}
