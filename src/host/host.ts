@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { asP2PTLSError, type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
+import { Mesh, type MeshOptions } from '../mesh/mesh.js';
 import {
   type AeadProvider,
   glareWinner,
@@ -181,6 +182,9 @@ export class Host {
   private readonly glareWaiters = new Map<PeerId, GlareWaiter[]>();
   private readonly unsubscribe: () => void;
   private closed = false;
+  /** Incoming requests a mesh takes before `incoming()` sees them (its members' dials). */
+  private readonly claimers = new Set<(request: ConnectionRequest) => boolean>();
+  private mesh: Mesh | undefined;
 
   private constructor(private readonly options: HostOptions) {
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
@@ -522,15 +526,42 @@ export class Host {
           );
           return;
         }
-        this.requests.push(request);
+        if (![...this.claimers].some((claim) => claim(request))) this.requests.push(request);
       })();
     });
+  }
+
+  /**
+   * Joins the mesh of paired peers in a signaling room (see {@link Mesh}): messages, broadcast and
+   * collective operations (all-reduce, broadcast, barrier) over connections opened as needed. One mesh
+   * per host at a time; dials from its members go to the mesh, not to {@link incoming}.
+   */
+  async joinMesh(room: string, options?: MeshOptions): Promise<Mesh> {
+    if (this.closed) throw fail('closed', 'host is closed');
+    if (this.mesh?.isOpen) throw fail('invalid_argument', `already in mesh ${this.mesh.room}`);
+    const mesh = await Mesh.join(
+      {
+        peerId: this.peerId,
+        signaling: this.options.signaling,
+        peers: this.options.peers,
+        connect: (peerId) => this.connect(peerId),
+        claimIncoming: (claim) => {
+          this.claimers.add(claim);
+          return () => this.claimers.delete(claim);
+        },
+      },
+      room,
+      options,
+    );
+    this.mesh = mesh;
+    return mesh;
   }
 
   /** Closes every connection and pending dial, and stops listening. The signaling client stays open. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.mesh?.close();
     this.unsubscribe();
     this.requests.end();
     for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));

@@ -1,0 +1,11 @@
+export {
+  type BroadcastResult,
+  type CollectiveOptions,
+  Mesh,
+  MeshCloseCode,
+  type MeshEvents,
+  type MeshHost,
+  type MeshOptions,
+  type MeshPeerStats,
+} from './mesh.js';
+export type { MeshFrame } from './wire.js';
