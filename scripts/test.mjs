@@ -7,6 +7,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureApt } from './ensure-deps.mjs';
+import { loopbackNamespace } from './netns.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
@@ -51,19 +52,12 @@ for (const [binary, pkg] of [
   ensureApt(binary, pkg);
 }
 
-/**
- * Tests only ever touch loopback. Candidate filters keep WebRTC's destinations on loopback, but the
- * stacks still open sockets on every interface; in a network namespace whose only interface is `lo`,
- * nothing else exists to be touched. Root (CI) gets a plain network namespace, others a user one.
- */
+// Tests only ever touch loopback: they run in a namespace whose only interface is `lo` (scripts/netns.mjs).
 function isolation() {
-  for (const flags of [['-n'], ['-r', '-n']]) {
-    if (spawnSync('unshare', [...flags, 'true']).status === 0) {
-      return ['unshare', [...flags, '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"']];
-    }
-  }
-  console.warn('[test] cannot create a network namespace (unshare): running without loopback isolation');
-  return null;
+  const ns = loopbackNamespace();
+  if (!ns)
+    console.warn('[test] cannot create a network namespace (unshare): running without loopback isolation');
+  return ns;
 }
 const isolated = isolation();
 const testArgs = [

@@ -1,0 +1,183 @@
+// Runs inside Chromium for bench/browser.ts: one page is the sender, another the receiver. The p2ptls path
+// is a Host on the browser's RTCPeerConnection through the real signaling server; the baseline is the raw
+// PeerLink (the same simple-peer data channels p2ptls runs on), signalled between the two pages over a
+// BroadcastChannel.
+import {
+  type Connection,
+  Identity,
+  loopbackOnly,
+  openMemoryPeerStore,
+  PeerLink,
+  PublicIdentity,
+  SignalingClient,
+  startBrowserHost,
+} from '../src/browser.js';
+import type { Host } from '../src/host/host.js';
+import { fromBase64Url } from '../src/util/bytes.js';
+import { FrameAssembler, FrameSplitter } from '../web-demo/src/video.js';
+
+type Kind = 'p2ptls' | 'raw';
+const HIGH_WATER = 1024 * 1024;
+const VIDEO_DATAGRAM_BYTES = 16_000;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const epoch = () => performance.timeOrigin + performance.now();
+
+let host: Host | undefined;
+let conn: Connection | undefined;
+let raw: PeerLink | undefined;
+const accepted: Connection[] = [];
+
+function quantile(sorted: number[], q: number): number {
+  return sorted.length === 0
+    ? Number.NaN
+    : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN);
+}
+
+/** Frames a webcam would give at 640×480: a moving scene with noise, encoded once as JPEG (q 0.7). */
+async function makeFrames(count: number): Promise<Uint8Array[]> {
+  const canvas = new OffscreenCanvas(640, 480);
+  const ctx = canvas.getContext('2d');
+  if (!ctx) throw new Error('no 2d context');
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const g = ctx.createLinearGradient(0, 0, 640, 480);
+    g.addColorStop(0, `hsl(${(i * 6) % 360} 60% 50%)`);
+    g.addColorStop(1, `hsl(${(i * 6 + 120) % 360} 60% 30%)`);
+    ctx.fillStyle = g;
+    ctx.fillRect(0, 0, 640, 480);
+    const noise = ctx.getImageData(0, 0, 640, 480);
+    // Sensor noise on every channel: what keeps real webcam JPEGs at tens of KiB.
+    for (let p = 0; p < noise.data.length; p++) {
+      if (p % 4 !== 3) noise.data[p] = (noise.data[p] ?? 0) + ((Math.random() * 48) | 0) - 24;
+    }
+    noise.data[p] = (noise.data[p] ?? 0) ^ ((Math.random() * 24) | 0);
+    ctx.putImageData(noise, 0, 0);
+    ctx.fillStyle = '#fff';
+    ctx.font = '48px sans-serif';
+    ctx.fillText(`frame ${i}`, 40 + ((i * 7) % 300), 240);
+    const blob = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.7 });
+    frames.push(new Uint8Array(await blob.arrayBuffer()));
+  }
+  return frames;
+}
+
+const api = {
+  async startHost(opts: { url: string; secret: unknown; peer: unknown; psk: string }) {
+    const identity = await Identity.importSecret(opts.secret);
+    const peers = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
+    await peers.put({ publicIdentity: await PublicIdentity.import(opts.peer), psk: fromBase64Url(opts.psk) });
+    const signaling = new SignalingClient({ url: opts.url, identity });
+    host = await startBrowserHost({ identity, peers, signaling, candidateFilter: loopbackOnly });
+    const h = host;
+    void (async () => {
+      for await (const req of h.incoming())
+        req.verify().then(
+          (c) => accepted.push(c),
+          () => {},
+        );
+    })();
+  },
+  async dial(peerId: string) {
+    conn = await host!.connect(peerId);
+  },
+  async accept() {
+    while (accepted.length === 0) await sleep(10);
+    conn = accepted.shift();
+  },
+  /** Opens the raw PeerLink; both pages call it (one as initiator), signals cross over a BroadcastChannel. */
+  async rawOpen(initiator: boolean) {
+    const bc = new BroadcastChannel(`raw-${initiator ? 'b' : 'a'}`);
+    const out = new BroadcastChannel(`raw-${initiator ? 'a' : 'b'}`);
+    const link = new PeerLink({
+      rtc: { name: 'browser', RTCPeerConnection, RTCSessionDescription, RTCIceCandidate },
+      initiator,
+      candidateFilter: loopbackOnly,
+    });
+    link.on('signal', (s) => out.postMessage(JSON.stringify(s)));
+    bc.onmessage = (e: MessageEvent<string>) => link.signal(JSON.parse(e.data));
+    await new Promise<void>((resolve) => link.once('open', () => resolve()));
+    raw = link;
+  },
+  /** Sends `total` bytes in `size`-byte messages; returns the start time (ms since the epoch). */
+  async sendBulk(kind: Kind, total: number, size: number) {
+    const msg = new Uint8Array(size);
+    const t0 = epoch();
+    if (kind === 'raw') {
+      const link = raw!;
+      for (let sent = 0; sent < total; sent += size) {
+        while (link.bufferedAmount >= HIGH_WATER) {
+          await Promise.race([new Promise((r) => link.once('drain', () => r(undefined))), sleep(5)]);
+          link.settle();
+        }
+        link.sendReliable(msg);
+      }
+    } else {
+      let last: Promise<void> = Promise.resolve();
+      for (let sent = 0; sent < total; sent += size) {
+        last = conn!.send(msg);
+        if ((sent / size) % 64 === 63) await last;
+      }
+      await last;
+    }
+    return t0;
+  },
+  /** Resolves with the time (ms since the epoch) the last of `total` bytes arrived. */
+  receiveBulk(kind: Kind, total: number) {
+    return new Promise<number>((resolve) => {
+      let received = 0;
+      const on = (m: Uint8Array) => {
+        received += m.length;
+        if (received >= total) {
+          off();
+          resolve(epoch());
+        }
+      };
+      const off = kind === 'raw' ? raw!.on('reliable', on) : conn!.on('message', on);
+    });
+  },
+  /** Streams pre-encoded 640×480 frames at `fps` for `seconds` as the demo does (split over datagrams). */
+  async sendVideo(kind: Kind, seconds: number, fps: number) {
+    const frames = await makeFrames(30);
+    const splitter = new FrameSplitter(VIDEO_DATAGRAM_BYTES);
+    const start = performance.now();
+    let sent = 0;
+    let bytes = 0;
+    while (performance.now() - start < seconds * 1000) {
+      const frame = frames[sent % frames.length]!;
+      for (const piece of splitter.split(frame, epoch())) {
+        if (kind === 'raw') raw!.sendDatagram(piece, HIGH_WATER);
+        else void conn!.sendDatagram(piece).catch(() => {});
+      }
+      sent++;
+      bytes += frame.length;
+      const next = start + (sent * 1000) / fps;
+      await sleep(Math.max(0, next - performance.now()));
+    }
+    return { sent, meanFrameBytes: Math.round(bytes / sent) };
+  },
+  /** Reassembles frames for `seconds`; returns fps and capture-to-reassembled latency percentiles. */
+  async receiveVideo(kind: Kind, seconds: number) {
+    const assembler = new FrameAssembler();
+    const latencies: number[] = [];
+    const on = (data: Uint8Array) => {
+      const frame = assembler.accept(data);
+      if (frame) latencies.push(epoch() - frame.captureMs);
+    };
+    const off = kind === 'raw' ? raw!.on('datagram', on) : conn!.datagrams.on('datagram', (d) => on(d.data));
+    await sleep(seconds * 1000 + 500);
+    off();
+    latencies.sort((a, b) => a - b);
+    return {
+      frames: assembler.stats.framesCompleted,
+      incomplete: assembler.stats.framesIncomplete,
+      late: assembler.stats.framesLate,
+      fps: assembler.stats.framesCompleted / seconds,
+      p50: quantile(latencies, 0.5),
+      p95: quantile(latencies, 0.95),
+    };
+  },
+};
+
+export type BrowserBenchApi = typeof api;
+(globalThis as { browserBench?: BrowserBenchApi }).browserBench = api;
+(globalThis as { __ready?: boolean }).__ready = true;
