@@ -247,7 +247,7 @@ export async function main(argv: string[] = process.argv): Promise<never> {
       stop = resolve;
     });
     const onSignal = (signal: NodeJS.Signals) => {
-      if (SERVERS.has(name) || name === 'invite') {
+      if (SERVERS.has(name)) {
         stop();
         return;
       }
