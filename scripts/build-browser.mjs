@@ -6,6 +6,7 @@
 //   - the `process` global (readable-stream's process.nextTick / process.env): injected from
 //     scripts/browser-shims.js; `global` is defined as `globalThis`.
 // `Buffer` is not shimmed: simple-peer and its dependencies import it from the `buffer` package.
+// zod's locales index (every language, ~250 KiB minified) is replaced by English only: scripts/zod-locales-en.js.
 // The build fails if a Node-only module (src/runtime/*, classic-level, node:*) reaches the bundle.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -14,6 +15,18 @@ import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Resolves zod's `../locales/index.js` to the English-only stand-in. */
+const englishOnlyZod = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      args.importer.includes(`${join('node_modules', 'zod')}`)
+        ? { path: join(root, 'scripts', 'zod-locales-en.js') }
+        : undefined,
+    );
+  },
+};
 
 /** esbuild options shared by the published bundle and the browser tests (test/helpers/browser.ts). */
 export function browserBuildOptions() {
@@ -25,6 +38,7 @@ export function browserBuildOptions() {
     define: { global: 'globalThis' },
     inject: [join(root, 'scripts', 'browser-shims.js')],
     alias: { events: join(root, 'scripts', 'browser-events.js') },
+    plugins: [englishOnlyZod],
     logLevel: 'warning',
   };
 }
