@@ -86,8 +86,8 @@ Environment:
                       it the directory is stored unencrypted, readable by your user only)
 
 Two terminals on one machine:
-  p2ptls signal                                    # terminal 0: a signaling server on 127.0.0.1:8080
-  p2ptls --data ./alice id && p2ptls --data ./bob id
+  p2ptls signal &                                  # terminal 1: a signaling server on 127.0.0.1:8080
+  p2ptls --data ./alice id && p2ptls --data ./bob id   # identities (one data directory each)
   p2ptls --data ./alice listen --invite            # terminal 1: prints an invite, waits
   p2ptls --data ./bob pair 'p2ptls://invite?…'     # terminal 2: pairs with alice
   p2ptls --data ./bob connect <alice's peerId>     # terminal 2: type; lines appear in terminal 1
