@@ -164,7 +164,8 @@ export class CollectiveOp {
     }
     if (this.next) {
       if (this.kind === OpKind.BROADCAST) {
-        this.queueRange(Phase.BROADCAST, 0, 0, this.n);
+        // Only the root has data of its own; the others forward what they receive.
+        if (this.rank === this.param) this.queueRange(Phase.BROADCAST, 0, 0, this.n);
       } else {
         const { start, end } = segment(this.rank, this.n, N);
         this.queueRange(Phase.REDUCE_SCATTER, 0, start, end);
