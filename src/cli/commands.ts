@@ -4,7 +4,6 @@
  */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { startSignalingServer } from '../../signaling-server/server.js';
 import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Connection } from '../host/connection.js';
 import type { Host } from '../host/host.js';
@@ -418,6 +417,8 @@ export async function signalCommand(
   const port = Number(opts.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw fail('invalid_argument', `--port ${opts.port} is not a port`);
+  // Loaded here only: socket.io, pino and the Redis adapter would slow every other command's start.
+  const { startSignalingServer } = await import('../../signaling-server/server.js');
   let server: Awaited<ReturnType<typeof startSignalingServer>>;
   try {
     server = await startSignalingServer({ port, host: opts.host, logLevel: opts.logLevel });

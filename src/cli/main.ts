@@ -5,7 +5,6 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { isP2PTLSError } from '../errors.js';
-import { benchCommand } from './bench.js';
 import {
   type CommandContext,
   connectCommand,
@@ -207,7 +206,7 @@ ${EXIT_CODES_HELP}`,
     .option('--message <KiB>', 'TCP-mode message size', '64')
     .option('--datagrams <n>', 'SLLP datagrams of 1 KiB', '2000')
     .action(function (this: Command, opts: { size: string; message: string; datagrams: string }) {
-      return run('bench', this, (ctx) => benchCommand(ctx, opts));
+      return run('bench', this, async (ctx) => (await import('./bench.js')).benchCommand(ctx, opts));
     });
 
   return program;
