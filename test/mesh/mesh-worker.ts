@@ -1,0 +1,68 @@
+/**
+ * A mesh member in its own process, for tests that kill one mid-operation. Configured by the JSON in
+ * the P2PTLS_MESH_WORKER environment variable ({@link MeshWorkerConfig}). It joins the room, waits for
+ * `members` members, then runs one allReduce per entry of `ops` (a tensor of `n` elements from
+ * randomTensor(n, seed)), printing:
+ *   ready <peerId>          once its host has started
+ *   members <count>         once the mesh has them all
+ *   op <i> started          just before calling allReduce
+ *   op <i> ok <sum>         when it finished (sum of the result)
+ *   op <i> error <code>     when it failed
+ * and then waits until it is killed. Loopback only.
+ */
+import { Host } from '../../src/host/host.js';
+import { Identity, PublicIdentity } from '../../src/identity/identity.js';
+import type { PublicIdentityJson, SecretIdentityJson } from '../../src/identity/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
+import { nodeRtc } from '../../src/runtime/node-rtc.js';
+import { SignalingClient } from '../../src/signaling/client.js';
+import { openMemoryPeerStore } from '../../src/store/index.js';
+import { loopbackOnly } from '../../src/transport/rtc.js';
+import { fromBase64Url } from '../../src/util/bytes.js';
+import { randomTensor } from './_mesh.js';
+
+export interface MeshWorkerConfig {
+  url: string;
+  room: string;
+  identity: SecretIdentityJson;
+  /** Paired peers: public identity and base64url PSK. */
+  peers: { identity: PublicIdentityJson; psk: string }[];
+  members: number;
+  ops: { n: number; seed: number }[];
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+}
+
+const config = JSON.parse(process.env.P2PTLS_MESH_WORKER ?? '') as MeshWorkerConfig;
+const identity = await Identity.importSecret(config.identity);
+const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
+for (const p of config.peers) {
+  await store.put({ publicIdentity: await PublicIdentity.import(p.identity), psk: fromBase64Url(p.psk) });
+}
+const host = await Host.start({
+  identity,
+  peers: store,
+  signaling: new SignalingClient({ url: config.url, identity }),
+  rtc: await nodeRtc('wrtc'),
+  candidateFilter: loopbackOnly,
+  aead: nodeCryptoAead,
+  heartbeatIntervalMs: config.heartbeatIntervalMs,
+  heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+});
+console.log(`ready ${identity.peerId}`);
+const mesh = await host.joinMesh(config.room);
+await mesh.waitForMembers(config.members);
+console.log(`members ${mesh.members.length + 1}`);
+for (const [i, op] of config.ops.entries()) {
+  const tensor = randomTensor(op.n, op.seed);
+  console.log(`op ${i} started`);
+  try {
+    await mesh.allReduce(tensor);
+    let sum = 0;
+    for (const x of tensor) sum += x;
+    console.log(`op ${i} ok ${sum}`);
+  } catch (err) {
+    console.log(`op ${i} error ${(err as { code?: string }).code ?? String(err)}`);
+  }
+}
+setInterval(() => {}, 60_000);
