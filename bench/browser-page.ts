@@ -25,6 +25,7 @@ const epoch = () => performance.timeOrigin + performance.now();
 let host: Host | undefined;
 let conn: Connection | undefined;
 let raw: PeerLink | undefined;
+let rawOpened: Promise<void> = Promise.resolve();
 const accepted: Connection[] = [];
 
 function quantile(sorted: number[], q: number): number {
@@ -50,7 +51,6 @@ async function makeFrames(count: number): Promise<Uint8Array[]> {
     for (let p = 0; p < noise.data.length; p++) {
       if (p % 4 !== 3) noise.data[p] = (noise.data[p] ?? 0) + ((Math.random() * 48) | 0) - 24;
     }
-    noise.data[p] = (noise.data[p] ?? 0) ^ ((Math.random() * 24) | 0);
     ctx.putImageData(noise, 0, 0);
     ctx.fillStyle = '#fff';
     ctx.font = '48px sans-serif';
@@ -84,19 +84,25 @@ const api = {
     while (accepted.length === 0) await sleep(10);
     conn = accepted.shift();
   },
-  /** Opens the raw PeerLink; both pages call it (one as initiator), signals cross over a BroadcastChannel. */
-  async rawOpen(initiator: boolean) {
-    const bc = new BroadcastChannel(`raw-${initiator ? 'b' : 'a'}`);
-    const out = new BroadcastChannel(`raw-${initiator ? 'a' : 'b'}`);
+  /**
+   * Creates the raw PeerLink; signals cross between the pages over a BroadcastChannel. Call it on the
+   * responder first (it stays silent until the offer arrives), then on the initiator, then {@link rawReady}.
+   */
+  rawOpen(initiator: boolean) {
+    const inbox = new BroadcastChannel(`raw-${initiator ? 'b' : 'a'}`);
+    const outbox = new BroadcastChannel(`raw-${initiator ? 'a' : 'b'}`);
     const link = new PeerLink({
       rtc: { name: 'browser', RTCPeerConnection, RTCSessionDescription, RTCIceCandidate },
       initiator,
       candidateFilter: loopbackOnly,
     });
-    link.on('signal', (s) => out.postMessage(JSON.stringify(s)));
-    bc.onmessage = (e: MessageEvent<string>) => link.signal(JSON.parse(e.data));
-    await new Promise<void>((resolve) => link.once('open', () => resolve()));
+    link.on('signal', (s) => outbox.postMessage(JSON.stringify(s)));
+    inbox.onmessage = (e: MessageEvent<string>) => link.signal(JSON.parse(e.data));
+    rawOpened = new Promise<void>((resolve) => link.once('open', () => resolve()));
     raw = link;
+  },
+  rawReady() {
+    return rawOpened;
   },
   /** Sends `total` bytes in `size`-byte messages; returns the start time (ms since the epoch). */
   async sendBulk(kind: Kind, total: number, size: number) {

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const MiB = 1024 * 1024;
   const TOTAL = (quick ? 16 : 64) * MiB;
   const MESSAGE = 64 * 1024;
-  const ROUNDS = quick ? 1 : 2;
+  const ROUNDS = quick ? 1 : 3;
   const VIDEO_SECONDS = quick ? 4 : 8;
   const call = pageApi<Api>('browserBench');
 
@@ -60,7 +60,9 @@ async function main(): Promise<void> {
     await call(sender, 'startHost', { url, secret: await a.exportSecret(), peer: b.exportPublic(), psk });
     await call(receiver, 'startHost', { url, secret: await b.exportSecret(), peer: a.exportPublic(), psk });
     await Promise.all([call(receiver, 'accept'), call(sender, 'dial', b.peerId)]);
-    await Promise.all([call(sender, 'rawOpen', true), call(receiver, 'rawOpen', false)]);
+    await call(receiver, 'rawOpen', false);
+    await call(sender, 'rawOpen', true);
+    await Promise.all([call(sender, 'rawReady'), call(receiver, 'rawReady')]);
 
     const throughput = async (kind: 'raw' | 'p2ptls') => {
       const done = call(receiver, 'receiveBulk', kind, TOTAL);
@@ -82,6 +84,7 @@ async function main(): Promise<void> {
     );
 
     console.log(`webcam demo, 640×480 JPEG at 30 fps for ${VIDEO_SECONDS} s, SLLP pieces of 16 000 B`);
+    const p50 = { raw: 0, p2ptls: 0 };
     for (const kind of ['raw', 'p2ptls'] as const) {
       const got = call(receiver, 'receiveVideo', kind, VIDEO_SECONDS);
       const sent = await call(sender, 'sendVideo', kind, VIDEO_SECONDS, 30);
@@ -91,7 +94,9 @@ async function main(): Promise<void> {
           `(${v.fps.toFixed(1)} fps, ${v.incomplete} incomplete, ${v.late} late pieces), ` +
           `latency p50 ${v.p50.toFixed(1)} ms p95 ${v.p95.toFixed(1)} ms`,
       );
+      p50[kind] = v.p50;
     }
+    console.log(`  frame latency ratio (raw p50 / p2ptls p50) ${(p50.raw / p50.p2ptls).toFixed(2)}`);
     console.log(
       `headline: tcp-throughput-64KiB-chromium ours=${best.p2ptls.toFixed(1)}MiB/s baseline=${best.raw.toFixed(1)}MiB/s ratio=${(best.p2ptls / best.raw).toFixed(2)}`,
     );
