@@ -9,7 +9,8 @@
  *   naive all-to-all    every member sends its whole tensor to every other member and sums what arrives
  *
  * The last line is the headline: ring all-reduce vs the naive exchange, algorithm bandwidth in MiB/s.
- * Flags: --quick (1 Mi elements instead of 4 Mi), --backend wrtc|node-datachannel, --members N.
+ * Flags: --quick (1 Mi elements instead of 4 Mi), --backend wrtc|node-datachannel, --members N,
+ * --chunk <elements> and --window <chunks> (the mesh's chunkElements and window).
  */
 import { startLocalMesh } from '../examples/local-mesh.js';
 import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
@@ -95,7 +96,11 @@ async function main(): Promise<void> {
   console.log(
     `bench:mesh — ${N} members, ${backend}, ${ELEMENTS / MiB} Mi float32 elements (${(ELEMENTS * 4) / MiB} MiB)`,
   );
-  const local = await startLocalMesh(N, { room: 'bench-mesh', backend });
+  const mesh = {
+    ...(flag('chunk') ? { chunkElements: Number(flag('chunk')) } : {}),
+    ...(flag('window') ? { window: Number(flag('window')) } : {}),
+  };
+  const local = await startLocalMesh(N, { room: 'bench-mesh', backend, mesh });
   try {
     const { meshes } = local;
     const tensors = meshes.map(() => new Float32Array(ELEMENTS).fill(1));
