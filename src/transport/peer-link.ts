@@ -182,6 +182,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
   private shutdown(error?: P2PTLSError): void {
     if (this.closed) return;
     this.closed = true;
+    // simple-peer arms a 5 s "ICE complete" timer at the first candidate and never clears it, not even
+    // in destroy(): it would keep a finished Node process alive for those seconds.
+    clearTimeout(
+      (this.peer as unknown as { _iceCompleteTimer?: ReturnType<typeof setTimeout> })._iceCompleteTimer,
+    );
     this.emit('close', error ? { error } : {});
   }
 

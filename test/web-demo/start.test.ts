@@ -47,7 +47,11 @@ it('npm start serves the web demo and signaling on one origin, then stops cleanl
 
     // The same origin answers socket.io: the page's SignalingClient uses location.origin.
     const socket = io(base, { transports: ['websocket'], reconnection: false });
-    await within(once(socket, 'connect'), 10_000, 'socket.io connects');
+    await within(
+      new Promise((resolve) => socket.once('connect', () => resolve(undefined))),
+      10_000,
+      'socket.io connects',
+    );
     socket.close();
 
     child.kill('SIGINT');
