@@ -64,16 +64,15 @@ export async function testConfig(role: 'server' | 'client'): Promise<SeedConfig>
   if (!peer && role === 'server') {
     // An invite left by an earlier run carries a token this process never issued.
     await rm(inviteFile, { force: true });
+    // The host announces a pairing once the pair is stored, so the client's first dial verifies.
     const paired = new Promise<PeerId>((resolve) => {
-      signaling.on('paired', ({ peer }) => resolve(peer.peerId));
+      host.once('paired', ({ publicIdentity }) => resolve(publicIdentity.peerId));
     });
     // Written under another name first so that the client never reads half an invite.
     await writeFile(`${inviteFile}.tmp`, host.createInvite());
     await rename(`${inviteFile}.tmp`, inviteFile);
     console.log(`invite written to ${inviteFile}; waiting for the client to pair`);
     peer = await paired;
-    // The host stores the pair on its own after `paired` fires; wait until the record is there.
-    while (!(await store.lookup(peer))) await sleep(10);
     await rm(inviteFile, { force: true });
   } else if (!peer) {
     for (

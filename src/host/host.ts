@@ -23,6 +23,7 @@ import { dtlsChannelBinding } from '../transport/channel-binding.js';
 import { PeerLink } from '../transport/peer-link.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { toBase64Url } from '../util/bytes.js';
+import { TypedEmitter } from '../util/emitter.js';
 import { AsyncQueue } from './async-queue.js';
 import { Connection, type ConnectionOptions } from './connection.js';
 import { ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
@@ -172,8 +173,17 @@ export class ConnectionRequest {
   }
 }
 
+/** Events of a {@link Host}. */
+export interface HostEvents {
+  /**
+   * A pairing completed (started by either side) and, when the peer list can store, the pair is stored:
+   * a dial from that peer will verify from now on.
+   */
+  paired: PeerCredentials & { initiator: boolean };
+}
+
 /** A p2ptls host: the seed's `AsyncHost`. */
-export class Host {
+export class Host extends TypedEmitter<HostEvents> {
   private readonly dials = new Map<string, Dial>();
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
@@ -187,10 +197,15 @@ export class Host {
   private mesh: Mesh | undefined;
 
   private constructor(private readonly options: HostOptions) {
+    super();
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
     // Pairings that others started with us land in the peer list too, when it can store them.
     const offPaired = options.signaling.on('paired', ({ peer, psk, initiator }) => {
-      if (!initiator) this.remember(peer, psk).catch(() => {});
+      if (initiator) return; // pair() stores and announces its own result
+      this.remember(peer, psk).then(
+        () => this.emit('paired', { publicIdentity: peer, psk, initiator }),
+        () => {},
+      );
     });
     this.unsubscribe = () => {
       offSignal();
@@ -214,12 +229,14 @@ export class Host {
       options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
     );
     await this.remember(result.peer, result.psk, options.label);
+    this.emit('paired', { publicIdentity: result.peer, psk: result.psk, initiator: true });
     return { publicIdentity: result.peer, psk: result.psk };
   }
 
   /**
    * Decides incoming pairing requests (default: accept exactly those that carry one of our invites'
-   * one-time tokens). Accepted pairs are stored like those from {@link pair}.
+   * one-time tokens). Accepted pairs are stored like those from {@link pair}, then announced by the
+   * `paired` event.
    */
   onPairingRequest(handler: PairingHandler): () => void {
     return this.options.signaling.onPairingRequest(handler);

@@ -11,6 +11,7 @@ export {
 export {
   ConnectionRequest,
   Host,
+  type HostEvents,
   type HostOptions,
   type PeerCredentials,
   type PeerList,

@@ -24,16 +24,19 @@ describe('host pairing, acceptUnverified, control priority', () => {
     try {
       await assert.rejects(ha.connect(b.peerId), withCode('unknown_peer'));
       const invite = hb.createInvite();
-      const stored = new Promise<void>((resolve) => {
-        const poll = setInterval(async () => {
-          if (await sb.has(a.peerId)) {
-            clearInterval(poll);
-            resolve();
-          }
-        }, 20);
-      });
+      // `paired` fires on each side only once its store holds the pair: a dial verifies from then on.
+      const announced = (host: typeof ha, store: typeof sa, other: string) =>
+        new Promise<boolean>((resolve) =>
+          host.once('paired', ({ publicIdentity, initiator }) => {
+            assert.equal(publicIdentity.peerId, other);
+            void store.has(other).then((has) => resolve(has && initiator === (host === ha)));
+          }),
+        );
+      const inviter = announced(hb, sb, a.peerId);
+      const redeemer = announced(ha, sa, b.peerId);
       const creds = await within(ha.pair(invite, { label: 'bob' }), 20_000, 'pair');
-      await within(stored, 10_000, 'the inviter stored the pair');
+      assert.equal(await within(redeemer, 1_000, 'the redeemer announced the stored pair'), true);
+      assert.equal(await within(inviter, 10_000, 'the inviter announced the stored pair'), true);
       assert.equal(creds.publicIdentity.peerId, b.peerId);
       assert.deepEqual((await sa.lookup(b.peerId))?.psk, creds.psk);
       assert.deepEqual((await sb.lookup(a.peerId))?.psk, creds.psk);

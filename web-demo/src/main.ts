@@ -85,8 +85,8 @@ async function boot(): Promise<void> {
     );
   });
   signaling.on('rejected', ({ error }) => notify(`Dropped a relayed message: ${explain(error)}`, 'error'));
-  signaling.on('paired', ({ peer }) => void peerAdded(peer.peerId));
   host = await startBrowserHost({ identity, peers: store, signaling });
+  host.on('paired', () => void refreshPeers().then(refreshPresence));
   host.onPairingRequest(approvePairing);
   setSignalingState('online');
 
@@ -211,19 +211,11 @@ async function pairWith(invite: string): Promise<void> {
     const result = await host.pair(invite, { timeoutMs: 120_000 });
     banner.className = 'banner ok';
     banner.textContent = `Paired with ${short(result.publicIdentity.peerId)}.`;
-    await peerAdded(result.publicIdentity.peerId);
   } catch (err) {
     banner.className = 'banner error';
     banner.setAttribute('role', 'alert');
     banner.textContent = `Pairing failed: ${explain(err)}`;
   }
-}
-
-/** The host stores a pairing asynchronously; wait until it landed, then show it. */
-async function peerAdded(peerId: string): Promise<void> {
-  for (let i = 0; i < 50 && !(await store.has(peerId)); i++) await new Promise((r) => setTimeout(r, 50));
-  await refreshPeers();
-  await refreshPresence();
 }
 
 async function refreshPeers(): Promise<void> {
