@@ -33,40 +33,16 @@ const ROUNDS = 3;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** One link's p2ptls throughput (MiB/s) through the mesh: a sends to b, timed until b has it all. */
-async function pointToPoint(a: Mesh, b: Mesh, total: number): Promise<number> {
-  const size = 64_000;
-  const msg = new Uint8Array(size);
-  let received = 0;
-  const done = new Promise<void>((resolve) => {
-    const off = b.on('message', ({ from, data }) => {
-      if (from !== a.peerId) return;
-      received += data.length;
-      if (received >= total) {
-        off();
-        resolve();
-      }
-    });
-  });
-  const t0 = performance.now();
-  let last: Promise<void> = Promise.resolve();
-  for (let sent = 0, i = 0; sent < total; sent += size, i++) {
-    last = a.send(b.peerId, msg);
-    if (i % 64 === 63) await last;
-  }
-  await last;
-  await done;
-  return total / MiB / ((performance.now() - t0) / 1000);
-}
-
-/** Every member sends `total` bytes to its ring neighbour at once; per-link MiB/s (until all arrived). */
-async function ringPointToPoint(meshes: Mesh[], total: number): Promise<number> {
+/**
+ * p2ptls TCP-mode throughput through the mesh, every `[from, to]` link sending `total` bytes at once;
+ * per-link MiB/s, timed until every receiver has everything.
+ */
+async function linkThroughput(links: [Mesh, Mesh][], total: number): Promise<number> {
   const size = 64_000;
   const msg = new Uint8Array(size);
   const t0 = performance.now();
   await Promise.all(
-    meshes.map(async (from, i) => {
-      const to = meshes[(i + 1) % meshes.length]!;
+    links.map(async ([from, to]) => {
       let received = 0;
       const done = new Promise<void>((resolve) => {
         const off = to.on('message', ({ from: sender, data }) => {
@@ -148,9 +124,10 @@ async function main(): Promise<void> {
       meshes.map(() => new Float32Array(1024)),
     );
 
-    const p2p = await pointToPoint(meshes[0]!, meshes[1]!, (quick ? 32 : 128) * MiB);
+    const p2p = await linkThroughput([[meshes[0]!, meshes[1]!]], (quick ? 32 : 128) * MiB);
     console.log(`point-to-point p2ptls (one link, others idle): ${p2p.toFixed(1)} MiB/s`);
-    const ringLink = await ringPointToPoint(meshes, (quick ? 8 : 32) * MiB);
+    const ringLinks = meshes.map((m, i): [Mesh, Mesh] => [m, meshes[(i + 1) % N]!]);
+    const ringLink = await linkThroughput(ringLinks, (quick ? 8 : 32) * MiB);
     console.log(`ring point-to-point (all ${N} links at once), per link: ${ringLink.toFixed(1)} MiB/s`);
 
     const bytes = ELEMENTS * 4;

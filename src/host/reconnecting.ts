@@ -42,8 +42,8 @@ export interface ReconnectingEvents {
   close: ConnectionClose;
 }
 
-/** Dial failures that are answers, not accidents. */
-const REFUSALS = new Set<string>([
+/** Dial failures that are answers, not accidents: dialing again cannot help. */
+export const DIAL_REFUSALS: ReadonlySet<string> = new Set<string>([
   'unknown_peer',
   'bad_binder',
   'bad_signature',
@@ -53,7 +53,7 @@ const REFUSALS = new Set<string>([
 ]);
 
 /** Closes that mean "stop", not "come back": a deliberate close by either side. */
-function isFinal(info: ConnectionClose): boolean {
+export function isDeliberateClose(info: ConnectionClose): boolean {
   return (
     !info.error &&
     (info.code === CloseCode.NORMAL ||
@@ -131,7 +131,7 @@ export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
     connection.datagrams.on('datagram', (d) => this.emit('datagram', d));
     connection.on('close', (info) => {
       if (this.ended || connection !== this.current) return;
-      if (isFinal(info)) this.finish(info);
+      if (isDeliberateClose(info)) this.finish(info);
       else this.retry(1, info.error);
     });
     for (const w of this.waiters.splice(0)) w.resolve(connection);
@@ -166,7 +166,7 @@ export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
         },
         (err: P2PTLSError) => {
           // The peer answered and refused us: dialing again cannot help.
-          if (REFUSALS.has(err.code))
+          if (DIAL_REFUSALS.has(err.code))
             this.finish({ code: CloseCode.GOING_AWAY, reason: err.code, byPeer: false, error: err });
           else this.retry(attempt + 1, err);
         },

@@ -12,8 +12,8 @@ import { z } from 'zod';
 import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
 import type { Connection, ConnectionClose, ConnectionStats } from '../host/connection.js';
 import type { ConnectionRequest, PeerList } from '../host/host.js';
+import { DIAL_REFUSALS, isDeliberateClose } from '../host/reconnecting.js';
 import type { PeerId } from '../identity/peer-id.js';
-import { APPLICATION_CLOSE_CODES, CloseCode } from '../protocol/constants.js';
 import { glareWinner } from '../protocol/handshake.js';
 import type { SignalingClient } from '../signaling/client.js';
 import { RoomNameSchema } from '../signaling/messages.js';
@@ -151,25 +151,6 @@ interface Slot {
   bytesReceived: number;
   framesRefused: number;
   framesStale: number;
-}
-
-const REFUSALS = new Set<string>([
-  'unknown_peer',
-  'bad_binder',
-  'bad_signature',
-  'bad_finished',
-  'channel_binding_mismatch',
-  'peer_id_mismatch',
-]);
-
-/** A deliberate close, which is not redialed (the peer closes, evicts or leaves on purpose). */
-function isDeliberate(info: ConnectionClose): boolean {
-  return (
-    !info.error &&
-    (info.code === CloseCode.NORMAL ||
-      info.code === CloseCode.GOING_AWAY ||
-      info.code >= APPLICATION_CLOSE_CODES)
-  );
 }
 
 /**
@@ -627,7 +608,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (op && (op.prev === slot.peerId || op.next === slot.peerId)) {
       op.fail(memberLost(slot.peerId, op.name, info.error ?? fail('closed', info.reason || 'closed')));
     }
-    if (this.closed || !this.memberSet.has(slot.peerId) || isDeliberate(info)) return;
+    if (this.closed || !this.memberSet.has(slot.peerId) || isDeliberateClose(info)) return;
     slot.lost = true;
     if (this.isDialer(slot.peerId)) this.redial(slot, 1);
   }
@@ -639,7 +620,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       slot.reconnectTimer = undefined;
       if (this.closed || !this.memberSet.has(slot.peerId) || slot.conn?.isOpen) return;
       this.dial(slot).catch((err: P2PTLSError) => {
-        if (!REFUSALS.has(err.code) && !slot.conn?.isOpen) this.redial(slot, attempt + 1);
+        if (!DIAL_REFUSALS.has(err.code) && !slot.conn?.isOpen) this.redial(slot, attempt + 1);
       });
     }, delay);
   }
