@@ -1,6 +1,6 @@
 // Collectives over a real signaling server process and WebRTC on loopback: 4 and then 8 Node members
 // in one room. allReduce equals the element-wise float64 sum within float32 rounding for sizes from 1
-// element (fewer than members: most ring segments are empty) up to 16 Mi; mean; broadcastTensor from
+// element (fewer than members: most ring segments are empty) up to 16 Mi, on 4 and on 8; mean; broadcastTensor from
 // a root that is not first in ring order; barrier; and the mesh's own messages and stats.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -146,6 +146,12 @@ describe('mesh collectives', () => {
     it('allReduce sum: 1, 5, 7 (fewer elements than members), 4099 and 1 Mi elements', async () => {
       const sizes = [1, 5, 7, 4099, 1 << 20];
       for (const [i, n] of sizes.entries()) await checkAllReduce(g.meshes, n, 'sum', 1000 + 10 * i);
+    });
+
+    it('allReduce sum of 16 Mi elements (64 MiB per member, all eight in this process)', async (t) => {
+      const t0 = performance.now();
+      await checkAllReduce(g.meshes, 16 * 1024 * 1024, 'sum', 1500);
+      t.diagnostic(`16 Mi elements on 8 members: ${(performance.now() - t0).toFixed(0)} ms`);
     });
 
     it('allReduce mean, broadcastTensor and barrier', async () => {
