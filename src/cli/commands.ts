@@ -19,7 +19,6 @@ import {
   requireIdentity,
   type Scope,
   startHost,
-  watchedPeers,
 } from './context.js';
 import { describeRate, mbPerSecond, progressBar } from './progress.js';
 import { CliSession } from './session.js';
@@ -189,13 +188,7 @@ async function dial(
     throw fail('unknown_peer', `${peerId} is not paired with this identity (see \`p2ptls pairs\`)`);
   }
   const signaling = await connectSignaling(ctx.g.signal, identity, ctx.scope);
-  const host = await startHost(
-    ctx.g,
-    identity,
-    watchedPeers(store, () => {}),
-    signaling,
-    ctx.scope,
-  );
+  const host = await startHost(ctx.g, identity, store, signaling, ctx.scope);
   const { online } = await signaling.lookup(peerId);
   if (!online) {
     throw fail(
@@ -289,11 +282,11 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
   }
   const { store, identity } = await identityAndStore(ctx);
   const signaling = await connectSignaling(g.signal, identity, ctx.scope);
-  const peers = watchedPeers(store, (record) => {
-    out.info(`paired with ${record.peerId}`);
-    out.result({ event: 'paired', peerId: record.peerId });
+  const host = await startHost(g, identity, store, signaling, ctx.scope);
+  host.on('paired', ({ publicIdentity: { peerId } }) => {
+    out.info(`paired with ${peerId}`);
+    out.result({ event: 'paired', peerId });
   });
-  const host = await startHost(g, identity, peers, signaling, ctx.scope);
   host.onPairingRequest(({ peer, invited }) => {
     if (invited || opts.acceptPairing) return true;
     out.info(

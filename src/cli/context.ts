@@ -15,7 +15,7 @@ import { nodeCryptoAead } from '../runtime/node-aead.js';
 import { type NodeRtcBackend, nodeRtc } from '../runtime/node-rtc.js';
 import { SignalingClient } from '../signaling/client.js';
 import { openLevelPeerStore } from '../store/level.js';
-import type { PeerInput, PeerRecord, PeerStore } from '../store/types.js';
+import type { PeerStore } from '../store/types.js';
 import { loopbackOnly } from '../transport/rtc.js';
 
 /** Default signaling server: loopback, so nothing leaves the machine unless asked to. */
@@ -184,21 +184,6 @@ export async function connectSignaling(
   scope.defer(() => signaling.close());
   await signaling.connect();
   return signaling;
-}
-
-/**
- * The store as the host's peer list, telling the CLI about every pair stored (pairings that others
- * start with us are stored by the host itself, in the background).
- */
-export function watchedPeers(store: PeerStore, onStored: (record: PeerRecord) => void): WritablePeerList {
-  return {
-    lookup: (peerId) => store.lookup(peerId),
-    put: async (input: PeerInput) => {
-      const record = await store.put(input);
-      onStored(record);
-      return record;
-    },
-  };
 }
 
 /** Starts a host on the CLI's defaults: loopback-only ICE when the signaling server is on loopback. */

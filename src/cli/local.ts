@@ -9,7 +9,7 @@ import type { PeerId } from '../identity/peer-id.js';
 import type { NodeRtcBackend } from '../runtime/node-rtc.js';
 import { SignalingClient } from '../signaling/client.js';
 import type { PeerStore } from '../store/types.js';
-import { type GlobalOptions, type Scope, startHost, watchedPeers } from './context.js';
+import { type GlobalOptions, type Scope, startHost } from './context.js';
 
 /** One in-process peer. */
 export interface LocalPeer {
@@ -57,11 +57,11 @@ export async function startLocalPeer(
   };
   const stored = new Set<PeerId>();
   const waiters = new Map<PeerId, () => void>();
-  const peers = watchedPeers(store, (record) => {
-    stored.add(record.peerId);
-    waiters.get(record.peerId)?.();
+  const host = await startHost(options, identity, store, signaling, scope);
+  host.on('paired', ({ publicIdentity: { peerId } }) => {
+    stored.add(peerId);
+    waiters.get(peerId)?.();
   });
-  const host = await startHost(options, identity, peers, signaling, scope);
   const paired = (peerId: PeerId) =>
     stored.has(peerId) ? Promise.resolve() : new Promise<void>((resolve) => waiters.set(peerId, resolve));
   return { name, identity, store, signaling, host, paired };
