@@ -1,11 +1,15 @@
 /**
  * npm start — the signaling server and the web demo on http://localhost:8080, with embedded defaults
  * (in-memory directory, no Redis). Builds web-demo/dist/app.js first. PORT and HOST change where it
- * listens (PORT=0 picks a free port; the URL printed is the real one). Stops cleanly on Ctrl-C.
+ * listens (PORT=0 picks a free port; the URL printed is the real one); ICE_SERVERS (JSON) gives the page
+ * STUN/TURN servers for peers on other networks. Stops cleanly on Ctrl-C.
  *
  * The headless two-Node-peer walkthrough is `npm run demo:node`.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startSignalingServer } from '../signaling-server/server.js';
+import { iceServersFromEnv } from '../web-demo/src/config.js';
 
 // scripts/build-web-demo.mjs is plain JS; import it by a computed path and type what we use.
 const { buildWebDemo, WEB_DEMO_DIR } = (await import(
@@ -15,7 +19,15 @@ const { buildWebDemo, WEB_DEMO_DIR } = (await import(
   WEB_DEMO_DIR: string;
 };
 
+let iceServers: ReturnType<typeof iceServersFromEnv>;
+try {
+  iceServers = iceServersFromEnv(process.env.ICE_SERVERS);
+} catch (err) {
+  console.error((err as Error).message);
+  process.exit(2);
+}
 const bytes = await buildWebDemo();
+writeFileSync(join(WEB_DEMO_DIR, 'dist', 'config.json'), JSON.stringify({ iceServers }));
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST ?? '127.0.0.1';
 const server = await startSignalingServer({

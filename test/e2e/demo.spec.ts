@@ -57,6 +57,7 @@ test('browser ↔ browser: identity, invite, approval, chat, file with hash chec
 
   await alice.session(bob.peerId).getByTestId('camera-toggle').click();
   await expect(alice.session(bob.peerId).getByTestId('camera-toggle')).toHaveText('Stop camera');
+  await expect(bob.session(alice.peerId).getByTestId('video-note')).toHaveText("Live: the peer's camera");
   const frames = bob.session(alice.peerId).getByTestId('stat-frames');
   await expect.poll(async () => Number(await frames.textContent()), { timeout: 30_000 }).toBeGreaterThan(30);
   await expect(bob.session(alice.peerId).getByTestId('stat-candidate')).toHaveText(/host/);

@@ -11,7 +11,7 @@ import { ROOT } from '../helpers/processes.js';
 it('npm start serves the web demo and signaling on one origin, then stops cleanly on SIGINT', async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: '0' },
+    env: { ...process.env, PORT: '0', ICE_SERVERS: '[{"urls":"stun:127.0.0.1:3478"}]' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -43,6 +43,9 @@ it('npm start serves the web demo and signaling on one origin, then stops cleanl
     assert.equal(app.status, 200);
     assert.ok((await app.arrayBuffer()).byteLength > 50_000, 'the bundled demo is served');
     assert.equal((await fetch(`${base}/styles.css`)).status, 200);
+    assert.deepEqual(await (await fetch(`${base}/dist/config.json`)).json(), {
+      iceServers: [{ urls: 'stun:127.0.0.1:3478' }],
+    });
     assert.equal((await fetch(`${base}/../package.json`)).status, 404);
 
     // The same origin answers socket.io: the page's SignalingClient uses location.origin.
@@ -60,5 +63,26 @@ it('npm start serves the web demo and signaling on one origin, then stops cleanl
     assert.match(out, /SIGINT: stopping/);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+it('npm start refuses an ICE_SERVERS value that is not a list of ICE servers, in plain words', async () => {
+  for (const [value, message] of [
+    ['stun:x', /ICE_SERVERS is not JSON/],
+    ['[{"url":"stun:x"}]', /ICE_SERVERS: /],
+  ] as const) {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, PORT: '0', ICE_SERVERS: value },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const [code] = await within(once(child, 'exit'), 30_000, 'npm start exits');
+    assert.equal(code, 2);
+    assert.match(err, message);
+    assert.doesNotMatch(err, /\n\s+at /, 'no stack trace');
   }
 });

@@ -16,6 +16,7 @@ import {
   SignalingClient,
   startBrowserHost,
 } from '../../src/browser.js';
+import { DemoConfigSchema } from './config.js';
 import { PeerSession } from './peer-session.js';
 import { $, ask, explain, h, notify, short } from './ui.js';
 
@@ -85,7 +86,7 @@ async function boot(): Promise<void> {
     );
   });
   signaling.on('rejected', ({ error }) => notify(`Dropped a relayed message: ${explain(error)}`, 'error'));
-  host = await startBrowserHost({ identity, peers: store, signaling });
+  host = await startBrowserHost({ identity, peers: store, signaling, iceServers: await loadIceServers() });
   host.on('paired', () => void refreshPeers().then(refreshPresence));
   host.onPairingRequest(approvePairing);
   setSignalingState('online');
@@ -106,6 +107,18 @@ async function boot(): Promise<void> {
   if (invite) {
     history.replaceState(null, '', profile === 'default' ? '/' : `/?profile=${profile}`);
     await pairWith(invite);
+  }
+}
+
+/** ICE servers from `npm start`'s config.json; none (host candidates only) when it is absent or bad. */
+async function loadIceServers(): Promise<RTCIceServer[]> {
+  try {
+    const response = await fetch('/dist/config.json', { cache: 'no-store' });
+    if (!response.ok) return [];
+    return DemoConfigSchema.parse(await response.json()).iceServers;
+  } catch (err) {
+    notify(`Ignoring the demo's config.json: ${explain(err)}`, 'error');
+    return [];
   }
 }
 

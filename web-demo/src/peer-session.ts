@@ -19,6 +19,8 @@ import { FrameAssembler, FrameSplitter, VIDEO_MAGIC } from './video.js';
 const FILE_CHUNK_BYTES = 256 * 1024;
 /** Pieces of video frames stay well under the SCTP message size every browser accepts. */
 const VIDEO_DATAGRAM_BYTES = 16_000;
+/** Chat lines kept on the page. */
+const MAX_CHAT_LINES = 500;
 /** Files a peer may have in flight to us at once (each is held in memory until verified). */
 const MAX_INCOMING_FILES = 4;
 
@@ -58,6 +60,11 @@ export class PeerSession {
     'button',
     { class: 'primary', 'data-testid': 'camera-toggle' },
     'Start camera',
+  );
+  private readonly videoNote = h(
+    'span',
+    { class: 'muted', 'data-testid': 'video-note' },
+    "The peer's camera is off",
   );
   private readonly connectButton = h('button', { class: 'primary', 'data-testid': 'connect' }, 'Connect');
   private readonly statEls = new Map<string, HTMLElement>();
@@ -152,7 +159,7 @@ export class PeerSession {
           { class: 'card video' },
           h('h3', {}, 'Webcam ', h('small', {}, 'SLLP mode: unreliable, late frames dropped')),
           h('div', { class: 'screens' }, this.remoteCanvas, this.previewSlot()),
-          h('div', { class: 'row' }, this.cameraButton),
+          h('div', { class: 'row' }, this.cameraButton, this.videoNote),
         ),
       ),
     );
@@ -260,6 +267,8 @@ export class PeerSession {
   }
 
   private addChat(who: 'me' | 'peer', text: string): void {
+    // A long session (or a chatty peer) must not grow the page without bound.
+    while (this.chatLog.childElementCount >= MAX_CHAT_LINES) this.chatLog.firstElementChild?.remove();
     this.chatLog.append(
       h(
         'li',
@@ -352,7 +361,7 @@ export class PeerSession {
         this.addChat('peer', message.text);
         return;
       case 'video':
-        this.panel.classList.toggle('peer-video', message.on);
+        this.videoNote.textContent = message.on ? "Live: the peer's camera" : "The peer's camera is off";
         return;
       case 'file-offer':
         this.onFileOffer(message);
