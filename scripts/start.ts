@@ -1,7 +1,8 @@
 /**
  * npm start — the signaling server and the web demo on http://localhost:8080, with embedded defaults
  * (in-memory directory, no Redis). Builds web-demo/dist/app.js first. PORT and HOST change where it
- * listens (PORT=0 picks a free port; the URL printed is the real one); ICE_SERVERS (JSON) gives the page
+ * listens (PORT=0 picks a free port; the URL printed is the real one); PUBLIC_ORIGINS the https origin(s)
+ * of a reverse proxy in front of it; ICE_SERVERS (JSON) gives the page
  * STUN/TURN servers for peers on other networks. Stops cleanly on Ctrl-C.
  *
  * The headless two-Node-peer walkthrough is `npm run demo:node`.
@@ -34,6 +35,8 @@ const server = await startSignalingServer({
   port,
   host,
   staticDir: WEB_DEMO_DIR,
+  // Behind an https reverse proxy: the origin(s) the pages are served from (comma-separated).
+  publicOrigins: process.env.PUBLIC_ORIGINS?.split(',').filter(Boolean) ?? [],
   logLevel: process.env.LOG_LEVEL ?? 'warn',
 });
 const url = new URL(server.url);
