@@ -144,14 +144,30 @@ interface Slot {
   lastUsed: number;
   /** Sends not yet queued on the transport, and operations using this link: never evicted while > 0. */
   busy: number;
-  reconnects: number;
-  framesSent: number;
-  framesReceived: number;
-  bytesSent: number;
-  bytesReceived: number;
-  framesRefused: number;
-  framesStale: number;
+  counters: LinkCounters;
 }
+
+/** The counters of {@link MeshPeerStats}, kept per member for as long as the mesh lives. */
+type LinkCounters = Pick<
+  MeshPeerStats,
+  | 'reconnects'
+  | 'framesSent'
+  | 'framesReceived'
+  | 'bytesSent'
+  | 'bytesReceived'
+  | 'framesRefused'
+  | 'framesStale'
+>;
+
+const zeroCounters = (): LinkCounters => ({
+  reconnects: 0,
+  framesSent: 0,
+  framesReceived: 0,
+  bytesSent: 0,
+  bytesReceived: 0,
+  framesRefused: 0,
+  framesStale: 0,
+});
 
 /**
  * The paired peers of one signaling room, connected as needed. Get one with `host.joinMesh(room)`.
@@ -342,13 +358,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     return {
       peerId,
       connected: conn !== undefined,
-      reconnects: s?.reconnects ?? 0,
-      framesSent: s?.framesSent ?? 0,
-      framesReceived: s?.framesReceived ?? 0,
-      bytesSent: s?.bytesSent ?? 0,
-      bytesReceived: s?.bytesReceived ?? 0,
-      framesRefused: s?.framesRefused ?? 0,
-      framesStale: s?.framesStale ?? 0,
+      ...(s?.counters ?? zeroCounters()),
       ...(connection ? { connection } : {}),
     };
   }
@@ -447,13 +457,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
         lost: false,
         lastUsed: 0,
         busy: 0,
-        reconnects: 0,
-        framesSent: 0,
-        framesReceived: 0,
-        bytesSent: 0,
-        bytesReceived: 0,
-        framesRefused: 0,
-        framesStale: 0,
+        counters: zeroCounters(),
       };
       this.slots.set(peerId, s);
     }
@@ -576,7 +580,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     slot.reconnectTimer = undefined;
     if (slot.lost) {
       slot.lost = false;
-      slot.reconnects++;
+      slot.counters.reconnects++;
       this.emit('reconnected', { peerId: slot.peerId });
     }
     conn.on('close', (info) => this.onClose(slot, conn, info));
@@ -591,8 +595,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private async read(slot: Slot, conn: Connection): Promise<void> {
     for await (const bytes of conn.messages()) {
-      slot.framesReceived++;
-      slot.bytesReceived += bytes.length;
+      slot.counters.framesReceived++;
+      slot.counters.bytesReceived += bytes.length;
       try {
         this.onFrame(slot.peerId, decodeFrame(bytes));
       } catch (err) {
@@ -655,8 +659,8 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     slot.busy++;
     try {
       const conn = await this.connection(peerId);
-      slot.framesSent++;
-      slot.bytesSent += frame.length;
+      slot.counters.framesSent++;
+      slot.counters.bytesSent += frame.length;
       await conn.send(frame);
     } finally {
       slot.busy--;
@@ -675,7 +679,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private refuse(peerId: PeerId, error: P2PTLSError): void {
     const slot = this.slots.get(peerId);
-    if (slot) slot.framesRefused++;
+    if (slot) slot.counters.framesRefused++;
     const op = this.active;
     // A member that sends nonsense during an operation breaks it: fail it everywhere rather than guess.
     if (op?.isRunning && op.ring.includes(peerId)) op.fail(error);
@@ -696,7 +700,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     }
     if (frame.seq <= this.startedSeq) {
       // A straggler of an operation that already ended here (e.g. sent before the sender saw an abort).
-      this.slot(from).framesStale++;
+      this.slot(from).counters.framesStale++;
       return;
     }
     if (frame.seq > this.startedSeq + MAX_SEQ_AHEAD) {
