@@ -2,34 +2,12 @@
  * Fixtures of the web-demo specs: the real `npm start` process (signaling server + web demo on a free
  * loopback port, one per worker), and helpers that drive the demo page as a user would.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BrowserContext, test as base, expect, type Page } from '@playwright/test';
+import { startDemoProcess } from '../helpers/processes.js';
 
 export { expect };
-
-/** `scripts/start.ts` (what `npm start` runs) on PORT=0; resolves with its origin once listening. */
-async function startDemoServer(): Promise<{ origin: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const origin = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`npm start did not listen: ${out}`)), 60_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`npm start exited (${code}): ${out}`)));
-  });
-  return { origin, child };
-}
 
 export const test = base.extend<
   { newPeer: (name: string) => Promise<DemoPeer> },
@@ -38,9 +16,9 @@ export const test = base.extend<
   demo: [
     // biome-ignore lint/correctness/noEmptyPattern: Playwright reads a fixture's dependencies from this pattern.
     async ({}, use) => {
-      const { origin, child } = await startDemoServer();
+      const { origin, proc } = await startDemoProcess();
       await use({ origin });
-      child.kill('SIGTERM');
+      await proc.kill();
     },
     { scope: 'worker' },
   ],

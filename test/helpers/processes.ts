@@ -5,6 +5,7 @@
  *
  *   const sig = await startSignalingProcess();            // sig.url, sig.kill()
  *   const redis = await startRedis();                     // redis.url, redis.kill()
+ *   const demo = await startDemoProcess();                 // demo.origin: what `npm start` serves
  *   const p = spawnProcess('cmd', ['args']); await p.waitForLine(/ready/);
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -176,6 +177,25 @@ export async function startSignalingProcess(
     const m = await proc.waitForLine(/^listening (http:\/\/\S+)$/, 60_000);
     const url = m[1]!;
     return { url, port: Number(new URL(url).port), proc, kill: () => proc.kill() };
+  } catch (err) {
+    await proc.kill();
+    throw err;
+  }
+}
+
+/**
+ * Runs what `npm start` runs (scripts/start.ts: the web demo and signaling server) on a free port and
+ * waits for its `listening <origin>` line (`http://localhost:<port>`).
+ */
+export async function startDemoProcess(
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ origin: string; proc: ManagedProcess }> {
+  const proc = spawnProcess(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'start.ts')], {
+    env: { PORT: '0', LOG_LEVEL: 'warn', ...env },
+  });
+  try {
+    const m = await proc.waitForLine(/^listening (http:\/\/localhost:\d+)$/, 60_000);
+    return { origin: m[1]!, proc };
   } catch (err) {
     await proc.kill();
     throw err;

@@ -1,39 +1,14 @@
 // `npm start` as a user runs it: one process serving the web demo and the signaling server, printing its
 // URL, and stopping cleanly on Ctrl-C (SIGINT).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { it } from 'node:test';
 import { io } from 'socket.io-client';
 import { within } from '../helpers/hosts.js';
-import { ROOT } from '../helpers/processes.js';
+import { spawnProcess, startDemoProcess } from '../helpers/processes.js';
 
 it('npm start serves the web demo and signaling on one origin, then stops cleanly on SIGINT', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', ICE_SERVERS: '[{"urls":"stun:127.0.0.1:3478"}]' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  child.stderr.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  const exited = once(child, 'exit');
+  const { origin, proc } = await startDemoProcess({ ICE_SERVERS: '[{"urls":"stun:127.0.0.1:3478"}]' });
   try {
-    const origin = await within(
-      (async () => {
-        for (;;) {
-          const m = /listening (http:\/\/localhost:\d+)/.exec(out);
-          if (m?.[1]) return m[1];
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      })(),
-      60_000,
-      'npm start prints its URL',
-    );
     const base = origin.replace('localhost', '127.0.0.1');
     const page = await fetch(`${base}/`);
     assert.equal(page.status, 200);
@@ -57,32 +32,27 @@ it('npm start serves the web demo and signaling on one origin, then stops cleanl
     );
     socket.close();
 
-    child.kill('SIGINT');
-    const [code] = await within(exited, 10_000, 'npm start stops on SIGINT');
-    assert.equal(code, 0, out);
-    assert.match(out, /SIGINT: stopping/);
+    proc.child.kill('SIGINT');
+    assert.equal(await within(proc.exited, 10_000, 'npm start stops on SIGINT'), 0, proc.lines.join('\n'));
+    assert.ok(proc.lines.includes('out: SIGINT: stopping'), proc.lines.join('\n'));
   } finally {
-    child.kill('SIGKILL');
+    await proc.kill();
   }
 });
 
 it('npm start refuses an ICE_SERVERS value that is not a list of ICE servers, in plain words', async () => {
   for (const [value, message] of [
-    ['stun:x', /ICE_SERVERS is not JSON/],
-    ['[{"url":"stun:x"}]', /ICE_SERVERS: /],
+    ['stun:x', /^err: ICE_SERVERS is not JSON/],
+    ['[{"url":"stun:x"}]', /^err: ICE_SERVERS: /],
   ] as const) {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: '0', ICE_SERVERS: value },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const proc = spawnProcess(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+      env: { PORT: '0', ICE_SERVERS: value },
     });
-    let err = '';
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-    });
-    const [code] = await within(once(child, 'exit'), 30_000, 'npm start exits');
-    assert.equal(code, 2);
-    assert.match(err, message);
-    assert.doesNotMatch(err, /\n\s+at /, 'no stack trace');
+    assert.equal(await within(proc.exited, 30_000, 'npm start exits'), 2);
+    assert.ok(
+      proc.lines.some((l) => message.test(l)),
+      proc.lines.join('\n'),
+    );
+    assert.ok(!proc.lines.some((l) => /^err:\s+at /.test(l)), 'no stack trace');
   }
 });
