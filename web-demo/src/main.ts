@@ -54,8 +54,49 @@ function setAutoconnect(peerId: string, on: boolean): void {
   localStorage.setItem(AUTOCONNECT_KEY, JSON.stringify([...set]));
 }
 
+/**
+ * One tab per profile: a second tab with the same identity would take over its signaling connection
+ * (the server keeps one per peerId). A Web Lock held for the tab's lifetime tells the tabs apart.
+ */
+async function claimProfile(): Promise<boolean> {
+  if (!navigator.locks) return true;
+  return new Promise<boolean>((resolve) => {
+    void navigator.locks.request(`p2ptls-demo:${profile}`, { ifAvailable: true }, (lock) => {
+      resolve(lock !== null);
+      // Held until the tab closes.
+      return lock ? new Promise<never>(() => {}) : undefined;
+    });
+  });
+}
+
+/** Offers to open this page (invite included) as another peer, with a profile of its own. */
+function offerAnotherProfile(): void {
+  const next = new URL(location.href);
+  next.searchParams.set('profile', `peer-${crypto.getRandomValues(new Uint32Array(1))[0]?.toString(36)}`);
+  $('#boot-stage').textContent =
+    profile === 'default'
+      ? 'This browser already runs your peer in another tab.'
+      : `Profile "${profile}" is already open in another tab.`;
+  $('#boot').append(
+    h(
+      'p',
+      { class: 'hint' },
+      'Each tab needs its own identity to be a separate peer (for example, to accept your own invite).',
+    ),
+    h(
+      'a',
+      { class: 'button primary', href: next.href, 'data-testid': 'another-profile' },
+      'Open as another peer',
+    ),
+  );
+}
+
 async function boot(): Promise<void> {
   $('#profile').textContent = profile === 'default' ? '' : `profile: ${profile}`;
+  if (!(await claimProfile())) {
+    offerAnotherProfile();
+    return;
+  }
   const stage = $('#boot-stage');
   stage.textContent = 'Opening your peer store (IndexedDB)…';
   store = await openIndexedDbPeerStore({ name: `p2ptls-demo-${profile}` });
@@ -106,7 +147,14 @@ async function boot(): Promise<void> {
   const invite = params.get('invite');
   if (invite) {
     history.replaceState(null, '', profile === 'default' ? '/' : `/?profile=${profile}`);
-    await pairWith(invite);
+    if (inviteIsOurs(invite, identity.peerId)) {
+      notify(
+        'This is your own invite: open it in another browser, or in a tab with another profile.',
+        'error',
+      );
+    } else {
+      await pairWith(invite);
+    }
   }
 }
 
@@ -193,13 +241,19 @@ async function approvePairing(request: PairingRequestInfo): Promise<boolean> {
   return answer === 'approve';
 }
 
-async function pairWith(invite: string): Promise<void> {
-  let target = invite;
+/** The peerId an invite names (the invite itself when it is not one: pair() explains why). */
+function invitePeer(invite: string): string {
   try {
-    target = new URL(invite).searchParams.get('peer') ?? invite;
+    return new URL(invite).searchParams.get('peer') ?? invite;
   } catch {
-    // Not a URL: pair() reports it in plain words below.
+    return invite;
   }
+}
+
+const inviteIsOurs = (invite: string, peerId: string) => invitePeer(invite) === peerId;
+
+async function pairWith(invite: string): Promise<void> {
+  const target = invitePeer(invite);
   const go = await ask(
     'Pair with this peer?',
     h(
