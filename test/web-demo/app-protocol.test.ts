@@ -11,6 +11,7 @@ import {
   encodeFileChunk,
   IncomingFile,
   MAX_FILE_BYTES,
+  sha256OfBlob,
 } from '../../web-demo/src/app-protocol.js';
 import { withCode } from '../helpers/hosts.js';
 
@@ -82,8 +83,8 @@ describe('web demo: incoming file', () => {
     const f = new IncomingFile(offer);
     f.add(chunk(0, data.subarray(0, 600)));
     f.add(chunk(600, data.subarray(600)));
-    const { data: out, sha256 } = await f.finish();
-    assert.deepEqual(out, data);
+    const { blob, sha256 } = await f.finish();
+    assert.deepEqual(new Uint8Array(await blob.arrayBuffer()), data);
     assert.equal(sha256, offer.sha256);
   });
 
@@ -95,12 +96,36 @@ describe('web demo: incoming file', () => {
     assert.throws(() => f.add(chunk(500, new Uint8Array(501))), withCode('message_too_large'));
     await assert.rejects(f.finish(), withCode('malformed'));
     f.add(chunk(500, data.subarray(500)));
-    assert.deepEqual((await f.finish()).data, data);
+    assert.deepEqual(new Uint8Array(await (await f.finish()).blob.arrayBuffer()), data);
 
     const flipped = data.slice();
     flipped[123] = (flipped[123] ?? 0) ^ 1;
     const g = new IncomingFile(offer);
     g.add(chunk(0, flipped));
     await assert.rejects(g.finish(), withCode('malformed'));
+  });
+});
+
+describe('web demo: large files, slice by slice', () => {
+  it('sha256OfBlob matches a one-shot SHA-256 across slice boundaries', async () => {
+    for (const size of [0, 1, 63, 64, 65, 1000, 4096 + 3]) {
+      const data = crypto.getRandomValues(new Uint8Array(size));
+      assert.equal(await sha256OfBlob(new Blob([data]), 64), sha(data), `size ${size}`);
+    }
+  });
+
+  it('a 40 MiB file in 256 KiB chunks comes out intact (received bytes moved into a Blob on the way)', async () => {
+    const size = 40 * 1024 * 1024 + 123;
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65_536)
+      crypto.getRandomValues(data.subarray(i, Math.min(size, i + 65_536)));
+    const f = new IncomingFile({ type: 'file-offer', id: 2, name: 'big', mime: '', size, sha256: sha(data) });
+    for (let at = 0; at < size; at += 256 * 1024) {
+      f.add({ type: 'file-chunk', id: 2, offset: at, data: data.subarray(at, at + 256 * 1024) });
+    }
+    const { blob, sha256 } = await f.finish();
+    assert.equal(blob.size, size);
+    assert.equal(sha256, sha(data));
+    assert.equal(sha(new Uint8Array(await blob.arrayBuffer())), sha(data));
   });
 });

@@ -8,6 +8,7 @@
  * Anything else, or JSON that does not validate, is rejected with a P2PTLSError (`malformed`), so a buggy
  * or hostile peer can make the page show an error but never corrupt its state.
  */
+import { sha256 } from '@noble/hashes/sha2.js';
 import { z } from 'zod';
 import { fail } from '../../src/errors.js';
 
@@ -17,8 +18,10 @@ const CHUNK_HEADER = 1 + 4 + 8;
 
 /** Chat text is capped so one message cannot fill the page. */
 export const MAX_CHAT_CHARS = 4000;
-/** The receiver keeps a file in memory until it is verified: cap what a peer can make it hold. */
+/** Largest file the demo sends or accepts. */
 export const MAX_FILE_BYTES = 512 * 1024 * 1024;
+/** Received bytes are moved from JS memory into a Blob (which the browser may keep on disk) this often. */
+const SPILL_BYTES = 16 * 1024 * 1024;
 
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -114,23 +117,34 @@ export function decodeAppMessage(bytes: Uint8Array): AppMessage {
   throw fail('malformed', `unknown message type 0x${bytes[0]?.toString(16).padStart(2, '0')}`);
 }
 
-/** Lower-case hex SHA-256 (WebCrypto). */
-export async function sha256Hex(data: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', data as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+const hex = (digest: Uint8Array) => [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * Lower-case hex SHA-256 of a Blob (a File), read in slices: incremental, so a large file is never in
+ * memory whole (WebCrypto's digest has no incremental form).
+ */
+export async function sha256OfBlob(blob: Blob, sliceBytes = 4 * 1024 * 1024): Promise<string> {
+  const h = sha256.create();
+  for (let at = 0; at < blob.size; at += sliceBytes) {
+    h.update(new Uint8Array(await blob.slice(at, at + sliceBytes).arrayBuffer()));
+  }
+  return hex(h.digest());
 }
 
 /**
  * Reassembles one incoming file from its chunks: they must arrive in order (TCP mode guarantees it, so a
- * gap means a broken or hostile sender), never beyond the announced size; {@link finish} checks the hash.
+ * gap means a broken or hostile sender), never beyond the announced size. Memory grows only with what
+ * actually arrived (an offer alone reserves nothing), and is moved into a Blob every 16 MiB; the SHA-256
+ * is computed as the bytes come, and {@link finish} compares it with the offer's.
  */
 export class IncomingFile {
-  private readonly buffer: Uint8Array;
+  private readonly hash = sha256.create();
+  private blob = new Blob([]);
+  private pending: Uint8Array<ArrayBuffer>[] = [];
+  private pendingBytes = 0;
   received = 0;
 
-  constructor(readonly offer: Extract<Control, { type: 'file-offer' }>) {
-    this.buffer = new Uint8Array(offer.size);
-  }
+  constructor(readonly offer: Extract<Control, { type: 'file-offer' }>) {}
 
   get complete(): boolean {
     return this.received === this.offer.size;
@@ -146,17 +160,28 @@ export class IncomingFile {
         `file ${this.offer.id}: more bytes than the announced ${this.offer.size}`,
       );
     }
-    this.buffer.set(chunk.data, chunk.offset);
+    this.hash.update(chunk.data);
+    // A copy: the chunk is a view into a received message the caller may reuse.
+    this.pending.push(chunk.data.slice());
+    this.pendingBytes += chunk.data.length;
     this.received += chunk.data.length;
+    if (this.pendingBytes >= SPILL_BYTES) this.spill();
   }
 
-  /** The file's bytes once complete and matching the announced SHA-256; else a P2PTLSError. */
-  async finish(): Promise<{ data: Uint8Array; sha256: string }> {
+  private spill(): void {
+    this.blob = new Blob([this.blob, ...this.pending]);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** The file once complete and matching the announced SHA-256; else a P2PTLSError. */
+  async finish(): Promise<{ blob: Blob; sha256: string }> {
     if (!this.complete) throw fail('malformed', `file ${this.offer.id}: incomplete`);
-    const sha256 = await sha256Hex(this.buffer);
-    if (sha256 !== this.offer.sha256) {
-      throw fail('malformed', `file ${this.offer.id}: SHA-256 mismatch (got ${sha256.slice(0, 12)}…)`);
+    const digest = hex(this.hash.digest());
+    if (digest !== this.offer.sha256) {
+      throw fail('malformed', `file ${this.offer.id}: SHA-256 mismatch (got ${digest.slice(0, 12)}…)`);
     }
-    return { data: this.buffer, sha256 };
+    this.spill();
+    return { blob: this.blob, sha256: digest };
   }
 }

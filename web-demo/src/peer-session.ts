@@ -9,7 +9,7 @@ import {
   encodeFileChunk,
   IncomingFile,
   MAX_FILE_BYTES,
-  sha256Hex,
+  sha256OfBlob,
 } from './app-protocol.js';
 import { CameraCapture, FrameRenderer, VIDEO_HEIGHT, VIDEO_WIDTH } from './camera.js';
 import { explain, formatBytes, formatRate, h, notify, short } from './ui.js';
@@ -315,8 +315,8 @@ export class PeerSession {
     }
     const transfer = this.transferRow('↑', file.name, file.size);
     try {
-      const data = new Uint8Array(await file.arrayBuffer());
-      const sha256 = await sha256Hex(data);
+      // Hashed, then sent, slice by slice: a large file is never in memory whole.
+      const sha256 = await sha256OfBlob(file);
       const id = this.nextFileId++;
       const verified = new Promise<boolean>((done) => this.outgoingFiles.set(id, { transfer, done }));
       const started = performance.now();
@@ -328,11 +328,12 @@ export class PeerSession {
         size: file.size,
         sha256,
       });
-      for (let offset = 0; offset < data.length; offset += FILE_CHUNK_BYTES) {
+      for (let offset = 0; offset < file.size; offset += FILE_CHUNK_BYTES) {
+        const slice = new Uint8Array(await file.slice(offset, offset + FILE_CHUNK_BYTES).arrayBuffer());
         const conn = this.connection;
         if (!conn?.isOpen) throw new Error('the connection closed during the transfer');
-        await conn.send(encodeFileChunk(id, offset, data.subarray(offset, offset + FILE_CHUNK_BYTES)));
-        transfer.bar.value = Math.min(data.length, offset + FILE_CHUNK_BYTES);
+        await conn.send(encodeFileChunk(id, offset, slice));
+        transfer.bar.value = offset + slice.length;
         transfer.note.textContent = `sending… ${formatRate((transfer.bar.value / (performance.now() - started)) * 1000)}`;
       }
       transfer.note.textContent = 'sent, waiting for the peer to check it…';
@@ -413,12 +414,10 @@ export class PeerSession {
     const entry = this.incomingFiles.get(id);
     if (!entry) return;
     try {
-      const { data, sha256 } = await entry.file.finish();
+      const { blob, sha256 } = await entry.file.finish();
       this.incomingFiles.delete(id);
       const { offer } = entry.file;
-      const url = URL.createObjectURL(
-        new Blob([data as Uint8Array<ArrayBuffer>], { type: offer.mime || 'application/octet-stream' }),
-      );
+      const url = URL.createObjectURL(new Blob([blob], { type: offer.mime || 'application/octet-stream' }));
       entry.transfer.row.classList.add('ok');
       entry.transfer.note.replaceChildren(
         `SHA-256 verified ✓ ${sha256.slice(0, 16)}… `,
