@@ -61,6 +61,33 @@ async function makeFrames(count: number): Promise<Uint8Array[]> {
   return frames;
 }
 
+/**
+ * Sends `size`-byte TCP-mode messages while `more(bytesSentSoFar)` holds; returns the bytes sent. The raw
+ * link gets the flow control p2ptls applies (wait below 1 MiB buffered); p2ptls waits every 64 sends.
+ */
+async function pump(kind: Kind, size: number, more: (sent: number) => boolean): Promise<number> {
+  const msg = new Uint8Array(size);
+  let sent = 0;
+  let last: Promise<void> = Promise.resolve();
+  for (let n = 0; more(sent); n++, sent += size) {
+    if (kind === 'raw') {
+      const link = raw!;
+      while (link.bufferedAmount >= HIGH_WATER) {
+        await Promise.race([new Promise((r) => link.once('drain', () => r(undefined))), sleep(5)]);
+        link.settle();
+      }
+      link.sendReliable(msg);
+      // Let timers (the video sender) run between bursts, as awaiting p2ptls sends does.
+      if (n % 64 === 63) await sleep(0);
+    } else {
+      last = conn!.send(msg);
+      if (n % 64 === 63) await last;
+    }
+  }
+  await last;
+  return sent;
+}
+
 const api = {
   async startHost(opts: { url: string; secret: unknown; peer: unknown; psk: string }) {
     const identity = await Identity.importSecret(opts.secret);
@@ -106,25 +133,8 @@ const api = {
   },
   /** Sends `total` bytes in `size`-byte messages; returns the start time (ms since the epoch). */
   async sendBulk(kind: Kind, total: number, size: number) {
-    const msg = new Uint8Array(size);
     const t0 = epoch();
-    if (kind === 'raw') {
-      const link = raw!;
-      for (let sent = 0; sent < total; sent += size) {
-        while (link.bufferedAmount >= HIGH_WATER) {
-          await Promise.race([new Promise((r) => link.once('drain', () => r(undefined))), sleep(5)]);
-          link.settle();
-        }
-        link.sendReliable(msg);
-      }
-    } else {
-      let last: Promise<void> = Promise.resolve();
-      for (let sent = 0; sent < total; sent += size) {
-        last = conn!.send(msg);
-        if ((sent / size) % 64 === 63) await last;
-      }
-      await last;
-    }
+    await pump(kind, size, (sent) => sent < total);
     return t0;
   },
   /** Resolves with the time (ms since the epoch) the last of `total` bytes arrived. */
@@ -141,6 +151,22 @@ const api = {
       const off = kind === 'raw' ? raw!.on('reliable', on) : conn!.on('message', on);
     });
   },
+  /** Sends `size`-byte messages for `seconds`; returns the bytes sent. */
+  sendBulkFor(kind: Kind, seconds: number, size: number) {
+    const end = performance.now() + seconds * 1000;
+    return pump(kind, size, () => performance.now() < end);
+  },
+  /** Counts TCP-mode bytes received for `seconds`; MiB/s. */
+  async countBulk(kind: Kind, seconds: number) {
+    let received = 0;
+    const on = (m: Uint8Array) => {
+      received += m.length;
+    };
+    const off = kind === 'raw' ? raw!.on('reliable', on) : conn!.on('message', on);
+    await sleep(seconds * 1000 + 500);
+    off();
+    return received / (1024 * 1024) / seconds;
+  },
   /** Streams pre-encoded 640×480 frames at `fps` for `seconds` as the demo does (split over datagrams). */
   async sendVideo(kind: Kind, seconds: number, fps: number) {
     const frames = await makeFrames(30);
@@ -148,18 +174,31 @@ const api = {
     const start = performance.now();
     let sent = 0;
     let bytes = 0;
+    let pieces = 0;
+    /** Pieces refused by a full SLLP send buffer (dropped before the network, as the demo does). */
+    let droppedLocally = 0;
     while (performance.now() - start < seconds * 1000) {
       const frame = frames[sent % frames.length]!;
       for (const piece of splitter.split(frame, epoch())) {
-        if (kind === 'raw') raw!.sendDatagram(piece, HIGH_WATER);
-        else void conn!.sendDatagram(piece).catch(() => {});
+        pieces++;
+        if (kind === 'raw') {
+          if (!raw!.sendDatagram(piece, HIGH_WATER)) droppedLocally++;
+        } else {
+          void conn!.sendDatagram(piece).then(
+            (seq) => {
+              if (seq < 0) droppedLocally++;
+            },
+            () => {},
+          );
+        }
       }
       sent++;
       bytes += frame.length;
       const next = start + (sent * 1000) / fps;
       await sleep(Math.max(0, next - performance.now()));
     }
-    return { sent, meanFrameBytes: Math.round(bytes / sent) };
+    await sleep(200);
+    return { sent, pieces, meanFrameBytes: Math.round(bytes / sent), droppedLocally };
   },
   /** Reassembles frames for `seconds`; returns fps and capture-to-reassembled latency percentiles. */
   async receiveVideo(kind: Kind, seconds: number) {
@@ -175,6 +214,7 @@ const api = {
     latencies.sort((a, b) => a - b);
     return {
       frames: assembler.stats.framesCompleted,
+      pieces: assembler.stats.piecesReceived,
       incomplete: assembler.stats.framesIncomplete,
       late: assembler.stats.framesLate,
       fps: assembler.stats.framesCompleted / seconds,
