@@ -63,6 +63,27 @@ test('browser ↔ browser: identity, invite, approval, chat, file with hash chec
   await expect(bob.session(alice.peerId).getByTestId('stat-candidate')).toHaveText(/host/);
   await expect(bob.session(alice.peerId).getByTestId('stat-rtt')).toHaveText(/ms$/);
   await expect(bob.session(alice.peerId).getByTestId('stat-fps')).not.toHaveText('0.0');
+
+  // A file sent while the camera runs is paced (so the video keeps its frames) and still arrives intact.
+  const second = randomBytes(2 * 1024 * 1024);
+  await alice.session(bob.peerId).getByLabel('File to send').setInputFiles({
+    name: 'checkpoint.bin',
+    mimeType: 'application/octet-stream',
+    buffer: second,
+  });
+  await alice.session(bob.peerId).getByTestId('file-send').click();
+  await expect(bob.session(alice.peerId).getByTestId('transfer').first()).toHaveAttribute(
+    'data-sha256',
+    createHash('sha256').update(second).digest('hex'),
+  );
+  await expect(alice.session(bob.peerId).getByTestId('transfer').first()).toHaveAttribute(
+    'data-paced',
+    'true',
+  );
+  await expect(alice.session(bob.peerId).getByTestId('transfer').nth(1)).not.toHaveAttribute(
+    'data-paced',
+    'true',
+  );
   await bob.screenshot('4-connected-video');
   await bob.page.setViewportSize({ width: 390, height: 844 });
   await bob.screenshot('5-phone');

@@ -19,6 +19,12 @@ import { FrameAssembler, FrameSplitter, VIDEO_MAGIC } from './video.js';
 const FILE_CHUNK_BYTES = 256 * 1024;
 /** Pieces of video frames stay well under the SCTP message size every browser accepts. */
 const VIDEO_DATAGRAM_BYTES = 16_000;
+/**
+ * File bytes per second while video runs either way. At full speed the receiving page spends its CPU
+ * decrypting the file, the OS drops UDP packets and the video loses frames (npm run bench:browser:
+ * 12 fps unpaced, 29 fps at this rate, on two cores).
+ */
+const FILE_BYTES_PER_SECOND_WITH_VIDEO = 8 * 1024 * 1024;
 /** Chat lines kept on the page. */
 const MAX_CHAT_LINES = 500;
 /** Files a peer may have in flight to us at once (each is held in memory until verified). */
@@ -76,6 +82,7 @@ export class PeerSession {
   private camera: CameraCapture | undefined;
   private splitter: FrameSplitter | undefined;
   private framesSent = 0;
+  private peerVideoOn = false;
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   private last = { at: performance.now(), frames: 0, videoBytes: 0, bytesReceived: 0, framesSent: 0 };
 
@@ -166,6 +173,11 @@ export class PeerSession {
     this.setStatus('idle');
   }
 
+  /** Video runs in either direction on this connection. */
+  private get videoLive(): boolean {
+    return this.peerVideoOn || this.camera?.running === true;
+  }
+
   private previewSlot(): HTMLElement {
     return h('div', { class: 'preview', 'data-testid': 'local-preview' });
   }
@@ -189,6 +201,9 @@ export class PeerSession {
   /** Uses `conn` (dialed or accepted) from now on. */
   attach(conn: Connection): void {
     this.connection = conn;
+    // A new connection: the peer says again whether its camera runs.
+    this.peerVideoOn = false;
+    this.videoNote.textContent = "The peer's camera is off";
     this.splitter = new FrameSplitter(Math.min(VIDEO_DATAGRAM_BYTES, conn.datagrams.maxSize));
     conn.on('message', (m) => void this.onMessage(m));
     conn.datagrams.on('datagram', (d) => this.onDatagram(d.data));
@@ -329,12 +344,20 @@ export class PeerSession {
         sha256,
       });
       for (let offset = 0; offset < file.size; offset += FILE_CHUNK_BYTES) {
+        const chunkStarted = performance.now();
         const slice = new Uint8Array(await file.slice(offset, offset + FILE_CHUNK_BYTES).arrayBuffer());
         const conn = this.connection;
         if (!conn?.isOpen) throw new Error('the connection closed during the transfer');
         await conn.send(encodeFileChunk(id, offset, slice));
+        const paced = this.videoLive;
+        if (paced) {
+          transfer.row.dataset.paced = 'true';
+          const due = chunkStarted + (slice.length / FILE_BYTES_PER_SECOND_WITH_VIDEO) * 1000;
+          if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
+        }
         transfer.bar.value = offset + slice.length;
-        transfer.note.textContent = `sending… ${formatRate((transfer.bar.value / (performance.now() - started)) * 1000)}`;
+        const rate = formatRate((transfer.bar.value / (performance.now() - started)) * 1000);
+        transfer.note.textContent = `sending… ${rate}${paced ? ' (paced while video runs)' : ''}`;
       }
       transfer.note.textContent = 'sent, waiting for the peer to check it…';
       const ok = await verified;
@@ -362,6 +385,7 @@ export class PeerSession {
         this.addChat('peer', message.text);
         return;
       case 'video':
+        this.peerVideoOn = message.on;
         this.videoNote.textContent = message.on ? "Live: the peer's camera" : "The peer's camera is off";
         return;
       case 'file-offer':
