@@ -114,6 +114,7 @@ export async function sendFile(
 /** A name from the network that may only name a file directly inside the output directory. */
 export function checkFileName(name: string): string {
   const ok =
+    name.length > 0 &&
     Buffer.byteLength(name) <= MAX_FILE_NAME_BYTES &&
     name !== '.' &&
     name !== '..' &&

@@ -1,0 +1,32 @@
+// The receiver writes a file under the name the sending peer chose: only a plain name directly inside the
+// output directory may pass (no traversal, no hidden or special files, no control characters).
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { MAX_FILE_NAME_BYTES } from '../../src/cli/session.js';
+import { checkFileName } from '../../src/cli/transfer.js';
+import { withCode } from '../helpers/hosts.js';
+
+it('checkFileName passes plain names and refuses everything that could leave the output directory', () => {
+  for (const ok of ['weights.bin', 'report 2026.pdf', 'ünïcødé-✓.txt', 'a'.repeat(MAX_FILE_NAME_BYTES)]) {
+    assert.equal(checkFileName(ok), ok);
+  }
+  for (const bad of [
+    '',
+    '.',
+    '..',
+    '../etc/passwd',
+    '..\\windows',
+    'dir/file',
+    '/absolute',
+    'C:\\x',
+    '.bashrc',
+    '.weights.bin.p2ptls-part',
+    'nul\0byte',
+    'line\nbreak',
+    'bell\u0007',
+    'del\u007f',
+    'é'.repeat(MAX_FILE_NAME_BYTES / 2 + 1),
+  ]) {
+    assert.throws(() => checkFileName(bad), withCode('transfer_refused'), JSON.stringify(bad));
+  }
+});
