@@ -27,6 +27,11 @@ const DEFAULT_RECORD_SIZE = 64 * 1024 - 256;
 
 /** Header and tag of a reliable record (PROTOCOL.md §5.1). */
 const RECORD_OVERHEAD = 2 + 16;
+/**
+ * After the peer's CLOSE arrived on the datagram channel, how long the reliable channel may stay quiet
+ * before the connection ends without its CLOSE there (the data sent before the close comes first).
+ */
+const CLOSE_GRACE_MS = 2_000;
 
 /** Tunables of a connection. */
 export interface ConnectionOptions {
@@ -166,6 +171,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private closeInfo: ConnectionClose | undefined;
   private resolveClosed!: (c: ConnectionClose) => void;
   private lastReceived = Date.now();
+  /** When the last reliable record arrived (the close grace counts from it). */
+  private lastReliable = Date.now();
+  private closeGrace: ReturnType<typeof setTimeout> | undefined;
+  /** Set by close() while queued messages drain ahead of the CLOSE. */
+  private closing: Promise<ConnectionClose> | undefined;
   private heartbeat: ReturnType<typeof setInterval>;
   private pumpScheduled = false;
   /**
@@ -224,13 +234,19 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     link.on('reliable', (r) => this.onReliable(r));
     link.on('datagram', (d) => void this.onDatagram(d));
     link.on('drain', () => this.wake());
-    link.on('close', ({ error }) =>
-      this.finish({
-        code: CloseCode.GOING_AWAY,
-        reason: 'transport closed',
-        byPeer: true,
-        error: error ?? fail('closed', 'the WebRTC connection closed without a p2ptls close'),
-      }),
+    // Records that arrived before the transport went may still be decrypting: they (and the peer's
+    // CLOSE, usually among them) are delivered first.
+    link.on(
+      'close',
+      ({ error }) =>
+        void this.session.received().then(() =>
+          this.finish({
+            code: CloseCode.GOING_AWAY,
+            reason: 'transport closed',
+            byPeer: true,
+            error: error ?? fail('closed', 'the WebRTC connection closed without a p2ptls close'),
+          }),
+        ),
     );
     for (const r of early.reliable) this.onReliable(r);
     for (const d of early.datagrams) void this.onDatagram(d);
@@ -260,6 +276,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    */
   send(data: Uint8Array | string, options?: SendOptions): Promise<void> {
     if (this.closeInfo) return Promise.reject(closedError(this.closeInfo));
+    if (this.closing) return Promise.reject(fail('closed', 'connection is closing'));
     const bytes = typeof data === 'string' ? utf8(data) : data;
     const max = this.session.maxMessageBytes;
     if (bytes.length > max) {
@@ -340,15 +357,30 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 
   /**
-   * Closes with an authenticated reason that the peer receives (`close` event, `closed` promise). Waits
-   * up to `flushMs` for queued data to leave before tearing the transport down.
+   * Closes with an authenticated reason that the peer receives (`close` event, `closed` promise), after
+   * every message sent before it, as a TCP socket does: waits up to `flushMs` for queued messages to be
+   * sent and to leave before tearing the transport down (what is still queued then is rejected).
+   * `send()` rejects from the moment `close()` is called.
    */
   async close(reason = '', code: number = CloseCode.NORMAL, flushMs = 2_000): Promise<ConnectionClose> {
     if (this.closeInfo) return this.closeInfo;
+    if (this.closing) return this.closing;
+    this.closing = this.closeAfterFlush(reason, code, flushMs);
+    return this.closing;
+  }
+
+  private async closeAfterFlush(reason: string, code: number, flushMs: number): Promise<ConnectionClose> {
     const info: ConnectionClose = { code, reason, byPeer: false };
+    const deadline = Date.now() + flushMs;
+    // Messages sent before close() go first, as on a TCP socket: the CLOSE is sealed behind them.
+    // Whatever is still unsent at the deadline is rejected (finish below).
+    while (this.outbox.length > 0 && !this.closeInfo && this.link.isOpen && Date.now() < deadline) {
+      this.wake();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    if (this.closeInfo) return this.closeInfo;
     await this.session.close(code, reason).catch(() => {});
     this.finish(info);
-    const deadline = Date.now() + flushMs;
     while (this.link.isOpen && this.link.bufferedAmount > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
       this.link.settle();
@@ -430,6 +462,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   private onReliable(record: Uint8Array): void {
     this.lastReceived = Date.now();
+    this.lastReliable = this.lastReceived;
     this.session.receive(record).then(
       (events) => {
         for (const e of events) {
@@ -465,10 +498,28 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     if (r.kind === 'data') {
       this.datagrams.deliver({ data: r.data, seq: r.seq, sentAt: r.sentAt, epoch: r.epoch });
     } else if (r.message.type === 'close') {
-      // The reliable channel normally carries the same close; this one wins if it arrives first.
-      this.finish({ code: r.message.code, reason: r.message.reason, byPeer: true });
-      setTimeout(() => this.link.close(), 100);
+      // The same close follows on the reliable channel, behind whatever the peer sent there before it:
+      // that data is delivered first. If the reliable channel stays silent, this close stands alone.
+      const info: ConnectionClose = { code: r.message.code, reason: r.message.reason, byPeer: true };
+      const closed = this.session.closed;
+      if (closed?.error) info.error = closed.error;
+      this.awaitReliableClose(info, Date.now());
     }
+  }
+
+  /**
+   * Finishes with `info` once the reliable channel has been quiet for {@link CLOSE_GRACE_MS}, counted
+   * from the later of the datagram close (`since`) and the last reliable record.
+   */
+  private awaitReliableClose(info: ConnectionClose, since: number): void {
+    if (this.closeInfo || !this.session.awaitingPeerReliableClose) return;
+    const quiet = Date.now() - Math.max(since, this.lastReliable);
+    if (quiet >= CLOSE_GRACE_MS) {
+      this.finish(info);
+      setTimeout(() => this.link.close(), 100);
+      return;
+    }
+    this.closeGrace = setTimeout(() => this.awaitReliableClose(info, since), CLOSE_GRACE_MS - quiet);
   }
 
   private beat(): void {
@@ -494,6 +545,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     if (this.closeInfo) return;
     this.closeInfo = info;
     clearInterval(this.heartbeat);
+    clearTimeout(this.closeGrace);
     if (this.pollTimer) clearTimeout(this.pollTimer);
     const err = closedError(info);
     for (const o of this.outbox.splice(0)) o.reject(err);

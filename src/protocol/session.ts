@@ -88,6 +88,12 @@ export class Session {
   private outTail: Promise<void> = Promise.resolve();
   private rxTail: Promise<void> = Promise.resolve();
   private closeInfo: CloseInfo | null = null;
+  /**
+   * The peer's CLOSE came on the datagram channel and its reliable CLOSE is still to come. Everything the
+   * peer sent in TCP mode before closing is still in flight behind it on the ordered channel, so reliable
+   * records are processed until that CLOSE: a close never overtakes the data sent before it.
+   */
+  private awaitingReliableClose = false;
   private readonly exporterSecret: Uint8Array;
 
   constructor(
@@ -252,13 +258,13 @@ export class Session {
    * is fatal: the session sends a close with PROTOCOL_ERROR, and this and every later call reject.
    */
   receive(record: Uint8Array): Promise<SessionEvent[]> {
-    if (this.closeInfo) return Promise.reject(this.closedError());
+    if (this.closeInfo && !this.awaitingReliableClose) return Promise.reject(this.closedError());
     const opened = this.rx.open(record);
     const result = this.rxTail
       .then(() => opened)
       .then((events) => {
         // Checked here, in record order: a record that arrived right behind a CLOSE is never delivered.
-        if (this.closeInfo) throw this.closedError();
+        if (this.closeInfo && !this.awaitingReliableClose) throw this.closedError();
         return this.handle(events);
       })
       .catch((err: unknown) => {
@@ -317,12 +323,14 @@ export class Session {
     for (const e of events) {
       if (e.type === 'message') out.push(e);
       else if (e.type === 'key-update') {
-        if (e.requestUpdate) await this.rotateTx(false);
+        // After the peer's close nothing more is sent, replies included.
+        if (e.requestUpdate && !this.closeInfo) await this.rotateTx(false);
         out.push({ type: 'key-update' });
       } else if (e.message.type === 'ping') {
-        await this.sealControl({ type: 'pong', data: e.message.data });
+        if (!this.closeInfo) await this.sealControl({ type: 'pong', data: e.message.data });
       } else if (e.message.type === 'pong') out.push({ type: 'pong', data: e.message.data });
       else {
+        this.awaitingReliableClose = false;
         this.peerClosed(e.message.code, e.message.reason);
         out.push({ type: 'close', code: e.message.code, reason: e.message.reason });
         break;
@@ -352,14 +360,28 @@ export class Session {
   /**
    * Processes one datagram. Never throws: forged, replayed, stale or malformed datagrams come back as
    * `{ ok: false, reason }` and are counted in {@link Session.datagramStats}. A close datagram from the
-   * peer closes the session.
+   * peer closes the session: nothing can be sent any more and no datagram is delivered, but reliable
+   * records keep being processed until the peer's reliable CLOSE ({@link Session.awaitingPeerReliableClose}):
+   * the data the peer sent before closing is still on its way there.
    */
   async receiveDatagram(datagram: Uint8Array): Promise<DatagramResult> {
     if (this.closeInfo) return { ok: false, reason: 'stale' };
     const r = await this.dgRx.open(datagram);
-    if (r.ok && r.kind === 'control' && r.message.type === 'close')
+    if (r.ok && r.kind === 'control' && r.message.type === 'close' && !this.closeInfo) {
       this.peerClosed(r.message.code, r.message.reason);
+      this.awaitingReliableClose = true;
+    }
     return r;
+  }
+
+  /** Settles once every record passed to {@link receive} so far has been processed (or refused). */
+  received(): Promise<void> {
+    return this.rxTail;
+  }
+
+  /** True between the peer's CLOSE on the datagram channel and the same CLOSE on the reliable one. */
+  get awaitingPeerReliableClose(): boolean {
+    return this.awaitingReliableClose;
   }
 
   /** Keying material for the application, bound to this session (RFC 8446 §7.5 style exporter). */

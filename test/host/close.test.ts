@@ -1,5 +1,6 @@
-// Closing: an authenticated close reason reaches the peer and ends both message iterators; a peer whose
-// process is killed (SIGKILL, no close record) is detected by the heartbeat within its timeout.
+// Closing: an authenticated close reason reaches the peer and ends both message iterators, after every
+// message sent before it; a peer whose process is killed (SIGKILL, no close record) is detected by the
+// heartbeat within its timeout.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -89,6 +90,36 @@ describe('close and crash', () => {
       }
     });
   }
+
+  it('wrtc: close() right after sends never cuts them off (the close also races ahead on the datagram channel)', async () => {
+    const a = env.ids[4]!;
+    const b = env.ids[5]!;
+    const ha = await env.host(a, { peers: [b] });
+    const hb = await env.host(b, { peers: [a] });
+    try {
+      const acceptor = autoAccept(hb);
+      for (let round = 0; round < 8; round++) {
+        const ca = await within(ha.connect(b.peerId), 20_000, 'connect');
+        const cb = await acceptor.next();
+        const got = drain(cb);
+        // Not awaited: the close is queued right behind the data, as `cmd | p2ptls connect` does at EOF.
+        for (let i = 0; i < 6; i++) void ca.send(`${i}:${'x'.repeat(40_000)}`);
+        void ca.send('the end');
+        await ca.close('done');
+        const messages = await within(got, 10_000, `round ${round}: B's iterator`);
+        assert.deepEqual(
+          messages.map((m) => m.split(':')[0]),
+          ['0', '1', '2', '3', '4', '5', 'the end'],
+          `round ${round}`,
+        );
+        const peer = await cb.closed;
+        assert.equal(peer.reason, 'done', `round ${round}: the peer's own close, not a transport loss`);
+      }
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
 
   async function crashTest(backend: Backend, role: WorkerConfig['role'], me: Identity, them: Identity) {
     const host = await env.host(me, { peers: [them], backend, ...HEARTBEAT });

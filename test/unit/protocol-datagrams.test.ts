@@ -476,6 +476,32 @@ describe('protocol datagrams (SLLP mode)', () => {
     assert.equal(after.ok, false);
   });
 
+  it('a close that overtakes data on the datagram channel does not cut what was sent before it', async () => {
+    const { initiator: a, responder: b } = pairFrom(run);
+    await a.session.send('sent before the close');
+    await a.session.send(new Uint8Array(200_000).fill(7));
+    await a.session.close(CloseCode.NORMAL, 'done');
+    // The close datagram wins the race against the ordered channel (it did, on loopback under load).
+    await pumpDatagrams(a, b);
+    assert.equal(b.session.state, 'closed');
+    assert.equal(b.session.awaitingPeerReliableClose, true);
+    await assert.rejects(async () => b.session.send('x'), withCode('closed'));
+    const records = a.sentReliable.splice(0);
+    const events = (await Promise.all(records.map((r) => b.session.receive(r)))).flat();
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['message', 'message', 'close'],
+    );
+    assert.equal(
+      events[0]?.type === 'message' && new TextDecoder().decode(events[0].data),
+      'sent before the close',
+    );
+    assert.equal(events[1]?.type === 'message' && events[1].data.length, 200_000);
+    assert.equal(b.session.awaitingPeerReliableClose, false);
+    // The reliable CLOSE ends the reliable channel too: a replayed record after it is refused.
+    await assert.rejects(b.session.receive(records[0]!), withCode('closed'));
+  });
+
   it('a close gives the same CloseInfo whichever channel carried it; only p2ptls error codes are errors', async () => {
     for (const [code, error] of [
       [CloseCode.PROTOCOL_ERROR, 'peer_error'],
