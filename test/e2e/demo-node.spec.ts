@@ -33,16 +33,21 @@ async function refusal(p: Promise<unknown>): Promise<string> {
 
 const hosts: Host[] = [];
 
+/** The worker redeems an invite from the page, whose user approves. */
+async function pairThroughInvite(page: DemoPeer, host: Host): Promise<void> {
+  const link = await page.createInvite();
+  const paired = host.pair(new URL(link).searchParams.get('invite') ?? '');
+  await page.answerPairing('Approve');
+  expect((await paired).publicIdentity.peerId).toBe(page.peerId);
+  await expect(page.peerItem(host.peerId)).toBeVisible();
+}
+
 /** A worker paired with the page through an invite the page's user approves. */
 async function pairedWorker(page: DemoPeer, origin: string) {
   const identity = await Identity.generate();
   const worker = await nodeWorker(origin, identity);
   hosts.push(worker.host);
-  const link = await page.createInvite();
-  const paired = worker.host.pair(new URL(link).searchParams.get('invite') ?? '');
-  await page.answerPairing('Approve');
-  expect((await paired).publicIdentity.peerId).toBe(page.peerId);
-  await expect(page.peerItem(identity.peerId)).toBeVisible();
+  await pairThroughInvite(page, worker.host);
   return { ...worker, identity };
 }
 test.afterEach(async () => {
@@ -130,10 +135,7 @@ test('hostile peers: an unsolicited pairing the user rejects, an unpaired dialer
   await page.expectEvent(/Refused a connection from .*not a paired peer \(unknown_peer\)/);
 
   // Paired for real, then an impostor with the worker's identity but the wrong PSK dials.
-  const link = await page.createInvite();
-  const paired = worker.host.pair(new URL(link).searchParams.get('invite') ?? '');
-  await page.answerPairing('Approve');
-  await paired;
+  await pairThroughInvite(page, worker.host);
   await worker.host.close();
   const impostor = await nodeWorker(demo.origin, identity);
   hosts.push(impostor.host);

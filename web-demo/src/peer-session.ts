@@ -84,7 +84,7 @@ export class PeerSession {
   private framesSent = 0;
   private peerVideoOn = false;
   private statsTimer: ReturnType<typeof setInterval> | undefined;
-  private last = { at: performance.now(), frames: 0, videoBytes: 0, bytesReceived: 0, framesSent: 0 };
+  private last = { at: performance.now(), frames: 0, bytesReceived: 0, framesSent: 0 };
 
   constructor(
     readonly peerId: string,
@@ -165,7 +165,12 @@ export class PeerSession {
           'div',
           { class: 'card video' },
           h('h3', {}, 'Webcam ', h('small', {}, 'SLLP mode: unreliable, late frames dropped')),
-          h('div', { class: 'screens' }, this.remoteCanvas, this.previewSlot()),
+          h(
+            'div',
+            { class: 'screens' },
+            this.remoteCanvas,
+            h('div', { class: 'preview', 'data-testid': 'local-preview' }),
+          ),
           h('div', { class: 'row' }, this.cameraButton, this.videoNote),
         ),
       ),
@@ -176,10 +181,6 @@ export class PeerSession {
   /** Video runs in either direction on this connection. */
   private get videoLive(): boolean {
     return this.peerVideoOn || this.camera?.running === true;
-  }
-
-  private previewSlot(): HTMLElement {
-    return h('div', { class: 'preview', 'data-testid': 'local-preview' });
   }
 
   /** Follows a {@link ReconnectingConnection} we dialed: each new connection is attached as it comes. */
@@ -537,7 +538,6 @@ export class PeerSession {
     this.last = {
       at: now,
       frames: this.renderer.shown,
-      videoBytes: a.bytesReceived,
       bytesReceived: received,
       framesSent: this.framesSent,
     };
