@@ -153,7 +153,7 @@ async function run(): Promise<void> {
   if (!intact) throw new Error('file hashes differ');
 
   t0 = t();
-  await conn.close('demo finished');
+  await conn.close(0, 'demo finished');
   const seen = await bobConn.closed;
   log(`8. alice closed the connection; bob saw "${seen.reason}" (by peer: ${seen.byPeer}) after ${ms(t0)}`);
 }

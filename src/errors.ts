@@ -54,6 +54,17 @@ export const ErrorCodes = {
   PEER_ERROR: 'peer_error',
   /** Something did not happen in time (handshake, heartbeat). */
   TIMEOUT: 'timeout',
+  /**
+   * The transport ended before the peer's reliable CLOSE: the stream may have lost its tail. Never a
+   * clean end (PROTOCOL.md §5.3).
+   */
+  TRUNCATED: 'truncated',
+  /** A receive window was exceeded: the peer started a message beyond what we allowed (fatal), or a caller of `Session.send` beyond what the peer allowed (§5.5). */
+  FLOW_CONTROL: 'flow_control',
+  /** `close()` gave up after `flushMs`: the peer's CLOSE did not arrive, so it is not known what the peer received. */
+  CLOSE_UNACKNOWLEDGED: 'close_unacknowledged',
+  /** A bug in p2ptls or in a callback it ran (an exception that is not a P2PTLSError); the cause holds it. */
+  INTERNAL_ERROR: 'internal_error',
 
   // Peer store (src/store)
   /** The store is open in another process (LevelDB lock) or another tab holds an upgrade; close it there first. */

@@ -11,5 +11,5 @@ const { value: buffer } = await stream.messages().next();
 if (!buffer) throw new Error('the server closed before sending anything');
 console.log(`got ${buffer.length} bytes from server`);
 console.log(`got message: ${new TextDecoder().decode(buffer)} from server`);
-await stream.close('done');
+await stream.close(0, 'done');
 await close();

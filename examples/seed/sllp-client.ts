@@ -20,5 +20,5 @@ const allBack = new Promise<void>((resolve) => {
 for (let i = 0; i < count; i++) await stream.datagrams.send(`datagram ${i}`);
 await Promise.race([allBack, new Promise((r) => setTimeout(r, 2_000))]);
 console.log(`sent ${count} datagrams, ${back.size} came back`);
-await stream.close('done');
+await stream.close(0, 'done');
 await close();

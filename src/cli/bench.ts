@@ -89,7 +89,7 @@ export async function benchCommand(
   latencies.sort((x, y) => x - y);
   const median = latencies.length ? latencies[Math.floor(latencies.length / 2)]! : null;
 
-  await ca.close('bench finished');
+  await ca.close(0, 'bench finished');
   const result: BenchResult = {
     backend: ctx.g.backend,
     pairMs: Math.round(pairMs),

@@ -364,7 +364,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
         } catch (err) {
           const e = isP2PTLSError(err) ? err : fail('closed', String(err), err);
           out.info(`session with ${short(connection.peerId)} failed: ${e.message}`);
-          await connection.close(e.code, 1000).catch(() => {});
+          await connection.close(1000, e.code).catch(() => {});
           if (opts.once) settle(e);
         }
       })();

@@ -128,7 +128,7 @@ export class CliSession {
 
   /** Closes the connection with a normal close, giving queued data time to leave. */
   async close(reason = 'done'): Promise<void> {
-    await this.connection.close(reason);
+    await this.connection.close(0, reason);
   }
 
   private async closedError(): Promise<P2PTLSError> {

@@ -1,19 +1,34 @@
-/** An unbounded queue read as an async iterator; `end()` finishes every pending and future read. */
+/**
+ * A queue read as an async iterator. `end()` finishes every pending and future read once the queued
+ * items are read; `end(error)` makes them reject with `error` instead, so a stream that lost its tail
+ * never looks like one that ended. `onTake` runs as each item leaves for a reader (flow control gives
+ * the item's credit back there).
+ */
 export class AsyncQueue<T> {
   private readonly items: T[] = [];
-  private readonly waiting: ((r: IteratorResult<T>) => void)[] = [];
+  private readonly waiting: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void }[] = [];
   private ended = false;
+  private error: unknown;
+
+  constructor(private readonly onTake?: (item: T) => void) {}
 
   push(item: T): void {
     if (this.ended) return;
     const w = this.waiting.shift();
-    if (w) w({ value: item, done: false });
-    else this.items.push(item);
+    if (w) {
+      this.onTake?.(item);
+      w.resolve({ value: item, done: false });
+    } else this.items.push(item);
   }
 
-  end(): void {
+  end(error?: unknown): void {
+    if (this.ended) return;
     this.ended = true;
-    for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
+    this.error = error;
+    for (const w of this.waiting.splice(0)) {
+      if (error === undefined) w.resolve({ value: undefined, done: true });
+      else w.reject(error);
+    }
   }
 
   get size(): number {
@@ -22,9 +37,17 @@ export class AsyncQueue<T> {
 
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     const next = (): Promise<IteratorResult<T>> => {
-      if (this.items.length > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
-      if (this.ended) return Promise.resolve({ value: undefined, done: true });
-      return new Promise((resolve) => this.waiting.push(resolve));
+      if (this.items.length > 0) {
+        const item = this.items.shift()!;
+        this.onTake?.(item);
+        return Promise.resolve({ value: item, done: false });
+      }
+      if (this.ended) {
+        return this.error === undefined
+          ? Promise.resolve({ value: undefined, done: true })
+          : Promise.reject(this.error);
+      }
+      return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
     };
     const it: AsyncIterableIterator<T> = {
       next,

@@ -1,20 +1,33 @@
 /**
  * An authenticated p2ptls connection to one peer: TCP mode (`send`, messages) and SLLP mode
- * (`datagrams`) over one WebRTC link, with flow control, heartbeat and authenticated close.
+ * (`datagrams`) over one WebRTC link, with flow control, heartbeat and a close handshake.
+ *
+ * Lifecycle (one owner: {@link Connection.state}; the wire states are the Session's, PROTOCOL.md §5.3):
+ *
+ *   open ──close()──▶ draining ──outbox sent, CLOSE sealed──▶ closing ──peer's CLOSE──▶ closed
+ *   open | draining ──peer's CLOSE──▶ closed          (we answer with CLOSE and CLOSE_ACK)
+ *   any ──transport ends before the peer's CLOSE──▶ closed, `truncated`
+ *   any ──tampering, heartbeat or flush timeout──▶ closed, with that error
+ *
+ * Once closed, the WebRTC link is kept until the peer's CLOSE_ACK says it has everything (or the peer
+ * tears the link down, or a bound runs out): destroying it earlier would drop SCTP packets in flight.
  */
 import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
 import type { HandshakeResult } from '../protocol/handshake.js';
 import {
   CloseCode,
+  type CloseInfo,
   frameMessages,
   type PlainRecord,
   Session,
+  type SessionEvent,
   type SessionOptions,
 } from '../protocol/index.js';
-import type { LinkStats, PeerLink } from '../transport/peer-link.js';
+import type { Link, LinkStats } from '../transport/peer-link.js';
 import { utf8 } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { type Log, logger, shortId } from '../util/log.js';
 import { AsyncQueue } from './async-queue.js';
 
 /**
@@ -27,21 +40,27 @@ const DEFAULT_RECORD_SIZE = 64 * 1024 - 256;
 
 /** Header and tag of a reliable record (PROTOCOL.md §5.1). */
 const RECORD_OVERHEAD = 2 + 16;
+
 /**
- * After the peer's CLOSE arrived on the datagram channel, how long the reliable channel may stay quiet
- * before the connection ends without its CLOSE there (the data sent before the close comes first).
+ * How long a closed connection keeps its link for the peer's CLOSE_ACK when nothing else bounds it (the
+ * peer closed first, or a fatal error sent an alert). Only resources wait on it: the close is already
+ * decided, and a peer that has not seen our CLOSE by then reports `truncated`, never a clean end.
  */
-const CLOSE_GRACE_MS = 2_000;
+const LINGER_MS = 2_000;
 
 /** Tunables of a connection. */
 export interface ConnectionOptions {
   session?: SessionOptions;
   /** Send a heartbeat ping this often (default 2 000 ms). */
   heartbeatIntervalMs?: number;
-  /** Close with `timeout` when nothing has arrived for this long (default 10 000 ms). */
+  /** Close with `timeout` when nothing authenticated has arrived for this long (default 10 000 ms). */
   heartbeatTimeoutMs?: number;
+  /** Close with `timeout` when a fragmented message makes no progress for this long (default 30 000 ms). */
+  reassemblyTimeoutMs?: number;
   /** Stop sealing data records while the reliable channel holds this many bytes (default 1 MiB). */
   highWaterMark?: number;
+  /** Datagrams received and not yet read are dropped (and counted) beyond this many bytes (default 4 MiB). */
+  datagramQueueBytes?: number;
 }
 
 /** One received datagram (SLLP mode). */
@@ -54,19 +73,19 @@ export interface Datagram {
   epoch: number;
 }
 
-/** Why and by whom a connection was closed. */
-export interface ConnectionClose {
-  code: number;
-  reason: string;
-  byPeer: boolean;
-  /** Set when the close was caused by an error (tampering, timeout, transport failure, peer error). */
-  error?: P2PTLSError;
+/** Options of {@link Connection.close}. */
+export interface CloseOptions {
+  /**
+   * How long to wait for queued messages to go out and for the peer's CLOSE (default 5 000 ms). When it
+   * runs out, close() resolves with a `close_unacknowledged` error: it is not known what the peer got.
+   */
+  flushMs?: number;
 }
 
 /** Events of a {@link Connection}. Datagrams arrive on `connection.datagrams` (SLLP mode). */
 export interface ConnectionEvents {
   message: Uint8Array;
-  close: ConnectionClose;
+  close: CloseInfo;
   /** A heartbeat measured the round-trip time (ms). */
   rtt: number;
 }
@@ -75,6 +94,9 @@ export interface SendOptions {
   /** Called as records of this message are handed to the transport: bytes so far, total. */
   onProgress?: (sent: number, total: number) => void;
 }
+
+/** See the lifecycle in this file's header. */
+export type ConnectionState = 'open' | 'draining' | 'closing' | 'closed';
 
 interface Outgoing {
   data: Uint8Array;
@@ -86,34 +108,71 @@ interface Outgoing {
   reject: (err: unknown) => void;
 }
 
+interface Incoming {
+  data: Uint8Array;
+  /** Flow-control credit, given back when the application takes the message. */
+  cost: number;
+}
+
 /** Statistics of both modes. */
 export interface ConnectionStats extends LinkStats {
   /** Heartbeat round-trip time through p2ptls (ms). */
   heartbeatRttMs?: number;
   messagesSent: number;
   messagesReceived: number;
+  flowControl: {
+    /** Credit the peer has left us: a message waits while it is too small. */
+    sendCredit: number;
+    /** Bytes received and not yet read by the application (bounded by the receive window). */
+    buffered: number;
+  };
   datagrams: {
     sent: number;
-    /** Dropped locally because the SLLP channel's buffer was full. */
+    /** Dropped locally because the SLLP channel's buffer was full (`send` resolved with -1). */
     droppedLocally: number;
     received: number;
     reordered: number;
-    dropped: { invalid: number; replay: number; stale: number };
+    dropped: {
+      invalid: number;
+      replay: number;
+      stale: number;
+      /** Arrived before the handshake completed: unauthenticated, never buffered. */
+      early: number;
+      /** Arrived while the application's unread datagrams already filled `datagramQueueBytes`. */
+      unread: number;
+    };
   };
 }
 
+/** What the dial hands over with the link: reliable records that arrived during the handshake. */
+export interface EarlyInput {
+  reliable: Uint8Array[];
+  /** Datagrams that arrived before the handshake completed and were dropped. */
+  datagramsDropped: number;
+}
+
 /** SLLP mode of a connection: unreliable, unordered, each datagram authenticated on its own. */
-export class DatagramChannel extends TypedEmitter<{ datagram: Datagram; close: ConnectionClose }> {
+export class DatagramChannel extends TypedEmitter<{ datagram: Datagram; close: CloseInfo }> {
   /** @internal */
-  readonly queue = new AsyncQueue<Datagram>();
+  readonly queue: AsyncQueue<Datagram>;
   /** @internal */
   sent = 0;
-  private iterated = false;
   /** @internal */
   droppedLocally = 0;
+  /** @internal */
+  droppedUnread = 0;
+  private iterated = false;
+  private queuedBytes = 0;
 
-  constructor(private readonly connection: Connection) {
+  /** @internal */
+  constructor(
+    private readonly connection: Connection,
+    private readonly maxQueuedBytes: number,
+  ) {
     super();
+    this.queue = new AsyncQueue<Datagram>((d) => {
+      this.queuedBytes -= d.data.length;
+    });
   }
 
   /** Largest payload of one datagram. */
@@ -129,7 +188,7 @@ export class DatagramChannel extends TypedEmitter<{ datagram: Datagram; close: C
     return this.connection.sendDatagram(data);
   }
 
-  /** Received datagrams, as an async iterator; ends when the connection closes. */
+  /** Received datagrams, as an async iterator; ends when the connection or the peer's SLLP closes. */
   [Symbol.asyncIterator](): AsyncIterator<Datagram> {
     this.iterated = true;
     return this.queue[Symbol.asyncIterator]();
@@ -140,11 +199,17 @@ export class DatagramChannel extends TypedEmitter<{ datagram: Datagram; close: C
     this.emit('datagram', d);
     // Queue for the iterator only if someone iterates, or nobody listens yet (they may iterate later):
     // an application that only listens to events must not accumulate every datagram in memory.
-    if (this.iterated || this.listenerCount('datagram') === 0) this.queue.push(d);
+    if (!this.iterated && this.listenerCount('datagram') > 0) return;
+    if (this.queuedBytes + d.data.length > this.maxQueuedBytes) {
+      this.droppedUnread++;
+      return;
+    }
+    this.queuedBytes += d.data.length;
+    this.queue.push(d);
   }
 
   /** @internal */
-  end(info: ConnectionClose): void {
+  end(info: CloseInfo): void {
     this.queue.end();
     this.emit('close', info);
   }
@@ -159,24 +224,29 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   /** SLLP mode. */
   readonly datagrams: DatagramChannel;
   /** Resolves once the connection is closed, with the reason, on both sides. */
-  readonly closed: Promise<ConnectionClose>;
+  readonly closed: Promise<CloseInfo>;
 
+  private current: ConnectionState = 'open';
   private readonly session: Session;
-  private readonly inbox = new AsyncQueue<Uint8Array>();
+  private readonly inbox: AsyncQueue<Incoming>;
   /** Whether `messages()` (or `readable()`) was ever called. */
   private iterated = false;
   private readonly outbox: Outgoing[] = [];
   private readonly highWater: number;
   private readonly heartbeatTimeout: number;
-  private closeInfo: ConnectionClose | undefined;
-  private resolveClosed!: (c: ConnectionClose) => void;
+  private readonly reassemblyTimeout: number;
+  private resolveClosed!: (c: CloseInfo) => void;
+  /** When authenticated input last arrived: forged or early bytes never refresh it. */
   private lastReceived = Date.now();
-  /** When the last reliable record arrived (the close grace counts from it). */
-  private lastReliable = Date.now();
-  private closeGrace: ReturnType<typeof setTimeout> | undefined;
-  /** Set by close() while queued messages drain ahead of the CLOSE. */
-  private closing: Promise<ConnectionClose> | undefined;
-  private heartbeat: ReturnType<typeof setInterval>;
+  /** Bytes of the message being reassembled at the last heartbeat, and since when. */
+  private reassemblyMark = { received: -1, at: Date.now() };
+  private readonly heartbeat: ReturnType<typeof setInterval>;
+  /** Code and reason of a close() in progress. */
+  private pendingClose: { code: number; reason: string } | undefined;
+  /** The deadline of a close() in progress (draining or closing). */
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Bounds how long a closed connection keeps its link for the peer's CLOSE_ACK. */
+  private lingerTimer: ReturnType<typeof setTimeout> | undefined;
   private pumpScheduled = false;
   /**
    * Bytes of records reserved but not yet handed to the channel (sealing is asynchronous). Counted so
@@ -184,21 +254,28 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    */
   private sealing = 0;
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the last pump stopped for want of credit (logged once per stall). */
+  private creditStalled = false;
   private heartbeatRtt: number | undefined;
   private messagesSent = 0;
   private messagesReceived = 0;
+  private readonly datagramsDroppedEarly: number;
+  private readonly log: Log;
 
   /** @internal */
   constructor(
-    private readonly link: PeerLink,
+    private readonly link: Link,
     keys: HandshakeResult,
     options: ConnectionOptions,
-    early: { reliable: Uint8Array[]; datagrams: Uint8Array[] },
+    early: EarlyInput,
   ) {
     super();
     this.peerId = keys.remotePeerId;
+    this.log = logger(`connection:${shortId(keys.remotePeerId)}`);
     this.highWater = options.highWaterMark ?? 1024 * 1024;
     this.heartbeatTimeout = options.heartbeatTimeoutMs ?? 10_000;
+    this.reassemblyTimeout = options.reassemblyTimeoutMs ?? 30_000;
+    this.datagramsDroppedEarly = early.datagramsDropped;
     const maxRecordBytes = Math.min(link.maxMessageSize, options.session?.maxRecordBytes ?? 256 * 1024);
     this.session = new Session(
       keys,
@@ -208,17 +285,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           try {
             this.link.sendReliable(r);
           } catch (err) {
-            this.finish({
-              code: CloseCode.GOING_AWAY,
-              reason: 'transport closed',
-              byPeer: false,
-              error: asP2PTLSError(err, 'closed'),
-            });
+            // The send itself fails (its message rejects with this); the connection ends as the
+            // transport's end decides, after what already arrived is processed.
+            this.transportEnded(asP2PTLSError(err, 'closed'));
+            throw err;
           }
         },
         datagram: (d) => {
-          if (this.link.sendDatagram(d)) this.datagrams.sent++;
+          const sent = this.link.sendDatagram(d);
+          if (sent) this.datagrams.sent++;
           else this.datagrams.droppedLocally++;
+          return sent;
         },
       },
       {
@@ -227,31 +304,26 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         recordSize: Math.min(options.session?.recordSize ?? DEFAULT_RECORD_SIZE, maxRecordBytes - 64),
       },
     );
-    this.datagrams = new DatagramChannel(this);
+    this.inbox = new AsyncQueue<Incoming>((m) => this.session.release(m.cost));
+    this.datagrams = new DatagramChannel(this, options.datagramQueueBytes ?? 4 * 1024 * 1024);
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
     link.on('reliable', (r) => this.onReliable(r));
     link.on('datagram', (d) => void this.onDatagram(d));
     link.on('drain', () => this.wake());
-    // Records that arrived before the transport went may still be decrypting: they (and the peer's
-    // CLOSE, usually among them) are delivered first.
-    link.on(
-      'close',
-      ({ error }) =>
-        void this.session.received().then(() =>
-          this.finish({
-            code: CloseCode.GOING_AWAY,
-            reason: 'transport closed',
-            byPeer: true,
-            error: error ?? fail('closed', 'the WebRTC connection closed without a p2ptls close'),
-          }),
-        ),
-    );
+    link.on('close', ({ error }) => this.transportEnded(error));
+    // Open the receive window beyond the initial 256 KiB right away (§5.5).
+    this.session.release(0);
     for (const r of early.reliable) this.onReliable(r);
-    for (const d of early.datagrams) void this.onDatagram(d);
     const interval = options.heartbeatIntervalMs ?? 2_000;
     this.heartbeat = setInterval(() => this.beat(), interval);
+    this.log(
+      'open (%s), %d early records, %d early datagrams dropped',
+      keys.role,
+      early.reliable.length,
+      early.datagramsDropped,
+    );
   }
 
   /** @internal */
@@ -259,9 +331,14 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     return Math.min(this.link.maxMessageSize - 64, 65_472);
   }
 
-  /** True until the connection closes. */
+  /** Where the connection is in its lifecycle (see the file header). */
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  /** True until close() is called or the connection closes. */
   get isOpen(): boolean {
-    return this.closeInfo === undefined;
+    return this.current === 'open';
   }
 
   /** The session's transcript hash: equal on both sides, unique to this connection. */
@@ -269,14 +346,26 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     return this.session.transcriptHash;
   }
 
+  private setState(next: ConnectionState, why: string): void {
+    this.log('%s → %s (%s)', this.current, next, why);
+    this.current = next;
+  }
+
+  /** The error calls get once the connection is not open. */
+  private notOpenError(): P2PTLSError {
+    const info = this.session.closed;
+    if (this.current === 'closed' && info) return closedError(info);
+    return fail('closed', `connection is ${this.current}`);
+  }
+
   /**
    * Sends one message in TCP mode (any size up to `maxMessageBytes`). Resolves once all of it is queued
-   * on the transport within flow-control limits; large messages are sealed record by record as the
-   * channel drains, so memory stays bounded and control traffic is never stuck behind them.
+   * on the transport within flow-control limits: it waits while the peer's receive window is full (the
+   * peer's application is not reading). Large messages are sealed record by record as the channel
+   * drains, so memory stays bounded and control traffic is never stuck behind them.
    */
   send(data: Uint8Array | string, options?: SendOptions): Promise<void> {
-    if (this.closeInfo) return Promise.reject(closedError(this.closeInfo));
-    if (this.closing) return Promise.reject(fail('closed', 'connection is closing'));
+    if (this.current !== 'open') return Promise.reject(this.notOpenError());
     const bytes = typeof data === 'string' ? utf8(data) : data;
     const max = this.session.maxMessageBytes;
     if (bytes.length > max) {
@@ -288,10 +377,22 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     });
   }
 
-  /** Received messages, in order, as an async iterator; ends when the connection closes. */
+  /**
+   * Received messages, in order, as an async iterator. Ends when the peer closes; throws the close's error
+   * (e.g. `truncated`, `bad_record_mac`, `timeout`) after the messages that arrived before it.
+   */
   messages(): AsyncIterableIterator<Uint8Array> {
     this.iterated = true;
-    return this.inbox[Symbol.asyncIterator]();
+    const inner = this.inbox[Symbol.asyncIterator]();
+    const it: AsyncIterableIterator<Uint8Array> = {
+      next: async () => {
+        const r = await inner.next();
+        return r.done ? { value: undefined, done: true } : { value: r.value.data, done: false };
+      },
+      return: async () => ({ value: undefined, done: true }),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
   }
 
   /** A WHATWG WritableStream: each chunk becomes one message; backpressure follows flow control. */
@@ -307,16 +408,20 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     });
   }
 
-  /** A WHATWG ReadableStream of received messages; closes when the connection closes. */
+  /** A WHATWG ReadableStream of received messages; closes when the peer closes, errors like messages(). */
   readable(): ReadableStream<Uint8Array> {
     const it = this.messages();
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        const r = await it.next();
-        if (r.done) controller.close();
-        else controller.enqueue(r.value);
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          const r = await it.next();
+          if (r.done) controller.close();
+          else controller.enqueue(r.value);
+        },
       },
-    });
+      // Pull one message at a time: the window, not the stream's queue, decides what is buffered.
+      { highWaterMark: 0 },
+    );
   }
 
   /** Sends a heartbeat ping now; the `rtt` event reports the round trip. */
@@ -332,11 +437,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 
   /** @internal */
-  async sendDatagram(data: Uint8Array | string): Promise<number> {
-    if (this.closeInfo) throw closedError(this.closeInfo);
-    const before = this.datagrams.droppedLocally;
-    const seq = await this.session.sendDatagram(data, Date.now());
-    return this.datagrams.droppedLocally > before ? -1 : seq;
+  sendDatagram(data: Uint8Array | string): Promise<number> {
+    if (this.current !== 'open') return Promise.reject(this.notOpenError());
+    return this.session.sendDatagram(data, Date.now());
   }
 
   async stats(): Promise<ConnectionStats> {
@@ -346,48 +449,56 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       ...(this.heartbeatRtt === undefined ? {} : { heartbeatRttMs: this.heartbeatRtt }),
       messagesSent: this.messagesSent,
       messagesReceived: this.messagesReceived,
+      flowControl: { sendCredit: this.session.sendCredit, buffered: this.session.bufferedCredit },
       datagrams: {
         sent: this.datagrams.sent,
         droppedLocally: this.datagrams.droppedLocally,
         received: s.received,
         reordered: s.reordered,
-        dropped: { ...s.dropped },
+        dropped: { ...s.dropped, early: this.datagramsDroppedEarly, unread: this.datagrams.droppedUnread },
       },
     };
   }
 
   /**
-   * Closes with an authenticated reason that the peer receives (`close` event, `closed` promise), after
-   * every message sent before it, as a TCP socket does: waits up to `flushMs` for queued messages to be
-   * sent and to leave before tearing the transport down (what is still queued then is rejected).
-   * `send()` rejects from the moment `close()` is called.
+   * Closes gracefully, as TLS's close_notify does (PROTOCOL.md §5.3): messages sent before are sent
+   * first, then our CLOSE with `code` and `reason`; resolves once the peer's CLOSE has come back, i.e.
+   * both directions are closed and the peer has read everything up to our CLOSE. Messages the peer sent
+   * before its CLOSE are still delivered meanwhile. If `flushMs` runs out first, what is still queued is
+   * rejected and the result carries a `close_unacknowledged` error. `send()` rejects from the moment
+   * close() is called.
    */
-  async close(reason = '', code: number = CloseCode.NORMAL, flushMs = 2_000): Promise<ConnectionClose> {
-    if (this.closeInfo) return this.closeInfo;
-    if (this.closing) return this.closing;
-    this.closing = this.closeAfterFlush(reason, code, flushMs);
-    return this.closing;
+  close(code: number = CloseCode.NORMAL, reason = '', options: CloseOptions = {}): Promise<CloseInfo> {
+    if (typeof code !== 'number' || typeof reason !== 'string') {
+      return Promise.reject(fail('invalid_argument', 'close(code: number, reason?: string, options?)'));
+    }
+    if (this.current !== 'open') return this.closed;
+    const flushMs = options.flushMs ?? 5_000;
+    this.pendingClose = { code, reason };
+    this.setState('draining', `close(${code}, ${JSON.stringify(reason)})`);
+    this.flushTimer = setTimeout(() => this.flushTimedOut(flushMs), flushMs);
+    this.schedulePump();
+    return this.closed;
   }
 
-  private async closeAfterFlush(reason: string, code: number, flushMs: number): Promise<ConnectionClose> {
-    const info: ConnectionClose = { code, reason, byPeer: false };
-    const deadline = Date.now() + flushMs;
-    // Messages sent before close() go first, as on a TCP socket: the CLOSE is sealed behind them.
-    // Whatever is still unsent at the deadline is rejected (finish below).
-    while (this.outbox.length > 0 && !this.closeInfo && this.link.isOpen && Date.now() < deadline) {
-      this.wake();
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    if (this.closeInfo) return this.closeInfo;
-    await this.session.close(code, reason).catch(() => {});
-    this.finish(info);
-    while (this.link.isOpen && this.link.bufferedAmount > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-      this.link.settle();
-    }
-    // Give the close record a moment on the wire before the transport goes.
-    setTimeout(() => this.link.close(), 100);
-    return info;
+  /** Draining is over (the outbox is empty): our CLOSE goes out behind everything sent before (§5.3). */
+  private sealClose(): void {
+    const { code, reason } = this.pendingClose!;
+    this.session.close(code, reason).catch(() => {});
+    clearInterval(this.heartbeat);
+    this.setState('closing', "CLOSE sent, waiting for the peer's");
+  }
+
+  private flushTimedOut(flushMs: number): void {
+    if (this.current !== 'draining' && this.current !== 'closing') return;
+    const error = fail(
+      'close_unacknowledged',
+      `the peer did not answer our CLOSE within ${flushMs} ms (${this.outbox.length} messages unsent)`,
+    );
+    const { code, reason } = this.pendingClose ?? { code: CloseCode.NORMAL, reason: '' };
+    // Best effort: the peer learns of the close if the link still carries it.
+    this.session.close(code, reason).catch(() => {});
+    this.end({ code, reason, byPeer: false, error }, 'now');
   }
 
   private schedulePump(): void {
@@ -404,54 +515,72 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.schedulePump();
   }
 
-  /** Seals as many records as the channel can take now: batches small messages, fragments large ones. */
-  private pump(): void {
-    if (this.closeInfo) return;
+  /** The next record of the outbox's head: small messages at the head batched, a large one fragmented. */
+  private nextRecord(): { record: PlainRecord; batch: number } {
     const recordSize = this.session.recordSize;
-    try {
-      while (this.outbox.length > 0 && this.link.bufferedAmount + this.sealing < this.highWater) {
-        const head = this.outbox[0]!;
-        if (head.data.length <= recordSize) {
-          // Gather the small messages at the head of the queue into one record.
-          const batch: Outgoing[] = [];
-          let bytes = 0;
-          for (const o of this.outbox) {
-            if (o.data.length > recordSize || bytes + 4 + o.data.length > recordSize) break;
-            batch.push(o);
-            bytes += 4 + o.data.length;
-          }
-          if (batch.length === 0) batch.push(head);
-          this.outbox.splice(0, batch.length);
-          const [record] = frameMessages(
-            batch.map((o) => o.data),
-            recordSize,
-          );
-          this.sealing += record!.plaintext.length + RECORD_OVERHEAD;
-          const done = this.session.sendRecord(record!);
-          this.messagesSent += batch.length;
-          for (const o of batch) done.then(o.resolve, o.reject);
-          continue;
-        }
-        head.records ??= frameMessages([head.data], recordSize);
-        const record = head.records[head.next++]!;
-        this.sealing += record.plaintext.length + RECORD_OVERHEAD;
-        const done = this.session.sendRecord(record);
-        head.sent += record.plaintext.length;
-        if (head.options?.onProgress) {
-          const sent = Math.min(head.sent, head.data.length);
-          done.then(() => head.options?.onProgress?.(sent, head.data.length)).catch(() => {});
-        }
-        if (head.next === head.records.length) {
-          this.outbox.shift();
-          this.messagesSent++;
-          done.then(head.resolve, head.reject);
-        }
+    const head = this.outbox[0]!;
+    if (head.data.length > recordSize) {
+      head.records ??= frameMessages([head.data], recordSize);
+      return { record: head.records[head.next]!, batch: 0 };
+    }
+    let count = 0;
+    let bytes = 0;
+    for (const o of this.outbox) {
+      if (o.data.length > recordSize || bytes + 4 + o.data.length > recordSize) break;
+      count++;
+      bytes += 4 + o.data.length;
+    }
+    count = Math.max(count, 1);
+    const [record] = frameMessages(
+      this.outbox.slice(0, count).map((o) => o.data),
+      recordSize,
+    );
+    return { record: record!, batch: count };
+  }
+
+  /** Seals as many records as the channel and the peer's window take now. */
+  private pump(): void {
+    if (this.current !== 'open' && this.current !== 'draining') return;
+    while (this.outbox.length > 0 && this.link.bufferedAmount + this.sealing < this.highWater) {
+      const { record, batch } = this.nextRecord();
+      if (!this.session.admits(record)) {
+        if (!this.creditStalled)
+          this.log('flow control: waiting for the peer window (credit %d)', this.session.sendCredit);
+        this.creditStalled = true;
+        break;
       }
-    } catch (err) {
-      this.fail(asP2PTLSError(err, 'closed'));
+      if (this.creditStalled)
+        this.log('flow control: window open again (credit %d)', this.session.sendCredit);
+      this.creditStalled = false;
+      this.sealing += record.plaintext.length + RECORD_OVERHEAD;
+      const done = this.session.sendRecord(record);
+      if (batch > 0) {
+        const sent = this.outbox.splice(0, batch);
+        this.messagesSent += batch;
+        for (const o of sent) done.then(o.resolve, o.reject);
+        continue;
+      }
+      const head = this.outbox[0]!;
+      head.next++;
+      head.sent += record.plaintext.length;
+      if (head.options?.onProgress) {
+        const sent = Math.min(head.sent, head.data.length);
+        done.then(() => head.options?.onProgress?.(sent, head.data.length)).catch(() => {});
+      }
+      if (head.next === head.records!.length) {
+        this.outbox.shift();
+        this.messagesSent++;
+        done.then(head.resolve, head.reject);
+      } else {
+        // A failed record fails its message now; later records of it are never sent.
+        done.catch(head.reject);
+      }
+    }
+    if (this.outbox.length === 0) {
+      if (this.current === 'draining') this.sealClose();
       return;
     }
-    if (this.outbox.length > 0 && !this.pollTimer) {
+    if (!this.creditStalled && !this.pollTimer) {
       // 'bufferedamountlow' is the fast path; some stacks fire it late or never, so poll as well.
       this.pollTimer = setTimeout(() => {
         this.pollTimer = undefined;
@@ -461,103 +590,158 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 
   private onReliable(record: Uint8Array): void {
-    this.lastReceived = Date.now();
-    this.lastReliable = this.lastReceived;
     this.session.receive(record).then(
       (events) => {
-        for (const e of events) {
-          if (e.type === 'message') {
-            this.messagesReceived++;
-            this.emit('message', e.data);
-            // As for datagrams: only an iterator (present or possible) needs the queue.
-            if (this.iterated || this.listenerCount('message') === 0) this.inbox.push(e.data);
-          } else if (e.type === 'pong') {
-            const sent = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0);
-            this.heartbeatRtt = performance.now() - sent;
-            this.emit('rtt', this.heartbeatRtt);
-          } else if (e.type === 'close') {
-            const closed = this.session.closed!;
-            this.finish({
-              code: e.code,
-              reason: e.reason,
-              byPeer: true,
-              ...(closed.error ? { error: closed.error } : {}),
-            });
-            setTimeout(() => this.link.close(), 100);
-          }
-        }
+        this.lastReceived = Date.now();
+        for (const e of events) this.onSessionEvent(e);
       },
-      (err) => this.fail(asP2PTLSError(err, 'closed')),
+      (err) => this.failed(asP2PTLSError(err, 'internal_error')),
     );
   }
 
+  private onSessionEvent(e: SessionEvent): void {
+    switch (e.type) {
+      case 'message':
+        this.deliver(e.data, e.cost);
+        return;
+      case 'pong': {
+        const sent = new DataView(e.data.buffer, e.data.byteOffset, 8).getFloat64(0);
+        this.heartbeatRtt = performance.now() - sent;
+        this.emit('rtt', this.heartbeatRtt);
+        return;
+      }
+      case 'window':
+        this.schedulePump();
+        return;
+      case 'key-update':
+        return;
+      case 'close':
+        this.log('peer CLOSE %d %s', e.code, e.reason);
+        this.end(this.session.closed ?? { code: e.code, reason: e.reason, byPeer: true }, 'linger');
+        return;
+      case 'close-ack':
+        this.log('peer CLOSE_ACK: tearing the link down');
+        this.teardown();
+        return;
+    }
+  }
+
+  private deliver(data: Uint8Array, cost: number): void {
+    this.messagesReceived++;
+    this.emit('message', data);
+    // As for datagrams: only an iterator (present or possible) needs the queue. A message only listened
+    // to is consumed now, and its credit goes back at once.
+    if (this.iterated || this.listenerCount('message') === 0) this.inbox.push({ data, cost });
+    else this.session.release(cost);
+  }
+
   private async onDatagram(bytes: Uint8Array): Promise<void> {
-    this.lastReceived = Date.now();
     const r = await this.session.receiveDatagram(bytes);
     if (!r.ok) return;
+    this.lastReceived = Date.now();
     if (r.kind === 'data') {
       this.datagrams.deliver({ data: r.data, seq: r.seq, sentAt: r.sentAt, epoch: r.epoch });
     } else if (r.message.type === 'close') {
-      // The same close follows on the reliable channel, behind whatever the peer sent there before it:
-      // that data is delivered first. If the reliable channel stays silent, this close stands alone.
-      const info: ConnectionClose = { code: r.message.code, reason: r.message.reason, byPeer: true };
-      const closed = this.session.closed;
-      if (closed?.error) info.error = closed.error;
-      this.awaitReliableClose(info, Date.now());
+      // The peer's CLOSE on the datagram channel ends SLLP only; its reliable CLOSE follows behind the
+      // data it sent before closing (§5.3).
+      this.log('peer CLOSE on the datagram channel: SLLP ended');
+      this.datagrams.end({ code: r.message.code, reason: r.message.reason, byPeer: true });
     }
   }
 
   /**
-   * Finishes with `info` once the reliable channel has been quiet for {@link CLOSE_GRACE_MS}, counted
-   * from the later of the datagram close (`since`) and the last reliable record.
+   * The link closed (or refused a record). What already arrived is processed first: the peer's CLOSE is
+   * usually among it. Without that CLOSE, the stream may have lost its tail: `truncated`.
    */
-  private awaitReliableClose(info: ConnectionClose, since: number): void {
-    if (this.closeInfo || !this.session.awaitingPeerReliableClose) return;
-    const quiet = Date.now() - Math.max(since, this.lastReliable);
-    if (quiet >= CLOSE_GRACE_MS) {
-      this.finish(info);
-      setTimeout(() => this.link.close(), 100);
-      return;
-    }
-    this.closeGrace = setTimeout(() => this.awaitReliableClose(info, since), CLOSE_GRACE_MS - quiet);
+  private transportEnded(cause?: P2PTLSError): void {
+    void this.session.received().then(() => {
+      if (this.current === 'closed') {
+        this.teardown();
+        return;
+      }
+      const error = fail(
+        'truncated',
+        `the transport closed before ${this.peerId}'s CLOSE: what it sent last may be missing${cause ? ` (${cause.message})` : ''}`,
+        cause,
+      );
+      this.end({ code: CloseCode.GOING_AWAY, reason: 'transport closed', byPeer: true, error }, 'now');
+    });
   }
 
   private beat(): void {
-    if (this.closeInfo) return;
-    if (Date.now() - this.lastReceived > this.heartbeatTimeout) {
-      const error = fail('timeout', `no traffic from ${this.peerId} for ${this.heartbeatTimeout} ms`);
-      this.session.close(CloseCode.TIMEOUT, 'heartbeat timeout').catch(() => {});
-      this.finish({ code: CloseCode.TIMEOUT, reason: 'heartbeat timeout', byPeer: false, error });
-      this.link.close();
+    if (this.current !== 'open' && this.current !== 'draining') return;
+    const now = Date.now();
+    if (now - this.lastReceived > this.heartbeatTimeout) {
+      this.giveUp(
+        CloseCode.TIMEOUT,
+        'heartbeat timeout',
+        fail('timeout', `nothing authenticated from ${this.peerId} for ${this.heartbeatTimeout} ms`),
+      );
+      return;
+    }
+    const progress = this.session.reassembling;
+    if (!progress || progress.received !== this.reassemblyMark.received) {
+      this.reassemblyMark = { received: progress?.received ?? -1, at: now };
+    } else if (now - this.reassemblyMark.at > this.reassemblyTimeout) {
+      this.giveUp(
+        CloseCode.TIMEOUT,
+        'message stalled',
+        fail(
+          'timeout',
+          `a ${progress.total}-byte message stalled at ${progress.received} bytes for ${this.reassemblyTimeout} ms`,
+        ),
+      );
       return;
     }
     this.ping().catch(() => {});
   }
 
-  /** A fatal error: the session already sent its close record; tear everything down. */
-  private fail(error: P2PTLSError): void {
-    if (this.closeInfo) return;
-    this.finish({ code: CloseCode.PROTOCOL_ERROR, reason: error.code, byPeer: false, error });
-    setTimeout(() => this.link.close(), 100);
+  /** Ends the connection on our own error: the peer is told (best effort), the link goes now. */
+  private giveUp(code: number, reason: string, error: P2PTLSError): void {
+    this.session.close(code, reason).catch(() => {});
+    this.end({ code, reason, byPeer: false, error }, 'now');
   }
 
-  private finish(info: ConnectionClose): void {
-    if (this.closeInfo) return;
-    this.closeInfo = info;
+  /** A fatal receive error: the session already sent its alert (CLOSE with the error). */
+  private failed(error: P2PTLSError): void {
+    if (this.current === 'closed') return;
+    const info = this.session.closed ?? { code: CloseCode.PROTOCOL_ERROR, reason: error.code, byPeer: false };
+    this.end({ ...info, error }, 'linger');
+  }
+
+  /**
+   * Enters `closed`: everything still waiting settles, readers end (with the error, if any), and the link
+   * is torn down now, after the peer's CLOSE_ACK, or after {@link LINGER_MS} at most.
+   */
+  private end(info: CloseInfo, teardown: 'now' | 'linger'): void {
+    if (this.current === 'closed') return;
+    this.session.abort(info);
+    const final = this.session.closed ?? info;
+    this.setState(
+      'closed',
+      `${final.byPeer ? 'by peer' : 'by us'}: ${final.code} ${final.reason}${final.error ? ` [${final.error.code}]` : ''}`,
+    );
     clearInterval(this.heartbeat);
-    clearTimeout(this.closeGrace);
-    if (this.pollTimer) clearTimeout(this.pollTimer);
-    const err = closedError(info);
+    clearTimeout(this.flushTimer);
+    clearTimeout(this.pollTimer);
+    const err = closedError(final);
     for (const o of this.outbox.splice(0)) o.reject(err);
-    this.inbox.end();
-    this.datagrams.end(info);
-    this.emit('close', info);
-    this.resolveClosed(info);
+    this.inbox.end(final.error);
+    this.datagrams.end(final);
+    if (teardown === 'now' || !this.link.isOpen) this.teardown();
+    else this.lingerTimer = setTimeout(() => this.teardown(), LINGER_MS);
+    this.emit('close', final);
+    this.resolveClosed(final);
+  }
+
+  private teardown(): void {
+    clearTimeout(this.lingerTimer);
+    this.link.close();
   }
 }
 
 /** The error a closed connection answers calls with. */
-export function closedError(info: ConnectionClose): P2PTLSError {
+export function closedError(info: CloseInfo): P2PTLSError {
   return (
     info.error ?? fail('closed', `connection closed (${info.code}${info.reason ? `: ${info.reason}` : ''})`)
   );

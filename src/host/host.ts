@@ -1,43 +1,33 @@
 /**
  * The public entry point: a Host owns an identity, a peer list, a signaling client and a WebRTC
  * implementation; it dials paired peers (`connect`) and hands out incoming dials (`incoming`) for the
- * application to `verify` against its peer list.
+ * application to `verify` against its peer list. Each dial is a {@link DialAttempt} (src/host/dial.ts);
+ * the host routes signals to them, resolves glare and bounds how many may be pending.
  */
 import { z } from 'zod';
-import { asP2PTLSError, type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
+import { type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { Mesh, type MeshOptions } from '../mesh/mesh.js';
-import {
-  type AeadProvider,
-  glareWinner,
-  type HandshakeResult,
-  type IncomingHello,
-  InitiatorHandshake,
-  parseClientHello,
-  ResponderHandshake,
-  type Suite,
-} from '../protocol/index.js';
+import { type AeadProvider, glareWinner, type Suite } from '../protocol/index.js';
 import type { PairingHandler, SignalingClient } from '../signaling/client.js';
-import { dtlsChannelBinding } from '../transport/channel-binding.js';
-import { PeerLink } from '../transport/peer-link.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { AsyncQueue } from './async-queue.js';
-import { Connection, type ConnectionOptions } from './connection.js';
-import { ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
+import type { Connection, ConnectionOptions } from './connection.js';
+import {
+  type ConnectionRequest,
+  DialAttempt,
+  type DialContext,
+  type DialPeer,
+  type PeerCredentials,
+  type PeerList,
+} from './dial.js';
+import { DIAL_REFUSALS, ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
 
-/** The pinned keys and PSK of a paired peer. A `PeerStore` provides them. */
-export interface PeerCredentials {
-  readonly publicIdentity: PublicIdentity;
-  readonly psk: Uint8Array;
-}
-
-/** The seed's `PeerList`: who is paired, with which keys. `PeerStore` satisfies it. */
-export interface PeerList {
-  lookup(peerId: PeerId): Promise<PeerCredentials | undefined>;
-}
+export type { PeerCredentials, PeerList } from './dial.js';
+export { ConnectionRequest } from './dial.js';
 
 /** A peer list that can also remember new pairs — a `PeerStore` is one. */
 export interface WritablePeerList extends PeerList {
@@ -89,88 +79,15 @@ const DialSignal = z.discriminatedUnion('kind', [
 ]);
 type DialSignal = z.infer<typeof DialSignal>;
 
-/** Records and datagrams that arrive on a link before the connection object exists. */
-interface Early {
-  reliable: Uint8Array[];
-  datagrams: Uint8Array[];
-}
-const MAX_EARLY_DATAGRAMS = 256;
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 /** Incoming dials from one peer that may be pending at once. */
 const MAX_PENDING_PER_PEER = 16;
-/** How long a dial whose link closed waits for the peer's abort reason (see `newDial`). */
-const ABORT_REASON_GRACE_MS = 1_000;
-/** Errors of dials that failed inside the WebRTC stack before the link opened (see `connect`). */
-const transientErrors = new WeakSet<object>();
-const MAX_EARLY_RECORDS = 256;
 
 /** A `connect` call whose dial lost a glare and now waits for the peer's dial. */
 interface GlareWaiter {
   resolve: (c: Connection) => void;
   reject: (e: P2PTLSError) => void;
   timer: ReturnType<typeof setTimeout>;
-}
-
-interface Collector {
-  /** The next reliable record (waits for it). */
-  next(): Promise<Uint8Array>;
-  /** Stops buffering and returns what is left for the connection. */
-  stop(): Early;
-}
-
-interface Dial {
-  id: string;
-  peerId: PeerId;
-  link: PeerLink;
-  /** Buffers records from the moment the link exists: the peer may send before our 'open' fires. */
-  records: Collector;
-  outgoing: boolean;
-  settled: boolean;
-  timer: ReturnType<typeof setTimeout>;
-  abort(error: P2PTLSError): void;
-  /** Outgoing only: the peer dialed us at the same time and its dial wins (PROTOCOL.md §3.7). */
-  yieldToPeer?(): void;
-}
-
-/** An incoming dial whose ClientHello has arrived: accept it with {@link verify}, or {@link reject}. */
-export class ConnectionRequest {
-  /** @internal */
-  constructor(
-    /** The dialing peer, as authenticated by the signaling server and named in the ClientHello. */
-    readonly peerId: PeerId,
-    private readonly accept: (credentials: PeerCredentials) => Promise<Connection>,
-    private readonly refuse: (error: P2PTLSError) => void,
-    private readonly defaultList: PeerList,
-  ) {}
-
-  /**
-   * Accepts the request if the peer is in `list` (default: the host's peers): runs the handshake with the
-   * pinned key and PSK from the list. Rejects with `unknown_peer` for anyone else, and with the handshake's
-   * error (`bad_binder`, `bad_signature`, …) for an impostor.
-   */
-  async verify(list: PeerList = this.defaultList): Promise<Connection> {
-    const credentials = await list.lookup(this.peerId);
-    if (!credentials) {
-      const error = fail('unknown_peer', `${this.peerId} is not a paired peer`);
-      this.refuse(error);
-      throw error;
-    }
-    return this.accept(credentials);
-  }
-
-  /**
-   * DANGEROUS: accepts with credentials the caller vouches for, skipping the peer-list check — for pairing
-   * flows where the keys and PSK were just agreed and are not stored yet. The handshake still requires
-   * the peer to prove both the RSA key and the PSK.
-   */
-  acceptUnverified(credentials: PeerCredentials): Promise<Connection> {
-    return this.accept(credentials);
-  }
-
-  /** Refuses the dial. */
-  reject(reason = 'rejected'): void {
-    this.refuse(fail('unknown_peer', reason));
-  }
 }
 
 /** Events of a {@link Host}. */
@@ -184,7 +101,7 @@ export interface HostEvents {
 
 /** A p2ptls host: the seed's `AsyncHost`. */
 export class Host extends TypedEmitter<HostEvents> {
-  private readonly dials = new Map<string, Dial>();
+  private readonly dials = new Map<string, DialAttempt>();
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
   private readonly keepers = new Set<ReconnectingConnection>();
@@ -274,8 +191,8 @@ export class Host extends TypedEmitter<HostEvents> {
   /**
    * Dials a paired peer and resolves with an authenticated connection. Rejects with `unknown_peer` if the
    * peer is not in the host's peer list, `timeout`, or the handshake's error. A WebRTC set-up that fails
-   * before the link opens is retried (`attempts`, default 3) with a short backoff; authentication
-   * failures never are.
+   * before the link opens is retried (`attempts`, default 3) with a short backoff; refusals and
+   * authentication failures never are.
    */
   async connect(peerId: PeerId, options: { attempts?: number } = {}): Promise<Connection> {
     if (this.closed) throw fail('closed', 'host is closed');
@@ -284,10 +201,16 @@ export class Host extends TypedEmitter<HostEvents> {
     this.options.signaling.trustPeer(credentials.publicIdentity);
     const attempts = options.attempts ?? 3;
     for (let attempt = 1; ; attempt++) {
+      const dial = this.startDial(toBase64Url(crypto.getRandomValues(new Uint8Array(12))), peerId, {
+        outgoing: true,
+        credentials,
+      });
       try {
-        return await this.dialOnce(peerId, credentials);
+        return await dial.result;
       } catch (err) {
-        if (attempt >= attempts || !transientErrors.has(err as object) || this.closed) throw err;
+        const refused = DIAL_REFUSALS.has((err as P2PTLSError).code);
+        if (attempt >= attempts || !dial.retryable || refused || this.closed) throw err;
+        // Backoff between whole attempts; each attempt is bounded by its own handshake timeout.
         await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
       }
     }
@@ -305,115 +228,63 @@ export class Host extends TypedEmitter<HostEvents> {
     return keeper;
   }
 
-  private dialOnce(peerId: PeerId, credentials: PeerCredentials): Promise<Connection> {
-    const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
-    return new Promise<Connection>((resolve, reject) => {
-      const dial = this.newDial(id, peerId, true, reject);
-      dial.yieldToPeer = () => {
-        // Our caller gets the connection the peer's dial brings, or a timeout if it never comes.
-        const list = this.glareWaiters.get(peerId) ?? [];
-        const timeoutMs = this.options.handshakeTimeoutMs ?? 15_000;
-        const waiter: GlareWaiter = {
-          resolve,
-          reject,
-          timer: setTimeout(() => {
-            const rest = (this.glareWaiters.get(peerId) ?? []).filter((w) => w !== waiter);
-            if (rest.length) this.glareWaiters.set(peerId, rest);
-            else this.glareWaiters.delete(peerId);
-            reject(
-              fail('timeout', `both peers dialed; ${peerId}'s dial did not arrive within ${timeoutMs} ms`),
-            );
-          }, timeoutMs),
-        };
-        list.push(waiter);
-        this.glareWaiters.set(peerId, list);
-        this.endDial(dial, 'glare');
-      };
-      dial.link.once('open', () => {
-        void (async () => {
-          const fp = dial.link.fingerprints();
-          const init = await InitiatorHandshake.start({
-            identity: this.options.identity,
-            peer: credentials.publicIdentity,
-            psk: credentials.psk,
-            channelBinding: dtlsChannelBinding(fp.local, fp.remote),
-            ...(this.options.suite ? { suite: this.options.suite } : {}),
-            ...(this.options.aead ? { aead: this.options.aead } : {}),
-          });
-          const records = dial.records;
-          dial.link.sendReliable(init.hello);
-          let result: HandshakeResult | undefined;
-          while (!result) {
-            const r = await init.receive(await records.next());
-            for (const out of r.records) dial.link.sendReliable(out);
-            result = r.result;
-          }
-          resolve(this.established(dial, result, records.stop()));
-        })().catch((err) => dial.abort(asP2PTLSError(err, 'closed')));
-      });
-    });
-  }
-
-  private newDial(id: string, peerId: PeerId, outgoing: boolean, reject: (e: P2PTLSError) => void): Dial {
+  private startDial(id: string, peerId: PeerId, peer: DialPeer): DialAttempt {
     const o = this.options;
-    const link = new PeerLink({
-      rtc: o.rtc,
-      initiator: outgoing,
-      ...(o.iceServers ? { iceServers: o.iceServers } : {}),
-      ...(o.iceTransportPolicy ? { iceTransportPolicy: o.iceTransportPolicy } : {}),
-      ...(o.candidateFilter ? { candidateFilter: o.candidateFilter } : {}),
-    });
-    const timeoutMs = o.handshakeTimeoutMs ?? 15_000;
-    const dial: Dial = {
-      id,
-      peerId,
-      link,
-      records: collect(link),
-      outgoing,
-      settled: false,
-      timer: setTimeout(() => {
-        // Say where it stuck: ICE/DTLS (no WebRTC link) or the p2ptls handshake (peer silent or slow).
-        const stage = link.wasOpened ? 'the p2ptls handshake did not finish' : 'the WebRTC link did not open';
-        dial.abort(
-          fail('timeout', `no authenticated connection to ${peerId} after ${timeoutMs} ms: ${stage}`),
-        );
-      }, timeoutMs),
-      abort: (error) => {
-        // Failing before any p2ptls byte was exchanged (ICE, DTLS, the stack, a busy peer) is worth
-        // another try; anything after is an answer.
-        if (outgoing && !link.wasOpened) transientErrors.add(error);
-        reject(error);
-        this.endDial(dial, error.code);
+    const ctx: DialContext = {
+      identity: o.identity,
+      link: {
+        rtc: o.rtc,
+        ...(o.iceServers ? { iceServers: o.iceServers } : {}),
+        ...(o.iceTransportPolicy ? { iceTransportPolicy: o.iceTransportPolicy } : {}),
+        ...(o.candidateFilter ? { candidateFilter: o.candidateFilter } : {}),
+      },
+      connection: this.connectionOptions(),
+      ...(o.aead ? { aead: o.aead } : {}),
+      ...(o.suite ? { suite: o.suite } : {}),
+      handshakeTimeoutMs: o.handshakeTimeoutMs ?? 15_000,
+      signal: (message) => this.send(peerId, { p2ptls: 1, dial: id, ...message }),
+      ended: (dial) => {
+        if (this.dials.get(dial.id) === dial) this.dials.delete(dial.id);
       },
     };
+    const dial = new DialAttempt(id, peerId, peer, ctx);
     this.dials.set(id, dial);
-    link.on('signal', (signal) => {
-      this.send(peerId, { p2ptls: 1, kind: 'signal', dial: id, signal });
-    });
-    link.on('close', ({ error }) => {
-      if (dial.settled) return;
-      const abort = () => {
-        if (!dial.settled)
-          dial.abort(error ?? fail('closed', 'WebRTC connection closed during the handshake'));
-      };
-      // A peer that refuses us sends its reason through signaling and closes the link; the link close
-      // usually wins the race. Give the reason a moment to arrive, so that `connect` can say why.
-      if (outgoing && link.wasOpened) setTimeout(abort, ABORT_REASON_GRACE_MS);
-      else abort();
-    });
+    dial.result.then(
+      (connection) => this.track(connection),
+      () => {},
+    );
     return dial;
   }
 
-  /** Ends a dial; with a reason, the link is closed and the peer told. */
-  private endDial(dial: Dial, abortReason?: string): void {
-    if (dial.settled) return;
-    dial.settled = true;
-    clearTimeout(dial.timer);
-    this.dials.delete(dial.id);
-    if (abortReason) {
-      dial.link.close();
-      this.send(dial.peerId, { p2ptls: 1, kind: 'abort', dial: dial.id, reason: abortReason });
-    }
+  private track(connection: Connection): void {
+    if (this.connections.has(connection)) return;
+    this.connections.add(connection);
+    void connection.closed.then(() => this.connections.delete(connection));
+  }
+
+  /**
+   * Outgoing: the peer's dial to us wins the glare (PROTOCOL.md §3.7). Our caller gets the connection the
+   * peer's dial brings, or a timeout if it never comes.
+   */
+  private yieldToPeer(mine: DialAttempt): void {
+    const peerId = mine.peerId;
+    const timeoutMs = this.options.handshakeTimeoutMs ?? 15_000;
+    const winner = new Promise<Connection>((resolve, reject) => {
+      const waiter: GlareWaiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const rest = (this.glareWaiters.get(peerId) ?? []).filter((w) => w !== waiter);
+          if (rest.length) this.glareWaiters.set(peerId, rest);
+          else this.glareWaiters.delete(peerId);
+          reject(
+            fail('timeout', `both peers dialed; ${peerId}'s dial did not arrive within ${timeoutMs} ms`),
+          );
+        }, timeoutMs),
+      };
+      this.glareWaiters.set(peerId, [...(this.glareWaiters.get(peerId) ?? []), waiter]);
+    });
+    mine.yieldTo(winner);
   }
 
   private send(peerId: PeerId, signal: DialSignal): void {
@@ -422,21 +293,15 @@ export class Host extends TypedEmitter<HostEvents> {
     });
   }
 
-  private established(dial: Dial, result: HandshakeResult, early: Early): Connection {
-    this.endDial(dial);
-    const connection = new Connection(dial.link, result, this.connectionOptions(), early);
-    this.connections.add(connection);
-    connection.on('close', () => this.connections.delete(connection));
-    return connection;
-  }
-
   private connectionOptions(): ConnectionOptions {
     const o = this.options;
     return {
       ...(o.session || o.aead ? { session: { ...o.session, ...(o.aead ? { aead: o.aead } : {}) } } : {}),
       ...(o.heartbeatIntervalMs ? { heartbeatIntervalMs: o.heartbeatIntervalMs } : {}),
       ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}),
+      ...(o.reassemblyTimeoutMs ? { reassemblyTimeoutMs: o.reassemblyTimeoutMs } : {}),
       ...(o.highWaterMark ? { highWaterMark: o.highWaterMark } : {}),
+      ...(o.datagramQueueBytes ? { datagramQueueBytes: o.datagramQueueBytes } : {}),
     };
   }
 
@@ -448,26 +313,25 @@ export class Host extends TypedEmitter<HostEvents> {
     const dial = this.dials.get(msg.dial);
     if (dial) {
       if (dial.peerId !== from) return; // Someone else using a dial id they saw: ignore.
-      if (msg.kind === 'abort' && msg.reason === 'glare' && dial.yieldToPeer) {
-        // The peer saw both dials before we did; its dial wins (PROTOCOL.md §3.7).
-        dial.yieldToPeer();
-      } else if (msg.kind === 'abort') {
+      if (msg.kind === 'signal') dial.signal(msg.signal);
+      else if (msg.reason === 'glare' && dial.outgoing) this.yieldToPeer(dial);
+      else {
         // The reason is the peer's error code (signed by the peer, so authentic): keep it, so that a
         // refusal reads as `unknown_peer` or `bad_binder` here too.
         const code = KNOWN_CODES.has(msg.reason) ? (msg.reason as ErrorCode) : 'closed';
-        dial.abort(fail(code, `peer aborted the dial: ${msg.reason}`));
-      } else dial.link.signal(msg.signal);
+        dial.fail(fail(code, `peer aborted the dial: ${msg.reason}`), { tellPeer: false });
+      }
       return;
     }
     if (msg.kind !== 'signal') return;
     // A new incoming dial. Glare: if we are dialing the same peer, the lower peerId's dial wins.
     for (const mine of this.dials.values()) {
-      if (mine.outgoing && mine.peerId === from && !mine.link.isOpen) {
+      if (mine.outgoing && mine.peerId === from && mine.linking) {
         if (glareWinner(this.peerId, from) === this.peerId) {
           this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'glare' });
           return;
         }
-        mine.yieldToPeer?.();
+        this.yieldToPeer(mine);
       }
     }
     const pending = [...this.dials.values()].filter((d) => !d.outgoing);
@@ -483,69 +347,39 @@ export class Host extends TypedEmitter<HostEvents> {
   }
 
   private acceptDial(id: string, from: PeerId, firstSignal: unknown): void {
-    let dial: Dial;
+    let dial: DialAttempt;
     try {
-      dial = this.newDial(id, from, false, () => {});
+      dial = this.startDial(id, from, {
+        outgoing: false,
+        peers: this.options.peers,
+        onRequest: (request) => this.route(request),
+      });
     } catch (err) {
       // E.g. relay-only on a stack that cannot enforce it: refuse this dial, never throw into signaling.
-      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: asP2PTLSError(err, 'closed').code });
+      const code = err instanceof Error && 'code' in err ? String(err.code) : 'closed';
+      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: code });
       return;
     }
-    dial.link.signal(firstSignal);
-    dial.link.once('open', () => {
-      void (async () => {
-        const records = dial.records;
-        let hello: IncomingHello;
-        try {
-          hello = parseClientHello(await records.next());
-        } catch (err) {
-          dial.abort(asP2PTLSError(err, 'closed'));
-          return;
-        }
-        if (hello.initiatorId !== from) {
-          dial.abort(
-            fail('unknown_peer', `ClientHello claims ${hello.initiatorId} but the dial came from ${from}`),
-          );
-          return;
-        }
-        const accept = async (credentials: PeerCredentials): Promise<Connection> => {
-          if (dial.settled) throw fail('closed', 'the dial is no longer pending');
-          try {
-            const fp = dial.link.fingerprints();
-            const resp = await ResponderHandshake.accept(hello, {
-              identity: this.options.identity,
-              peer: credentials.publicIdentity,
-              psk: credentials.psk,
-              channelBinding: dtlsChannelBinding(fp.remote, fp.local),
-              ...(this.options.aead ? { aead: this.options.aead } : {}),
-            });
-            for (const r of resp.records) dial.link.sendReliable(r);
-            const result = await resp.receive(await records.next());
-            return this.established(dial, result, records.stop());
-          } catch (err) {
-            const error = asP2PTLSError(err, 'closed');
-            dial.abort(error);
-            throw error;
-          }
-        };
-        const request = new ConnectionRequest(from, accept, (error) => dial.abort(error), this.options.peers);
-        const waiters = this.glareWaiters.get(from);
-        if (waiters?.length) {
-          this.glareWaiters.delete(from);
-          for (const w of waiters) clearTimeout(w.timer);
-          request.verify().then(
-            (c) => {
-              for (const w of waiters) w.resolve(c);
-            },
-            (err) => {
-              for (const w of waiters) w.reject(err);
-            },
-          );
-          return;
-        }
-        if (![...this.claimers].some((claim) => claim(request))) this.requests.push(request);
-      })();
-    });
+    dial.signal(firstSignal);
+  }
+
+  /** An incoming request goes to a glare waiter, a mesh, or `incoming()`, in that order. */
+  private route(request: ConnectionRequest): void {
+    const waiters = this.glareWaiters.get(request.peerId);
+    if (waiters?.length) {
+      this.glareWaiters.delete(request.peerId);
+      for (const w of waiters) clearTimeout(w.timer);
+      request.verify().then(
+        (c) => {
+          for (const w of waiters) w.resolve(c);
+        },
+        (err) => {
+          for (const w of waiters) w.reject(err);
+        },
+      );
+      return;
+    }
+    if (![...this.claimers].some((claim) => claim(request))) this.requests.push(request);
   }
 
   /**
@@ -581,42 +415,13 @@ export class Host extends TypedEmitter<HostEvents> {
     await this.mesh?.close();
     this.unsubscribe();
     this.requests.end();
-    for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));
+    for (const d of [...this.dials.values()]) d.fail(fail('closed', 'host closed'));
     for (const w of [...this.glareWaiters.values()].flat()) {
       clearTimeout(w.timer);
       w.reject(fail('closed', 'host closed'));
     }
     this.glareWaiters.clear();
-    await Promise.all([...this.keepers].map((k) => k.close('host closed', 1)));
-    await Promise.all([...this.connections].map((c) => c.close('host closed', 1)));
+    await Promise.all([...this.keepers].map((k) => k.close(1, 'host closed')));
+    await Promise.all([...this.connections].map((c) => c.close(1, 'host closed')));
   }
-}
-
-/** Buffers a link's reliable records and datagrams until the connection takes over. */
-function collect(link: PeerLink): Collector {
-  const early: Early = { reliable: [], datagrams: [] };
-  const waiting: ((r: Uint8Array) => void)[] = [];
-  const offReliable = link.on('reliable', (r) => {
-    const w = waiting.shift();
-    if (w) w(r);
-    // Before the handshake completes only a few records are legitimate; a flood is dropped (the gap
-    // then fails authentication and the dial is aborted).
-    else if (early.reliable.length < MAX_EARLY_RECORDS) early.reliable.push(r);
-  });
-  const offDatagram = link.on('datagram', (d) => {
-    if (early.datagrams.length < MAX_EARLY_DATAGRAMS) early.datagrams.push(d);
-  });
-  return {
-    next: () =>
-      new Promise<Uint8Array>((resolve) => {
-        const r = early.reliable.shift();
-        if (r) resolve(r);
-        else waiting.push(resolve);
-      }),
-    stop: (): Early => {
-      offReliable();
-      offDatagram();
-      return early;
-    },
-  };
 }

@@ -1,8 +1,9 @@
 export {
+  type CloseOptions,
   Connection,
-  type ConnectionClose,
   type ConnectionEvents,
   type ConnectionOptions,
+  type ConnectionState,
   type ConnectionStats,
   type Datagram,
   DatagramChannel,

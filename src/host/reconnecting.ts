@@ -13,14 +13,9 @@
 import { fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { APPLICATION_CLOSE_CODES, CloseCode } from '../protocol/constants.js';
+import type { CloseInfo } from '../protocol/session.js';
 import { TypedEmitter } from '../util/emitter.js';
-import {
-  type Connection,
-  type ConnectionClose,
-  closedError,
-  type Datagram,
-  type SendOptions,
-} from './connection.js';
+import { type Connection, closedError, type Datagram, type SendOptions } from './connection.js';
 
 export interface ReconnectOptions {
   /** First delay before dialing again (default 250 ms); doubles up to `maxDelayMs`. */
@@ -39,7 +34,7 @@ export interface ReconnectingEvents {
   /** A new authenticated connection replaced the old one. */
   reconnected: { attempt: number };
   /** Closed for good: by either side, or after `maxAttempts`. */
-  close: ConnectionClose;
+  close: CloseInfo;
 }
 
 /** Dial failures that are answers, not accidents: dialing again cannot help. */
@@ -53,7 +48,7 @@ export const DIAL_REFUSALS: ReadonlySet<string> = new Set<string>([
 ]);
 
 /** Closes that mean "stop", not "come back": a deliberate close by either side. */
-export function isDeliberateClose(info: ConnectionClose): boolean {
+export function isDeliberateClose(info: CloseInfo): boolean {
   return (
     !info.error &&
     (info.code === CloseCode.NORMAL ||
@@ -65,10 +60,10 @@ export function isDeliberateClose(info: ConnectionClose): boolean {
 /** Returned by `Host.keepConnected`: one peer, always (re)connected until closed. */
 export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
   /** Resolves when closed for good. */
-  readonly closed: Promise<ConnectionClose>;
+  readonly closed: Promise<CloseInfo>;
   private current: Connection | undefined;
-  private ended: ConnectionClose | undefined;
-  private resolveClosed!: (c: ConnectionClose) => void;
+  private ended: CloseInfo | undefined;
+  private resolveClosed!: (c: CloseInfo) => void;
   private waiters: { resolve: (c: Connection) => void; reject: (e: P2PTLSError) => void }[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -115,12 +110,13 @@ export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
   }
 
   /** Closes for good, telling the peer. */
-  async close(reason = '', code: number = CloseCode.NORMAL): Promise<ConnectionClose> {
+  async close(code: number = CloseCode.NORMAL, reason = ''): Promise<CloseInfo> {
     if (this.ended) return this.ended;
     if (this.timer) clearTimeout(this.timer);
-    const info = this.current?.isOpen
-      ? await this.current.close(reason, code)
-      : { code, reason, byPeer: false };
+    // Detached first: its close event is ours, not a failure to reconnect from.
+    const current = this.current;
+    this.current = undefined;
+    const info = current?.isOpen ? await current.close(code, reason) : { code, reason, byPeer: false };
     this.finish(info);
     return info;
   }
@@ -158,7 +154,7 @@ export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
       this.dial().then(
         (c) => {
           if (this.ended) {
-            void c.close('closed while reconnecting');
+            void c.close(0, 'closed while reconnecting');
             return;
           }
           this.adopt(c);
@@ -174,7 +170,7 @@ export class ReconnectingConnection extends TypedEmitter<ReconnectingEvents> {
     }, delay);
   }
 
-  private finish(info: ConnectionClose): void {
+  private finish(info: CloseInfo): void {
     if (this.ended) return;
     this.ended = info;
     const err = closedError(info);

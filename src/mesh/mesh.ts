@@ -10,11 +10,12 @@
  */
 import { z } from 'zod';
 import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
-import type { Connection, ConnectionClose, ConnectionStats } from '../host/connection.js';
+import type { Connection, ConnectionStats } from '../host/connection.js';
 import type { ConnectionRequest, PeerList } from '../host/host.js';
 import { DIAL_REFUSALS, isDeliberateClose } from '../host/reconnecting.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { glareWinner } from '../protocol/handshake.js';
+import type { CloseInfo } from '../protocol/session.js';
 import type { SignalingClient } from '../signaling/client.js';
 import { RoomNameSchema } from '../signaling/messages.js';
 import { utf8 } from '../util/bytes.js';
@@ -384,7 +385,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     const closing: Promise<unknown>[] = [];
     for (const slot of this.slots.values()) {
       this.stopWaiting(slot, fail('closed', 'mesh closed'));
-      if (slot.conn?.isOpen) closing.push(slot.conn.close('mesh closed', MeshCloseCode.CLOSED));
+      if (slot.conn?.isOpen) closing.push(slot.conn.close(MeshCloseCode.CLOSED, 'mesh closed'));
       slot.conn = undefined;
     }
     // leaveRoom forgets the room at once (no re-join after a reconnection) but would wait for a signaling
@@ -434,7 +435,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       const conn = slot.conn;
       slot.conn = undefined;
       slot.lost = false;
-      if (conn?.isOpen) void conn.close('member left', MeshCloseCode.LEFT);
+      if (conn?.isOpen) void conn.close(MeshCloseCode.LEFT, 'member left');
     }
     this.emit('left', { peerId });
   }
@@ -489,7 +490,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       if (Date.now() - slot.connectedAt < FRESH_CONNECTION_MS) return;
       const stale = slot.conn;
       slot.conn = undefined;
-      void stale.close('replaced', MeshCloseCode.REPLACED);
+      void stale.close(MeshCloseCode.REPLACED, 'replaced');
     }
     this.dial(slot).catch(() => {});
   }
@@ -548,7 +549,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
         .connect(slot.peerId)
         .then((conn) => {
           if (this.closed || !this.memberSet.has(slot.peerId)) {
-            void conn.close('mesh closed', MeshCloseCode.CLOSED);
+            void conn.close(MeshCloseCode.CLOSED, 'mesh closed');
             throw fail(this.closed ? 'closed' : 'mesh_not_member', `${slot.peerId} is no longer a member`);
           }
           this.adopt(slot, conn);
@@ -565,13 +566,13 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private adopt(slot: Slot, conn: Connection): void {
     if (!conn.isOpen) return;
     if (this.closed || !this.memberSet.has(slot.peerId)) {
-      void conn.close('not a member', MeshCloseCode.LEFT);
+      void conn.close(MeshCloseCode.LEFT, 'not a member');
       return;
     }
     const old = slot.conn;
     if (old && old !== conn && old.isOpen) {
       slot.conn = undefined;
-      void old.close('replaced', MeshCloseCode.REPLACED);
+      void old.close(MeshCloseCode.REPLACED, 'replaced');
     }
     slot.conn = conn;
     slot.connectedAt = Date.now();
@@ -589,7 +590,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (this.openConnections > this.opts.maxConnections && !this.evictOne(slot)) {
       // Every other link is busy: this one cannot stay (its dialer sees a deliberate close).
       slot.conn = undefined;
-      void conn.close('connection limit', MeshCloseCode.EVICTED);
+      void conn.close(MeshCloseCode.EVICTED, 'connection limit');
     }
   }
 
@@ -605,7 +606,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     }
   }
 
-  private onClose(slot: Slot, conn: Connection, info: ConnectionClose): void {
+  private onClose(slot: Slot, conn: Connection, info: CloseInfo): void {
     if (slot.conn !== conn) return;
     slot.conn = undefined;
     const op = this.active;
@@ -649,7 +650,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (!victim) return false;
     const conn = victim.conn!;
     victim.conn = undefined;
-    void conn.close('evicted', MeshCloseCode.EVICTED);
+    void conn.close(MeshCloseCode.EVICTED, 'evicted');
     return true;
   }
 

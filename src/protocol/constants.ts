@@ -5,7 +5,12 @@
 
 /** "P2PT": first bytes of every hello, so a stray non-p2ptls peer is told apart from a broken one. */
 export const MAGIC = new Uint8Array([0x50, 0x32, 0x50, 0x54]);
-export const VERSION = 1;
+/**
+ * Version 2 added receiver flow control (WINDOW) and the close handshake (CLOSE_ACK, the reliable CLOSE
+ * as the end-of-stream marker): PROTOCOL.md §5.3–§5.5. A version-1 peer would fail on the first WINDOW
+ * record, so the two are told apart at the ClientHello instead (`unsupported_version`).
+ */
+export const VERSION = 2;
 
 /** Cipher suites: key exchange + signature + AEAD + hash. All use RSA-PSS-SHA256, AES-256-GCM, HKDF-SHA256. */
 export const Suite = {
@@ -53,6 +58,10 @@ export const ControlType = {
   CLOSE: 0x01,
   PING: 0x02,
   PONG: 0x03,
+  /** Reliable channel only: the receiver's new flow-control limit (§5.5). */
+  WINDOW: 0x04,
+  /** Reliable channel only: the sender has processed the peer's CLOSE; its last record (§5.3). */
+  CLOSE_ACK: 0x05,
 } as const;
 
 /** First close code that belongs to applications (1000–65535); below it, p2ptls's own. */
@@ -86,6 +95,19 @@ export const MAX_SEQ_DATAGRAM = 2 ** 48 - 1;
 export const MAX_EPOCH = 0xffff;
 export const MAX_CLOSE_REASON_BYTES = 1024;
 export const PING_PAYLOAD_LEN = 8;
+/**
+ * Largest CONTROL or KEY_UPDATE record (a CLOSE with the longest reason): header, type, code, reason,
+ * tag. Anything longer is `record_overflow` before it is decrypted, so control traffic cannot make the
+ * receiver hold large records outside the flow-control window.
+ */
+export const MAX_CONTROL_RECORD_BYTES = RELIABLE_HEADER_LEN + 1 + 2 + MAX_CLOSE_REASON_BYTES + TAG_LEN;
+/**
+ * Flow-control limit both sides assume before the first WINDOW (§5.5): a receiver must be able to buffer
+ * this much, and a sender may use it at once, so the first messages never wait a round trip.
+ */
+export const INITIAL_WINDOW = 256 * 1024;
+/** Credit a message costs on top of its bytes (§5.5): bounds what many empty messages can make a receiver hold. */
+export const MESSAGE_COST_OVERHEAD = 16;
 
 /** Defaults for {@link SessionOptions}. */
 export const Defaults = {
@@ -104,4 +126,9 @@ export const Defaults = {
   maxRecordsPerKey: 2 ** 23,
   /** Anti-replay window for datagrams, in sequence numbers. */
   replayWindow: 1024,
+  /**
+   * Bytes of received messages (credit, §5.5) the receiver lets the peer have in flight or unread. The
+   * receiver buffers at most this plus one message of up to `maxMessageBytes` that started within it.
+   */
+  receiveWindow: 16 * 1024 * 1024,
 } as const;

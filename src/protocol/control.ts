@@ -6,7 +6,11 @@ import { ControlType, MAX_CLOSE_REASON_BYTES, PING_PAYLOAD_LEN } from './constan
 export type ControlMessage =
   | { type: 'close'; code: number; reason: string }
   | { type: 'ping'; data: Uint8Array }
-  | { type: 'pong'; data: Uint8Array };
+  | { type: 'pong'; data: Uint8Array }
+  /** §5.5: the sender of this record lets the peer send DATA records up to `maxData` credit in total. */
+  | { type: 'window'; maxData: number }
+  /** §5.3: the sender has processed the peer's CLOSE; nothing follows it. */
+  | { type: 'close-ack' };
 
 /** Truncates a close reason to its byte limit without splitting a UTF-8 sequence. */
 function reasonBytes(reason: string): Uint8Array {
@@ -32,6 +36,13 @@ export function encodeControl(m: ControlMessage): Uint8Array {
         .u8(m.type === 'ping' ? ControlType.PING : ControlType.PONG)
         .bytes(m.data)
         .finish();
+    case 'window':
+      if (!Number.isSafeInteger(m.maxData) || m.maxData < 0) {
+        throw fail('invalid_argument', 'window must be a non-negative safe integer');
+      }
+      return w.u8(ControlType.WINDOW).u64(BigInt(m.maxData)).finish();
+    case 'close-ack':
+      return w.u8(ControlType.CLOSE_ACK).finish();
   }
 }
 
@@ -46,6 +57,12 @@ export function decodeControl(plaintext: Uint8Array): ControlMessage {
     m = { type: 'close', code, reason: fromUtf8(raw) };
   } else if (type === ControlType.PING || type === ControlType.PONG) {
     m = { type: type === ControlType.PING ? 'ping' : 'pong', data: r.bytes(PING_PAYLOAD_LEN).slice() };
+  } else if (type === ControlType.WINDOW) {
+    const maxData = r.u64();
+    if (maxData > BigInt(Number.MAX_SAFE_INTEGER)) throw fail('malformed', 'window above 2^53 - 1');
+    m = { type: 'window', maxData: Number(maxData) };
+  } else if (type === ControlType.CLOSE_ACK) {
+    m = { type: 'close-ack' };
   } else {
     throw fail('unexpected_message', `unknown control message type ${type}`);
   }

@@ -223,8 +223,12 @@ export class DatagramReader {
     epoch: number,
     reordered: boolean,
   ): DatagramResult {
-    if (type === RecordType.CONTROL)
-      return { ok: true, kind: 'control', message: decodeControl(plaintext), seq, epoch };
+    if (type === RecordType.CONTROL) {
+      const message = decodeControl(plaintext);
+      // §6: CLOSE is the only control message of the datagram channel.
+      if (message.type !== 'close') throw fail('malformed', `${message.type} on the datagram channel`);
+      return { ok: true, kind: 'control', message, seq, epoch };
+    }
     const r = new ByteReader(plaintext, 'datagram payload');
     const sentAt = r.u48();
     return { ok: true, kind: 'data', data: r.rest(), seq, epoch, sentAt, reordered };

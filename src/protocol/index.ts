@@ -1,8 +1,9 @@
 export { type AeadKey, type AeadProvider, webCryptoAead } from './aead.js';
-export { CloseCode, DEFAULT_SUITE, Defaults, SUPPORTED_SUITES, Suite } from './constants.js';
+export { CloseCode, DEFAULT_SUITE, Defaults, INITIAL_WINDOW, SUPPORTED_SUITES, Suite } from './constants.js';
 export type { ControlMessage } from './control.js';
 export type { DatagramResult, DatagramStats, DropReason } from './datagram.js';
 export { type Ephemeral, generateEphemeral, importEphemeral } from './ecdh.js';
+export { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 export {
   glareWinner,
   type HandshakeOptions,
@@ -15,10 +16,11 @@ export {
   ResponderHandshake,
   type Role,
 } from './handshake.js';
-export { frameMessages, type PlainRecord } from './reliable.js';
+export { frameMessages, type PlainRecord, type ReassemblyProgress } from './reliable.js';
 export { ReplayWindow } from './replay-window.js';
 export {
   type CloseInfo,
+  isErrorCloseCode,
   Session,
   type SessionEvent,
   type SessionOptions,

@@ -5,8 +5,9 @@
 import { fail } from '../errors.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { type AeadProvider, sealWithHeader } from './aead.js';
-import { DataFlag, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
+import { DataFlag, MAX_CONTROL_RECORD_BYTES, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
+import { type ReceiveWindow, recordCost } from './flow-control.js';
 import type { RecordProtection, TrafficKeys } from './traffic-keys.js';
 
 /** A record before encryption. */
@@ -14,6 +15,8 @@ export interface PlainRecord {
   type: number;
   flags: number;
   plaintext: Uint8Array;
+  /** DATA records: how many messages start in it (0 for a continuation), for its credit (§5.5). */
+  starts: number;
 }
 
 /** Encrypts one record: header ‖ AES-GCM(plaintext) with the header as AAD. */
@@ -37,7 +40,12 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
   let batchBytes = 0;
   const flushBatch = () => {
     if (batch.length === 1) {
-      out.push({ type: RecordType.DATA, flags: DataFlag.FIRST | DataFlag.LAST, plaintext: batch[0]! });
+      out.push({
+        type: RecordType.DATA,
+        flags: DataFlag.FIRST | DataFlag.LAST,
+        plaintext: batch[0]!,
+        starts: 1,
+      });
     } else if (batch.length > 1) {
       const w = new ByteWriter(batchBytes);
       for (const m of batch) w.u32(m.length).bytes(m);
@@ -45,6 +53,7 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
         type: RecordType.DATA,
         flags: DataFlag.FIRST | DataFlag.LAST | DataFlag.BATCH,
         plaintext: w.finish(),
+        starts: batch.length,
       });
     }
     batch = [];
@@ -57,13 +66,14 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
         .u32(m.length)
         .bytes(m.subarray(0, recordSize - 4))
         .finish();
-      out.push({ type: RecordType.DATA, flags: DataFlag.FIRST, plaintext: first });
+      out.push({ type: RecordType.DATA, flags: DataFlag.FIRST, plaintext: first, starts: 1 });
       for (let off = recordSize - 4; off < m.length; off += recordSize) {
         const end = Math.min(off + recordSize, m.length);
         out.push({
           type: RecordType.DATA,
           flags: end === m.length ? DataFlag.LAST : 0,
           plaintext: m.subarray(off, end),
+          starts: 0,
         });
       }
       continue;
@@ -76,15 +86,27 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
   return out;
 }
 
-/** What the reliable channel delivers upwards, in order. */
+/** What the reliable channel delivers upwards, in order. `cost` is the message's credit (§5.5). */
 export type ReliableEvent =
-  | { type: 'message'; data: Uint8Array }
+  | { type: 'message'; data: Uint8Array; cost: number }
   | { type: 'control'; message: ControlMessage }
   | { type: 'key-update'; requestUpdate: boolean };
 
+/**
+ * A fragmented message being received. Chunks are kept as they arrive and joined at the LAST record: a
+ * FIRST record declaring 64 MiB costs what it carries, not 64 MiB (PROTOCOL.md §5.2).
+ */
 interface Reassembly {
-  buf: Uint8Array;
+  total: number;
+  chunks: Uint8Array[];
   filled: number;
+  cost: number;
+}
+
+/** Progress of the message being reassembled, for a stall timeout above the protocol layer. */
+export interface ReassemblyProgress {
+  received: number;
+  total: number;
 }
 
 /**
@@ -100,7 +122,13 @@ export class ReliableReader {
     private readonly aead: AeadProvider,
     private readonly keys: TrafficKeys,
     private readonly limits: { maxRecordBytes: number; maxMessageBytes: number },
+    private readonly window: ReceiveWindow,
   ) {}
+
+  /** The fragmented message being received, if any. */
+  get reassembling(): ReassemblyProgress | undefined {
+    return this.partial ? { received: this.partial.filled, total: this.partial.total } : undefined;
+  }
 
   open(record: Uint8Array): Promise<ReliableEvent[]> {
     let decrypted: Promise<{ type: number; flags: number; plaintext: Uint8Array }>;
@@ -127,6 +155,11 @@ export class ReliableReader {
     const flags = record[1]!;
     if (type !== RecordType.DATA && type !== RecordType.CONTROL && type !== RecordType.KEY_UPDATE) {
       throw fail('unexpected_message', `unexpected record type ${type} on the reliable channel`);
+    }
+    // Only DATA is flow-controlled (§5.5); other records are small by construction, so a larger one is
+    // refused before it costs a decryption.
+    if (type !== RecordType.DATA && record.length > MAX_CONTROL_RECORD_BYTES) {
+      throw fail('record_overflow', `a type ${type} record of ${record.length} bytes`);
     }
     const protection = this.keys.next();
     // The peer switches keys right after a KEY_UPDATE record; so do we, before the next record arrives.
@@ -176,12 +209,18 @@ export class ReliableReader {
     if (first && last) {
       if (!batch) {
         if (plaintext.length > max) throw fail('message_too_large', `message exceeds ${max} bytes`);
-        return [{ type: 'message', data: plaintext }];
+        const cost = recordCost(plaintext.length, 1);
+        this.window.accept(cost, true);
+        return [{ type: 'message', data: plaintext, cost }];
       }
       const r = new ByteReader(plaintext, 'batch');
-      const out: ReliableEvent[] = [];
-      while (r.remaining > 0) out.push({ type: 'message', data: r.vec32(max) });
+      const out: { type: 'message'; data: Uint8Array; cost: number }[] = [];
+      while (r.remaining > 0) {
+        const data = r.vec32(max);
+        out.push({ type: 'message', data, cost: recordCost(4 + data.length, 1) });
+      }
       if (out.length < 2) throw fail('malformed', 'a batch holds at least two messages');
+      this.window.accept(recordCost(plaintext.length, out.length), true);
       return out;
     }
     if (first) {
@@ -190,24 +229,29 @@ export class ReliableReader {
       if (total > max) throw fail('message_too_large', `message of ${total} bytes exceeds ${max}`);
       const chunk = r.rest();
       if (chunk.length >= total) throw fail('malformed', 'a fragmented message must span several records');
-      const buf = new Uint8Array(total);
-      buf.set(chunk);
-      this.partial = { buf, filled: chunk.length };
+      const cost = recordCost(plaintext.length, 1);
+      this.window.accept(cost, true);
+      this.partial = { total, chunks: [chunk], filled: chunk.length, cost };
       return [];
     }
     const p = this.partial!;
     const filled = p.filled + plaintext.length;
-    if (
-      plaintext.length === 0 ||
-      filled > p.buf.length ||
-      (last ? filled !== p.buf.length : filled === p.buf.length)
-    ) {
+    if (plaintext.length === 0 || filled > p.total || (last ? filled !== p.total : filled === p.total)) {
       throw fail('malformed', 'fragment lengths do not add up to the message length');
     }
-    p.buf.set(plaintext, p.filled);
+    const cost = recordCost(plaintext.length, 0);
+    this.window.accept(cost, false);
+    p.chunks.push(plaintext);
     p.filled = filled;
+    p.cost += cost;
     if (!last) return [];
     this.partial = null;
-    return [{ type: 'message', data: p.buf }];
+    const data = new Uint8Array(p.total);
+    let at = 0;
+    for (const c of p.chunks) {
+      data.set(c, at);
+      at += c.length;
+    }
+    return [{ type: 'message', data, cost: p.cost }];
   }
 }

@@ -1,7 +1,15 @@
 /**
- * An established p2ptls session: both record layers with their keys, driven by the caller. Pure: it
- * never touches a socket; records to transmit go to the `output` callbacks, in the order they must be
- * sent, and received records are passed in.
+ * An established p2ptls session: both record layers with their keys, flow control and the close
+ * handshake, driven by the caller. Pure: it never touches a socket or a timer; records to transmit go to
+ * the `output` callbacks, in the order they must be sent, and received records are passed in.
+ *
+ * States (PROTOCOL.md §5.3), each entered in one place:
+ *
+ *   open ──close()──────────────▶ closing ──peer's CLOSE──▶ closed ──peer's CLOSE_ACK──▶ (transport may go)
+ *     └──peer's CLOSE (we answer CLOSE, CLOSE_ACK)─────────▶ closed
+ *   open | closing ──fatal error or abort()──▶ failed
+ *
+ * Every method that returns a Promise rejects instead of throwing.
  */
 import { fail, P2PTLSError } from '../errors.js';
 import { utf8 } from '../util/bytes.js';
@@ -16,11 +24,13 @@ import {
 } from './constants.js';
 import { type ControlMessage, encodeControl } from './control.js';
 import { DatagramReader, type DatagramResult, type DatagramStats, DatagramWriter } from './datagram.js';
+import { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 import type { HandshakeResult, Role } from './handshake.js';
 import { expandLabel, hashOfEmpty, sha256 } from './key-schedule.js';
 import {
   frameMessages,
   type PlainRecord,
+  type ReassemblyProgress,
   type ReliableEvent,
   ReliableReader,
   sealRecord,
@@ -40,37 +50,58 @@ export interface SessionOptions {
   maxDatagramBytes?: number;
   /** Records under one key before an automatic key update (default 2^23). */
   maxRecordsPerKey?: number;
-  /** Anti-replay window size for datagrams (default 1024, a multiple of 32). */
+  /** Anti-replay window for datagrams (default 1024, a multiple of 32). */
   replayWindow?: number;
   /** Drop datagrams older than the newest delivered instead of delivering them late (default false). */
   dropStaleDatagrams?: boolean;
+  /**
+   * Flow control (§5.5): bytes of messages the peer may have in flight or unread here (default 16 MiB,
+   * at least 256 KiB). The receiver buffers at most this plus one message that started within it.
+   */
+  receiveWindow?: number;
 }
 
 /** Where a session's outgoing records go. Called synchronously, in transmission order. */
 export interface SessionOutput {
   reliable(record: Uint8Array): void;
-  datagram(record: Uint8Array): void;
+  /** Returns false when the transport dropped the datagram (e.g. its buffer is full). */
+  datagram(record: Uint8Array): boolean | undefined;
 }
 
-/** What {@link Session.receive} delivers, in order. */
-export type SessionEvent =
-  | { type: 'message'; data: Uint8Array }
-  | { type: 'close'; code: number; reason: string }
-  | { type: 'pong'; data: Uint8Array }
-  | { type: 'key-update' };
-
-export type SessionState = 'open' | 'closed';
-
-/** The reason a session ended. `byPeer` tells which side closed it. */
+/** The reason a connection or session ended. `byPeer` tells which side ended it. */
 export interface CloseInfo {
   code: number;
   reason: string;
   byPeer: boolean;
+  /** Set when it ended by an error: tampering, truncation, timeout, the peer's error, an unacknowledged close. */
   error?: P2PTLSError;
 }
 
+/** What {@link Session.receive} delivers, in order. */
+export type SessionEvent =
+  /** A message; give its `cost` back with {@link Session.release} once the application consumed it. */
+  | { type: 'message'; data: Uint8Array; cost: number }
+  | { type: 'pong'; data: Uint8Array }
+  | { type: 'key-update' }
+  /** The peer raised its window: messages waiting for credit may go. */
+  | { type: 'window' }
+  /**
+   * The peer's CLOSE: the session is closed in both directions now (our CLOSE and CLOSE_ACK are sent);
+   * {@link Session.closed} says how it ended.
+   */
+  | { type: 'close'; code: number; reason: string }
+  /** The peer has processed our CLOSE and everything before it: the transport can be torn down. */
+  | { type: 'close-ack' };
+
+export type SessionState = 'open' | 'closing' | 'closed' | 'failed';
+
 /** Hard ceiling of reliable sequence numbers; key updates keep us far below it. */
 const MAX_SEQ_RELIABLE = 2 ** 48;
+
+/** Codes that end a session deliberately; the others (2–999) report an error (§5.4). */
+export function isErrorCloseCode(code: number): boolean {
+  return !(code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY || code >= APPLICATION_CLOSE_CODES);
+}
 
 export class Session {
   readonly role: Role;
@@ -85,15 +116,14 @@ export class Session {
   private readonly rx: ReliableReader;
   private readonly dgTx: DatagramWriter;
   private readonly dgRx: DatagramReader;
+  private readonly sendWindow = new SendWindow();
+  private readonly receiveWindow: ReceiveWindow;
   private outTail: Promise<void> = Promise.resolve();
   private rxTail: Promise<void> = Promise.resolve();
-  private closeInfo: CloseInfo | null = null;
-  /**
-   * The peer's CLOSE came on the datagram channel and its reliable CLOSE is still to come. Everything the
-   * peer sent in TCP mode before closing is still in flight behind it on the ordered channel, so reliable
-   * records are processed until that CLOSE: a close never overtakes the data sent before it.
-   */
-  private awaitingReliableClose = false;
+  private current: SessionState = 'open';
+  private info: CloseInfo | undefined;
+  /** The datagram channel's own end: the peer's CLOSE there ends SLLP only (§5.3). */
+  private datagramsOpen = true;
   private readonly exporterSecret: Uint8Array;
 
   constructor(
@@ -115,6 +145,7 @@ export class Session {
       maxRecordsPerKey: options.maxRecordsPerKey ?? Defaults.maxRecordsPerKey,
       replayWindow: options.replayWindow ?? Defaults.replayWindow,
       dropStaleDatagrams: options.dropStaleDatagrams ?? false,
+      receiveWindow: options.receiveWindow ?? Defaults.receiveWindow,
     };
     if (this.opts.recordSize < 64 || this.opts.recordSize > this.opts.maxRecordBytes - 64) {
       throw fail('invalid_argument', 'recordSize must be between 64 and maxRecordBytes - 64');
@@ -122,11 +153,16 @@ export class Session {
     if (this.opts.maxRecordsPerKey < 1 || this.opts.maxRecordsPerKey > MAX_SEQ_DATAGRAM) {
       throw fail('invalid_argument', 'maxRecordsPerKey out of range');
     }
+    // A window under two records could leave a sender waiting for credit the receiver never sends (§5.5).
+    if (this.opts.receiveWindow < 2 * this.opts.maxRecordBytes) {
+      throw fail('invalid_argument', 'receiveWindow must be at least twice maxRecordBytes');
+    }
+    this.receiveWindow = new ReceiveWindow(this.opts.receiveWindow);
     const s = keys.secrets;
     const initiator = keys.role === 'initiator';
     this.tx = new TrafficKeys(this.aead, initiator ? s.initiatorTcp : s.responderTcp, MAX_SEQ_RELIABLE);
     const rxKeys = new TrafficKeys(this.aead, initiator ? s.responderTcp : s.initiatorTcp, MAX_SEQ_RELIABLE);
-    this.rx = new ReliableReader(this.aead, rxKeys, this.opts);
+    this.rx = new ReliableReader(this.aead, rxKeys, this.opts, this.receiveWindow);
     this.dgTx = new DatagramWriter(
       this.aead,
       initiator ? s.initiatorSllp : s.responderSllp,
@@ -140,12 +176,15 @@ export class Session {
   }
 
   get state(): SessionState {
-    return this.closeInfo ? 'closed' : 'open';
+    return this.current;
   }
 
-  /** Why the session closed, once it has. */
-  get closed(): CloseInfo | null {
-    return this.closeInfo;
+  /**
+   * Why the session ended, once it has: set when it leaves `open` (our own close), and final once it is
+   * `closed` or `failed`.
+   */
+  get closed(): CloseInfo | undefined {
+    return this.info;
   }
 
   /** Counters of the datagram channel. */
@@ -158,13 +197,43 @@ export class Session {
     return this.tx.generation;
   }
 
-  private assertOpen(): void {
-    if (this.closeInfo) {
-      throw fail(
-        'closed',
-        `session closed (${this.closeInfo.code}: ${this.closeInfo.reason || 'no reason'})`,
-      );
-    }
+  /** Largest message sent or reassembled (see {@link SessionOptions.maxMessageBytes}). */
+  get maxMessageBytes(): number {
+    return this.opts.maxMessageBytes;
+  }
+
+  /** Plaintext bytes per reliable record (see {@link SessionOptions.recordSize}). */
+  get recordSize(): number {
+    return this.opts.recordSize;
+  }
+
+  /** Credit the peer has left us (§5.5); a record starting a message needs its cost. */
+  get sendCredit(): number {
+    return this.sendWindow.available;
+  }
+
+  /** Credit received and not yet released by the application: what this side buffers (§5.5). */
+  get bufferedCredit(): number {
+    return this.receiveWindow.buffered;
+  }
+
+  /** The fragmented message being received, if any. */
+  get reassembling(): ReassemblyProgress | undefined {
+    return this.rx.reassembling;
+  }
+
+  /** Whether a DATA record from {@link frameMessages} may be sent now (§5.5). */
+  admits(record: PlainRecord): boolean {
+    return record.starts === 0 || this.sendWindow.admits(recordCost(record.plaintext.length, record.starts));
+  }
+
+  private closedError(): P2PTLSError {
+    const c = this.info;
+    return fail('closed', `session ${this.current}${c ? ` (${c.code}: ${c.reason || 'no reason'})` : ''}`);
+  }
+
+  private refuseUnlessOpen(): Promise<never> | undefined {
+    return this.current === 'open' ? undefined : Promise.reject(this.closedError());
   }
 
   /** Queues one reliable record; its sequence number and key are fixed now, its bytes go out in order. */
@@ -187,84 +256,143 @@ export class Session {
     return this.sealReliable(RecordType.CONTROL, 0, encodeControl(message));
   }
 
+  private sealData(record: PlainRecord): Promise<void> {
+    this.sendWindow.spend(recordCost(record.plaintext.length, record.starts));
+    return this.sealReliable(RecordType.DATA, record.flags, record.plaintext);
+  }
+
   /**
    * Sends messages in TCP mode. Several messages in one call are batched into shared records where they
-   * fit. Resolves once every record has been handed to `output.reliable`.
+   * fit. Resolves once every record has been handed to `output.reliable`. Rejects with `flow_control`,
+   * sending nothing, when the peer's window does not admit them (wait for a `window` event).
    */
   send(...messages: (Uint8Array | string)[]): Promise<void> {
-    this.assertOpen();
+    const refused = this.refuseUnlessOpen();
+    if (refused) return refused;
     const bytes = messages.map((m) => (typeof m === 'string' ? utf8(m) : m));
     for (const m of bytes) {
       if (m.length > this.opts.maxMessageBytes) {
-        throw fail(
-          'message_too_large',
-          `message of ${m.length} bytes exceeds maxMessageBytes ${this.opts.maxMessageBytes}`,
+        return Promise.reject(
+          fail(
+            'message_too_large',
+            `message of ${m.length} bytes exceeds maxMessageBytes ${this.opts.maxMessageBytes}`,
+          ),
         );
       }
     }
     const records = frameMessages(bytes, this.opts.recordSize);
+    // All or nothing: check the credit of every record that starts a message before sealing any.
+    let credit = this.sendWindow.available;
+    for (const r of records) {
+      const cost = recordCost(r.plaintext.length, r.starts);
+      if (r.starts > 0 && cost > credit) {
+        return Promise.reject(fail('flow_control', `the peer's window admits ${credit} more bytes`));
+      }
+      credit -= cost;
+    }
     let last: Promise<void> = Promise.resolve();
-    for (const r of records) last = this.sealReliable(r.type, r.flags, r.plaintext);
+    for (const r of records) last = this.sealData(r);
     return last;
-  }
-
-  /** Largest message sent or reassembled (see {@link SessionOptions.maxMessageBytes}). */
-  get maxMessageBytes(): number {
-    return this.opts.maxMessageBytes;
-  }
-
-  /** Plaintext bytes per reliable record (see {@link SessionOptions.recordSize}). */
-  get recordSize(): number {
-    return this.opts.recordSize;
   }
 
   /**
    * Sends one DATA record made by {@link frameMessages}. For callers that frame lazily so that control
-   * records and flow control are not stuck behind a large message already sealed in full.
+   * records and flow control are not stuck behind a large message already sealed in full. A record that
+   * starts a message needs credit ({@link admits}); the rest of that message does not (§5.5).
    */
   sendRecord(record: PlainRecord): Promise<void> {
-    this.assertOpen();
-    if (record.type !== RecordType.DATA) throw fail('invalid_argument', 'sendRecord takes DATA records');
-    return this.sealReliable(record.type, record.flags, record.plaintext);
+    const refused = this.refuseUnlessOpen();
+    if (refused) return refused;
+    if (record.type !== RecordType.DATA) {
+      return Promise.reject(fail('invalid_argument', 'sendRecord takes DATA records'));
+    }
+    if (!this.admits(record)) {
+      return Promise.reject(fail('flow_control', `the peer's window admits ${this.sendCredit} more bytes`));
+    }
+    return this.sealData(record);
+  }
+
+  /**
+   * The application consumed `cost` bytes of received messages (the `cost` of their events). Sends a
+   * WINDOW when the peer's limit grew enough to be worth one (§5.5). Call it with 0 right after the
+   * handshake to open a window larger than the initial 256 KiB at once.
+   */
+  release(cost: number): void {
+    const limit = this.receiveWindow.release(cost);
+    if (limit !== undefined && this.current === 'open') {
+      this.sealControl({ type: 'window', maxData: limit }).catch(() => {});
+    }
   }
 
   /** Sends a ping; the peer answers with a pong carrying the same 8 bytes (see {@link SessionEvent}). */
   ping(data: Uint8Array): Promise<void> {
-    this.assertOpen();
-    if (data.length !== PING_PAYLOAD_LEN) throw fail('invalid_argument', 'ping payload must be 8 bytes');
+    const refused = this.refuseUnlessOpen();
+    if (refused) return refused;
+    if (data.length !== PING_PAYLOAD_LEN) {
+      return Promise.reject(fail('invalid_argument', 'ping payload must be 8 bytes'));
+    }
     return this.sealControl({ type: 'ping', data });
   }
 
   /** Re-keys both sending directions now and asks the peer to re-key its own. */
   updateKeys(): Promise<void> {
-    this.assertOpen();
-    this.dgTx.rotate();
+    const refused = this.refuseUnlessOpen();
+    if (refused) return refused;
+    try {
+      this.dgTx.rotate();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.rotateTx(true);
   }
 
-  /** Sends an authenticated close on both channels; the session refuses to send anything after it. */
-  async close(code: number = CloseCode.NORMAL, reason = ''): Promise<void> {
-    if (this.closeInfo) return;
+  /**
+   * Ends our sending direction: CLOSE on both channels, behind everything sent before (§5.3). The
+   * session is `closing` until the peer's CLOSE arrives. Does nothing unless the session is open.
+   */
+  close(code: number = CloseCode.NORMAL, reason = ''): Promise<void> {
+    if (this.current !== 'open') return Promise.resolve();
     const message: ControlMessage = { type: 'close', code, reason };
-    const reliable = this.sealControl(message);
-    const datagram = this.dgTx.sealControl(message).then((d) => this.output.datagram(d.record));
-    this.closeInfo = { code, reason, byPeer: false };
-    await Promise.all([reliable, datagram]);
+    let encoded: Uint8Array;
+    try {
+      encoded = encodeControl(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const reliable = this.sealReliable(RecordType.CONTROL, 0, encoded);
+    const datagram = this.dgTx.sealControl(message).then((d) => {
+      this.output.datagram(d.record);
+    });
+    this.current = 'closing';
+    this.info = { code, reason, byPeer: false };
+    return Promise.all([reliable, datagram]).then(() => {});
+  }
+
+  /**
+   * The transport ended (or the caller gave up on it): nothing more is sent or processed. Anything but
+   * `closed` becomes `failed` with `error` (e.g. `truncated` when the peer's CLOSE never came).
+   */
+  abort(info: CloseInfo): void {
+    if (this.current === 'closed' || this.current === 'failed') return;
+    this.current = 'failed';
+    // A close we started keeps its code; the error says how it ended.
+    this.info = this.info ? { ...this.info, ...(info.error ? { error: info.error } : {}) } : info;
   }
 
   /**
    * Processes one record from the reliable channel. Results resolve in the order records were passed in,
-   * even if the caller does not wait between calls, and nothing is delivered after a CLOSE. Any failure
-   * is fatal: the session sends a close with PROTOCOL_ERROR, and this and every later call reject.
+   * even if the caller does not wait between calls. Any failure is fatal: the session sends a CLOSE with
+   * PROTOCOL_ERROR, and this and every later call reject. After the peer's CLOSE only its CLOSE_ACK is
+   * accepted.
    */
   receive(record: Uint8Array): Promise<SessionEvent[]> {
-    if (this.closeInfo && !this.awaitingReliableClose) return Promise.reject(this.closedError());
+    if (this.current === 'failed') return Promise.reject(this.closedError());
     const opened = this.rx.open(record);
     const result = this.rxTail
       .then(() => opened)
       .then((events) => {
-        // Checked here, in record order: a record that arrived right behind a CLOSE is never delivered.
-        if (this.closeInfo && !this.awaitingReliableClose) throw this.closedError();
+        // Checked here, in record order: a record behind a fatal error is never delivered.
+        if (this.current === 'failed') throw this.closedError();
         return this.handle(events);
       })
       .catch((err: unknown) => {
@@ -277,71 +405,87 @@ export class Session {
     return result;
   }
 
-  private closedError(): P2PTLSError {
-    const c = this.closeInfo!;
-    return fail('closed', `session closed (${c.code}: ${c.reason || 'no reason'})`);
-  }
-
   /** Records a fatal receive error and tells the peer, as TLS sends an alert; returns the error. */
   private fatal(err: unknown): P2PTLSError {
-    const error = err instanceof P2PTLSError ? err : fail('malformed', 'record processing failed', err);
-    if (!this.closeInfo) {
-      const code =
-        error.code === 'message_too_large' ? CloseCode.MESSAGE_TOO_LARGE : CloseCode.PROTOCOL_ERROR;
-      this.closeInfo = { code, reason: error.message, byPeer: false, error };
-      // Best effort: failing to send the close must not hide the error.
-      try {
-        this.sealReliable(
-          RecordType.CONTROL,
-          0,
-          encodeControl({ type: 'close', code, reason: error.code }),
-        ).catch(() => {});
-      } catch {}
+    const error = err instanceof P2PTLSError ? err : fail('internal_error', 'record processing failed', err);
+    // A record refused after the close handshake does not undo it: the session stays cleanly closed.
+    if (this.current === 'failed' || this.current === 'closed') return error;
+    const code =
+      error.code === 'message_too_large'
+        ? CloseCode.MESSAGE_TOO_LARGE
+        : error.code === 'internal_error'
+          ? CloseCode.INTERNAL_ERROR
+          : CloseCode.PROTOCOL_ERROR;
+    // After our own CLOSE nothing may be sent, not even this alert.
+    if (this.current === 'open') {
+      this.sealControl({ type: 'close', code, reason: error.code }).catch(() => {});
     }
+    this.current = 'failed';
+    this.info = { code, reason: error.message, byPeer: false, error };
     return error;
   }
 
-  /**
-   * Applies the peer's close (either channel). p2ptls's own error codes (2–999) carry a `peer_error`;
-   * NORMAL, GOING_AWAY and application codes (≥ 1000, the application's to interpret) do not.
-   */
-  private peerClosed(code: number, reason: string): void {
-    if (this.closeInfo) return;
-    const clean =
-      code === CloseCode.NORMAL || code === CloseCode.GOING_AWAY || code >= APPLICATION_CLOSE_CODES;
-    this.closeInfo = {
-      code,
-      reason,
-      byPeer: true,
-      ...(clean ? {} : { error: fail('peer_error', `peer closed with code ${code}: ${reason}`) }),
-    };
-  }
-
-  /** Replies (pong, key update) have been handed to the output when this resolves. */
+  /** Applies events in order. Replies (pong, key update, close) have been handed to the output when this resolves. */
   private async handle(events: ReliableEvent[]): Promise<SessionEvent[]> {
     const out: SessionEvent[] = [];
     for (const e of events) {
+      if (this.current === 'closed') {
+        // §5.3: the peer's CLOSE_ACK is the only record that may follow its CLOSE.
+        if (e.type === 'control' && e.message.type === 'close-ack') out.push({ type: 'close-ack' });
+        else throw fail('unexpected_message', `a ${e.type} record after the peer's CLOSE`);
+        continue;
+      }
       if (e.type === 'message') out.push(e);
       else if (e.type === 'key-update') {
-        // After the peer's close nothing more is sent, replies included.
-        if (e.requestUpdate && !this.closeInfo) await this.rotateTx(false);
+        // Nothing may follow our CLOSE, replies included.
+        if (e.requestUpdate && this.current === 'open') await this.rotateTx(false);
         out.push({ type: 'key-update' });
-      } else if (e.message.type === 'ping') {
-        if (!this.closeInfo) await this.sealControl({ type: 'pong', data: e.message.data });
-      } else if (e.message.type === 'pong') out.push({ type: 'pong', data: e.message.data });
-      else {
-        this.awaitingReliableClose = false;
-        this.peerClosed(e.message.code, e.message.reason);
-        out.push({ type: 'close', code: e.message.code, reason: e.message.reason });
-        break;
+      } else {
+        const m = e.message;
+        if (m.type === 'ping') {
+          if (this.current === 'open') await this.sealControl({ type: 'pong', data: m.data });
+        } else if (m.type === 'pong') out.push({ type: 'pong', data: m.data });
+        else if (m.type === 'window') {
+          this.sendWindow.raise(m.maxData);
+          out.push({ type: 'window' });
+        } else if (m.type === 'close-ack') {
+          throw fail('unexpected_message', 'CLOSE_ACK before the CLOSE it follows');
+        } else {
+          await this.peerClosed(m.code, m.reason);
+          out.push({ type: 'close', code: m.code, reason: m.reason });
+        }
       }
     }
     return out;
   }
 
-  /** Sends one datagram in SLLP mode; resolves with its sequence number once handed to `output.datagram`. */
+  /**
+   * The peer's reliable CLOSE (§5.3): both directions end. If we had not closed, we answer with our own
+   * CLOSE (echoing its code and reason); either way CLOSE_ACK follows, our last record.
+   */
+  private async peerClosed(code: number, reason: string): Promise<void> {
+    const peerError = isErrorCloseCode(code)
+      ? { error: fail('peer_error', `peer closed with code ${code}: ${reason}`) }
+      : {};
+    let reply: Promise<void> = Promise.resolve();
+    if (this.current === 'open') {
+      this.info = { code, reason, byPeer: true, ...peerError };
+      reply = this.sealControl({ type: 'close', code, reason });
+    } else if (peerError.error) {
+      // Both closed at once and the peer's reports an error about us: that is what the caller must see.
+      this.info = { code, reason, byPeer: true, ...peerError };
+    }
+    this.current = 'closed';
+    this.datagramsOpen = false;
+    await Promise.all([reply, this.sealControl({ type: 'close-ack' })]);
+  }
+
+  /**
+   * Sends one datagram in SLLP mode. Resolves with its sequence number once handed to `output.datagram`,
+   * or with -1 when the transport dropped it (SLLP never waits).
+   */
   async sendDatagram(data: Uint8Array | string, sentAt: number): Promise<number> {
-    this.assertOpen();
+    if (this.current !== 'open' || !this.datagramsOpen) throw this.closedError();
     if (!Number.isInteger(sentAt) || sentAt < 0 || sentAt > MAX_SEQ_DATAGRAM) {
       throw fail('invalid_argument', 'sentAt must be an integer number of ms in 0..2^48-1');
     }
@@ -353,35 +497,33 @@ export class Session {
       );
     }
     const { record, seq } = await this.dgTx.sealData(bytes, sentAt);
-    this.output.datagram(record);
-    return seq;
+    return this.output.datagram(record) === false ? -1 : seq;
   }
 
   /**
    * Processes one datagram. Never throws: forged, replayed, stale or malformed datagrams come back as
-   * `{ ok: false, reason }` and are counted in {@link Session.datagramStats}. A close datagram from the
-   * peer closes the session: nothing can be sent any more and no datagram is delivered, but reliable
-   * records keep being processed until the peer's reliable CLOSE ({@link Session.awaitingPeerReliableClose}):
-   * the data the peer sent before closing is still on its way there.
+   * `{ ok: false, reason }` and are counted in {@link Session.datagramStats}. A CLOSE datagram from the
+   * peer ends SLLP only: no datagram is delivered or sent after it, while the reliable channel goes on to
+   * the peer's reliable CLOSE, behind the data it sent before closing (§5.3).
    */
   async receiveDatagram(datagram: Uint8Array): Promise<DatagramResult> {
-    if (this.closeInfo) return { ok: false, reason: 'stale' };
-    const r = await this.dgRx.open(datagram);
-    if (r.ok && r.kind === 'control' && r.message.type === 'close' && !this.closeInfo) {
-      this.peerClosed(r.message.code, r.message.reason);
-      this.awaitingReliableClose = true;
+    if (this.current !== 'open' || !this.datagramsOpen) {
+      this.dgRx.stats.dropped.stale++;
+      return { ok: false, reason: 'stale' };
     }
+    const r = await this.dgRx.open(datagram);
+    if (r.ok && r.kind === 'control') this.datagramsOpen = false;
     return r;
+  }
+
+  /** False once the peer closed the datagram channel (its CLOSE there) or the session left `open`. */
+  get datagramsAccepted(): boolean {
+    return this.current === 'open' && this.datagramsOpen;
   }
 
   /** Settles once every record passed to {@link receive} so far has been processed (or refused). */
   received(): Promise<void> {
     return this.rxTail;
-  }
-
-  /** True between the peer's CLOSE on the datagram channel and the same CLOSE on the reliable one. */
-  get awaitingPeerReliableClose(): boolean {
-    return this.awaitingReliableClose;
   }
 
   /** Keying material for the application, bound to this session (RFC 8446 §7.5 style exporter). */

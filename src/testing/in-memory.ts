@@ -61,7 +61,13 @@ export async function connectInMemory(options: {
   ] as const) {
     end.session = new Session(
       result,
-      { reliable: (r) => end.sentReliable.push(r), datagram: (d) => end.sentDatagrams.push(d) },
+      {
+        reliable: (r) => end.sentReliable.push(r),
+        datagram: (d) => {
+          end.sentDatagrams.push(d);
+          return true;
+        },
+      },
       options.session,
     );
   }

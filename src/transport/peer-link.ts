@@ -51,6 +51,30 @@ export interface PeerLinkEvents {
   close: { error?: P2PTLSError };
 }
 
+/**
+ * What a dial and a connection use of a link: {@link PeerLink} over WebRTC, or the in-memory link of
+ * src/testing/in-memory-link.ts that lets tests lose, hold and cut traffic deterministically.
+ */
+export interface Link {
+  on<K extends keyof PeerLinkEvents>(event: K, listener: (value: PeerLinkEvents[K]) => void): () => void;
+  /** Both channels are open and the link was not closed. */
+  readonly isOpen: boolean;
+  /** Both channels ever opened (true even after close). */
+  readonly wasOpened: boolean;
+  readonly maxMessageSize: number;
+  /** Bytes queued on the reliable channel. */
+  readonly bufferedAmount: number;
+  settle(): void;
+  signal(data: unknown): void;
+  fingerprints(): { local: string; remote: string };
+  /** Throws `closed` when the channel is not open or refuses the record. */
+  sendReliable(record: Uint8Array): void;
+  /** False when the datagram was dropped locally. Never throws. */
+  sendDatagram(record: Uint8Array): boolean;
+  stats(): Promise<LinkStats>;
+  close(): void;
+}
+
 /** The parts of simple-peer's instance it does not type. */
 interface SimplePeerInternals {
   _pc: RTCPeerConnection;
@@ -87,7 +111,7 @@ function filterSignal(data: unknown, keep: CandidateFilter | undefined): unknown
 }
 
 /** A WebRTC connection to one peer with both p2ptls channels. */
-export class PeerLink extends TypedEmitter<PeerLinkEvents> {
+export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private readonly peer: SimplePeer.Instance;
   private readonly internals: SimplePeerInternals;
   private readonly sllp: RTCDataChannel;
@@ -98,6 +122,8 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
   private sllpOpen = false;
   /** Bytes handed to the reliable channel since the last look at bufferedAmount (it may lag behind send()). */
   private unaccounted = 0;
+  /** The SCTP max-message-size, read once when the link opens: after a teardown the stack has no SCTP. */
+  private maxMessage = 65536;
 
   constructor(options: PeerLinkOptions) {
     super();
@@ -174,7 +200,9 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
   }
 
   private maybeOpen(): void {
-    if (this.opened || !this.reliableOpen || !this.sllpOpen) return;
+    if (this.opened || this.closed || !this.reliableOpen || !this.sllpOpen) return;
+    const size = this.internals._pc?.sctp?.maxMessageSize;
+    if (size && Number.isFinite(size) && size > 0) this.maxMessage = size;
     this.opened = true;
     this.emit('open', undefined);
   }
@@ -213,13 +241,13 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
 
   /** Largest message the transport accepts (SCTP max-message-size), or 64 KiB if the stack does not say. */
   get maxMessageSize(): number {
-    const size = this.internals._pc.sctp?.maxMessageSize;
-    return size && Number.isFinite(size) && size > 0 ? size : 65536;
+    return this.maxMessage;
   }
 
   /** DTLS fingerprints from the local and remote SDP. */
   fingerprints(): { local: string; remote: string } {
     const pc = this.internals._pc;
+    if (this.closed || !pc) throw fail('closed', 'the WebRTC link is closed');
     const local = pc.localDescription?.sdp;
     const remote = pc.remoteDescription?.sdp;
     if (!local || !remote) throw fail('closed', 'no session descriptions yet');
@@ -238,24 +266,39 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> {
 
   sendReliable(record: Uint8Array): void {
     const ch = this.internals._channel;
-    if (ch?.readyState !== 'open') throw fail('closed', 'reliable channel is not open');
+    if (this.closed || ch?.readyState !== 'open') throw fail('closed', 'reliable channel is not open');
     // Some stacks drop messages silently once their send queue is full (@roamhq/wrtc at 16 MiB), which
     // would surface later as a gap. Refuse loudly instead; flow control keeps us far below this.
     if (ch.bufferedAmount + this.unaccounted + record.length > MAX_SEND_QUEUE) {
       throw fail('closed', 'reliable channel send queue overflow');
     }
-    ch.send(record as Uint8Array<ArrayBuffer>);
+    try {
+      ch.send(record as Uint8Array<ArrayBuffer>);
+    } catch (err) {
+      // The stack refused it (libdatachannel: "Sending failed, errno=…" while the association goes).
+      throw fail('closed', `the reliable channel refused a record: ${(err as Error).message}`, err);
+    }
     this.unaccounted += record.length;
   }
 
-  /** Sends a datagram; returns false (dropped) if the channel is not open or its buffer is full. */
+  /**
+   * Sends a datagram; returns false (dropped) if the channel is not open, its buffer is full, or the stack
+   * refused it. Never throws: SLLP drops like the network would.
+   */
   sendDatagram(record: Uint8Array, maxBuffered = 1024 * 1024): boolean {
-    if (this.sllp.readyState !== 'open' || this.sllp.bufferedAmount > maxBuffered) return false;
-    this.sllp.send(record as Uint8Array<ArrayBuffer>);
-    return true;
+    if (this.closed || this.sllp.readyState !== 'open' || this.sllp.bufferedAmount > maxBuffered)
+      return false;
+    try {
+      this.sllp.send(record as Uint8Array<ArrayBuffer>);
+      return true;
+    } catch {
+      // libdatachannel throws "Sending failed, errno=2/32" as the association goes down.
+      return false;
+    }
   }
 
   async stats(): Promise<LinkStats> {
+    if (this.closed || !this.internals._pc) return {};
     const report = await this.internals._pc.getStats();
     const byId = new Map<string, Record<string, unknown>>();
     report.forEach((v: Record<string, unknown>) => {

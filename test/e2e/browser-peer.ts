@@ -193,7 +193,7 @@ const api = {
     return out;
   },
   async closeConnection(id: string) {
-    await conn(id).close('done');
+    await conn(id).close(0, 'done');
     connections.delete(id);
   },
   /**
@@ -219,7 +219,7 @@ const api = {
     return { gathered: [...gathered], iceStates: [...iceStates], acceptErrors: [...acceptErrors] };
   },
   async stop() {
-    for (const c of connections.values()) await c.close('stop').catch(() => {});
+    for (const c of connections.values()) await c.close(0, 'stop').catch(() => {});
     connections.clear();
     await host?.close();
     await signaling?.close();

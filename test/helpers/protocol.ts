@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { isP2PTLSError } from '../../src/errors.js';
 import { Identity } from '../../src/identity/identity.js';
+import { RecordType } from '../../src/protocol/constants.js';
 import {
   type Ephemeral,
   generateEphemeral,
@@ -16,10 +17,14 @@ import {
   parseClientHello,
   ResponderHandshake,
   Session,
+  type SessionEvent,
   type SessionOptions,
   Suite,
+  webCryptoAead,
 } from '../../src/protocol/index.js';
-import type { InMemoryEnd } from '../../src/testing/in-memory.js';
+import { sealRecord } from '../../src/protocol/reliable.js';
+import { TrafficKeys } from '../../src/protocol/traffic-keys.js';
+import { type InMemoryEnd, pumpReliable as pumpInMemory } from '../../src/testing/in-memory.js';
 import { toHex } from '../../src/util/bytes.js';
 
 export { Suite };
@@ -144,7 +149,13 @@ export function endFrom(result: HandshakeResult, options?: SessionOptions): InMe
   const sentDatagrams: Uint8Array[] = [];
   const session = new Session(
     result,
-    { reliable: (r) => sentReliable.push(r), datagram: (d) => sentDatagrams.push(d) },
+    {
+      reliable: (r) => sentReliable.push(r),
+      datagram: (d) => {
+        sentDatagrams.push(d);
+        return true;
+      },
+    },
     options,
   );
   return { session, sentReliable, sentDatagrams };
@@ -216,4 +227,44 @@ export async function twoRuns(): Promise<{
     run: await runHandshake(opts(alice, bob), opts(bob, alice)),
     other: await runHandshake(opts(alice, bob), opts(bob, alice)),
   };
+}
+
+/** A session event as the tests compare it: message events without their flow-control `cost`. */
+export type PlainEvent = Exclude<SessionEvent, { type: 'message' }> | { type: 'message'; data: Uint8Array };
+
+/** Drops the `cost` of message events (test/unit/protocol-flow-control.test.ts checks costs). */
+export function plain(events: readonly SessionEvent[]): PlainEvent[] {
+  return events.map((e) => (e.type === 'message' ? { type: 'message', data: e.data } : e));
+}
+
+/** The in-memory pump ({@link pumpInMemory}), with {@link plain} events. */
+export async function pumpReliable(from: InMemoryEnd, to: InMemoryEnd): Promise<PlainEvent[]> {
+  return plain(await pumpInMemory(from, to));
+}
+
+/**
+ * Opens both receive windows beyond the initial 256 KiB (§5.5), as a Connection does right after the
+ * handshake, for tests that send more than that without reading in between.
+ */
+export async function openWindows(a: InMemoryEnd, b: InMemoryEnd): Promise<void> {
+  a.session.release(0);
+  b.session.release(0);
+  await waitForReliable(a, 1);
+  await waitForReliable(b, 1);
+  await pumpInMemory(a, b);
+  await pumpInMemory(b, a);
+}
+
+/** A sender that seals arbitrary records under a side's real reliable key (an authenticated but buggy peer). */
+export class RawSender {
+  private readonly keys: TrafficKeys;
+  constructor(secret: Uint8Array) {
+    this.keys = new TrafficKeys(webCryptoAead, secret, 2 ** 48);
+  }
+  seal(type: number, flags: number, plaintext: Uint8Array): Promise<Uint8Array> {
+    const p = this.keys.next();
+    const out = sealRecord(webCryptoAead, p, new Uint8Array([type, flags]), plaintext);
+    if (type === RecordType.KEY_UPDATE) this.keys.rotate();
+    return out;
+  }
 }

@@ -58,7 +58,7 @@ describe('many connections and glare', () => {
     for (const h of peers) assert.equal(h.openConnections.length, 1);
     // Each connection is its own session.
     assert.equal(new Set(conns.map((c) => Buffer.from(c.sessionId).toString('hex'))).size, 10);
-    await Promise.all(conns.map((c) => c.close('bye')));
+    await Promise.all(conns.map((c) => c.close(0, 'bye')));
     await until(() => hub.openConnections.length === 0, 5_000, 'hub connections closed');
     await until(() => peers.every((h) => h.openConnections.length === 0), 5_000, 'peer connections closed');
     await env.closeHost(hub);
@@ -124,7 +124,7 @@ describe('many connections and glare', () => {
           assert.equal(extraA.accepted.length + extraA.errors.length, 0, 'A saw an incoming request');
           assert.equal(extraB.accepted.length + extraB.errors.length, 0, 'B saw an incoming request');
           const closed = cb.closed;
-          await ca.close('next round');
+          await ca.close(0, 'next round');
           await within(closed, 5_000, 'close');
           await until(
             () => ha.openConnections.length === 0 && hb.openConnections.length === 0,

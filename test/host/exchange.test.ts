@@ -112,7 +112,7 @@ describe('two hosts through a signaling server process', () => {
       assert.equal(stats.localCandidateType, 'host');
 
       const closedB = cb.closed;
-      await ca.close('done');
+      await ca.close(0, 'done');
       const info = await within(closedB, 10_000, 'peer close');
       assert.equal(info.byPeer, true);
       assert.equal(info.reason, 'done');

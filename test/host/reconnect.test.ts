@@ -52,7 +52,7 @@ describe('keepConnected: reconnection', () => {
       const echo = new Promise<Uint8Array>((r) => rc.once('message', r));
       await second.send('back');
       assert.equal(text(await echo), 'back');
-      await rc.close('done');
+      await rc.close(0, 'done');
       const info = await within(second.closed, 10_000, 'peer sees the close');
       assert.equal(info.reason, 'done');
     } finally {
@@ -68,7 +68,7 @@ describe('keepConnected: reconnection', () => {
       const remote = await acceptor.next();
       let reconnects = 0;
       rc.on('reconnecting', () => reconnects++);
-      await remote.close('bye', 1000);
+      await remote.close(1000, 'bye');
       const info = await within(rc.closed, 10_000, 'closed');
       assert.equal(info.code, 1000);
       assert.equal(info.reason, 'bye');

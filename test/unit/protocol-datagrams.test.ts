@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import { CloseCode, type DatagramResult } from '../../src/protocol/index.js';
-import { type InMemoryEnd, pumpDatagrams, pumpReliable } from '../../src/testing/in-memory.js';
+import { type InMemoryEnd, pumpDatagrams } from '../../src/testing/in-memory.js';
 import { utf8 } from '../../src/util/bytes.js';
 import {
   endFrom,
@@ -15,6 +15,7 @@ import {
   type HandshakeRun,
   pairFrom,
   prng,
+  pumpReliable,
   tagged,
   twoRuns,
   withCode,
@@ -452,7 +453,7 @@ describe('protocol datagrams (SLLP mode)', () => {
     assert.ok(rg.ok && rg.kind === 'data' && rg.seq === 0);
   });
 
-  it('close via the datagram channel closes the receiving session', async () => {
+  it('a CLOSE on the datagram channel ends SLLP only; the reliable CLOSE ends the session (§5.3)', async () => {
     const { initiator: a, responder: b } = pairFrom(run);
     await a.session.close(4002, 'bye over udp');
     const [r] = await pumpDatagrams(a, b);
@@ -463,17 +464,20 @@ describe('protocol datagrams (SLLP mode)', () => {
       seq: 0,
       epoch: 0,
     });
-    assert.equal(b.session.state, 'closed');
-    assert.equal(b.session.closed?.code, 4002);
-    assert.equal(b.session.closed?.reason, 'bye over udp');
-    assert.equal(b.session.closed?.byPeer, true);
-    await assert.rejects(async () => b.session.send('x'), withCode('closed'));
+    // SLLP is over: nothing more is sent or delivered there.
+    assert.equal(b.session.datagramsAccepted, false);
     await assert.rejects(b.session.sendDatagram('x', 0), withCode('closed'));
-    // Anything after the close is not delivered.
     const late = endFrom(run.initiator);
     await late.session.sendDatagram('late', 0);
     const after = await b.session.receiveDatagram(late.sentDatagrams[0]!);
     assert.equal(after.ok, false);
+    // The reliable channel is not: its CLOSE is still on the way, behind the data sent before it.
+    assert.equal(b.session.state, 'open');
+    assert.equal(b.session.closed, undefined);
+    assert.deepEqual(await pumpReliable(a, b), [{ type: 'close', code: 4002, reason: 'bye over udp' }]);
+    assert.equal(b.session.state, 'closed');
+    assert.deepEqual(b.session.closed, { code: 4002, reason: 'bye over udp', byPeer: true });
+    await assert.rejects(b.session.send('x'), withCode('closed'));
   });
 
   it('a close that overtakes data on the datagram channel does not cut what was sent before it', async () => {
@@ -483,9 +487,7 @@ describe('protocol datagrams (SLLP mode)', () => {
     await a.session.close(CloseCode.NORMAL, 'done');
     // The close datagram wins the race against the ordered channel (it did, on loopback under load).
     await pumpDatagrams(a, b);
-    assert.equal(b.session.state, 'closed');
-    assert.equal(b.session.awaitingPeerReliableClose, true);
-    await assert.rejects(async () => b.session.send('x'), withCode('closed'));
+    assert.equal(b.session.state, 'open');
     const records = a.sentReliable.splice(0);
     const events = (await Promise.all(records.map((r) => b.session.receive(r)))).flat();
     assert.deepEqual(
@@ -497,12 +499,12 @@ describe('protocol datagrams (SLLP mode)', () => {
       'sent before the close',
     );
     assert.equal(events[1]?.type === 'message' && events[1].data.length, 200_000);
-    assert.equal(b.session.awaitingPeerReliableClose, false);
+    assert.equal(b.session.state, 'closed');
     // The reliable CLOSE ends the reliable channel too: a replayed record after it is refused.
-    await assert.rejects(b.session.receive(records[0]!), withCode('closed'));
+    await assert.rejects(b.session.receive(records[0]!), withCode('bad_record_mac'));
   });
 
-  it('a close gives the same CloseInfo whichever channel carried it; only p2ptls error codes are errors', async () => {
+  it('only p2ptls error codes in a CLOSE are errors; a datagram CLOSE alone decides nothing', async () => {
     for (const [code, error] of [
       [CloseCode.PROTOCOL_ERROR, 'peer_error'],
       [999, 'peer_error'],
@@ -512,17 +514,15 @@ describe('protocol datagrams (SLLP mode)', () => {
       const viaReliable = pairFrom(run);
       await viaReliable.initiator.session.close(code, 'failed');
       await pumpReliable(viaReliable.initiator, viaReliable.responder);
+      const r = viaReliable.responder.session.closed;
+      assert.equal(r?.code, code);
+      assert.equal(r?.byPeer, true);
+      assert.equal(r?.error?.code, error, `close code ${code}`);
       const viaDatagram = pairFrom(run);
       await viaDatagram.initiator.session.close(code, 'failed');
       await pumpDatagrams(viaDatagram.initiator, viaDatagram.responder);
-      const r = viaReliable.responder.session.closed;
-      const d = viaDatagram.responder.session.closed;
-      assert.equal(r?.code, code);
-      assert.equal(r?.error?.code, error, `close code ${code}`);
-      assert.deepEqual(
-        { code: d?.code, reason: d?.reason, byPeer: d?.byPeer, error: d?.error?.code },
-        { code: r?.code, reason: r?.reason, byPeer: r?.byPeer, error: r?.error?.code },
-      );
+      assert.equal(viaDatagram.responder.session.closed, undefined);
+      assert.equal(viaDatagram.responder.session.state, 'open');
     }
   });
 

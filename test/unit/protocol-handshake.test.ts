@@ -8,6 +8,7 @@ import { before, describe, it } from 'node:test';
 import type { Identity } from '../../src/identity/identity.js';
 import { peerIdFromBytes, peerIdToBytes } from '../../src/identity/peer-id.js';
 import { webCryptoAead } from '../../src/protocol/aead.js';
+import { VERSION } from '../../src/protocol/constants.js';
 import { deriveShared } from '../../src/protocol/ecdh.js';
 import {
   generateEphemeral,
@@ -28,7 +29,7 @@ import {
   sha256,
   trafficKey,
 } from '../../src/protocol/key-schedule.js';
-import { connectInMemory, pumpDatagrams, pumpReliable } from '../../src/testing/in-memory.js';
+import { connectInMemory, pumpDatagrams } from '../../src/testing/in-memory.js';
 import { compareBytes, concat, fromHex, utf8 } from '../../src/util/bytes.js';
 import {
   cachingSigner,
@@ -36,6 +37,7 @@ import {
   flipBit,
   identities,
   outcome,
+  pumpReliable,
   randomPsk,
   runHandshake,
   SUITES,
@@ -518,7 +520,7 @@ describe('protocol handshake', () => {
         const i = await InitiatorHandshake.start(initOpts({ suite: s.suite }));
         const share = (await generateEphemeral(otherSuite.suite)).share;
         const sh = concat(
-          new Uint8Array([1, 0, 0x50, 0x32, 0x50, 0x54, 1, 2, 0, otherSuite.suite]),
+          new Uint8Array([1, 0, 0x50, 0x32, 0x50, 0x54, VERSION, 2, 0, otherSuite.suite]),
           crypto.getRandomValues(new Uint8Array(32)),
           new Uint8Array([0, share.length]),
           share,

@@ -8,19 +8,20 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
-import { webCryptoAead } from '../../src/protocol/aead.js';
 import { CloseCode, DataFlag, RecordType } from '../../src/protocol/constants.js';
 import { type HandshakeResult, type SessionEvent, Suite } from '../../src/protocol/index.js';
-import { sealRecord } from '../../src/protocol/reliable.js';
-import { TrafficKeys } from '../../src/protocol/traffic-keys.js';
-import { type InMemoryEnd, pumpReliable } from '../../src/testing/in-memory.js';
+import type { InMemoryEnd } from '../../src/testing/in-memory.js';
 import { ByteWriter, concat, utf8 } from '../../src/util/bytes.js';
 import {
   endFrom,
   flipBit,
   type HandshakeRun,
   outcome,
+  type PlainEvent,
   pairFrom,
+  plain,
+  pumpReliable,
+  RawSender,
   randomPsk,
   runHandshake,
   settle,
@@ -30,13 +31,13 @@ import {
   withCode,
 } from '../helpers/protocol.js';
 
-const messagesOf = (events: SessionEvent[]) =>
+const messagesOf = (events: readonly PlainEvent[]) =>
   events
-    .filter((e): e is Extract<SessionEvent, { type: 'message' }> => e.type === 'message')
+    .filter((e): e is Extract<PlainEvent, { type: 'message' }> => e.type === 'message')
     .map((e) => e.data);
 
 /** Opens the victim's outgoing records with a fresh peer session and returns what they say. */
-async function closeSentBy(victim: InMemoryEnd, reader: InMemoryEnd): Promise<SessionEvent[]> {
+async function closeSentBy(victim: InMemoryEnd, reader: InMemoryEnd): Promise<PlainEvent[]> {
   await waitForReliable(victim, 1);
   return pumpReliable(victim, reader);
 }
@@ -51,7 +52,7 @@ async function assertFatal(
   code: string,
   closeCode: number = CloseCode.PROTOCOL_ERROR,
 ) {
-  assert.equal(victim.session.state, 'closed');
+  assert.equal(victim.session.state, 'failed');
   assert.equal(victim.session.closed?.byPeer, false);
   assert.equal(victim.session.closed?.code, closeCode);
   assert.equal(victim.session.closed?.error?.code, code);
@@ -62,20 +63,6 @@ async function assertFatal(
   assert.equal(peerReader.session.closed?.error?.code, 'peer_error');
   // Nothing can be sent or received any more.
   await assert.rejects(async () => victim.session.send('x'), withCode('closed'));
-}
-
-/** A sender that seals arbitrary records under a side's real reliable key (an authenticated but buggy peer). */
-class RawSender {
-  private readonly keys: TrafficKeys;
-  constructor(secret: Uint8Array) {
-    this.keys = new TrafficKeys(webCryptoAead, secret, 2 ** 48);
-  }
-  seal(type: number, flags: number, plaintext: Uint8Array): Promise<Uint8Array> {
-    const p = this.keys.next();
-    const out = sealRecord(webCryptoAead, p, new Uint8Array([type, flags]), plaintext);
-    if (type === RecordType.KEY_UPDATE) this.keys.rotate();
-    return out;
-  }
 }
 
 describe('protocol records (TCP mode)', () => {
@@ -140,11 +127,12 @@ describe('protocol records (TCP mode)', () => {
       assert.deepEqual(got, [...batch1, ...batch2, utf8('end')]);
     });
 
-    it('close with code and reason reaches the other side; both are closed; sending after close → closed', async () => {
+    it('close is a handshake: CLOSE, the reply CLOSE and CLOSE_ACK both ways; sending after close → closed', async () => {
       const { initiator: a, responder: b } = pairFrom(run);
       await a.session.send('last words');
       await a.session.close(4001, 'see you');
-      assert.equal(a.session.state, 'closed');
+      // Our direction is closed; the peer's is open until its CLOSE arrives (§5.3).
+      assert.equal(a.session.state, 'closing');
       assert.deepEqual(a.session.closed, { code: 4001, reason: 'see you', byPeer: false });
       assert.equal(a.sentDatagrams.length, 1, 'the close goes on the datagram channel too');
       const events = await pumpReliable(a, b);
@@ -153,9 +141,16 @@ describe('protocol records (TCP mode)', () => {
         { type: 'close', code: 4001, reason: 'see you' },
       ]);
       assert.equal(b.session.state, 'closed');
-      assert.equal(b.session.closed?.byPeer, true);
-      assert.equal(b.session.closed?.code, 4001);
-      assert.equal(b.session.closed?.reason, 'see you');
+      assert.deepEqual(b.session.closed, { code: 4001, reason: 'see you', byPeer: true });
+      // b answered with its own CLOSE (echoing the code) and a CLOSE_ACK; a acknowledges b's CLOSE in turn.
+      assert.equal(b.sentReliable.length, 2);
+      assert.deepEqual(await pumpReliable(b, a), [
+        { type: 'close', code: 4001, reason: 'see you' },
+        { type: 'close-ack' },
+      ]);
+      assert.equal(a.session.state, 'closed');
+      assert.deepEqual(a.session.closed, { code: 4001, reason: 'see you', byPeer: false });
+      assert.deepEqual(await pumpReliable(a, b), [{ type: 'close-ack' }]);
       for (const s of [a.session, b.session]) {
         await assert.rejects(async () => s.send('more'), withCode('closed'));
         await assert.rejects(async () => s.ping(new Uint8Array(8)), withCode('closed'));
@@ -366,7 +361,7 @@ describe('protocol records (TCP mode)', () => {
       assert.deepEqual(wrong, []);
       // Control: the genuine record is accepted by a fresh victim.
       const ok = endFrom(run.responder);
-      assert.deepEqual(await ok.session.receive(record), [{ type: 'message', data: tagged(7, 100) }]);
+      assert.deepEqual(plain(await ok.session.receive(record)), [{ type: 'message', data: tagged(7, 100) }]);
     });
 
     it('replayed, reordered and dropped records → bad_record_mac', async () => {
@@ -396,7 +391,7 @@ describe('protocol records (TCP mode)', () => {
       const [r1, r2, r3, r4] = src.sentReliable as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
       const victim = endFrom(run.responder);
       const p = [r1, flipBit(r2, 5), r3, r4].map((r) => victim.session.receive(r));
-      assert.deepEqual(await p[0], [{ type: 'message', data: utf8('a') }]);
+      assert.deepEqual(plain(await p[0]!), [{ type: 'message', data: utf8('a') }]);
       for (const q of p.slice(1)) await assert.rejects(q, withCode('bad_record_mac'));
       await assertFatal(victim, endFrom(run.initiator), 'bad_record_mac');
     });
@@ -492,7 +487,7 @@ describe('protocol records (TCP mode)', () => {
       const { initiator: a } = pairFrom(run);
       await a.session.send('boomerang');
       await assert.rejects(a.session.receive(a.sentReliable.shift()!), withCode('bad_record_mac'));
-      assert.equal(a.session.state, 'closed');
+      assert.equal(a.session.state, 'failed');
       // The reflecting attacker also cannot reuse the handshake's own traffic: Auth records are not data.
       const b = endFrom(run.responder);
       await assert.rejects(b.session.receive(run.initiatorAuth), withCode('unexpected_message'));
@@ -528,7 +523,7 @@ describe('protocol records (TCP mode)', () => {
           }),
         ),
       );
-      assert.deepEqual(results, [
+      assert.deepEqual(results.map(plain), [
         [],
         [{ type: 'message', data: utf8('after the ping') }],
         [{ type: 'key-update' }],
@@ -574,9 +569,10 @@ describe('protocol records (TCP mode)', () => {
         code: 'malformed',
       },
       {
+        // A CLOSE with a longer reason is longer than any control record may be (§7): refused by size.
         name: 'close reason over 1024 bytes',
         records: [[RecordType.CONTROL, 0, concat(new Uint8Array([1, 0, 0]), new Uint8Array(1025).fill(97))]],
-        code: 'malformed',
+        code: 'record_overflow',
       },
       {
         name: 'key update with value 2',
@@ -756,7 +752,7 @@ describe('protocol records (TCP mode)', () => {
       ] as [number, number, Uint8Array][]) {
         events.push(...(await victim.session.receive(await raw.seal(type, flags, pt))));
       }
-      assert.deepEqual(events, [
+      assert.deepEqual(plain(events), [
         { type: 'message', data: utf8('plain') },
         { type: 'message', data: utf8('x') },
         { type: 'message', data: new Uint8Array(0) },

@@ -100,11 +100,23 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
   const dgrams: Uint8Array[] = [];
   const session = new Session(
     result!,
-    { reliable: (r) => out.push(r), datagram: (d) => dgrams.push(d) },
+    {
+      reliable: (r) => out.push(r),
+      datagram: (d) => {
+        dgrams.push(d);
+        return true;
+      },
+    },
     { recordSize: 64 },
   );
   const rxOut: Uint8Array[] = [];
-  const rx = new Session(rResult, { reliable: (r) => rxOut.push(r), datagram: () => {} }, { recordSize: 64 });
+  const rx = new Session(
+    rResult,
+    { reliable: (r) => rxOut.push(r), datagram: () => true },
+    { recordSize: 64, receiveWindow: 1024 * 1024 },
+  );
+  // The responder opens its window beyond the initial 256 KiB (§5.5).
+  rx.release(0);
   await session.send('hello');
   await session.send('a', 'bc');
   await session.send(new Uint8Array(150).map((_, i) => i));
@@ -113,14 +125,19 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
   await session.send('after key update');
   await session.sendDatagram('datagram', 1_700_000_000_000);
   await session.close(0, 'done');
-  // The receiving side must accept all of it, or the vector is wrong.
+  // The receiving side must accept all of it, or the vector is wrong: it answers the ping, the key
+  // update and the CLOSE (with its own CLOSE and a CLOSE_ACK, §5.3).
   const dg = await rx.receiveDatagram(dgrams[0]!);
   if (!dg.ok) throw new Error(`datagram vector does not open (${dg.reason})`);
   for (const r of out) await rx.receive(r);
   if (rx.state !== 'closed') throw new Error('close vector not applied');
+  for (const r of rxOut) await session.receive(r);
+  if (session.state !== 'closed') throw new Error('close reply vector not applied');
+  const acked = await rx.receive(out[9]!);
+  if (acked[0]?.type !== 'close-ack') throw new Error('close-ack vector not applied');
 
   return {
-    description: `p2ptls v1 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
+    description: `p2ptls v2 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
     inputs: {
       ...inputs,
       initiator: { ...inputs.initiator, signature: toHex(signatures.initiator!) },
@@ -159,6 +176,12 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
       'key update, request_update=1 (seq 6)': toHex(out[6]!),
       'data "after key update" (generation 1, seq 0)': toHex(out[7]!),
       'control close 0 "done" (generation 1, seq 1)': toHex(out[8]!),
+      'control close_ack (generation 1, seq 2)': toHex(out[9]!),
+      'responder: control window 1048576 (seq 0)': toHex(rxOut[0]!),
+      'responder: control pong "ping1234" (seq 1)': toHex(rxOut[1]!),
+      'responder: key update, request_update=0 (seq 2)': toHex(rxOut[2]!),
+      'responder: control close 0 "done", the reply (generation 1, seq 0)': toHex(rxOut[3]!),
+      'responder: control close_ack (generation 1, seq 1)': toHex(rxOut[4]!),
       'datagram "datagram" sentAt 1700000000000 (epoch 1, seq 0)': toHex(dgrams[0]!),
     },
   };

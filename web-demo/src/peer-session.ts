@@ -1,7 +1,8 @@
 // One paired peer's panel: the live p2ptls connection (either direction), chat and files over TCP mode,
 // webcam over SLLP mode, and the connection's stats.
-import type { Connection, ConnectionClose } from '../../src/host/connection.js';
+import type { Connection } from '../../src/host/connection.js';
 import type { ReconnectingConnection } from '../../src/host/reconnecting.js';
+import type { CloseInfo } from '../../src/protocol/session.js';
 import {
   type Control,
   decodeAppMessage,
@@ -229,13 +230,13 @@ export class PeerSession {
     this.camera?.stop();
     const keeper = this.keeper;
     this.keeper = undefined;
-    if (keeper) await keeper.close(reason);
-    else if (this.connection?.isOpen) await this.connection.close(reason);
+    if (keeper) await keeper.close(0, reason);
+    else if (this.connection?.isOpen) await this.connection.close(0, reason);
     clearInterval(this.statsTimer);
     this.setStatus('closed', reason);
   }
 
-  private closed(info: ConnectionClose): void {
+  private closed(info: CloseInfo): void {
     clearInterval(this.statsTimer);
     this.setStatus(
       'closed',
