@@ -194,6 +194,8 @@ async function openBackup(
     try {
       identity = await Identity.importSecret(payload.identity, { extractable: true });
     } catch (err) {
+      // A key p2ptls refuses (PROTOCOL.md §2) is reported as such, as it is for the peers' keys.
+      if (isP2PTLSError(err, 'bad_key')) throw err;
       throw badBackup('the identity in the backup does not verify', err);
     }
   }

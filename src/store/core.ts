@@ -175,12 +175,15 @@ export class KvPeerStore implements PeerStore {
     if (input.publicIdentity instanceof PublicIdentity) return input.publicIdentity.export();
     const r = PublicIdentityJsonSchema.safeParse(input.publicIdentity);
     if (!r.success) throw fail('invalid_argument', `publicIdentity: ${r.error.message}`);
-    // Full key import and binding check happen in lookup(); the hash check here is cheap and keeps a
-    // record from ever being filed under a peerId its key does not own.
+    // The hash check keeps a record from ever being filed under a peerId its key does not own. The keys
+    // are imported now too, so a key that can never be used (exponent other than 65537, wrong size or
+    // algorithm: `bad_key`) is refused on the way in, from put() and from backups alike; the binding
+    // signature costs an RSA verification and is checked by lookup(), before the keys are used.
     const actual = await peerIdOf(fromBase64Url(r.data.signingKey));
     if (actual !== r.data.peerId) {
       throw fail('peer_id_mismatch', `signing key hashes to ${actual}, not ${r.data.peerId}`);
     }
+    await PublicIdentity.checkKeys(r.data);
     return r.data;
   }
 

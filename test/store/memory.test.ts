@@ -102,7 +102,7 @@ describe('PeerStore (memory engine; shared core behaviour)', () => {
     withStore(async (s) => {
       const fake = await fakePublicIdentity();
       await s.put({ publicIdentity: fake, psk: randomPsk() });
-      await assert.rejects(s.lookup(fake.peerId), withCode('bad_key'));
+      await assert.rejects(s.lookup(fake.peerId), withCode('bad_signature'));
     }));
 
   it('markSeen moves lastSeenAt forward only', () =>
