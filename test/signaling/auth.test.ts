@@ -125,7 +125,7 @@ describe('signaling authentication (real server process)', () => {
     }
   });
 
-  it('accepts a client that connected by name (origin = the Host it used); a closed client stays closed', async () => {
+  it('accepts a client that connected by the name localhost (a loopback bind); a closed client stays closed', async () => {
     const c = new SignalingClient({ url: server.url.replace('127.0.0.1', 'localhost'), identity: bob });
     clients.push(c);
     await c.connect();
