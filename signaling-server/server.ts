@@ -9,7 +9,8 @@
  * registered identities and presence live in Redis.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { createAdapter } from '@socket.io/redis-adapter';
 import pino, { type Logger } from 'pino';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
@@ -68,8 +69,10 @@ export interface SignalingServerOptions {
   /** Called first for other HTTP requests; return true when it answered. */
   requestHandler?: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean>;
   /**
-   * Origins clients may sign besides the Host header they connected with, e.g. the public
-   * `https://signal.example.org` when the server sits behind a reverse proxy.
+   * Origins clients may sign their login proof for besides the server's own listen URL, e.g. the public
+   * `https://signal.example.org` when the server sits behind a reverse proxy, or `http://box.lan:8080`
+   * when clients reach it by a name. Request headers (Host, X-Forwarded-Host) are never consulted: the
+   * client writes them, so a server that relayed a victim's proof could name itself there.
    */
   publicOrigins?: string[];
   /** Take the client address from X-Forwarded-For (only behind a trusted proxy). Default false. */
@@ -83,6 +86,12 @@ export interface SignalingServerOptions {
 export interface SignalingServerHandle {
   /** `http://host:port` */
   url: string;
+  /**
+   * The origins a login proof may be signed for (without the equivalent `ws:`/`wss:` forms): the listen
+   * URL, `http://localhost:port` on a loopback bind, every local address for a wildcard bind, then
+   * `publicOrigins`.
+   */
+  origins: readonly string[];
   port: number;
   host: string;
   metrics: SignalingMetrics;
@@ -134,7 +143,9 @@ export async function startSignalingServer(
     authTimeoutMs: options.limits?.authTimeoutMs ?? 10_000,
     maxRoomsPerPeer: options.limits?.maxRoomsPerPeer ?? 64,
   };
-  const publicOrigins = new Set((options.publicOrigins ?? []).map(signalingOrigin));
+  const publicOrigins = (options.publicOrigins ?? []).map(signalingOrigin);
+  let port = 0;
+  const host = options.host ?? '127.0.0.1';
   const metrics = new SignalingMetrics();
   const conns = new Map<string, Conn>();
   const background = new Set<Promise<unknown>>();
@@ -248,7 +259,12 @@ export async function startSignalingServer(
     }
   }
 
-  function originAccepted(origin: string, socket: IoSocket): boolean {
+  /**
+   * Whether a login proof signed for `origin` was made for this server. Only configuration decides: the
+   * address we listen on and `publicOrigins`. A proof for any other origin was made for another server,
+   * which may be relaying this server's challenge to log in here as its victim.
+   */
+  function originAccepted(origin: string): boolean {
     let signed: string;
     try {
       signed = signalingOrigin(origin);
@@ -256,11 +272,13 @@ export async function startSignalingServer(
       return false;
     }
     if (signed !== origin) return false;
-    if (publicOrigins.has(signed)) return true;
-    const hosts = [socket.handshake.headers.host];
-    if (options.trustProxy) hosts.push(socket.handshake.headers['x-forwarded-host'] as string | undefined);
-    const signedHost = new URL(signed).host;
-    return hosts.some((h) => typeof h === 'string' && h.toLowerCase() === signedHost);
+    // ws:// and wss:// reach the same server as http:// and https://.
+    const asHttp = signed.replace(/^ws(s?):/, 'http$1:');
+    return acceptedOrigins().includes(asHttp);
+  }
+
+  function acceptedOrigins(): string[] {
+    return [...new Set([...ownOrigins(host, port), ...publicOrigins])];
   }
 
   async function deliverable(peerId: string): Promise<boolean> {
@@ -286,7 +304,7 @@ export async function startSignalingServer(
         // Single use: a failed attempt cannot be retried with the same challenge.
         conn.challenge = undefined;
         if (!challenge) throw fail('auth_failed', 'no challenge outstanding');
-        if (!originAccepted(req.origin, conn.socket)) {
+        if (!originAccepted(req.origin)) {
           throw fail('auth_failed', 'the signed origin is not this server');
         }
         const pub = await PublicIdentity.import(req.identity);
@@ -475,7 +493,6 @@ export async function startSignalingServer(
     socket.emit('challenge', { v: SIGNALING_VERSION, nonce: challenge });
   });
 
-  const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(options.port ?? 8080, host, () => {
@@ -483,13 +500,15 @@ export async function startSignalingServer(
       resolve();
     });
   });
-  const port = (http.address() as AddressInfo).port;
+  port = (http.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  log.info({ url, redis: Boolean(redis) }, 'signaling server listening');
+  const origins = acceptedOrigins();
+  log.info({ url, origins, redis: Boolean(redis) }, 'signaling server listening');
 
   let closing: Promise<void> | undefined;
   return {
     url,
+    origins,
     port,
     host,
     metrics,
@@ -505,4 +524,33 @@ export async function startSignalingServer(
       return closing;
     },
   };
+}
+
+const httpOrigin = (address: string, port: number) =>
+  signalingOrigin(`http://${address.includes(':') ? `[${address}]` : address}:${port}`);
+
+/**
+ * The origins a client that connects straight to `host:port` signs: the bound address itself; for a
+ * loopback address also `localhost` (what people type, and what `npm start` prints); for a wildcard bind
+ * every address of this machine's interfaces, read at each login since they can change. A client that
+ * reaches the server by any other name (DNS, a proxy) needs that origin in `publicOrigins`.
+ */
+function ownOrigins(host: string, port: number): string[] {
+  const bare = host.replace(/^\[|\]$/g, '');
+  const wildcard = bare === '' || bare === '0.0.0.0' || bare === '::';
+  if (!wildcard) {
+    const loopback = bare === 'localhost' || bare === '::1' || /^127\.\d+\.\d+\.\d+$/.test(bare);
+    return [httpOrigin(bare, port), ...(loopback ? [httpOrigin('localhost', port)] : [])];
+  }
+  const out = [httpOrigin('localhost', port)];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      // `0.0.0.0` listens on IPv4 only; `::` (and no host) on both.
+      if (bare === '0.0.0.0' && isIP(a.address) !== 4) continue;
+      // Link-local IPv6 addresses need a zone id, which does not fit in an origin.
+      if (a.scopeid) continue;
+      out.push(httpOrigin(a.address, port));
+    }
+  }
+  return out;
 }

@@ -1,12 +1,18 @@
 import { z } from 'zod';
 import { fail } from '../errors.js';
-import { bs, concat, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import { bs, concat, equalBytes, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
 import { type PeerId, peerIdOf, verifyPeerId } from './peer-id.js';
 
 /** RSA modulus sizes an identity may use. 2048 is the default: key generation for 4096 takes seconds. */
 export type ModulusLength = 2048 | 3072 | 4096;
 const MODULUS_LENGTHS: readonly number[] = [2048, 3072, 4096];
 
+/**
+ * 65537, the only public exponent an identity key may have (PROTOCOL.md §2), on generation and on every
+ * import. e = 3 is what low-exponent attacks on sloppy verifiers and padding need, and a huge exponent (a
+ * 2038-bit one passes a plain import) makes each verification ~20× slower for everyone who checks that
+ * peer's signatures: the signaling server at login, every peer at pairing and at each handshake.
+ */
 const PUBLIC_EXPONENT = new Uint8Array([1, 0, 1]);
 /** RSA-PSS with SHA-256 and a 32-byte salt (RFC 8017 §8.1, salt length = hash length). */
 export const PSS_PARAMS = { name: 'RSA-PSS', saltLength: 32 } as const;
@@ -63,13 +69,30 @@ async function importKey(
 ): Promise<CryptoKey> {
   try {
     const key = await crypto.subtle.importKey(format, bs(der), alg, extractable, usages);
-    const bits = (key.algorithm as RsaHashedKeyAlgorithm).modulusLength;
+    const { modulusLength: bits, publicExponent } = key.algorithm as RsaHashedKeyAlgorithm;
     if (!MODULUS_LENGTHS.includes(bits)) throw fail('bad_key', `RSA modulus of ${bits} bits is not allowed`);
+    checkPublicExponent(publicExponent);
     return key;
   } catch (err) {
     if (err instanceof Error && err.name === 'P2PTLSError') throw err;
     throw fail('bad_key', `cannot import ${alg.name} ${format} key`, err);
   }
+}
+
+/** Throws `bad_key` unless `e` (big-endian, as WebCrypto reports it) is 65537; leading zeros are allowed. */
+function checkPublicExponent(e: Uint8Array | undefined): void {
+  // Fail closed: WebCrypto always reports the exponent of an RSA key; a runtime that does not cannot be
+  // trusted to have checked it either.
+  if (!(e instanceof Uint8Array)) throw fail('bad_key', 'the RSA public exponent is unknown');
+  let start = 0;
+  while (start < e.length && e[start] === 0) start++;
+  const digits = e.subarray(start);
+  if (equalBytes(digits, PUBLIC_EXPONENT)) return;
+  const shown =
+    digits.length <= 6
+      ? String(digits.reduce((n, b) => n * 256 + b, 0))
+      : `a ${digits.length * 8}-bit number`;
+  throw fail('bad_key', `RSA public exponent ${shown} is not allowed (only 65537)`);
 }
 
 /** Verifies an RSA-PSS signature; never throws for a wrong signature, only returns false. */
@@ -113,6 +136,17 @@ export class PublicIdentity {
       throw fail('bad_signature', 'the encryption key is not bound to this identity');
     }
     return new PublicIdentity(actual, signingKey, encryptionKey, spki.signing, spki.encryption, spki.binding);
+  }
+
+  /**
+   * Imports both keys of the JSON form the way {@link PublicIdentity.import} does (algorithm, modulus size,
+   * exponent 65537) but checks neither the peerId hash nor the binding signature. For stores that file a
+   * key now and verify it completely when it is used; throws `malformed` or `bad_key`.
+   */
+  static async checkKeys(json: PublicIdentityJson | string | unknown): Promise<void> {
+    const j = parseJson(PublicIdentityJsonSchema, json, 'public identity');
+    await importKey('spki', fromBase64Url(j.signingKey), PSS_IMPORT, ['verify']);
+    await importKey('spki', fromBase64Url(j.encryptionKey), OAEP_IMPORT, ['encrypt']);
   }
 
   /** Imports the JSON form (object or string). Rejects keys that do not hash to the stated peerId. */

@@ -13,6 +13,8 @@ import {
 } from '../util/bytes.js';
 import { deriveKeyFromPassphrase, MIN_PBKDF2_ITERATIONS, randomSalt } from './crypto.js';
 import {
+  MAX_CLOCK_SKEW_MS,
+  type MergeOptions,
   type MergeReport,
   type PeerRecord,
   type PeerStore,
@@ -123,11 +125,8 @@ export async function exportBackup(
   };
 }
 
-/** Options of {@link importBackup}. */
-export interface ImportBackupOptions {
-  /** Take the backup's identity even when the store already has a different one. Default false. */
-  readonly replaceIdentity?: boolean;
-}
+/** Options of {@link importBackup}: those of {@link PeerStore.merge}. */
+export type ImportBackupOptions = MergeOptions;
 
 /** What {@link importBackup} did. */
 export type ImportReport = MergeReport;
@@ -189,11 +188,16 @@ async function openBackup(
     if (isP2PTLSError(err, 'bad_backup')) throw err;
     throw badBackup('backup payload is not JSON', err);
   }
+  if (payload.createdAt > Date.now() + MAX_CLOCK_SKEW_MS) {
+    throw badBackup(`backup claims to be made in the future (${new Date(payload.createdAt).toISOString()})`);
+  }
   let identity: Identity | undefined;
   if (payload.identity) {
     try {
       identity = await Identity.importSecret(payload.identity, { extractable: true });
     } catch (err) {
+      // A key p2ptls refuses (PROTOCOL.md §2) is reported as such, as it is for the peers' keys.
+      if (isP2PTLSError(err, 'bad_key')) throw err;
       throw badBackup('the identity in the backup does not verify', err);
     }
   }
@@ -217,10 +221,17 @@ async function openBackup(
 }
 
 /**
- * Imports a backup made by {@link exportBackup} into `store`, in one atomic change. Records merge by
- * recency: a stored peer is only replaced by a newer copy. A damaged blob is rejected whole with
- * `bad_backup`, a wrong passphrase with `wrong_passphrase`; in both cases nothing is written. (Damage to
- * the salt or key-check bytes of the header looks exactly like a wrong passphrase and is reported so.)
+ * Imports a backup made by {@link exportBackup} into `store`, in one atomic change, by the rules of
+ * {@link PeerStore.merge}: a stored peer is only replaced by a copy with a later `updatedAt`, a blocked
+ * peer stays blocked, a PSK changes only for peers named in `acceptPskChanges` (the others are listed in
+ * the report's `pskChanges`), and a record dated more than 5 minutes ahead is refused with `bad_backup`.
+ * A damaged blob is rejected whole with `bad_backup`, a wrong passphrase with `wrong_passphrase`, a key
+ * p2ptls refuses with `bad_key`; in all cases nothing is written. (Damage to the salt or key-check bytes
+ * of the header looks exactly like a wrong passphrase and is reported so.)
+ *
+ * Not detected: rollback of a whole record. A backup is a valid older state of the store, so importing
+ * an old backup into a store that lost its newer records (or restoring old store files) brings those
+ * old records back as they were, PSK and trust included.
  */
 export async function importBackup(
   store: PeerStore,

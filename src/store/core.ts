@@ -1,10 +1,12 @@
 import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import { Identity, PublicIdentity, PublicIdentityJsonSchema } from '../identity/identity.js';
 import { isPeerId, type PeerId, peerIdOf } from '../identity/peer-id.js';
-import { fromBase64Url, fromUtf8, utf8 } from '../util/bytes.js';
+import { equalBytes, fromBase64Url, fromUtf8, utf8 } from '../util/bytes.js';
 import { openCipher, type RecordCipher, recordAad, type StoreEncryption } from './crypto.js';
 import {
   type CreateIdentityOptions,
+  MAX_CLOCK_SKEW_MS,
+  type MergeOptions,
   type MergeReport,
   type PeerInput,
   type PeerKeys,
@@ -85,8 +87,6 @@ function identityPublicFields(v: number, kind: string, p: StoredIdentity['public
 
 const keysOf = (r: PeerRecord) =>
   `${r.publicIdentity.signingKey}.${r.publicIdentity.encryptionKey}.${r.publicIdentity.binding}`;
-
-const recency = (r: { updatedAt: number; lastSeenAt?: number }) => Math.max(r.updatedAt, r.lastSeenAt ?? 0);
 
 function corrupt(key: string, reason: string, cause?: unknown): P2PTLSError {
   return fail('corrupt_record', `stored record '${key}' is damaged or was tampered with: ${reason}`, cause);
@@ -175,12 +175,15 @@ export class KvPeerStore implements PeerStore {
     if (input.publicIdentity instanceof PublicIdentity) return input.publicIdentity.export();
     const r = PublicIdentityJsonSchema.safeParse(input.publicIdentity);
     if (!r.success) throw fail('invalid_argument', `publicIdentity: ${r.error.message}`);
-    // Full key import and binding check happen in lookup(); the hash check here is cheap and keeps a
-    // record from ever being filed under a peerId its key does not own.
+    // The hash check keeps a record from ever being filed under a peerId its key does not own. The keys
+    // are imported now too, so a key that can never be used (exponent other than 65537, wrong size or
+    // algorithm: `bad_key`) is refused on the way in, from put() and from backups alike; the binding
+    // signature costs an RSA verification and is checked by lookup(), before the keys are used.
     const actual = await peerIdOf(fromBase64Url(r.data.signingKey));
     if (actual !== r.data.peerId) {
       throw fail('peer_id_mismatch', `signing key hashes to ${actual}, not ${r.data.peerId}`);
     }
+    await PublicIdentity.checkKeys(r.data);
     return r.data;
   }
 
@@ -476,18 +479,36 @@ export class KvPeerStore implements PeerStore {
 
   merge(
     incoming: { identity?: Identity; peers: readonly PeerRecord[] },
-    options: { replaceIdentity?: boolean } = {},
+    options: MergeOptions = {},
   ): Promise<MergeReport> {
     return this.serialized(async () => {
       const ops: KvOp[] = [];
       let added = 0;
       let updated = 0;
       let kept = 0;
+      const pskChanges: PeerId[] = [];
+      const stillBlocked: PeerId[] = [];
+      const acceptPsk = new Set(options.acceptPskChanges ?? []);
+      // A record dated in the future would win every merge until that date (the year 275760 fits the
+      // schema), so a later genuine copy could never correct it: refuse it before anything is written.
+      const latest = Date.now() + MAX_CLOCK_SKEW_MS;
       const byId = new Map<PeerId, PeerRecord>();
       for (const p of incoming.peers) {
         const n = this.normalize(p, await this.publicOf(p), undefined);
+        for (const [name, t] of [
+          ['addedAt', n.addedAt],
+          ['lastSeenAt', n.lastSeenAt],
+          ['updatedAt', n.updatedAt],
+        ] as const) {
+          if (t !== undefined && t > latest) {
+            throw fail(
+              'invalid_argument',
+              `${name} of ${n.peerId} is in the future (${new Date(t).toISOString()})`,
+            );
+          }
+        }
         const dup = byId.get(n.peerId);
-        if (!dup || recency(n) > recency(dup)) byId.set(n.peerId, n);
+        if (!dup || n.updatedAt > dup.updatedAt) byId.set(n.peerId, n);
       }
       const winners: PeerRecord[] = [];
       for (const inc of byId.values()) {
@@ -495,18 +516,42 @@ export class KvPeerStore implements PeerStore {
         if (!cur) {
           added++;
           winners.push(inc);
-        } else if (recency(inc) > recency(cur)) {
-          updated++;
-          // Field by field the oldest "added" and the newest "seen" are both true facts worth keeping.
-          const lastSeenAt = Math.max(inc.lastSeenAt ?? 0, cur.lastSeenAt ?? 0);
-          winners.push({
-            ...inc,
-            addedAt: Math.min(inc.addedAt, cur.addedAt),
-            ...(lastSeenAt > 0 ? { lastSeenAt } : {}),
-          });
-        } else {
-          kept++;
+          continue;
         }
+        // Only a change of the record counts: `lastSeenAt` moves whenever the peer connects, so a copy
+        // from a device that merely saw the peer later must not undo a change made here (a block).
+        if (inc.updatedAt <= cur.updatedAt) {
+          kept++;
+          continue;
+        }
+        // A block is the user's decision about this peer and is undone only by the user (put).
+        if (cur.trust === 'blocked' && inc.trust !== 'blocked') {
+          kept++;
+          stillBlocked.push(inc.peerId);
+          continue;
+        }
+        // Field by field the oldest "added" and the newest "seen" are both true facts worth keeping.
+        const lastSeenAt = Math.max(inc.lastSeenAt ?? 0, cur.lastSeenAt ?? 0);
+        const merged: PeerRecord = {
+          ...inc,
+          addedAt: Math.min(inc.addedAt, cur.addedAt),
+          ...(lastSeenAt > 0 ? { lastSeenAt } : {}),
+        };
+        // A different PSK cuts the working pair (the peer holds the stored one) or hands it to whoever
+        // made the copy: the caller must have asked for it by name.
+        if (!equalBytes(inc.psk, cur.psk) && !acceptPsk.has(inc.peerId)) {
+          pskChanges.push(inc.peerId);
+          // A block only takes trust away, so a newer one is applied all the same, with the stored PSK.
+          if (inc.trust === 'blocked') {
+            updated++;
+            winners.push({ ...merged, psk: cur.psk });
+          } else {
+            kept++;
+          }
+          continue;
+        }
+        updated++;
+        winners.push(merged);
       }
       for (const r of winners)
         ops.push({ type: 'put', key: peerKey(r.peerId), value: await this.encodePeer(r) });
@@ -531,7 +576,7 @@ export class KvPeerStore implements PeerStore {
       if (ops.length > 0) await this.backend.batch(ops);
       for (const r of winners) this.lookupCache.delete(r.peerId);
       if (newIdentity) this.identityCache = newIdentity;
-      return { added, updated, kept, identity: identityResult };
+      return { added, updated, kept, identity: identityResult, pskChanges, stillBlocked };
     });
   }
 

@@ -12,6 +12,8 @@ export { MIN_PBKDF2_ITERATIONS, type StoreEncryption } from './crypto.js';
 export { type MemoryPeerStoreOptions, openMemoryPeerStore } from './memory.js';
 export {
   type CreateIdentityOptions,
+  MAX_CLOCK_SKEW_MS,
+  type MergeOptions,
   type MergeReport,
   type PeerInput,
   type PeerKeys,

@@ -30,7 +30,7 @@ export interface PeerRecord {
   readonly trust: TrustState;
   readonly addedAt: number;
   readonly lastSeenAt?: number;
-  /** When this record last changed; with `lastSeenAt` it decides which copy wins when backups merge. */
+  /** When this record last changed (put); alone it decides which copy wins when backups merge. */
   readonly updatedAt: number;
 }
 
@@ -72,20 +72,45 @@ export interface StoreSnapshot {
   readonly problems: StoreProblem[];
 }
 
+/**
+ * How far in the future (by this device's clock) a merged record's times may be: 5 minutes, the clock
+ * skew signed messages are allowed too. A later `updatedAt` would win every merge until that date.
+ */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
 /** What {@link PeerStore.merge} did. */
 export interface MergeReport {
   /** Peers that were not in the store. */
   readonly added: number;
   /** Peers whose incoming copy was newer and replaced the stored one. */
   readonly updated: number;
-  /** Peers whose stored copy was as new or newer and was kept. */
+  /** Peers whose stored copy was kept: as new or newer, blocked, or with a PSK change not accepted. */
   readonly kept: number;
+  /**
+   * Peers whose newer incoming copy carries a different PSK, which was not taken because the caller did
+   * not list them in `acceptPskChanges`. Their stored record is kept (except that an incoming block is
+   * applied, with the stored PSK). Ask the user, then merge again accepting the ones confirmed.
+   */
+  readonly pskChanges: PeerId[];
+  /** Peers blocked here that the incoming copy has as paired: they stay blocked (only put lifts a block). */
+  readonly stillBlocked: PeerId[];
   /**
    * `imported`: the store had no identity and now has the incoming one. `unchanged`: same peerId, or no
    * identity came in. `kept-existing`: the store already has a different identity, which was kept (pass
    * `replaceIdentity: true` to take the incoming one, which then reports `replaced`).
    */
   readonly identity: 'imported' | 'unchanged' | 'kept-existing' | 'replaced';
+}
+
+/** Options of {@link PeerStore.merge}. */
+export interface MergeOptions {
+  /** Take the incoming identity even when the store has a different one. Default false. */
+  readonly replaceIdentity?: boolean;
+  /**
+   * Peers whose stored PSK the incoming copy's may replace. Import a backup once without it, ask the
+   * user about each peer in the report's `pskChanges`, then import again naming the confirmed ones.
+   */
+  readonly acceptPskChanges?: readonly PeerId[];
 }
 
 /** Options of {@link PeerStore.loadOrCreateIdentity}. */
@@ -140,12 +165,22 @@ export interface PeerStore {
   /** Identity (if exportable) and all readable peers, for backups. */
   snapshot(): Promise<StoreSnapshot>;
   /**
-   * Merges peers (and optionally an identity) in one atomic change. A stored peer is replaced only when
-   * the incoming copy is newer (by `max(updatedAt, lastSeenAt)`), so nothing newer is lost.
+   * Merges peers (and optionally an identity) in one atomic change; a backup import is a merge. The rules
+   * keep a merge from undoing the user's decisions:
+   * - a stored peer is replaced only by a copy with a later `updatedAt` (never because of `lastSeenAt`,
+   *   which only says the peer was seen);
+   * - a blocked peer stays blocked, whatever the incoming copy says: only {@link PeerStore.put} unblocks;
+   * - a PSK is replaced only for peers listed in `acceptPskChanges`; the others are reported in
+   *   `pskChanges` and keep their record;
+   * - a time more than {@link MAX_CLOCK_SKEW_MS} in the future is refused (`invalid_argument`), and
+   *   nothing is written.
+   * Whole-record rollback is not detected: an older copy of a record (from an old backup or an old copy
+   * of the store's files) that still has the newest `updatedAt` on this device is indistinguishable from
+   * the current one.
    */
   merge(
     incoming: { identity?: Identity; peers: readonly PeerRecord[] },
-    options?: { replaceIdentity?: boolean },
+    options?: MergeOptions,
   ): Promise<MergeReport>;
 
   /** Releases the engine (and the LevelDB lock). Further calls reject with `store_closed`. */

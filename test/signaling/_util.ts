@@ -11,9 +11,17 @@ export interface RawConn {
   challenge: Promise<string>;
 }
 
-/** Connects a raw socket.io client; `challenge` resolves with the server's nonce. */
-export function rawConnect(url: string): RawConn {
-  const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
+/**
+ * Connects a raw socket.io client; `challenge` resolves with the server's nonce. `headers` are sent with
+ * the WebSocket upgrade (a client can claim any Host or X-Forwarded-Host).
+ */
+export function rawConnect(url: string, headers?: Record<string, string>): RawConn {
+  const socket = io(url, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    ...(headers ? { extraHeaders: headers } : {}),
+  });
   const challenge = new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('no challenge')), 10_000);
     socket.once('challenge', (c: { nonce: string }) => {

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Identity } from '../../src/identity/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
+import { authSignedBytes, signalingOrigin } from '../../src/signaling/wire.js';
+import { fromBase64Url, toBase64Url } from '../../src/util/bytes.js';
 import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
+import { weakIdentities } from '../helpers/rsa-keys.js';
 import {
   ask,
   authRequest,
@@ -111,7 +114,18 @@ describe('signaling authentication (real server process)', () => {
     }
   });
 
-  it('accepts a client that connected by name (origin = the Host it used); a closed client stays closed', async () => {
+  it('refuses an identity whose RSA exponent is not 65537 (e = 3 or 2038 bits, either key) with bad_key', async () => {
+    for (const { name, identity } of await weakIdentities()) {
+      const { socket, challenge } = rawConnect(server.url);
+      const origin = signalingOrigin(server.url);
+      const signed = authSignedBytes(identity.json.peerId, fromBase64Url(await challenge), origin);
+      const req = { identity: identity.json, origin, sig: toBase64Url(identity.sign(signed)) };
+      assert.equal(errorCode(await ask(socket, 'auth', req)), 'bad_key', name);
+      await disconnected(socket);
+    }
+  });
+
+  it('accepts a client that connected by the name localhost (a loopback bind); a closed client stays closed', async () => {
     const c = new SignalingClient({ url: server.url.replace('127.0.0.1', 'localhost'), identity: bob });
     clients.push(c);
     await c.connect();

@@ -11,6 +11,7 @@ import { SignalingClient } from '../../src/signaling/client.js';
 import type { PairingMessage, SignedSignal } from '../../src/signaling/messages.js';
 import { createSignedSignal } from '../../src/signaling/wire.js';
 import { fromBase64Url, toBase64Url } from '../../src/util/bytes.js';
+import { weakIdentities } from '../helpers/rsa-keys.js';
 import { next, sleep, withCode } from './_util.js';
 
 type Ack = (answer: unknown) => void;
@@ -131,6 +132,13 @@ describe('a malicious signaling server is detected by the receiving client', () 
     // Or the server answers with mallory's genuine identity for dave's id.
     fake.directory.set(dave.peerId, mallory.exportPublic());
     await assert.rejects(bobClient.lookup(dave.peerId), withCode('peer_id_mismatch'));
+  });
+
+  it('refuses a lookup answer whose key has an RSA exponent other than 65537 (bad_key)', async () => {
+    for (const { name, identity } of await weakIdentities()) {
+      fake.directory.set(identity.json.peerId, identity.json);
+      await assert.rejects(bobClient.lookup(identity.json.peerId), withCode('bad_key'), name);
+    }
   });
 
   it('detects an altered pairing request; the application is never asked', async () => {

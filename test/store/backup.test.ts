@@ -50,7 +50,14 @@ describe('encrypted backup (export / import)', () => {
   it('round-trips identity and peers into a fresh store', async () => {
     const target = await open();
     const report = await importBackup(target, blob, BACKUP_PASS);
-    assert.deepEqual(report, { added: 21, updated: 0, kept: 0, identity: 'imported' });
+    assert.deepEqual(report, {
+      added: 21,
+      updated: 0,
+      kept: 0,
+      identity: 'imported',
+      pskChanges: [],
+      stillBlocked: [],
+    });
     assert.equal((await target.getIdentity())?.peerId, identity.peerId);
     const a = (await source.list()).peers;
     const b = (await target.list()).peers;
@@ -66,6 +73,8 @@ describe('encrypted backup (export / import)', () => {
       updated: 0,
       kept: 21,
       identity: 'unchanged',
+      pskChanges: [],
+      stillBlocked: [],
     });
     await target.close();
   });
@@ -81,11 +90,19 @@ describe('encrypted backup (export / import)', () => {
       updatedAt: 5000,
     });
     const report = await importBackup(target, blob, BACKUP_PASS);
-    assert.deepEqual(report, { added: 20, updated: 0, kept: 1, identity: 'kept-existing' });
+    assert.deepEqual(report, {
+      added: 20,
+      updated: 0,
+      kept: 1,
+      identity: 'kept-existing',
+      pskChanges: [],
+      stillBlocked: [],
+    });
     assert.equal((await target.get(friend.peerId))?.label, 'newer');
     assert.equal((await target.getIdentity())?.peerId, own.peerId);
 
-    // And the other way: an older local copy is replaced by the backup's newer one.
+    // And the other way: an older local copy is replaced by the backup's newer one (its different PSK
+    // only because the caller accepts it; see the describe below).
     const older = await openMemoryPeerStore();
     await older.put({
       publicIdentity: friend.publicIdentity,
@@ -93,8 +110,12 @@ describe('encrypted backup (export / import)', () => {
       label: 'stale',
       updatedAt: 50,
     });
-    const r2 = await importBackup(older, blob, BACKUP_PASS, { replaceIdentity: true });
+    const r2 = await importBackup(older, blob, BACKUP_PASS, {
+      replaceIdentity: true,
+      acceptPskChanges: [friend.peerId],
+    });
     assert.equal(r2.updated, 1);
+    assert.deepEqual(r2.pskChanges, []);
     assert.equal(r2.identity, 'imported');
     const got = await older.get(friend.peerId);
     assert.equal(got?.label, 'friend');
@@ -154,6 +175,126 @@ describe('encrypted backup (export / import)', () => {
       (await target.list()).peers.map((p) => p.peerId),
       [a.peerId],
     );
+    await target.close();
+  });
+});
+
+// Issue 13 point 8: importing a backup must never be a way around the user. A blocked peer stays blocked
+// (only an explicit put lifts it), records merge by `updatedAt` alone, timestamps from the future are
+// refused, and a PSK is never replaced without the caller naming the peer.
+describe('backup import cannot unblock a peer or replace its PSK', () => {
+  let friend: Identity;
+  const mine = randomPsk();
+  const theirs = randomPsk();
+  const MINUTE = 60_000;
+
+  before(async () => {
+    friend = await Identity.generate();
+  });
+
+  /** A real backup of a store holding only `friend`, as given. */
+  async function backupOfFriend(fields: {
+    psk: Uint8Array;
+    trust?: 'paired' | 'blocked';
+    updatedAt: number;
+    lastSeenAt?: number;
+    label?: string;
+  }): Promise<Uint8Array> {
+    const s = await openMemoryPeerStore();
+    await s.put({ publicIdentity: friend.publicIdentity, ...fields });
+    const { bytes } = await exportBackup(s, BACKUP_PASS);
+    await s.close();
+    return bytes;
+  }
+
+  /** A store in which the user blocked `friend` (at `blockedAt`) after pairing with PSK `mine`. */
+  async function storeWithBlockedFriend(blockedAt = Date.now()): Promise<PeerStore> {
+    const s = await openMemoryPeerStore();
+    await s.put({ publicIdentity: friend.publicIdentity, psk: mine, updatedAt: blockedAt - 10 * MINUTE });
+    await s.put({ publicIdentity: friend.publicIdentity, psk: mine, trust: 'blocked', updatedAt: blockedAt });
+    return s;
+  }
+
+  const assertStillBlocked = async (s: PeerStore) => {
+    const r = await s.get(friend.peerId);
+    assert.equal(r?.trust, 'blocked');
+    assert.deepEqual(r?.psk, mine);
+    assert.equal(await s.lookup(friend.peerId), undefined);
+  };
+
+  it('refuses a record dated in the year 275760 (bad_backup) and leaves the blocked peer as it was', async () => {
+    const target = await storeWithBlockedFriend();
+    const crafted = await backupOfFriend({ psk: theirs, trust: 'paired', updatedAt: 8.64e15 });
+    await assert.rejects(importBackup(target, crafted, BACKUP_PASS), withCode('bad_backup'));
+    await assertStillBlocked(target);
+    // Just beyond the allowed clock skew is refused too, for lastSeenAt as for updatedAt.
+    const soon = await backupOfFriend({ psk: mine, updatedAt: Date.now() + 10 * MINUTE });
+    await assert.rejects(importBackup(target, soon, BACKUP_PASS), withCode('bad_backup'));
+    const seen = await backupOfFriend({ psk: mine, updatedAt: 1, lastSeenAt: Date.now() + 10 * MINUTE });
+    await assert.rejects(importBackup(target, seen, BACKUP_PASS), withCode('bad_backup'));
+    await assertStillBlocked(target);
+    await target.close();
+  });
+
+  it('keeps a blocked peer blocked against a newer paired copy; only an explicit put unblocks it', async () => {
+    const target = await storeWithBlockedFriend(Date.now() - 10 * MINUTE);
+    const newer = await backupOfFriend({ psk: mine, trust: 'paired', updatedAt: Date.now() });
+    const report = await importBackup(target, newer, BACKUP_PASS, { acceptPskChanges: [friend.peerId] });
+    await assertStillBlocked(target);
+    assert.deepEqual(report.stillBlocked, [friend.peerId]);
+    assert.equal(report.updated, 0);
+    // The user's own decision is what lifts a block.
+    await target.put({ publicIdentity: friend.publicIdentity, psk: mine, trust: 'paired' });
+    assert.ok(await target.lookup(friend.peerId));
+    await target.close();
+  });
+
+  it('merges by updatedAt only: a copy that was merely seen later does not win', async () => {
+    const blockedAt = Date.now() - 10 * MINUTE;
+    const target = await storeWithBlockedFriend(blockedAt);
+    // A genuine backup from before the block, of a device that saw the peer after it.
+    const older = await backupOfFriend({
+      psk: mine,
+      updatedAt: blockedAt - MINUTE,
+      lastSeenAt: blockedAt + MINUTE,
+    });
+    const report = await importBackup(target, older, BACKUP_PASS);
+    await assertStillBlocked(target);
+    assert.equal(report.kept, 1);
+
+    const paired = await openMemoryPeerStore();
+    await paired.put({ publicIdentity: friend.publicIdentity, psk: mine, label: 'current', updatedAt: 5000 });
+    const seenLater = await backupOfFriend({ psk: mine, label: 'stale', updatedAt: 4000, lastSeenAt: 9000 });
+    assert.equal((await importBackup(paired, seenLater, BACKUP_PASS)).kept, 1);
+    assert.equal((await paired.get(friend.peerId))?.label, 'current');
+    await Promise.all([target.close(), paired.close()]);
+  });
+
+  it('lists the peers whose PSK would change and replaces none unless the caller names them', async () => {
+    const target = await openMemoryPeerStore();
+    await target.put({ publicIdentity: friend.publicIdentity, psk: mine, label: 'mine', updatedAt: 1000 });
+    const newer = await backupOfFriend({ psk: theirs, label: 'theirs', updatedAt: 2000 });
+    const first = await importBackup(target, newer, BACKUP_PASS);
+    assert.deepEqual((await target.get(friend.peerId))?.psk, mine);
+    assert.deepEqual(first.pskChanges, [friend.peerId]);
+    assert.equal(first.updated, 0);
+    // The application asked its user, who said yes for this peer.
+    const second = await importBackup(target, newer, BACKUP_PASS, { acceptPskChanges: [friend.peerId] });
+    assert.deepEqual(second.pskChanges, []);
+    assert.equal(second.updated, 1);
+    const r = await target.get(friend.peerId);
+    assert.deepEqual(r?.psk, theirs);
+    assert.equal(r?.label, 'theirs');
+    await target.close();
+  });
+
+  it('applies a newer block from a backup, keeping the stored PSK', async () => {
+    const target = await openMemoryPeerStore();
+    await target.put({ publicIdentity: friend.publicIdentity, psk: mine, updatedAt: 1000 });
+    const blocked = await backupOfFriend({ psk: theirs, trust: 'blocked', updatedAt: 2000 });
+    const report = await importBackup(target, blocked, BACKUP_PASS);
+    assert.deepEqual(report.pskChanges, [friend.peerId]);
+    await assertStillBlocked(target);
     await target.close();
   });
 });

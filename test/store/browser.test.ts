@@ -75,7 +75,14 @@ describe('PeerStore on IndexedDB in Chromium', () => {
     assert.ok(exported.ok);
     const store = await openLevelPeerStore({ path: join(dir, 'from-browser'), encryption: 'node pass' });
     const report = await importBackup(store, fromBase64Url(exported.value), 'backup pass');
-    assert.deepEqual(report, { added: 5, updated: 0, kept: 0, identity: 'imported' });
+    assert.deepEqual(report, {
+      added: 5,
+      updated: 0,
+      kept: 0,
+      identity: 'imported',
+      pskChanges: [],
+      stillBlocked: [],
+    });
     assert.equal((await store.getIdentity())?.peerId, identityPeerId);
     const list = await store.list();
     assert.deepEqual(

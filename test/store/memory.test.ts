@@ -102,7 +102,7 @@ describe('PeerStore (memory engine; shared core behaviour)', () => {
     withStore(async (s) => {
       const fake = await fakePublicIdentity();
       await s.put({ publicIdentity: fake, psk: randomPsk() });
-      await assert.rejects(s.lookup(fake.peerId), withCode('bad_key'));
+      await assert.rejects(s.lookup(fake.peerId), withCode('bad_signature'));
     }));
 
   it('markSeen moves lastSeenAt forward only', () =>
@@ -131,33 +131,51 @@ describe('PeerStore (memory engine; shared core behaviour)', () => {
       assert.equal((await s.snapshot()).identity?.peerId, alice.peerId);
     }));
 
-  it('merge keeps the newer copy of each peer and is all or nothing', () =>
+  it('merge keeps the newer copy of each peer (by updatedAt) and is all or nothing', () =>
     withStore(async (s) => {
-      const [a, b, c] = await Promise.all([fakePublicIdentity(), fakePublicIdentity(), fakePublicIdentity()]);
+      const [a, b, c, e] = await Promise.all([
+        fakePublicIdentity(),
+        fakePublicIdentity(),
+        fakePublicIdentity(),
+        fakePublicIdentity(),
+      ]);
+      const pskB = randomPsk();
+      const pskE = randomPsk();
       await s.put({ publicIdentity: a, psk: randomPsk(), label: 'a-stored', addedAt: 1, updatedAt: 100 });
-      await s.put({ publicIdentity: b, psk: randomPsk(), label: 'b-stored', addedAt: 1, updatedAt: 100 });
+      await s.put({ publicIdentity: b, psk: pskB, label: 'b-stored', addedAt: 1, updatedAt: 100 });
+      await s.put({ publicIdentity: e, psk: pskE, label: 'e-stored', addedAt: 1, updatedAt: 100 });
       const base = { trust: 'paired' as const, addedAt: 0 };
       const report = await s.merge({
         peers: [
           { ...base, peerId: a.peerId, publicIdentity: a, psk: randomPsk(), label: 'a-old', updatedAt: 50 },
+          { ...base, peerId: b.peerId, publicIdentity: b, psk: pskB, label: 'b-new', updatedAt: 200 },
+          { ...base, peerId: c.peerId, publicIdentity: c, psk: randomPsk(), label: 'c', updatedAt: 1 },
+          // Seen later, changed earlier: lastSeenAt does not make a copy newer.
           {
             ...base,
-            peerId: b.peerId,
-            publicIdentity: b,
-            psk: randomPsk(),
-            label: 'b-new',
+            peerId: e.peerId,
+            publicIdentity: e,
+            psk: pskE,
+            label: 'e-old',
             updatedAt: 10,
-            lastSeenAt: 200,
+            lastSeenAt: 900,
           },
-          { ...base, peerId: c.peerId, publicIdentity: c, psk: randomPsk(), label: 'c', updatedAt: 1 },
         ],
       });
-      assert.deepEqual(report, { added: 1, updated: 1, kept: 1, identity: 'unchanged' });
+      assert.deepEqual(report, {
+        added: 1,
+        updated: 1,
+        kept: 2,
+        identity: 'unchanged',
+        pskChanges: [],
+        stillBlocked: [],
+      });
       assert.equal((await s.get(a.peerId))?.label, 'a-stored');
       const rb = await s.get(b.peerId);
       assert.equal(rb?.label, 'b-new');
       assert.equal(rb?.addedAt, 0);
       assert.equal((await s.get(c.peerId))?.label, 'c');
+      assert.equal((await s.get(e.peerId))?.label, 'e-stored');
       const d = await fakePublicIdentity();
       await assert.rejects(
         s.merge({

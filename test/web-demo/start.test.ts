@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { io } from 'socket.io-client';
+import { Identity } from '../../src/identity/index.js';
+import { SignalingClient } from '../../src/signaling/client.js';
 import { within } from '../helpers/hosts.js';
 import { spawnProcess, startDemoProcess } from '../helpers/processes.js';
 
@@ -31,6 +33,18 @@ it('npm start serves the web demo and signaling on one origin, then stops cleanl
       'socket.io connects',
     );
     socket.close();
+    // And logs in there: the page signs `location.origin` (the printed http://localhost:<port>), Node
+    // peers often use 127.0.0.1; both are this server's own origins (PROTOCOL.md §9).
+    const identity = await Identity.generate();
+    for (const url of [origin, base]) {
+      const client = new SignalingClient({ url, identity });
+      try {
+        await client.connect();
+        assert.equal(client.isAuthenticated, true, url);
+      } finally {
+        await client.close();
+      }
+    }
 
     proc.child.kill('SIGINT');
     assert.equal(await within(proc.exited, 10_000, 'npm start stops on SIGINT'), 0, proc.lines.join('\n'));
