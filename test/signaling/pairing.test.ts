@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Identity } from '../../src/identity/index.js';
-import { parseInvite } from '../../src/pairing/index.js';
+import { createPairingRequest, parseInvite } from '../../src/pairing/index.js';
 import { type PairingRequestInfo, SignalingClient } from '../../src/signaling/client.js';
 import { toHex } from '../../src/util/bytes.js';
 import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
-import { httpGet, metricValue, next, sleep, withCode } from './_util.js';
+import { ask, errorCode, httpGet, metricValue, next, rawAuthed, sleep, withCode } from './_util.js';
 
 describe('pairing end to end through a real server process', () => {
   let server: SignalingProcess;
@@ -89,6 +89,29 @@ describe('pairing end to end through a real server process', () => {
     await assert.rejects(alice.pair(expired), withCode('bad_invite'));
     bob.onPairingRequest(() => new Promise<boolean>(() => {}));
     await assert.rejects(alice.pair(bob.peerId, { timeoutMs: 300 }), withCode('timeout'));
+  });
+
+  it('limits pairing messages per sender on the server: a flood from one peer is refused with rate_limited', async () => {
+    const flooder = await Identity.generate();
+    const socket = await rawAuthed(server.url, flooder);
+    try {
+      const codes: (string | undefined)[] = [];
+      for (let n = 0; n < 40; n++) {
+        const { message } = await createPairingRequest({
+          identity: flooder,
+          to: bob.identity.publicIdentity,
+        });
+        codes.push(errorCode(await ask(socket, 'pairing', { msg: message })));
+      }
+      const accepted = codes.filter((c) => c === undefined).length;
+      assert.ok(accepted >= 1 && accepted <= 20, `relayed ${accepted} of 40`);
+      assert.ok(
+        codes.slice(accepted).every((c) => c === 'rate_limited'),
+        codes.join(','),
+      );
+    } finally {
+      socket.disconnect();
+    }
   });
 
   it('counts pairing requests in /metrics', async () => {
