@@ -4,10 +4,24 @@
  * application to `verify` against its peer list.
  */
 import { z } from 'zod';
-import { asP2PTLSError, type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
+import {
+  asP2PTLSError,
+  type ErrorCode,
+  ErrorCodes,
+  fail,
+  isP2PTLSError,
+  type P2PTLSError,
+} from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { Mesh, type MeshOptions } from '../mesh/mesh.js';
+import {
+  MemoryPairingRecords,
+  type PairingHandler,
+  type PairingHandlerOptions,
+  type PairingRecords,
+  PairingService,
+} from '../pairing/service.js';
 import {
   type AeadProvider,
   glareWinner,
@@ -18,7 +32,7 @@ import {
   ResponderHandshake,
   type Suite,
 } from '../protocol/index.js';
-import type { PairingHandler, SignalingClient } from '../signaling/client.js';
+import type { SignalingClient } from '../signaling/client.js';
 import { dtlsChannelBinding } from '../transport/channel-binding.js';
 import { PeerLink } from '../transport/peer-link.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
@@ -32,11 +46,15 @@ import { ReconnectingConnection, type ReconnectOptions } from './reconnecting.js
 export interface PeerCredentials {
   readonly publicIdentity: PublicIdentity;
   readonly psk: Uint8Array;
+  /** A re-pairing's newer PSK that no handshake has confirmed yet (PROTOCOL.md §9, key confirmation). */
+  readonly pendingPsk?: Uint8Array;
 }
 
 /** The seed's `PeerList`: who is paired, with which keys. `PeerStore` satisfies it. */
 export interface PeerList {
   lookup(peerId: PeerId): Promise<PeerCredentials | undefined>;
+  /** Told which PSK a handshake with a peer that has a pending PSK succeeded under (`PeerStore` has it). */
+  confirmPsk?(peerId: PeerId, psk: Uint8Array): Promise<unknown>;
 }
 
 /** A peer list that can also remember new pairs — a `PeerStore` is one. */
@@ -46,6 +64,11 @@ export interface WritablePeerList extends PeerList {
 
 function isWritable(list: PeerList): list is WritablePeerList {
   return typeof (list as Partial<WritablePeerList>).put === 'function';
+}
+
+function isPairingRecords(list: PeerList): list is PeerList & PairingRecords {
+  const r = list as Partial<PairingRecords>;
+  return typeof r.savePairing === 'function' && typeof r.pairingState === 'function';
 }
 
 export interface HostOptions extends ConnectionOptions {
@@ -70,6 +93,8 @@ export interface HostOptions extends ConnectionOptions {
   handshakeTimeoutMs?: number;
   /** Incoming dials not yet accepted or rejected, at most (default 32); more are refused. */
   maxPendingIncoming?: number;
+  /** Pairing over `signaling`; by default one recording into `peers` (a `PeerStore`). */
+  pairing?: PairingService;
 }
 
 /** Signals between hosts, carried by the signaling server (which signs and relays, nothing more). */
@@ -138,7 +163,7 @@ export class ConnectionRequest {
   constructor(
     /** The dialing peer, as authenticated by the signaling server and named in the ClientHello. */
     readonly peerId: PeerId,
-    private readonly accept: (credentials: PeerCredentials) => Promise<Connection>,
+    private readonly accept: (credentials: PeerCredentials, list?: PeerList) => Promise<Connection>,
     private readonly refuse: (error: P2PTLSError) => void,
     private readonly defaultList: PeerList,
   ) {}
@@ -155,7 +180,7 @@ export class ConnectionRequest {
       this.refuse(error);
       throw error;
     }
-    return this.accept(credentials);
+    return this.accept(credentials, list);
   }
 
   /**
@@ -195,18 +220,32 @@ export class Host extends TypedEmitter<HostEvents> {
   /** Incoming requests a mesh takes before `incoming()` sees them (its members' dials). */
   private readonly claimers = new Set<(request: ConnectionRequest) => boolean>();
   private mesh: Mesh | undefined;
+  /** The pairing service: invites, pair(), answers to requests (src/pairing). */
+  readonly pairing: PairingService;
+  private readonly ownsPairing: boolean;
 
   private constructor(private readonly options: HostOptions) {
     super();
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
-    // Pairings that others started with us land in the peer list too, when it can store them.
-    const offPaired = options.signaling.on('paired', ({ peer, psk, initiator }) => {
-      if (initiator) return; // pair() stores and announces its own result
-      this.remember(peer, psk).then(
-        () => this.emit('paired', { publicIdentity: peer, psk, initiator }),
-        () => {},
-      );
-    });
+    const peers = options.peers;
+    this.ownsPairing = options.pairing === undefined;
+    this.pairing =
+      options.pairing ??
+      new PairingService({
+        identity: options.identity,
+        transport: options.signaling,
+        // A PeerStore records pairings itself (with pending PSKs and the replay barrier); a plain list
+        // that can store gets each pairing put into it.
+        records: isPairingRecords(peers)
+          ? peers
+          : new MemoryPairingRecords((publicIdentity, psk, label) =>
+              isWritable(peers) ? peers.put({ publicIdentity, psk, ...(label ? { label } : {}) }) : undefined,
+            ),
+      });
+    // Pairings either side started are recorded by the service before it announces them.
+    const offPaired = this.pairing.on('paired', ({ peer, psk, initiator }) =>
+      this.emit('paired', { publicIdentity: peer, psk, initiator }),
+    );
     this.unsubscribe = () => {
       offSignal();
       offPaired();
@@ -215,36 +254,30 @@ export class Host extends TypedEmitter<HostEvents> {
 
   /** An invite for {@link pair} on another host (peerId + one-time token + signaling URL). */
   createInvite(options: { ttlMs?: number; url?: string } = {}): string {
-    return this.options.signaling.createInvite(options);
+    return this.pairing.createInvite(options);
   }
 
   /**
    * Pairs with the peer named by an invite (or a bare peerId): RSA-signed PSK shares through signaling,
-   * approved by the other side's application. The pair is stored in the host's peer list when it can
-   * store (a `PeerStore`); either way the result is returned.
+   * approved by the other side's application. The pair is recorded in the host's peer list when it can
+   * store (a `PeerStore`); either way the result is returned. Re-pairing a paired peer leaves its old
+   * PSK in use until a handshake confirms the new one.
    */
   async pair(invite: string, options: { label?: string; timeoutMs?: number } = {}): Promise<PeerCredentials> {
-    const result = await this.options.signaling.pair(
-      invite,
-      options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
-    );
-    await this.remember(result.peer, result.psk, options.label);
-    this.emit('paired', { publicIdentity: result.peer, psk: result.psk, initiator: true });
+    const result = await this.pairing.pair(invite, {
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.label ? { label: options.label } : {}),
+    });
     return { publicIdentity: result.peer, psk: result.psk };
   }
 
   /**
    * Decides incoming pairing requests (default: accept exactly those that carry one of our invites'
-   * one-time tokens). Accepted pairs are stored like those from {@link pair}, then announced by the
-   * `paired` event.
+   * one-time tokens; without `uninvited: true`, requests without one are dropped unread). Accepted pairs
+   * are recorded like those from {@link pair}, then announced by the `paired` event.
    */
-  onPairingRequest(handler: PairingHandler): () => void {
-    return this.options.signaling.onPairingRequest(handler);
-  }
-
-  private async remember(publicIdentity: PublicIdentity, psk: Uint8Array, label?: string): Promise<void> {
-    const peers = this.options.peers;
-    if (isWritable(peers)) await peers.put({ publicIdentity, psk, ...(label ? { label } : {}) });
+  onPairingRequest(handler: PairingHandler, options?: PairingHandlerOptions): () => void {
+    return this.pairing.onPairingRequest(handler, options);
   }
 
   /** Starts a host: connects and authenticates its signaling client. */
@@ -283,10 +316,17 @@ export class Host extends TypedEmitter<HostEvents> {
     if (!credentials) throw fail('unknown_peer', `${peerId} is not a paired peer`);
     this.options.signaling.trustPeer(credentials.publicIdentity);
     const attempts = options.attempts ?? 3;
+    // Key confirmation (PROTOCOL.md §9): a re-pairing's PSK is offered first; a peer that never got it
+    // refuses it (`bad_binder`) and the confirmed one is tried next.
+    const psks = credentials.pendingPsk ? [credentials.pendingPsk, credentials.psk] : [credentials.psk];
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.dialOnce(peerId, credentials);
+        return await this.dialOnce(peerId, { ...credentials, psk: psks[0]! });
       } catch (err) {
+        if (psks.length > 1 && isP2PTLSError(err, 'bad_binder')) {
+          psks.shift();
+          continue;
+        }
         if (attempt >= attempts || !transientErrors.has(err as object) || this.closed) throw err;
         await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
       }
@@ -348,6 +388,9 @@ export class Host extends TypedEmitter<HostEvents> {
             for (const out of r.records) dial.link.sendReliable(out);
             result = r.result;
           }
+          // A store that cannot record the confirmation just keeps offering both PSKs.
+          if (credentials.pendingPsk)
+            await this.options.peers.confirmPsk?.(peerId, credentials.psk)?.catch(() => {});
           resolve(this.established(dial, result, records.stop()));
         })().catch((err) => dial.abort(asP2PTLSError(err, 'closed')));
       });
@@ -508,19 +551,35 @@ export class Host extends TypedEmitter<HostEvents> {
           );
           return;
         }
-        const accept = async (credentials: PeerCredentials): Promise<Connection> => {
+        const accept = async (credentials: PeerCredentials, list?: PeerList): Promise<Connection> => {
           if (dial.settled) throw fail('closed', 'the dial is no longer pending');
           try {
             const fp = dial.link.fingerprints();
-            const resp = await ResponderHandshake.accept(hello, {
-              identity: this.options.identity,
-              peer: credentials.publicIdentity,
-              psk: credentials.psk,
-              channelBinding: dtlsChannelBinding(fp.remote, fp.local),
-              ...(this.options.aead ? { aead: this.options.aead } : {}),
-            });
-            for (const r of resp.records) dial.link.sendReliable(r);
-            const result = await resp.receive(await records.next());
+            // Key confirmation (PROTOCOL.md §9): either PSK of a re-paired peer may be the dialer's; a
+            // wrong binder costs one HMAC, so trying both is cheap.
+            const psks = credentials.pendingPsk
+              ? [credentials.pendingPsk, credentials.psk]
+              : [credentials.psk];
+            let resp: ResponderHandshake | undefined;
+            let psk = psks[0]!;
+            for (const candidate of psks) {
+              psk = candidate;
+              try {
+                resp = await ResponderHandshake.accept(hello, {
+                  identity: this.options.identity,
+                  peer: credentials.publicIdentity,
+                  psk,
+                  channelBinding: dtlsChannelBinding(fp.remote, fp.local),
+                  ...(this.options.aead ? { aead: this.options.aead } : {}),
+                });
+                break;
+              } catch (err) {
+                if (candidate === psks[psks.length - 1] || !isP2PTLSError(err, 'bad_binder')) throw err;
+              }
+            }
+            for (const r of resp!.records) dial.link.sendReliable(r);
+            const result = await resp!.receive(await records.next());
+            if (credentials.pendingPsk) await list?.confirmPsk?.(from, psk)?.catch(() => {});
             return this.established(dial, result, records.stop());
           } catch (err) {
             const error = asP2PTLSError(err, 'closed');
@@ -580,6 +639,7 @@ export class Host extends TypedEmitter<HostEvents> {
     this.closed = true;
     await this.mesh?.close();
     this.unsubscribe();
+    if (this.ownsPairing) this.pairing.close();
     this.requests.end();
     for (const d of [...this.dials.values()]) d.abort(fail('closed', 'host closed'));
     for (const w of [...this.glareWaiters.values()].flat()) {

@@ -292,6 +292,13 @@ describe('pairing attacks (issue 13)', () => {
       await send(sock, msgs[0]!);
       await within(firstPrompt, 10_000, 'first prompt');
       for (const m of msgs.slice(1)) await send(sock, m);
+      // Requests are examined in arrival order: once a replay of the first is refused (over Carol's
+      // request budget already), the four before it have been seen.
+      const seen = new Promise<string>((resolve) =>
+        hb.pairing.on('dropped', ({ error }) => resolve(error.code)),
+      );
+      await send(sock, msgs[0]!);
+      assert.equal(await within(seen, 10_000, 'the replay refused'), 'rate_limited');
       // Carol's last request is the one she waits for; a decision answers it.
       const answered = box.answerTo(msgs[4]!.nonce);
       decide(false);
