@@ -12,7 +12,8 @@ import { startSignalingServer } from './server.js';
 
 const USAGE = `usage: signaling [--port N] [--host ADDR] [--redis-url URL] [--log-level LEVEL] [--static-dir DIR]
                  [--public-origin URL]... [--trust-proxy] [--events-per-second N] [--ip-events-per-second N]
-                 [--ip-connections-per-minute N] [--auth-timeout-ms N]   (0 disables a limit)`;
+                 [--ip-connections-per-minute N] [--auth-timeout-ms N] [--pairing-per-minute N]
+                 (0 disables a limit)`;
 
 function int(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
       'ip-events-per-second': { type: 'string' },
       'ip-connections-per-minute': { type: 'string' },
       'auth-timeout-ms': { type: 'string' },
+      'pairing-per-minute': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -62,6 +64,7 @@ async function main(): Promise<void> {
       ipEventsPerSecond: int('ip-events-per-second', values['ip-events-per-second'], 5000),
       ipConnectionsPerMinute: int('ip-connections-per-minute', values['ip-connections-per-minute'], 600),
       authTimeoutMs: int('auth-timeout-ms', values['auth-timeout-ms'], 10_000),
+      pairingPerPeerPerMinute: int('pairing-per-minute', values['pairing-per-minute'], 20),
     },
   });
   let stopping = false;

@@ -48,6 +48,12 @@ export interface SignalingLimits {
   authTimeoutMs?: number;
   /** Rooms one connection may be in. Default 64. */
   maxRoomsPerPeer?: number;
+  /**
+   * Pairing messages one authenticated peer may send per minute, across its connections and whatever
+   * their kind. Default 20: pairing is a rare, human-paced act, and every request costs its recipient
+   * a signature check (issue 13, point 6).
+   */
+  pairingPerPeerPerMinute?: number;
 }
 
 /** Options of {@link startSignalingServer}. */
@@ -142,6 +148,7 @@ export async function startSignalingServer(
     ipConnectionsPerMinute: options.limits?.ipConnectionsPerMinute ?? 600,
     authTimeoutMs: options.limits?.authTimeoutMs ?? 10_000,
     maxRoomsPerPeer: options.limits?.maxRoomsPerPeer ?? 64,
+    pairingPerPeerPerMinute: options.limits?.pairingPerPeerPerMinute ?? 20,
   };
   const publicOrigins = (options.publicOrigins ?? []).map(signalingOrigin);
   let port = 0;
@@ -162,6 +169,11 @@ export async function startSignalingServer(
   const ipLimiter =
     limits.ipEventsPerSecond > 0
       ? new RateLimiterMemory({ points: limits.ipEventsPerSecond, duration: 1 })
+      : null;
+  // Keyed by peerId, not connection: reconnecting must not buy a sender a fresh pairing budget.
+  const pairingLimiter =
+    limits.pairingPerPeerPerMinute > 0
+      ? new RateLimiterMemory({ points: limits.pairingPerPeerPerMinute, duration: 60 })
       : null;
   const connLimiter =
     limits.ipConnectionsPerMinute > 0
@@ -340,6 +352,12 @@ export async function startSignalingServer(
       const me = conn.peerId!;
       if (req.msg.from.peerId !== me) throw fail('peer_id_mismatch', 'msg.from must be your own identity');
       if (req.msg.to === me) throw fail('invalid_argument', 'cannot pair with yourself');
+      try {
+        await pairingLimiter?.consume(me);
+      } catch (err) {
+        if (err instanceof Error) throw err;
+        throw fail('rate_limited', `at most ${limits.pairingPerPeerPerMinute} pairing messages per minute`);
+      }
       if (!(await deliverable(req.msg.to))) throw fail('peer_offline', 'the recipient is not connected');
       io.to(peerRoom(req.msg.to)).emit('pairing', { from: me, msg: req.msg });
       metrics.relayed.inc({ kind: 'pairing' });

@@ -117,6 +117,17 @@ export const ErrorCodes = {
   DISCONNECTED: 'disconnected',
   /** The signaling server failed to handle a valid request (its backend, e.g. Redis, is unavailable). */
   SERVER_ERROR: 'server_error',
+  /**
+   * The encrypted secret of a pairing message was made for another message (other sender, recipient, kind
+   * or nonce): someone re-signed a copied secret as their own. The message is ignored; an invite token in
+   * it stays unspent.
+   */
+  PAIRING_SECRET_MISMATCH: 'pairing_secret_mismatch',
+  /**
+   * A pairing request was dropped unread, before any private-key work: nothing could approve it (no invite
+   * outstanding and the application does not take uninvited requests) or its sender is blocked.
+   */
+  PAIRING_DROPPED: 'pairing_dropped',
 
   // Command line (src/cli)
   /** The data directory holds no identity yet (`p2ptls id` creates one). */

@@ -10,6 +10,7 @@ import type { Host } from '../host/host.js';
 import type { Identity } from '../identity/identity.js';
 import { isPeerId, type PeerId } from '../identity/peer-id.js';
 import { type Invite, parseInvite } from '../pairing/invite.js';
+import { PairingService } from '../pairing/service.js';
 import type { PeerStore } from '../store/types.js';
 import {
   connectSignaling,
@@ -85,13 +86,15 @@ export async function inviteCommand(
   const ttlMs = parseDuration(opts.ttl, '--ttl');
   const { store, identity } = await identityAndStore(ctx);
   const signaling = await connectSignaling(ctx.g.signal, identity, ctx.scope);
-  const paired = new Promise<PeerId>((resolvePaired, reject) => {
-    signaling.on('paired', ({ peer, psk, initiator }) => {
-      if (!initiator) store.put({ publicIdentity: peer, psk }).then(() => resolvePaired(peer.peerId), reject);
+  const pairing = new PairingService({ identity, transport: signaling, records: store });
+  ctx.scope.defer(() => pairing.close());
+  // The service records the pair in the store before announcing it.
+  const paired = new Promise<PeerId>((resolvePaired) => {
+    pairing.on('paired', ({ peer, initiator }) => {
+      if (!initiator) resolvePaired(peer.peerId);
     });
   });
-  paired.catch(() => {});
-  const invite = signaling.createInvite({ ttlMs });
+  const invite = pairing.createInvite({ ttlMs });
   ctx.out.result({ invite, peerId: identity.peerId, expires: Date.now() + ttlMs }, invite);
   if (!opts.wait) {
     ctx.out.info(
@@ -130,14 +133,21 @@ export async function pairCommand(
   if (invite.peerId === identity.peerId)
     throw fail('invalid_argument', 'this invite is your own: give it to the other side');
   const signaling = await connectSignaling(url, identity, ctx.scope);
+  const pairing = new PairingService({ identity, transport: signaling, records: store });
+  ctx.scope.defer(() => pairing.close());
   ctx.out.info(`asking ${invite.peerId} to pair…`);
-  const result = await signaling.pair(inviteText.trim(), { timeoutMs });
-  const record = await store.put({
-    publicIdentity: result.peer,
-    psk: result.psk,
+  const result = await pairing.pair(inviteText.trim(), {
+    timeoutMs,
     ...(opts.label ? { label: opts.label } : {}),
   });
-  ctx.out.result({ paired: record.peerId, label: record.label ?? null }, `paired with ${record.peerId}`);
+  const record = await store.get(result.peer.peerId);
+  if (result.pending) {
+    ctx.out.info('already paired: the new key replaces the old one at the first connection that uses it');
+  }
+  ctx.out.result(
+    { paired: result.peer.peerId, label: record?.label ?? null },
+    `paired with ${result.peer.peerId}`,
+  );
 }
 
 /** `p2ptls pairs`: lists the paired peers. */
@@ -287,15 +297,20 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
     out.info(`paired with ${peerId}`);
     out.result({ event: 'paired', peerId });
   });
-  host.onPairingRequest(({ peer, invited }) => {
-    if (invited || opts.acceptPairing) return true;
-    out.info(
-      `declined a pairing request from ${peer.peerId} (start with --accept-pairing or --invite to allow)`,
-    );
-    return false;
-  });
+  // Uninvited requests are shown to this handler so that it can say why it declines them (the reject is
+  // rate-limited per sender by the pairing service).
+  host.onPairingRequest(
+    ({ peer, invited }) => {
+      if (invited || opts.acceptPairing) return true;
+      out.info(
+        `declined a pairing request from ${peer.peerId} (start with --accept-pairing or --invite to allow)`,
+      );
+      return false;
+    },
+    { uninvited: true },
+  );
   if (opts.invite) {
-    const invite = signaling.createInvite();
+    const invite = host.createInvite();
     out.result({ event: 'invite', invite }, invite);
   }
   out.info(

@@ -9,7 +9,7 @@
  * records are kept up to a byte cap (the handshake plus what the peer may send within the initial
  * window, PROTOCOL.md §5.5), datagrams are dropped and counted.
  */
-import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
+import { asP2PTLSError, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import {
@@ -31,11 +31,15 @@ import { Connection, type ConnectionOptions, type EarlyInput } from './connectio
 export interface PeerCredentials {
   readonly publicIdentity: PublicIdentity;
   readonly psk: Uint8Array;
+  /** A re-pairing's newer PSK that no handshake has confirmed yet (PROTOCOL.md §9, key confirmation). */
+  readonly pendingPsk?: Uint8Array;
 }
 
 /** The seed's `PeerList`: who is paired, with which keys. `PeerStore` satisfies it. */
 export interface PeerList {
   lookup(peerId: PeerId): Promise<PeerCredentials | undefined>;
+  /** Told which PSK a handshake with a peer that has a pending PSK succeeded under (`PeerStore` has it). */
+  confirmPsk?(peerId: PeerId, psk: Uint8Array): Promise<unknown>;
 }
 
 /** Who a dial authenticates: outgoing, the pinned credentials; incoming, the host's list by default. */
@@ -149,7 +153,7 @@ export class ConnectionRequest {
       this.dial.fail(error);
       throw error;
     }
-    return this.dial.respond(credentials);
+    return this.dial.respond(credentials, list);
   }
 
   /**
@@ -338,22 +342,40 @@ export class DialAttempt {
     if (!this.peer.outgoing) this.peer.onRequest(new ConnectionRequest(this.peerId, this, this.peer.peers));
   }
 
-  /** @internal Incoming: the application accepted with these credentials; ServerHello and ResponderAuth out. */
-  async respond(credentials: PeerCredentials): Promise<Connection> {
-    if (this.current !== 'handshaking' || !this.hello) {
+  /**
+   * @internal Incoming: the application accepted with these credentials; ServerHello and ResponderAuth
+   * out. Either PSK of a re-paired peer may be the dialer's (PROTOCOL.md §9): a wrong binder costs one
+   * HMAC, so both are tried, and `list` learns which one a completed handshake confirmed.
+   */
+  async respond(credentials: PeerCredentials, list?: PeerList): Promise<Connection> {
+    const hello = this.hello;
+    if (this.current !== 'handshaking' || !hello) {
       return Promise.reject(fail('closed', `the dial is no longer pending (${this.current})`));
     }
     try {
       const fp = this.link.fingerprints();
-      const resp = await ResponderHandshake.accept(this.hello, {
-        identity: this.ctx.identity,
-        peer: credentials.publicIdentity,
-        psk: credentials.psk,
-        channelBinding: dtlsChannelBinding(fp.remote, fp.local),
-        ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
-      });
+      const psks = credentials.pendingPsk ? [credentials.pendingPsk, credentials.psk] : [credentials.psk];
+      let accepted: { resp: ResponderHandshake; psk: Uint8Array } | undefined;
+      for (const psk of psks) {
+        try {
+          const resp = await ResponderHandshake.accept(hello, {
+            identity: this.ctx.identity,
+            peer: credentials.publicIdentity,
+            psk,
+            channelBinding: dtlsChannelBinding(fp.remote, fp.local),
+            ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
+          });
+          accepted = { resp, psk };
+          break;
+        } catch (err) {
+          if (psk === psks[psks.length - 1] || !isP2PTLSError(err, 'bad_binder')) throw err;
+        }
+      }
+      const { resp, psk } = accepted!;
       for (const r of resp.records) this.link.sendReliable(r);
-      this.establish(await resp.receive(await this.early.next()));
+      const result = await resp.receive(await this.early.next());
+      if (credentials.pendingPsk) await list?.confirmPsk?.(this.peerId, psk)?.catch(() => {});
+      this.establish(result);
     } catch (err) {
       this.fail(asP2PTLSError(err, 'internal_error'));
     }

@@ -5,12 +5,19 @@
  * the host routes signals to them, resolves glare and bounds how many may be pending.
  */
 import { z } from 'zod';
-import { type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
+import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { Mesh, type MeshOptions } from '../mesh/mesh.js';
+import {
+  MemoryPairingRecords,
+  type PairingHandler,
+  type PairingHandlerOptions,
+  type PairingRecords,
+  PairingService,
+} from '../pairing/service.js';
 import { type AeadProvider, glareWinner, type Suite } from '../protocol/index.js';
-import type { PairingHandler, SignalingClient } from '../signaling/client.js';
+import type { SignalingClient } from '../signaling/client.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
@@ -38,6 +45,11 @@ function isWritable(list: PeerList): list is WritablePeerList {
   return typeof (list as Partial<WritablePeerList>).put === 'function';
 }
 
+function isPairingRecords(list: PeerList): list is PeerList & PairingRecords {
+  const r = list as Partial<PairingRecords>;
+  return typeof r.savePairing === 'function' && typeof r.pairingState === 'function';
+}
+
 export interface HostOptions extends ConnectionOptions {
   identity: Identity;
   /** Paired peers: consulted by `connect` and by `request.verify()` when no other list is given. */
@@ -60,6 +72,8 @@ export interface HostOptions extends ConnectionOptions {
   handshakeTimeoutMs?: number;
   /** Incoming dials not yet accepted or rejected, at most (default 32); more are refused. */
   maxPendingIncoming?: number;
+  /** Pairing over `signaling`; by default one recording into `peers` (a `PeerStore`). */
+  pairing?: PairingService;
 }
 
 /** Signals between hosts, carried by the signaling server (which signs and relays, nothing more). */
@@ -113,17 +127,32 @@ export class Host extends TypedEmitter<HostEvents> {
   private readonly claimers = new Set<(request: ConnectionRequest) => boolean>();
   private mesh: Mesh | undefined;
 
+  /** The pairing service: invites, pair(), answers to requests (src/pairing). */
+  readonly pairing: PairingService;
+  private readonly ownsPairing: boolean;
+
   private constructor(private readonly options: HostOptions) {
     super();
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
-    // Pairings that others started with us land in the peer list too, when it can store them.
-    const offPaired = options.signaling.on('paired', ({ peer, psk, initiator }) => {
-      if (initiator) return; // pair() stores and announces its own result
-      this.remember(peer, psk).then(
-        () => this.emit('paired', { publicIdentity: peer, psk, initiator }),
-        () => {},
-      );
-    });
+    const peers = options.peers;
+    this.ownsPairing = options.pairing === undefined;
+    this.pairing =
+      options.pairing ??
+      new PairingService({
+        identity: options.identity,
+        transport: options.signaling,
+        // A PeerStore records pairings itself (with pending PSKs and the replay barrier); a plain list
+        // that can store gets each pairing put into it.
+        records: isPairingRecords(peers)
+          ? peers
+          : new MemoryPairingRecords((publicIdentity, psk, label) =>
+              isWritable(peers) ? peers.put({ publicIdentity, psk, ...(label ? { label } : {}) }) : undefined,
+            ),
+      });
+    // Pairings either side started are recorded by the service before it announces them.
+    const offPaired = this.pairing.on('paired', ({ peer, psk, initiator }) =>
+      this.emit('paired', { publicIdentity: peer, psk, initiator }),
+    );
     this.unsubscribe = () => {
       offSignal();
       offPaired();
@@ -132,36 +161,30 @@ export class Host extends TypedEmitter<HostEvents> {
 
   /** An invite for {@link pair} on another host (peerId + one-time token + signaling URL). */
   createInvite(options: { ttlMs?: number; url?: string } = {}): string {
-    return this.options.signaling.createInvite(options);
+    return this.pairing.createInvite(options);
   }
 
   /**
    * Pairs with the peer named by an invite (or a bare peerId): RSA-signed PSK shares through signaling,
-   * approved by the other side's application. The pair is stored in the host's peer list when it can
-   * store (a `PeerStore`); either way the result is returned.
+   * approved by the other side's application. The pair is recorded in the host's peer list when it can
+   * store (a `PeerStore`); either way the result is returned. Re-pairing a paired peer leaves its old
+   * PSK in use until a handshake confirms the new one.
    */
   async pair(invite: string, options: { label?: string; timeoutMs?: number } = {}): Promise<PeerCredentials> {
-    const result = await this.options.signaling.pair(
-      invite,
-      options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs },
-    );
-    await this.remember(result.peer, result.psk, options.label);
-    this.emit('paired', { publicIdentity: result.peer, psk: result.psk, initiator: true });
+    const result = await this.pairing.pair(invite, {
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.label ? { label: options.label } : {}),
+    });
     return { publicIdentity: result.peer, psk: result.psk };
   }
 
   /**
    * Decides incoming pairing requests (default: accept exactly those that carry one of our invites'
-   * one-time tokens). Accepted pairs are stored like those from {@link pair}, then announced by the
-   * `paired` event.
+   * one-time tokens; without `uninvited: true`, requests without one are dropped unread). Accepted pairs
+   * are recorded like those from {@link pair}, then announced by the `paired` event.
    */
-  onPairingRequest(handler: PairingHandler): () => void {
-    return this.options.signaling.onPairingRequest(handler);
-  }
-
-  private async remember(publicIdentity: PublicIdentity, psk: Uint8Array, label?: string): Promise<void> {
-    const peers = this.options.peers;
-    if (isWritable(peers)) await peers.put({ publicIdentity, psk, ...(label ? { label } : {}) });
+  onPairingRequest(handler: PairingHandler, options?: PairingHandlerOptions): () => void {
+    return this.pairing.onPairingRequest(handler, options);
   }
 
   /** Starts a host: connects and authenticates its signaling client. */
@@ -200,18 +223,30 @@ export class Host extends TypedEmitter<HostEvents> {
     if (!credentials) throw fail('unknown_peer', `${peerId} is not a paired peer`);
     this.options.signaling.trustPeer(credentials.publicIdentity);
     const attempts = options.attempts ?? 3;
-    for (let attempt = 1; ; attempt++) {
+    // Key confirmation (PROTOCOL.md §9): a re-pairing's PSK is offered first; a peer that never got it
+    // refuses it (`bad_binder`) and the confirmed one is tried next, without counting as an attempt.
+    const psks = credentials.pendingPsk ? [credentials.pendingPsk, credentials.psk] : [credentials.psk];
+    for (let attempt = 1; ; ) {
+      const psk = psks[0]!;
       const dial = this.startDial(toBase64Url(crypto.getRandomValues(new Uint8Array(12))), peerId, {
         outgoing: true,
-        credentials,
+        credentials: { publicIdentity: credentials.publicIdentity, psk },
       });
       try {
-        return await dial.result;
+        const connection = await dial.result;
+        // A store that cannot record the confirmation just keeps offering both PSKs.
+        if (credentials.pendingPsk) await this.options.peers.confirmPsk?.(peerId, psk)?.catch(() => {});
+        return connection;
       } catch (err) {
+        if (psks.length > 1 && isP2PTLSError(err, 'bad_binder')) {
+          psks.shift();
+          continue;
+        }
         const refused = DIAL_REFUSALS.has((err as P2PTLSError).code);
         if (attempt >= attempts || !dial.retryable || refused || this.closed) throw err;
         // Backoff between whole attempts; each attempt is bounded by its own handshake timeout.
         await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+        attempt++;
       }
     }
   }
@@ -414,6 +449,7 @@ export class Host extends TypedEmitter<HostEvents> {
     this.closed = true;
     await this.mesh?.close();
     this.unsubscribe();
+    if (this.ownsPairing) this.pairing.close();
     this.requests.end();
     for (const d of [...this.dials.values()]) d.fail(fail('closed', 'host closed'));
     for (const w of [...this.glareWaiters.values()].flat()) {

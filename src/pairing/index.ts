@@ -1,6 +1,9 @@
-// Public surface of the pairing crypto (pure, no sockets). Generic names are prefixed here because
-// src/index.ts re-exports this module next to the protocol and store modules.
+// Public surface of pairing: the message crypto (pure, no sockets) and the pairing service that runs it
+// over a transport (the signaling client). Generic names are prefixed here because src/index.ts
+// re-exports this module next to the protocol and store modules.
+export { ReplayCache } from '../util/replay-cache.js';
 export { encodeInvite, INVITE_TOKEN_BYTES, type Invite, parseInvite } from './invite.js';
+export { PairingNonceCache, RateWindow as PairingRateWindow } from './limits.js';
 export {
   createPairingAccept,
   createPairingReject,
@@ -9,8 +12,13 @@ export {
   type OpenPairingOptions,
   type OutgoingPairing,
   openPairingMessage,
+  openPairingSecret,
   PAIRING_CONTEXT,
   type PairingKind,
+  type PairingSecret,
+  type VerifiedPairing,
+  type VerifyPairingOptions,
+  verifyPairingMessage,
 } from './messages.js';
 export {
   derivePairPsk,
@@ -19,4 +27,17 @@ export {
   PSK_SALT as PAIR_PSK_SALT,
   type PskShare,
 } from './psk.js';
-export { ReplayCache } from './replay.js';
+export { PAIRING_VERSION, type PairingMessage, PairingMessageSchema } from './schema.js';
+export {
+  MemoryPairingRecords,
+  type PairingHandler,
+  type PairingHandlerOptions,
+  type PairingLimits,
+  type PairingRecords,
+  type PairingRequestInfo,
+  type PairingResult,
+  PairingService,
+  type PairingServiceEvents,
+  type PairingServiceOptions,
+  type PairingTransport,
+} from './service.js';

@@ -1,8 +1,9 @@
 /**
  * Signaling client for browsers and Node: authenticates with an {@link Identity}, relays signed signals,
- * looks up public keys, joins rooms and runs pairing. It trusts the server for nothing but delivery:
- * every relayed signal and pairing message is verified against the sender's key, whose hash is checked
- * against the sender's peerId here, not by the server.
+ * looks up public keys and joins rooms. It trusts the server for nothing but delivery: every relayed
+ * signal is verified against the sender's key, whose hash is checked against the sender's peerId here,
+ * not by the server. Pairing messages it only carries (`sendPairing`, `onPairingMessage`); the pairing
+ * protocol is src/pairing's `PairingService`, which verifies them itself.
  */
 import { io, type Socket } from 'socket.io-client';
 import type { z } from 'zod';
@@ -16,18 +17,9 @@ import {
 } from '../errors.js';
 import { type Identity, PublicIdentity } from '../identity/identity.js';
 import { isPeerId, type PeerId } from '../identity/peer-id.js';
-import { encodeInvite, INVITE_TOKEN_BYTES, type Invite, parseInvite } from '../pairing/invite.js';
-import {
-  createPairingAccept,
-  createPairingReject,
-  createPairingRequest,
-  type OpenedPairing,
-  openPairingMessage,
-} from '../pairing/messages.js';
-import { derivePairPsk } from '../pairing/psk.js';
-import { ReplayCache } from '../pairing/replay.js';
 import { fromBase64Url, toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { ReplayCache } from '../util/replay-cache.js';
 import {
   AckErrorSchema,
   type ClientAck,
@@ -36,6 +28,7 @@ import {
   type ClientRequest,
   MAX_MESSAGE_AGE_MS,
   MAX_PAYLOAD_BYTES,
+  type PairingMessage,
   ServerEvents,
 } from './messages.js';
 import { authSignedBytes, createSignedSignal, signalingOrigin, verifySignedSignal } from './wire.js';
@@ -53,7 +46,7 @@ export interface SignalingClientOptions {
   reconnectionDelayMaxMs?: number;
   /** How long a request waits for the server's answer (and for authentication). Default 10 000. */
   requestTimeoutMs?: number;
-  /** Largest accepted |now − ts| of signed signals and pairing messages. Default 5 minutes. */
+  /** Largest accepted |now − ts| of signed signals. Default 5 minutes. */
   maxMessageAgeMs?: number;
 }
 
@@ -69,49 +62,23 @@ export interface SignalingClientEvents {
   'room:left': { room: string; peerId: PeerId };
   /** Another connection authenticated with our peerId; this client is closed for good. */
   replaced: { reason: string };
-  /** A pairing completed on this side (initiator or responder). */
-  paired: PairingResult & { initiator: boolean };
+  /**
+   * A pairing message, schema-checked but not verified (the pairing service verifies it); `from` is the
+   * sender the server authenticated. See {@link SignalingClient.onPairingMessage}.
+   */
+  pairing: { from: PeerId; msg: PairingMessage };
   /** A relayed message failed verification and was dropped (a lying server, or an attack). */
   rejected: { event: 'signal' | 'pairing' | 'server'; from?: string; error: P2PTLSError };
   /** Authentication failed; the client stops. */
   error: { error: P2PTLSError };
 }
 
-/** What a completed pairing gives both sides. */
-export interface PairingResult {
-  /** The other peer, whose key hashes to its peerId. Store it with the PSK. */
-  peer: PublicIdentity;
-  /** 32-byte pair PSK; keep it secret. */
-  psk: Uint8Array;
-}
-
-/** An incoming pairing request shown to the application. */
-export interface PairingRequestInfo {
-  /** The requester (verified: signed by the key whose hash is its peerId). */
-  peer: PublicIdentity;
-  /** True when the request carried a valid, unused token of one of our invites. */
-  invited: boolean;
-}
-
-/** Decides an incoming pairing request: resolve true to accept, false to reject. */
-export type PairingHandler = (request: PairingRequestInfo) => boolean | Promise<boolean>;
-
-interface PendingPairing {
-  peerId: PeerId;
-  share: Uint8Array;
-  resolve: (r: PairingResult) => void;
-  reject: (e: unknown) => void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 
-/** The default: accept exactly the requests that present one of our invites' one-time tokens. */
-const acceptInvited: PairingHandler = (r) => r.invited;
-
 /**
- * Client of the p2ptls signaling server. Call {@link SignalingClient.connect}, then send signals, join
- * rooms and pair. Reconnects with backoff and re-authenticates by itself; rooms are re-joined.
+ * Client of the p2ptls signaling server. Call {@link SignalingClient.connect}, then send signals and join
+ * rooms; pair through a `PairingService` on top of it. Reconnects with backoff and re-authenticates by
+ * itself; rooms are re-joined.
  */
 export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   readonly url: string;
@@ -123,9 +90,6 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   private readonly replay: ReplayCache;
   private readonly identities = new Map<PeerId, PublicIdentity>();
   private readonly rooms = new Set<string>();
-  private readonly invites = new Map<string, number>();
-  private readonly pending = new Map<string, PendingPairing>();
-  private pairingHandler: PairingHandler = acceptInvited;
   private inbox: Promise<void> = Promise.resolve();
   private authenticated = false;
   private closed = false;
@@ -139,7 +103,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.origin = signalingOrigin(options.url);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.maxAgeMs = options.maxMessageAgeMs ?? MAX_MESSAGE_AGE_MS;
-    // Nonces must outlive the whole acceptance window: past and future skew.
+    // Nonces must outlive the whole acceptance window: past and future skew. Signals only: pairing
+    // nonces live in the pairing service's own cache, which signals cannot push out.
     this.replay = new ReplayCache(2 * this.maxAgeMs);
     this.socket = io(options.url, {
       autoConnect: false,
@@ -152,7 +117,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     });
     this.socket.on('challenge', (raw: unknown) => void this.onChallenge(raw));
     this.socket.on('signal', (raw: unknown) => this.enqueue(() => this.onSignal(raw)));
-    this.socket.on('pairing', (raw: unknown) => this.enqueue(() => this.onPairing(raw)));
+    this.socket.on('pairing', (raw: unknown) => this.onPairing(raw));
     this.socket.on('room:joined', (raw: unknown) => this.onRoomEvent('room:joined', raw));
     this.socket.on('room:left', (raw: unknown) => this.onRoomEvent('room:left', raw));
     this.socket.on('replaced', (raw: unknown) => this.onReplaced(raw));
@@ -176,7 +141,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     return this.whenReady();
   }
 
-  /** Closes the connection for good; pending requests and pairings fail with `closed`. */
+  /** Closes the connection for good; pending requests fail with `closed`. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.shutdown('closed', 'signaling client closed');
@@ -231,65 +196,17 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     return (await this.request('room:members', { room })).members;
   }
 
-  /**
-   * Creates a one-time invite to pair with us: give the string to the other person out of band (link,
-   * QR code). A request presenting its token is reported as `invited: true` to the pairing handler (and
-   * accepted by the default handler). Valid for `ttlMs` (default 24 h) and one use.
-   */
-  createInvite(options: { ttlMs?: number; url?: string } = {}): string {
-    const token = crypto.getRandomValues(new Uint8Array(INVITE_TOKEN_BYTES));
-    const expires = Date.now() + (options.ttlMs ?? 24 * 3600_000);
-    this.pruneInvites();
-    this.invites.set(toBase64Url(token), expires);
-    return encodeInvite({ peerId: this.peerId, token, url: options.url ?? this.url, expires });
+  /** Sends a pairing message (built and signed by the pairing service) to `msg.to`. */
+  async sendPairing(msg: PairingMessage): Promise<void> {
+    await this.request('pairing', { msg });
   }
 
   /**
-   * Sets the handler that approves or rejects incoming pairing requests (default: accept only requests
-   * carrying a valid invite token). Returns a function that restores the default.
+   * Delivers relayed pairing messages to `listener` (the transport side of a `PairingService`). They are
+   * checked against the schema only; the listener verifies them. Returns an unsubscribe function.
    */
-  onPairingRequest(handler: PairingHandler): () => void {
-    this.pairingHandler = handler;
-    return () => {
-      if (this.pairingHandler === handler) this.pairingHandler = acceptInvited;
-    };
-  }
-
-  /**
-   * Pairs with the peer named by an invite (string or parsed) or by a bare peerId. Fetches its key via
-   * the server and checks it hashes to the peerId, sends a signed request with our encrypted share, and
-   * resolves once the peer's application accepted. Rejects with `pairing_rejected`, `timeout` (default
-   * 120 s, time for a human to decide), `peer_offline` or a verification error.
-   */
-  async pair(target: string | Invite, options: { timeoutMs?: number } = {}): Promise<PairingResult> {
-    const invite: { peerId: PeerId; token?: Uint8Array } =
-      typeof target !== 'string' ? target : isPeerId(target) ? { peerId: target } : parseInvite(target);
-    if (invite.peerId === this.peerId) throw fail('invalid_argument', 'cannot pair with ourselves');
-    const { identity: peer } = await this.lookup(invite.peerId);
-    if (!peer) throw fail('peer_offline', `no public key registered for ${invite.peerId}`);
-    const { message, share } = await createPairingRequest({
-      identity: this.identity,
-      to: peer,
-      ...(invite.token ? { token: invite.token } : {}),
-    });
-    const done = new Promise<PairingResult>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(message.nonce);
-        reject(fail('timeout', `no pairing answer from ${peer.peerId}`));
-      }, options.timeoutMs ?? 120_000);
-      this.pending.set(message.nonce, { peerId: peer.peerId, share, resolve, reject, timer });
-    });
-    try {
-      await this.request('pairing', { msg: message });
-    } catch (err) {
-      const p = this.pending.get(message.nonce);
-      if (p) {
-        clearTimeout(p.timer);
-        this.pending.delete(message.nonce);
-      }
-      throw err;
-    }
-    return done;
+  onPairingMessage(listener: (e: { from: PeerId; msg: PairingMessage }) => void): () => void {
+    return this.on('pairing', listener);
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -392,94 +309,13 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     return identity;
   }
 
-  private async onPairing(raw: unknown): Promise<void> {
+  private onPairing(raw: unknown): void {
     const parsed = ServerEvents.pairing.safeParse(raw);
     if (!parsed.success) {
       this.reportRejected('pairing', fail('malformed', 'relayed pairing message does not match the schema'));
       return;
     }
-    const { from, msg } = parsed.data;
-    let opened: OpenedPairing;
-    try {
-      opened = await openPairingMessage(this.identity, msg, {
-        replay: this.replay,
-        expectedFrom: from,
-        maxAgeMs: this.maxAgeMs,
-      });
-    } catch (err) {
-      this.reportRejected('pairing', asP2PTLSError(err, 'malformed'), from);
-      return;
-    }
-    if (opened.kind === 'request') {
-      // Decided outside the inbox queue: a human may take minutes, signals must keep flowing.
-      void this.answerRequest(opened);
-      return;
-    }
-    const pending = opened.replyTo === undefined ? undefined : this.pending.get(opened.replyTo);
-    if (!pending || pending.peerId !== opened.from.peerId) {
-      this.reportRejected(
-        'pairing',
-        fail('unexpected_message', 'pairing answer to no request of ours'),
-        from,
-      );
-      return;
-    }
-    this.pending.delete(opened.replyTo!);
-    clearTimeout(pending.timer);
-    if (opened.kind === 'reject') {
-      pending.reject(fail('pairing_rejected', `${opened.from.peerId} rejected the pairing request`));
-      return;
-    }
-    try {
-      const psk = await derivePairPsk(
-        { peerId: this.peerId, share: pending.share },
-        { peerId: opened.from.peerId, share: opened.share! },
-      );
-      this.identities.set(opened.from.peerId, opened.from);
-      const result = { peer: opened.from, psk };
-      pending.resolve(result);
-      this.emit('paired', { ...result, initiator: true });
-    } catch (err) {
-      pending.reject(err);
-    }
-  }
-
-  private async answerRequest(req: OpenedPairing): Promise<void> {
-    let invited = false;
-    if (req.token) {
-      this.pruneInvites();
-      const key = toBase64Url(req.token);
-      // One use only: a leaked invite cannot pair a second peer as "invited".
-      invited = this.invites.delete(key);
-    }
-    let approved = false;
-    try {
-      approved = (await this.pairingHandler({ peer: req.from, invited })) === true;
-    } catch {
-      approved = false;
-    }
-    try {
-      if (!approved) {
-        const msg = await createPairingReject({ identity: this.identity, request: req });
-        await this.request('pairing', { msg });
-        return;
-      }
-      const { message, share } = await createPairingAccept({ identity: this.identity, request: req });
-      const psk = await derivePairPsk(
-        { peerId: this.peerId, share },
-        { peerId: req.from.peerId, share: req.share! },
-      );
-      await this.request('pairing', { msg: message });
-      this.identities.set(req.from.peerId, req.from);
-      this.emit('paired', { peer: req.from, psk, initiator: false });
-    } catch (err) {
-      this.reportRejected('pairing', asP2PTLSError(err, 'malformed'), req.from.peerId);
-    }
-  }
-
-  private pruneInvites(): void {
-    const now = Date.now();
-    for (const [k, exp] of this.invites) if (exp < now) this.invites.delete(k);
+    this.emit('pairing', parsed.data);
   }
 
   private reportRejected(event: 'signal' | 'pairing' | 'server', error: P2PTLSError, from?: string): void {
@@ -499,11 +335,6 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     const err = this.closedError();
     for (const w of this.waiters) w.reject(err);
     this.waiters.clear();
-    for (const [nonce, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(err);
-      this.pending.delete(nonce);
-    }
   }
 
   private whenReady(): Promise<void> {

@@ -1,9 +1,6 @@
 // Public surface of the signaling client. Generic names are prefixed here because src/index.ts
 // re-exports this module next to the protocol and store modules.
 export {
-  type PairingHandler,
-  type PairingRequestInfo,
-  type PairingResult,
   SignalingClient,
   type SignalingClientEvents,
   type SignalingClientOptions,
@@ -12,8 +9,6 @@ export {
   ClientEvents as SignalingClientEventSchemas,
   MAX_MESSAGE_AGE_MS as SIGNALING_MAX_MESSAGE_AGE_MS,
   MAX_PAYLOAD_BYTES as SIGNALING_MAX_PAYLOAD_BYTES,
-  type PairingMessage,
-  PairingMessageSchema,
   ServerEvents as SignalingServerEventSchemas,
   SIGNALING_VERSION,
   type SignedSignal,

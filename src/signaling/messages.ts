@@ -5,6 +5,16 @@
  */
 import { z } from 'zod';
 import { PublicIdentityJsonSchema } from '../identity/identity.js';
+import { type PairingMessage, PairingMessageSchema } from '../pairing/schema.js';
+import {
+  MAX_MESSAGE_AGE_MS,
+  NonceSchema,
+  PeerIdSchema,
+  SignatureSchema,
+  TimestampSchema,
+} from '../util/wire-schemas.js';
+
+export { MAX_MESSAGE_AGE_MS, NonceSchema, PeerIdSchema, SignatureSchema, TimestampSchema };
 
 /** Version of the signaling wire protocol, carried in the challenge and in every signed envelope. */
 export const SIGNALING_VERSION = 1;
@@ -21,29 +31,8 @@ export const MAX_PAYLOAD_BYTES = 64 * 1024;
  */
 export const MAX_HTTP_BUFFER_BYTES = 2 * MAX_PAYLOAD_BYTES;
 
-/** How far a signed signal or pairing message's timestamp may be from the receiver's clock. */
-export const MAX_MESSAGE_AGE_MS = 5 * 60_000;
-
-const b64url = (max: number) =>
-  z
-    .string()
-    .max(max)
-    .regex(/^[A-Za-z0-9_-]*$/, 'base64url');
-
-/** A peerId: 52 lower-case base32 characters (SHA-256 of the signing key). */
-export const PeerIdSchema = z.string().regex(/^[a-z2-7]{52}$/, 'peerId');
-/** 16 random bytes, base64url (22 characters). */
-export const NonceSchema = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'nonce (16 bytes base64url)');
 /** 32 random bytes, base64url (43 characters). */
 export const ChallengeSchema = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'challenge (32 bytes base64url)');
-/** An RSA-PSS signature (up to 4096-bit keys). */
-export const SignatureSchema = b64url(700).min(16);
-/** Milliseconds since the Unix epoch. */
-export const TimestampSchema = z
-  .number()
-  .int()
-  .nonnegative()
-  .max(2 ** 48);
 /** A room name: printable, no spaces, at most 128 characters. */
 export const RoomNameSchema = z
   .string()
@@ -69,25 +58,9 @@ export const SignedSignalSchema = z
   .strict();
 export type SignedSignal = z.infer<typeof SignedSignalSchema>;
 
-/**
- * A pairing message (see src/pairing): `request` from the initiator, then `accept` or `reject` from the
- * responder. `secret` is the sender's 32-byte PSK share (plus the invite token in a request) encrypted to
- * the receiver's RSA-OAEP key; a `reject` has none. Everything is signed by `from`'s RSA-PSS key.
- */
-export const PairingMessageSchema = z
-  .object({
-    v: z.literal(SIGNALING_VERSION),
-    kind: z.enum(['request', 'accept', 'reject']),
-    from: PublicIdentityJsonSchema,
-    to: PeerIdSchema,
-    ts: TimestampSchema,
-    nonce: NonceSchema,
-    replyTo: NonceSchema.optional(),
-    secret: b64url(700).optional(),
-    sig: SignatureSchema,
-  })
-  .strict();
-export type PairingMessage = z.infer<typeof PairingMessageSchema>;
+// The pairing message itself belongs to the pairing protocol (src/pairing/schema.ts); signaling only
+// carries it, validated, between the two peers.
+export { type PairingMessage, PairingMessageSchema };
 
 // ---------------------------------------------------------------------------------------------------
 // Client → server events. Each takes exactly one argument and an acknowledgement callback.

@@ -9,6 +9,7 @@ import { fail } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import { type PeerId, peerIdToBytes } from '../identity/peer-id.js';
 import { ByteWriter, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import { randomNonce } from '../util/wire-schemas.js';
 import { MAX_MESSAGE_AGE_MS, SIGNALING_VERSION, type SignedSignal } from './messages.js';
 
 /** Context of the authentication signature. */
@@ -16,10 +17,7 @@ export const AUTH_CONTEXT = 'p2ptls/1 signaling auth\0';
 /** Context of a signed signal envelope. */
 export const SIGNAL_CONTEXT = 'p2ptls/1 signal\0';
 
-/** 16 fresh random bytes as base64url: the nonce of signed messages. */
-export function randomNonce(): string {
-  return toBase64Url(crypto.getRandomValues(new Uint8Array(16)));
-}
+export { randomNonce } from '../util/wire-schemas.js';
 
 /**
  * Normalises the URL a client connected to into the origin it signs (`scheme://host[:port]`), so the

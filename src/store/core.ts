@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import { Identity, PublicIdentity, PublicIdentityJsonSchema } from '../identity/identity.js';
 import { isPeerId, type PeerId, peerIdOf } from '../identity/peer-id.js';
@@ -8,12 +9,15 @@ import {
   MAX_CLOCK_SKEW_MS,
   type MergeOptions,
   type MergeReport,
+  type PairingState,
   type PeerInput,
   type PeerKeys,
   type PeerListing,
   type PeerRecord,
   type PeerStore,
   PSK_LENGTH,
+  type SavedPairing,
+  SealedSchema,
   STORE_SCHEMA_VERSION,
   type StoredIdentity,
   StoredIdentitySchema,
@@ -55,6 +59,17 @@ const META_CRYPTO = 'meta:crypto';
 const IDENTITY = 'identity';
 const PEER_PREFIX = 'peer:';
 const peerKey = (peerId: PeerId) => `${PEER_PREFIX}${peerId}`;
+/** Newest accepted pairing message per peer: outlives the peer record (delete, put, backup import). */
+const pairingKey = (peerId: PeerId) => `pairing:${peerId}`;
+/** A re-pairing's PSK until a handshake confirms it; sealed like the record's PSK. */
+const pendingKey = (peerId: PeerId) => `pending:${peerId}`;
+
+const PairingMarkSchema = z.object({
+  v: z.literal(STORE_SCHEMA_VERSION),
+  at: z.number().int().nonnegative().max(8.64e15),
+  nonce: z.string().max(64),
+});
+const PendingPskSchema = z.object({ v: z.literal(STORE_SCHEMA_VERSION), psk: SealedSchema });
 
 /** Engines that keep bytes (LevelDB) hand back raw bytes; everything stored by us is UTF-8 JSON. */
 function decodeRaw(raw: unknown): unknown {
@@ -402,7 +417,11 @@ export class KvPeerStore implements PeerStore {
     return this.serialized(async () => {
       const key = peerKey(peerId);
       if ((await this.backend.get(key)) === undefined) return false;
-      await this.backend.batch([{ type: 'del', key }]);
+      // The pairing mark stays: a deleted peer's old pairing requests must not become acceptable again.
+      await this.backend.batch([
+        { type: 'del', key },
+        { type: 'del', key: pendingKey(peerId) },
+      ]);
       this.lookupCache.delete(peerId);
       return true;
     });
@@ -424,13 +443,126 @@ export class KvPeerStore implements PeerStore {
   async lookup(peerId: PeerId): Promise<PeerKeys | undefined> {
     const r = await this.get(peerId);
     if (r?.trust !== 'paired') return undefined;
+    const pendingPsk = await this.readPending(peerId);
+    const extra = pendingPsk ? { pendingPsk } : {};
     const cached = this.lookupCache.get(peerId);
     if (cached && cached.keys === keysOf(r)) {
-      return { publicIdentity: cached.pub, psk: r.psk };
+      return { publicIdentity: cached.pub, psk: r.psk, ...extra };
     }
     const pub = await PublicIdentity.import(r.publicIdentity);
     this.lookupCache.set(peerId, { keys: keysOf(r), pub });
-    return { publicIdentity: pub, psk: r.psk };
+    return { publicIdentity: pub, psk: r.psk, ...extra };
+  }
+
+  // ---- pairing bookkeeping (PROTOCOL.md §9) ----
+
+  private async readMark(peerId: PeerId): Promise<z.infer<typeof PairingMarkSchema> | undefined> {
+    const key = pairingKey(peerId);
+    const raw = await this.backend.get(key);
+    if (raw === undefined) return undefined;
+    let parsed: ReturnType<typeof PairingMarkSchema.safeParse>;
+    try {
+      parsed = PairingMarkSchema.safeParse(decodeRaw(raw));
+    } catch (err) {
+      throw corrupt(key, 'not UTF-8 JSON', err);
+    }
+    if (!parsed.success) throw corrupt(key, parsed.error.issues.map((i) => i.message).join('; '));
+    return parsed.data;
+  }
+
+  private pendingAad(peerId: PeerId): Uint8Array {
+    return recordAad(pendingKey(peerId), [STORE_SCHEMA_VERSION, peerId]);
+  }
+
+  private async readPending(peerId: PeerId): Promise<Uint8Array | undefined> {
+    const key = pendingKey(peerId);
+    const raw = await this.backend.get(key);
+    if (raw === undefined) return undefined;
+    try {
+      const parsed = PendingPskSchema.parse(decodeRaw(raw));
+      const psk = await this.cipher.open(parsed.psk, this.pendingAad(peerId));
+      if (psk.length !== PSK_LENGTH) throw new Error(`pending psk has ${psk.length} bytes`);
+      return psk;
+    } catch (err) {
+      throw corrupt(key, 'the pending PSK does not decrypt', err);
+    }
+  }
+
+  async pairingState(peerId: PeerId): Promise<PairingState> {
+    this.ensureOpen();
+    if (!isPeerId(peerId)) throw fail('invalid_argument', 'not a peerId');
+    const [record, mark] = await Promise.all([this.existingForWrite(peerId), this.readMark(peerId)]);
+    return {
+      ...(record ? { trust: record.trust } : {}),
+      ...(mark ? { pairedAt: mark.at, pairingNonce: mark.nonce } : {}),
+    };
+  }
+
+  savePairing(input: SavedPairing): Promise<'paired' | 'pending'> {
+    return this.serialized(async () => {
+      checkTime('at', input.at);
+      const pub = await this.publicOf(input);
+      const mark = await this.readMark(pub.peerId);
+      if (mark && input.at <= mark.at) {
+        throw fail('replay', `not newer than the last pairing accepted from ${pub.peerId}`);
+      }
+      const existing = await this.existingForWrite(pub.peerId);
+      if (existing?.trust === 'blocked') throw fail('pairing_dropped', `${pub.peerId} is blocked`);
+      const ops: KvOp[] = [
+        {
+          type: 'put',
+          key: pairingKey(pub.peerId),
+          value: { v: STORE_SCHEMA_VERSION, at: input.at, nonce: input.nonce },
+        },
+      ];
+      let result: 'paired' | 'pending';
+      if (existing) {
+        // Never replace a working PSK on the strength of a pairing message alone: the new one waits for a
+        // handshake that proves the peer holds it too.
+        if (!(input.psk instanceof Uint8Array) || input.psk.length !== PSK_LENGTH) {
+          throw fail('invalid_argument', `psk must be a Uint8Array of ${PSK_LENGTH} bytes`);
+        }
+        const psk = await this.cipher.seal(input.psk, this.pendingAad(pub.peerId));
+        ops.push({ type: 'put', key: pendingKey(pub.peerId), value: { v: STORE_SCHEMA_VERSION, psk } });
+        result = 'pending';
+      } else {
+        const record = this.normalize(
+          { publicIdentity: pub, psk: input.psk, ...(input.label ? { label: input.label } : {}) },
+          pub,
+          undefined,
+        );
+        ops.push({ type: 'put', key: peerKey(pub.peerId), value: await this.encodePeer(record) });
+        ops.push({ type: 'del', key: pendingKey(pub.peerId) });
+        result = 'paired';
+      }
+      await this.backend.batch(ops);
+      this.lookupCache.delete(pub.peerId);
+      return result;
+    });
+  }
+
+  confirmPsk(peerId: PeerId, psk: Uint8Array): Promise<boolean> {
+    return this.serialized(async () => {
+      const pending = await this.readPending(peerId);
+      if (!pending) return false;
+      const record = await this.get(peerId);
+      if (!record) return false;
+      if (equalBytes(pending, psk)) {
+        const next: PeerRecord = { ...record, psk: pending, updatedAt: Date.now() };
+        await this.backend.batch([
+          { type: 'put', key: peerKey(peerId), value: await this.encodePeer(next) },
+          { type: 'del', key: pendingKey(peerId) },
+        ]);
+        return true;
+      }
+      // The dialer always offers its newest PSK first, so a handshake under the old one means the peer
+      // never got the new one (a re-pairing that did not complete there, or a replayed request).
+      if (equalBytes(record.psk, psk)) {
+        await this.backend.batch([{ type: 'del', key: pendingKey(peerId) }]);
+        return true;
+      }
+      return false;
+    });
   }
 
   async getIdentity(): Promise<Identity | undefined> {

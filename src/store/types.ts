@@ -63,6 +63,27 @@ export interface PeerListing {
 export interface PeerKeys {
   readonly publicIdentity: PublicIdentity;
   readonly psk: Uint8Array;
+  /** A newer PSK from a re-pairing, not yet confirmed by a handshake (see {@link PeerStore.confirmPsk}). */
+  readonly pendingPsk?: Uint8Array;
+}
+
+/** What the store knows about pairing with a peer (see {@link PeerStore.pairingState}). */
+export interface PairingState {
+  /** Trust of the stored record, when there is one. */
+  readonly trust?: TrustState;
+  /** Timestamp and nonce of the newest pairing message accepted from this peer. */
+  readonly pairedAt?: number;
+  readonly pairingNonce?: string;
+}
+
+/** A completed pairing to record (see {@link PeerStore.savePairing}). */
+export interface SavedPairing {
+  readonly publicIdentity: PublicIdentityJson | PublicIdentity;
+  readonly psk: Uint8Array;
+  /** Timestamp and nonce of the peer's pairing message this pairing answers or was answered by. */
+  readonly at: number;
+  readonly nonce: string;
+  readonly label?: string;
 }
 
 /** Everything a backup carries. The identity is missing when the store has none or it is non-extractable. */
@@ -154,6 +175,25 @@ export interface PeerStore {
    * blocked peers. The public keys are fully checked (peerId hash and binding signature).
    */
   lookup(peerId: PeerId): Promise<PeerKeys | undefined>;
+
+  /**
+   * Pairing bookkeeping of a peer (PROTOCOL.md §9): its trust, and the newest pairing message accepted from
+   * it. Kept apart from the peer record, so deleting, replacing or importing the record never lowers it.
+   */
+  pairingState(peerId: PeerId): Promise<PairingState>;
+  /**
+   * Records a completed pairing in one atomic change, refusing (`replay`) unless `at` is newer than the
+   * newest pairing accepted from that peer, and (`pairing_dropped`) a blocked peer. A new peer is stored
+   * as paired with `psk` (`'paired'`); an already paired peer keeps its PSK and gets `psk` as its pending
+   * PSK (`'pending'`), which a successful handshake confirms.
+   */
+  savePairing(input: SavedPairing): Promise<'paired' | 'pending'>;
+  /**
+   * Called after a handshake with `peerId` succeeded under `psk`. If that is the pending PSK it becomes the
+   * pair's PSK (key confirmation); if it is the current one, the peer never got the pending one, which is
+   * dropped. Returns whether anything changed.
+   */
+  confirmPsk(peerId: PeerId, psk: Uint8Array): Promise<boolean>;
 
   /** This host's own identity, or `undefined` when none is stored yet. */
   getIdentity(): Promise<Identity | undefined>;

@@ -12,7 +12,8 @@ import {
   parseInvite,
   ReplayCache,
 } from '../../src/pairing/index.js';
-import type { PairingMessage } from '../../src/signaling/messages.js';
+import { pairingSignedBytes } from '../../src/pairing/messages.js';
+import type { PairingMessage } from '../../src/pairing/schema.js';
 import { fromBase64Url, toBase64Url, toHex } from '../../src/util/bytes.js';
 
 const code = (c: string) => (err: unknown) => isP2PTLSError(err) && err.code === c;
@@ -129,6 +130,26 @@ describe('pairing crypto (pure)', () => {
     );
     // Mallory cannot read alice's share: it is encrypted to bob.
     await assert.rejects(mallory.decrypt(fromBase64Url(message.secret!)), code('bad_key'));
+  });
+
+  it('a secret re-signed into another message fails after decryption, before its token is seen (issue 13, point 3)', async () => {
+    const token = crypto.getRandomValues(new Uint8Array(16));
+    const { message } = await createPairingRequest({ identity: alice, to: bob.publicIdentity, token });
+    const base = (await createPairingRequest({ identity: mallory, to: bob.publicIdentity })).message;
+    const copy = { ...base, secret: message.secret };
+    const forged = { ...copy, sig: toBase64Url(await mallory.sign(pairingSignedBytes(copy))) };
+    await assert.rejects(
+      openPairingMessage(bob, forged, { replay: new ReplayCache(600_000) }),
+      code('pairing_secret_mismatch'),
+    );
+    // Alice herself, re-sending the same secret under a new nonce, is refused too: the nonce is bound.
+    const { message: again } = await createPairingRequest({ identity: alice, to: bob.publicIdentity });
+    const moved = { ...again, secret: message.secret };
+    const resigned = { ...moved, sig: toBase64Url(await alice.sign(pairingSignedBytes(moved))) };
+    await assert.rejects(
+      openPairingMessage(bob, resigned, { replay: new ReplayCache(600_000) }),
+      code('pairing_secret_mismatch'),
+    );
   });
 
   it('rejects replays and expired or future-dated messages', async () => {

@@ -1,9 +1,9 @@
 // Helpers shared by the signaling tests (not a test file itself).
 import { io, type Socket } from 'socket.io-client';
 import type { Identity } from '../../src/identity/index.js';
-import type { SignalingClient, SignalingClientEvents } from '../../src/signaling/client.js';
 import { authSignedBytes, signalingOrigin } from '../../src/signaling/wire.js';
 import { fromBase64Url, toBase64Url } from '../../src/util/bytes.js';
+import type { TypedEmitter } from '../../src/util/emitter.js';
 
 /** A bare socket.io-client connection (no p2ptls client logic) and the challenge the server sent. */
 export interface RawConn {
@@ -54,13 +54,13 @@ export async function rawAuthed(url: string, identity: Identity): Promise<Socket
   return c.socket;
 }
 
-/** Resolves with the next `event` of a SignalingClient that satisfies `pred`. */
-export function next<K extends keyof SignalingClientEvents>(
-  client: SignalingClient,
+/** Resolves with the next `event` of a SignalingClient (or PairingService) that satisfies `pred`. */
+export function next<E extends object, K extends keyof E>(
+  client: TypedEmitter<E>,
   event: K,
-  pred: (v: SignalingClientEvents[K]) => boolean = () => true,
+  pred: (v: E[K]) => boolean = () => true,
   timeoutMs = 10_000,
-): Promise<SignalingClientEvents[K]> {
+): Promise<E[K]> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
       off();

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Server, type Socket } from 'socket.io';
 import { Identity, type PublicIdentityJson } from '../../src/identity/index.js';
-import { createPairingRequest } from '../../src/pairing/index.js';
+import { createPairingRequest, PairingService } from '../../src/pairing/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import type { PairingMessage, SignedSignal } from '../../src/signaling/messages.js';
 import { createSignedSignal } from '../../src/signaling/wire.js';
@@ -69,6 +69,7 @@ describe('a malicious signaling server is detected by the receiving client', () 
   let carol: Identity;
   let mallory: Identity;
   let bobClient: SignalingClient;
+  let bobPairing: PairingService;
   const signals: unknown[] = [];
 
   before(async () => {
@@ -80,6 +81,7 @@ describe('a malicious signaling server is detected by the receiving client', () 
       Identity.generate(),
     ]);
     bobClient = new SignalingClient({ url: fake.url, identity: bob });
+    bobPairing = new PairingService({ identity: bob, transport: bobClient });
     await bobClient.connect();
     bobClient.on('signal', (s) => signals.push(s.data));
   });
@@ -141,34 +143,107 @@ describe('a malicious signaling server is detected by the receiving client', () 
     }
   });
 
+  async function expectDropped(pairing: PairingService, deliver: () => void, code: string): Promise<void> {
+    const dropped = next(pairing, 'dropped');
+    deliver();
+    assert.equal((await dropped).error.code, code);
+  }
+
   it('detects an altered pairing request; the application is never asked', async () => {
     let asked = 0;
-    bobClient.onPairingRequest(() => {
-      asked++;
-      return true;
-    });
+    bobPairing.onPairingRequest(
+      () => {
+        asked++;
+        return true;
+      },
+      { uninvited: true },
+    );
     const { message } = await createPairingRequest({ identity: alice, to: bob.publicIdentity });
     const secret = fromBase64Url(message.secret!);
     secret[0]! ^= 1;
     const altered = { ...message, secret: toBase64Url(secret) };
-    await expectRejected(() => fake.deliverPairing(bob.peerId, alice.peerId, altered), 'bad_signature');
+    const deliver = (from: string, msg: PairingMessage) => () => fake.deliverPairing(bob.peerId, from, msg);
+    await expectDropped(bobPairing, deliver(alice.peerId, altered), 'bad_signature');
     // Mallory re-signs alice's request with her own key but keeps alice's identity.
     const { message: mal } = await createPairingRequest({ identity: mallory, to: bob.publicIdentity });
     const mixed = { ...message, sig: mal.sig };
-    await expectRejected(() => fake.deliverPairing(bob.peerId, alice.peerId, mixed), 'bad_signature');
-    await expectRejected(() => fake.deliverPairing(bob.peerId, carol.peerId, message), 'peer_id_mismatch');
+    await expectDropped(bobPairing, deliver(alice.peerId, mixed), 'bad_signature');
+    await expectDropped(bobPairing, deliver(carol.peerId, message), 'peer_id_mismatch');
     assert.equal(asked, 0);
+    bobPairing.onPairingRequest(() => false);
+  });
+
+  it('pairing nonces have their own cache: stranger signals cannot push them out, and a full cache refuses (issue 13, point 4)', async () => {
+    // Dave's pairing service remembers at most 4 request nonces.
+    const dave = await Identity.generate();
+    const daveClient = new SignalingClient({ url: fake.url, identity: dave });
+    const pairing = new PairingService({
+      identity: dave,
+      transport: daveClient,
+      limits: { nonceCapacity: 4, requestsPerPeerPerMinute: 100, rejectsPerPeerPerMinute: 100 },
+    });
+    try {
+      await daveClient.connect();
+      let asked = 0;
+      pairing.onPairingRequest(
+        () => {
+          asked++;
+          return false;
+        },
+        { uninvited: true },
+      );
+      const deliver = (msg: PairingMessage) => () => fake.deliverPairing(dave.peerId, alice.peerId, msg);
+      // Alice's request, declined by the user.
+      const recorded = (await createPairingRequest({ identity: alice, to: dave.publicIdentity })).message;
+      const answered = new Promise<void>((resolve) => {
+        fake.sockets.get(dave.peerId)!.once('pairing', () => resolve());
+      });
+      fake.deliverPairing(dave.peerId, alice.peerId, recorded);
+      await answered;
+      assert.equal(asked, 1);
+      // A stranger floods Dave with 20 valid signals.
+      const stranger = await Identity.generate();
+      fake.directory.set(stranger.peerId, stranger.exportPublic());
+      for (let n = 0; n < 20; n++) {
+        const got = next(daveClient, 'signal');
+        fake.deliverSignal(
+          dave.peerId,
+          stranger.peerId,
+          await createSignedSignal(stranger, dave.peerId, { n }),
+        );
+        await got;
+      }
+      // The recorded request is still known.
+      await expectDropped(pairing, deliver(recorded), 'replay');
+      // Three more requests fill the cache; the next is refused, not let in by forgetting an old nonce.
+      for (let n = 0; n < 3; n++) {
+        const { message } = await createPairingRequest({ identity: alice, to: dave.publicIdentity });
+        const answer = new Promise<void>((resolve) => {
+          fake.sockets.get(dave.peerId)!.once('pairing', () => resolve());
+        });
+        fake.deliverPairing(dave.peerId, alice.peerId, message);
+        await answer;
+      }
+      const { message: fifth } = await createPairingRequest({ identity: alice, to: dave.publicIdentity });
+      await expectDropped(pairing, deliver(fifth), 'rate_limited');
+      await expectDropped(pairing, deliver(recorded), 'replay');
+      assert.equal(asked, 4);
+    } finally {
+      pairing.close();
+      await daveClient.close();
+    }
   });
 
   it('an invite protects first contact: a server substituting the inviter’s key is caught by the requester', async () => {
     const aliceClient = new SignalingClient({ url: fake.url, identity: alice });
     try {
       await aliceClient.connect();
-      const invite = bobClient.createInvite();
+      const alicePairing = new PairingService({ identity: alice, transport: aliceClient });
+      const invite = bobPairing.createInvite();
       fake.directory.set(bob.peerId, { ...mallory.exportPublic(), peerId: bob.peerId });
-      await assert.rejects(aliceClient.pair(invite), withCode('peer_id_mismatch'));
+      await assert.rejects(alicePairing.pair(invite), withCode('peer_id_mismatch'));
       fake.directory.set(bob.peerId, mallory.exportPublic());
-      await assert.rejects(aliceClient.pair(invite), withCode('peer_id_mismatch'));
+      await assert.rejects(alicePairing.pair(invite), withCode('peer_id_mismatch'));
     } finally {
       await aliceClient.close();
     }

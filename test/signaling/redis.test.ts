@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Identity } from '../../src/identity/index.js';
+import { PairingService } from '../../src/pairing/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { toHex } from '../../src/util/bytes.js';
 import {
@@ -71,9 +72,11 @@ describe('scale-out: two server processes joined by Redis', () => {
     const a = client(ids[0]!, s1.url);
     const b = client(ids[1]!, s2.url);
     await Promise.all([a.connect(), b.connect()]);
-    const invite = b.createInvite();
-    const bSide = next(b, 'paired');
-    const aSide = await a.pair(invite);
+    const pa = new PairingService({ identity: a.identity, transport: a });
+    const pb = new PairingService({ identity: b.identity, transport: b });
+    const invite = pb.createInvite();
+    const bSide = next(pb, 'paired');
+    const aSide = await pa.pair(invite);
     assert.equal(toHex(aSide.psk), toHex((await bSide).psk));
     assert.equal(aSide.peer.peerId, b.peerId);
   });

@@ -96,7 +96,7 @@ describe('RSA public exponent: only 65537 is accepted (PROTOCOL.md §2)', () => 
 /** A pairing request signed by `from`'s own (non-WebCrypto) key, exactly as a client would build it. */
 async function pairingRequest(from: CustomIdentity, to: Identity) {
   const unsigned = {
-    v: 1 as const,
+    v: 2 as const,
     kind: 'request' as const,
     from: from.json,
     to: to.peerId,

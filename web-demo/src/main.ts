@@ -129,7 +129,8 @@ async function boot(): Promise<void> {
   signaling.on('rejected', ({ error }) => notify(`Dropped a relayed message: ${explain(error)}`, 'error'));
   host = await startBrowserHost({ identity, peers: store, signaling, iceServers: await loadIceServers() });
   host.on('paired', () => void refreshPeers().then(refreshPresence));
-  host.onPairingRequest(approvePairing);
+  // The page asks about every request (the dialog says when it carries none of our invites).
+  host.onPairingRequest(approvePairing, { uninvited: true });
   setSignalingState('online');
 
   $('#my-peer-id').textContent = identity.peerId;
