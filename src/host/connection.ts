@@ -354,7 +354,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   /** The error calls get once the connection is not open. */
   private notOpenError(): P2PTLSError {
     const info = this.session.closed;
-    if (this.current === 'closed' && info) return closedError(info);
+    if ((this.current === 'closed' || this.session.state === 'closed') && info) return closedError(info);
     return fail('closed', `connection is ${this.current}`);
   }
 
@@ -365,7 +365,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * drains, so memory stays bounded and control traffic is never stuck behind them.
    */
   send(data: Uint8Array | string, options?: SendOptions): Promise<void> {
-    if (this.current !== 'open') return Promise.reject(this.notOpenError());
+    // The session may have taken the peer's CLOSE a moment before this connection hears of it.
+    if (this.current !== 'open' || this.session.state !== 'open') return Promise.reject(this.notOpenError());
     const bytes = typeof data === 'string' ? utf8(data) : data;
     const max = this.session.maxMessageBytes;
     if (bytes.length > max) {
@@ -540,7 +541,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   /** Seals as many records as the channel and the peer's window take now. */
   private pump(): void {
-    if (this.current !== 'open' && this.current !== 'draining') return;
+    if ((this.current !== 'open' && this.current !== 'draining') || this.session.state !== 'open') return;
     while (this.outbox.length > 0 && this.link.bufferedAmount + this.sealing < this.highWater) {
       const { record, batch } = this.nextRecord();
       if (!this.session.admits(record)) {

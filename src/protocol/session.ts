@@ -425,7 +425,10 @@ export class Session {
     return error;
   }
 
-  /** Applies events in order. Replies (pong, key update, close) have been handed to the output when this resolves. */
+  /**
+   * Applies events in order. Replies to a ping or a key-update request have been handed to the output
+   * when this resolves; the answer to a CLOSE is queued behind them (see {@link peerClosed}).
+   */
   private async handle(events: ReliableEvent[]): Promise<SessionEvent[]> {
     const out: SessionEvent[] = [];
     for (const e of events) {
@@ -451,7 +454,7 @@ export class Session {
         } else if (m.type === 'close-ack') {
           throw fail('unexpected_message', 'CLOSE_ACK before the CLOSE it follows');
         } else {
-          await this.peerClosed(m.code, m.reason);
+          this.peerClosed(m.code, m.reason);
           out.push({ type: 'close', code: m.code, reason: m.reason });
         }
       }
@@ -461,23 +464,24 @@ export class Session {
 
   /**
    * The peer's reliable CLOSE (§5.3): both directions end. If we had not closed, we answer with our own
-   * CLOSE (echoing its code and reason); either way CLOSE_ACK follows, our last record.
+   * CLOSE (echoing its code and reason); either way CLOSE_ACK follows, our last record. They are queued in
+   * order and not awaited: the caller learns of the close at once, so nothing more is accepted for sending
+   * while they seal.
    */
-  private async peerClosed(code: number, reason: string): Promise<void> {
+  private peerClosed(code: number, reason: string): void {
     const peerError = isErrorCloseCode(code)
       ? { error: fail('peer_error', `peer closed with code ${code}: ${reason}`) }
       : {};
-    let reply: Promise<void> = Promise.resolve();
     if (this.current === 'open') {
       this.info = { code, reason, byPeer: true, ...peerError };
-      reply = this.sealControl({ type: 'close', code, reason });
+      this.sealControl({ type: 'close', code, reason }).catch(() => {});
     } else if (peerError.error) {
       // Both closed at once and the peer's reports an error about us: that is what the caller must see.
       this.info = { code, reason, byPeer: true, ...peerError };
     }
     this.current = 'closed';
     this.datagramsOpen = false;
-    await Promise.all([reply, this.sealControl({ type: 'close-ack' })]);
+    this.sealControl({ type: 'close-ack' }).catch(() => {});
   }
 
   /**

@@ -175,11 +175,13 @@ describe('flow control, bounded reassembly and the close handshake (protocol lay
       { type: 'message', data: utf8('from a') },
       { type: 'close', code: 4001, reason: 'a closes' },
     ]);
+    await waitForReliable(b, 3);
     assert.deepEqual(await pumpReliable(b, a), [
       { type: 'message', data: utf8('from b') },
       { type: 'close', code: 4002, reason: 'b closes' },
       { type: 'close-ack' },
     ]);
+    await waitForReliable(a, 1);
     assert.deepEqual(await pumpReliable(a, b), [{ type: 'close-ack' }]);
     assert.deepEqual(a.session.closed, { code: 4001, reason: 'a closes', byPeer: false });
     assert.deepEqual(b.session.closed, { code: 4002, reason: 'b closes', byPeer: false });

@@ -143,6 +143,7 @@ describe('protocol records (TCP mode)', () => {
       assert.equal(b.session.state, 'closed');
       assert.deepEqual(b.session.closed, { code: 4001, reason: 'see you', byPeer: true });
       // b answered with its own CLOSE (echoing the code) and a CLOSE_ACK; a acknowledges b's CLOSE in turn.
+      await waitForReliable(b, 2);
       assert.equal(b.sentReliable.length, 2);
       assert.deepEqual(await pumpReliable(b, a), [
         { type: 'close', code: 4001, reason: 'see you' },
@@ -150,6 +151,7 @@ describe('protocol records (TCP mode)', () => {
       ]);
       assert.equal(a.session.state, 'closed');
       assert.deepEqual(a.session.closed, { code: 4001, reason: 'see you', byPeer: false });
+      await waitForReliable(a, 1);
       assert.deepEqual(await pumpReliable(a, b), [{ type: 'close-ack' }]);
       for (const s of [a.session, b.session]) {
         await assert.rejects(async () => s.send('more'), withCode('closed'));

@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import { Identity, PublicIdentity } from '../../src/identity/index.js';
+import { peerIdToBytes } from '../../src/identity/peer-id.js';
 import { openPairingMessage, ReplayCache } from '../../src/pairing/index.js';
 import { pairingSignedBytes } from '../../src/pairing/messages.js';
 import { randomNonce } from '../../src/signaling/wire.js';
 import { exportBackup, importBackup, openMemoryPeerStore, type PeerStore } from '../../src/store/index.js';
-import { toBase64Url } from '../../src/util/bytes.js';
+import { concat, fromBase64Url, toBase64Url } from '../../src/util/bytes.js';
 import { type CustomIdentity, weakIdentities, weakIdentity } from '../helpers/rsa-keys.js';
 
 const badKey = (err: unknown) => isP2PTLSError(err, 'bad_key');
@@ -95,14 +96,22 @@ describe('RSA public exponent: only 65537 is accepted (PROTOCOL.md §2)', () => 
 
 /** A pairing request signed by `from`'s own (non-WebCrypto) key, exactly as a client would build it. */
 async function pairingRequest(from: CustomIdentity, to: Identity) {
+  const nonce = randomNonce();
+  // The secret's plaintext starts with the message it belongs to (PROTOCOL.md §9): kind, from, to, nonce.
+  const binding = concat(
+    new Uint8Array([1]),
+    peerIdToBytes(from.json.peerId),
+    peerIdToBytes(to.peerId),
+    fromBase64Url(nonce),
+  );
   const unsigned = {
     v: 2 as const,
     kind: 'request' as const,
     from: from.json,
     to: to.peerId,
     ts: Date.now(),
-    nonce: randomNonce(),
-    secret: toBase64Url(await to.publicIdentity.encrypt(psk())),
+    nonce,
+    secret: toBase64Url(await to.publicIdentity.encrypt(concat(binding, psk()))),
   };
   return { ...unsigned, sig: toBase64Url(from.sign(pairingSignedBytes(unsigned))) };
 }
