@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { CliSession, type Control, MAX_FILE_NAME_BYTES } from '../../src/cli/session.js';
-import { receiveFile } from '../../src/cli/transfer.js';
+import { MAX_RECEIVED_NAME_BYTES, receiveFile } from '../../src/cli/transfer.js';
 import type { Connection, ConnectionClose } from '../../src/host/connection.js';
 import { withCode } from '../helpers/hosts.js';
 
@@ -135,6 +135,21 @@ describe('receiveFile: what a sending peer may do to the output directory', () =
     assert.deepEqual(await readdir(dir), []);
   });
 
+  it('the longest name accepted is received into a real directory, part file and all', async () => {
+    const peer = scriptedPeer(ALICE);
+    const bytes = randomBytes(1000);
+    // Multi-byte characters: the limit is in bytes of UTF-8, as on the file system.
+    const stem = 'é'.repeat(Math.floor((MAX_RECEIVED_NAME_BYTES - 4) / 2));
+    const name = `${'x'.repeat(MAX_RECEIVED_NAME_BYTES - 4 - Buffer.byteLength(stem))}${stem}.bin`;
+    assert.equal(Buffer.byteLength(name), MAX_RECEIVED_NAME_BYTES);
+    const receiving = receiveFile(peer.session, offerOf(name, bytes), dir);
+    await peer.heard('ready');
+    peer.push(data(bytes));
+    peer.push(control({ t: 'eof' }));
+    assert.equal((await receiving).sha256, sha256(bytes));
+    await assertFileHolds(join(dir, name), bytes, 'the file arrived');
+  });
+
   it('another peer offering the same name, size and SHA-256 starts from 0, and cannot finish or discard the first peer’s part', async () => {
     const file = randomBytes(3 * MiB);
     const alicePart = await aliceInterrupted(file);
@@ -173,6 +188,27 @@ describe('receiveFile: what a sending peer may do to the output directory', () =
     mallory.end();
     await assert.rejects(attempt, withCode('closed'));
     await assertFileHolds(alicePart, file.subarray(0, MiB), 'Alice’s part changed');
+  });
+
+  it('a second offer of a name being received is refused, also in other case, and the first goes on', async () => {
+    const file = randomBytes(MiB);
+    const alice = scriptedPeer(ALICE);
+    const receiving = receiveFile(alice.session, offerOf('data.bin', file), dir);
+    await alice.heard('ready');
+    for (const name of ['data.bin', 'DATA.bin']) {
+      const mallory = scriptedPeer(MALLORY);
+      await assert.rejects(
+        receiveFile(mallory.session, offerOf(name, randomBytes(10)), dir),
+        withCode('transfer_refused'),
+      );
+      const [refusal] = mallory.said;
+      assert.equal(refusal?.t === 'refuse' && refusal.code, 'transfer_refused');
+      assert.match(refusal?.t === 'refuse' ? refusal.message : '', /already being received/);
+    }
+    alice.push(data(file));
+    alice.push(control({ t: 'eof' }));
+    assert.equal((await receiving).sha256, sha256(file));
+    await assertFileHolds(join(dir, 'data.bin'), file, 'data.bin is Alice’s file');
   });
 
   it('the finished file never replaces one that appeared under its name during the transfer', async () => {
