@@ -101,9 +101,9 @@ describe('p2ptls listen --out: two senders, one file name', () => {
     return { file, sha256: await sha256File(file) };
   }
 
-  async function startListener(inbox: string): Promise<CliProcess> {
+  async function startListener(inbox: string, command = 'listen'): Promise<CliProcess> {
     await mkdir(inbox);
-    const listener = startCli(as('rx', '--json', 'listen', '--out', inbox));
+    const listener = startCli(as('rx', '--json', command, '--out', inbox));
     listener.child.stdin.end();
     await listener.waitFor(/"event":"listening"/);
     return listener;
@@ -134,11 +134,15 @@ describe('p2ptls listen --out: two senders, one file name', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('an offer of data.bin while another peer is mid-way through data.bin is refused; data.bin is the first peer’s file', async () => {
-    const inbox = join(root, 'inbox-midway');
-    const listener = await startListener(inbox);
-    const a = await dataFile('a', 'midway', 48 * MiB);
-    const b = await dataFile('b', 'midway', 2 * MiB);
+  /**
+   * `a` is mid-way through data.bin when `b` offers its own data.bin to `command --out`. Returns how
+   * the receiving process ended.
+   */
+  async function midway(command: 'listen' | 'receive'): Promise<CliResult> {
+    const inbox = join(root, `inbox-midway-${command}`);
+    const listener = await startListener(inbox, command);
+    const a = await dataFile('a', `midway-${command}`, 48 * MiB);
+    const b = await dataFile('b', `midway-${command}`, 2 * MiB);
 
     const aSend = startCli(as('a', '--json', 'send', ids.rx, a.file));
     // Hold the first sender still while its part file is partly written: the second offer then
@@ -158,7 +162,8 @@ describe('p2ptls listen --out: two senders, one file name', () => {
       aSend.child.kill('SIGCONT');
     }
     const aResult = await aSend.done;
-    const rx = await listener.kill();
+    // `receive` ends by itself after its one file; `listen` runs until stopped.
+    const rx = command === 'receive' ? await listener.done : await listener.kill();
 
     await assertClaimsHold(inbox, rx.stdout.toString(), [
       { peerId: ids.a, ...a, result: aResult },
@@ -168,9 +173,20 @@ describe('p2ptls listen --out: two senders, one file name', () => {
     assertCleanFailure(bResult, ExitCodes.TRANSFER, /already being received.*\[transfer_refused\]/);
     assert.equal(await sha256File(join(inbox, 'data.bin')), a.sha256);
     assert.deepEqual(await readdir(inbox), ['data.bin'], 'no part file is left behind');
+    return rx;
+  }
+
+  it('an offer of data.bin while another peer is mid-way through data.bin is refused; data.bin is the first peer’s file', async () => {
+    await midway('listen');
   });
 
-  it('two peers send data.bin at the same moment: one is stored and verified, the other refused, nothing mixed', async () => {
+  it('`receive` likewise, and the refused offer does not end it: it exits 0 after the transfer in progress', async () => {
+    const rx = await midway('receive');
+    assert.equal(rx.code, 0, rx.stderr);
+    assert.equal(jsonLines(rx.stdout).filter((e) => e.event === 'received').length, 1);
+  });
+
+  it('two peers send data.bin at the same moment: one is stored and verified, the other refused, nothing mixed', async (t) => {
     const inbox = join(root, 'inbox-same-moment');
     const listener = await startListener(inbox);
     const a = await dataFile('a', 'same-moment', 16 * MiB);
@@ -190,6 +206,7 @@ describe('p2ptls listen --out: two senders, one file name', () => {
     const won = senders.filter((s) => s.result.code === 0);
     const lost = senders.filter((s) => s.result.code !== 0);
     assert.equal(won.length, 1, `exactly one sender succeeds: ${aResult.stderr} ${bResult.stderr}`);
+    t.diagnostic(`refused: ${lost[0]?.result.stderr.trim().split('\n').at(-1)}`);
     assertCleanFailure(
       lost[0]!.result,
       ExitCodes.TRANSFER,
