@@ -24,7 +24,7 @@ import {
 import { describeRate, mbPerSecond, progressBar } from './progress.js';
 import { CliSession } from './session.js';
 import { pipeSession } from './stream.js';
-import { receiveFile, sendFile, type TransferResult } from './transfer.js';
+import { isBeingReceived, receiveFile, sendFile, type TransferResult } from './transfer.js';
 
 /** What every action gets. */
 export interface CommandContext {
@@ -352,9 +352,21 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
       return false;
     }
     const dir = opts.filesDir;
-    const r = await receiveFile(session, first, dir, (name, size, offset) =>
-      progressBar(!out.json, `receiving ${name}`, size, offset),
-    );
+    // Checked here as well as inside receiveFile (which refuses it) so that the refusal does not count
+    // as this command's session: with `--once` or `receive`, another peer's offer of the same name must
+    // not end the process and cut off the transfer in progress.
+    const busy = isBeingReceived(dir, first.name);
+    let r: TransferResult;
+    try {
+      r = await receiveFile(session, first, dir, (name, size, offset) =>
+        progressBar(!out.json, `receiving ${name}`, size, offset),
+      );
+    } catch (err) {
+      if (!busy) throw err;
+      out.info(`refused ${first.name} from ${short(from)}: a file of that name is being received`);
+      await session.close('refused');
+      return false;
+    }
     out.result(transferJson(r, from, 'received'), transferLine(r, 'received', from));
     // The sender closes once it read `done`; closing here too would race its read.
     await Promise.race([connection.closed, new Promise((r) => setTimeout(r, 5_000))]);

@@ -1,14 +1,21 @@
 /**
  * File transfer over a CLI session: the sender offers name, size and SHA-256; the receiver answers with
- * the offset it already holds (a `.p2ptls-part` file left by an interrupted attempt of the same file),
- * the rest flows as 1 MiB payload messages, and the receiver checks the hash of the whole file before
- * the file takes its real name. A mismatch discards the part file, so a retry starts clean.
+ * the offset it already holds (a part file left by the same sender's interrupted attempt at the same
+ * file), the rest flows as 1 MiB payload messages, and the receiver reads the whole part file back and
+ * checks its hash before the file takes its real name. A mismatch discards the part file, so a retry
+ * starts clean.
+ *
+ * Each transfer owns its part file (named per sender and file, created exclusively) and holds its
+ * output name for as long as it runs; the final name is taken without replacing anything. That way two
+ * peers sending the same name at once can never write into one file, and what the receiver calls
+ * verified is the file on disk.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { type FileHandle, link, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import type { PeerId } from '../identity/peer-id.js';
 import type { Progress } from './progress.js';
 import { type CliSession, type Control, MAX_FILE_NAME_BYTES } from './session.js';
 
@@ -111,13 +118,27 @@ export async function sendFile(
   return { name, size, sha256, transferred: size - offset, offset, ms: performance.now() - t0 };
 }
 
+/**
+ * Part files are named `.<name>.<tag>.p2ptls-part`, where `tag` (32 hex digits) stands for the sender
+ * and the file (see {@link partFileName}).
+ */
+const PART_SUFFIX = '.p2ptls-part';
+const PART_TAG_HEX = 32;
+
+/**
+ * Longest file name a receiver accepts (bytes of UTF-8). The part file's name is 46 bytes longer and
+ * must still fit the file system's 255, so a longer name is refused before the transfer starts, not
+ * found out when the part file cannot be created.
+ */
+export const MAX_RECEIVED_NAME_BYTES = MAX_FILE_NAME_BYTES - (2 + PART_TAG_HEX + PART_SUFFIX.length);
+
 /** A name from the network that may only name a file directly inside the output directory. */
 export function checkFileName(name: string): string {
   const ok =
     name.length > 0 &&
-    Buffer.byteLength(name) <= MAX_FILE_NAME_BYTES &&
     name !== '.' &&
     name !== '..' &&
+    // Also what keeps a peer's name from ever colliding with a part file (those start with a dot).
     !name.startsWith('.') &&
     !/[/\\\0]/.test(name) &&
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
@@ -127,23 +148,53 @@ export function checkFileName(name: string): string {
       'transfer_refused',
       `refused a file name that is not a plain file name: ${JSON.stringify(name.slice(0, 80))}`,
     );
+  const bytes = Buffer.byteLength(name);
+  if (bytes > MAX_RECEIVED_NAME_BYTES)
+    throw fail(
+      'transfer_refused',
+      `refused a file name of ${bytes} bytes: the receiver takes names of up to ${MAX_RECEIVED_NAME_BYTES} bytes`,
+    );
   return name;
 }
 
-interface PartMeta {
-  sha256: string;
-  size: number;
+type Offer = Pick<Extract<Control, { t: 'offer' }>, 'name' | 'size' | 'sha256'>;
+
+/**
+ * The part file of `from`'s transfer of `offer`. The tag hashes the sender's authenticated peerId with
+ * the offered name, size and SHA-256: a later offer of the same file by the same peer finds it again
+ * (resume), and no offer any other peer can make leads to it, so no peer can learn how far another got,
+ * nor append to, truncate, discard or finish another's part file.
+ */
+export function partFileName(from: PeerId, offer: Offer): string {
+  const tag = createHash('sha256')
+    .update(JSON.stringify(['p2ptls-cli-part/1', from, offer.name, offer.size, offer.sha256]))
+    .digest('hex')
+    .slice(0, PART_TAG_HEX);
+  return `.${offer.name}.${tag}${PART_SUFFIX}`;
 }
 
-async function readPartMeta(path: string): Promise<PartMeta | undefined> {
-  try {
-    const v = JSON.parse(await readFile(path, 'utf8')) as Partial<PartMeta>;
-    return typeof v.sha256 === 'string' && typeof v.size === 'number'
-      ? { sha256: v.sha256, size: v.size }
-      : undefined;
-  } catch {
-    return undefined;
-  }
+/**
+ * Output files with a receive in progress, by {@link claimKey}. One set for the whole process on
+ * purpose: the file system is shared by every listener and caller in the process, so a name claimed by
+ * one must be taken for all of them.
+ */
+const receiving = new Set<string>();
+
+/**
+ * Case and Unicode normalisation folded: file systems that treat `Data.bin` and `data.bin` (or the two
+ * spellings of `é`) as one file would otherwise let two transfers race for it. Stricter than needed on
+ * Linux, which costs only a retry.
+ */
+function claimKey(dir: string, name: string): string {
+  return join(dir, name.normalize('NFC').toLowerCase());
+}
+
+/**
+ * Whether a transfer in this process is receiving a file of this name (or of one the file system would
+ * take for it) into `outDir`.
+ */
+export function isBeingReceived(outDir: string, name: string): boolean {
+  return receiving.has(claimKey(resolve(outDir), name));
 }
 
 async function sizeOf(path: string): Promise<number | undefined> {
@@ -154,9 +205,88 @@ async function sizeOf(path: string): Promise<number | undefined> {
   }
 }
 
+const errno = (err: unknown) => (err as { code?: string }).code;
+
 /**
- * Receives the file a peer offered into `outDir`. Resumes from a matching part file; refuses a name that
- * is not a plain file name, and a different file of the same name already in `outDir`.
+ * Opens the part file of a transfer. A new one is created exclusively (O_EXCL), so it is never a file
+ * something else made; one that exists is this sender's own interrupted attempt at this very file
+ * (its name says so) and is continued from its length. A link planted under that name is not followed.
+ */
+async function openPart(part: string, size: number): Promise<{ file: FileHandle; offset: number }> {
+  try {
+    return { file: await open(part, 'wx+'), offset: 0 };
+  } catch (err) {
+    if (errno(err) !== 'EEXIST') throw err;
+  }
+  const file = await open(part, constants.O_RDWR | constants.O_NOFOLLOW);
+  try {
+    const s = await file.stat();
+    if (!s.isFile()) throw fail('file_error', `${part} is not a regular file`);
+    if (s.size <= size) return { file, offset: s.size };
+    await file.truncate(0);
+    return { file, offset: 0 };
+  } catch (err) {
+    await file.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** Writes all of `data` at `position` (a write may take less than it was given). */
+async function writeAt(file: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await file.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** SHA-256 (hex) of an open file's bytes, read back through the descriptor: what is on disk. */
+async function hashOpenFile(file: FileHandle): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(CHUNK);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await file.read(buffer, 0, CHUNK, size);
+    if (bytesRead === 0) break;
+    hash.update(buffer.subarray(0, bytesRead));
+    size += bytesRead;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+/**
+ * Gives the verified part file its real name without ever replacing a file: a hard link fails if the
+ * name exists (a plain rename would overwrite it), then the part name goes. On file systems without hard
+ * links, an exclusively created empty file holds the name first, and the part is renamed over that
+ * placeholder, which is ours. Resolves false when the name was taken.
+ */
+async function linkIntoPlace(part: string, target: string): Promise<boolean> {
+  try {
+    await link(part, target);
+  } catch (err) {
+    const code = errno(err);
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw err;
+    try {
+      await (await open(target, 'wx')).close();
+    } catch (e) {
+      if (errno(e) === 'EEXIST') return false;
+      throw e;
+    }
+    await rename(part, target);
+    return true;
+  }
+  await unlink(part);
+  return true;
+}
+
+/**
+ * Receives the file a peer offered into `outDir`. Refuses a name that is not a plain file name (or too
+ * long), a name another transfer in this process is receiving, and a different file of the same name
+ * already in `outDir`; resumes from this sender's own part file of the same file.
+ *
+ * What is confirmed to the sender (and returned) is the SHA-256 of the bytes on disk, read back from
+ * the transfer's own part file before it takes its name.
  */
 export async function receiveFile(
   session: CliSession,
@@ -164,132 +294,153 @@ export async function receiveFile(
   outDir: string,
   progressFor?: (name: string, size: number, offset: number) => Progress,
 ): Promise<TransferResult> {
-  const t0 = performance.now();
   let name: string;
   try {
     name = checkFileName(offer.name);
   } catch (err) {
-    await session.refuse('transfer_refused', 'not a plain file name');
+    await session.refuse('transfer_refused', (err as P2PTLSError).message);
     throw err;
   }
   const dir = resolve(outDir);
+  const key = claimKey(dir, name);
+  if (receiving.has(key)) {
+    // Two transfers of one name would race for the same output file: the second waits its turn.
+    const message = `a file named ${name} is already being received`;
+    await session.refuse('transfer_refused', `${message}; try again once it is done`);
+    throw fail('transfer_refused', `refused ${name} from ${session.connection.peerId}: ${message}`);
+  }
+  receiving.add(key);
+  try {
+    return await receiveClaimed(session, offer, name, dir, progressFor);
+  } finally {
+    receiving.delete(key);
+  }
+}
+
+async function receiveClaimed(
+  session: CliSession,
+  offer: Extract<Control, { t: 'offer' }>,
+  name: string,
+  dir: string,
+  progressFor?: (name: string, size: number, offset: number) => Progress,
+): Promise<TransferResult> {
+  const t0 = performance.now();
   const target = join(dir, name);
-  const part = join(dir, `.${name}.p2ptls-part`);
-  const metaPath = `${part}.json`;
-  const existing = await sizeOf(target);
-  if (existing !== undefined) {
-    if (existing === offer.size && (await hashFile(target)) === offer.sha256) {
+  const already = async (): Promise<boolean> =>
+    (await sizeOf(target)) === offer.size && (await hashFile(target)) === offer.sha256;
+  const unchanged = (offset: number, transferred: number): TransferResult => ({
+    name,
+    size: offer.size,
+    sha256: offer.sha256,
+    transferred,
+    offset,
+    ms: performance.now() - t0,
+    path: target,
+  });
+  if ((await sizeOf(target)) !== undefined) {
+    if (await already()) {
       // Already here, byte for byte: nothing to send.
       await session.control({ t: 'ready', offset: offer.size });
       await session.expect('eof');
       await session.control({ t: 'done', sha256: offer.sha256 });
-      return {
-        name,
-        size: offer.size,
-        sha256: offer.sha256,
-        transferred: 0,
-        offset: offer.size,
-        ms: 0,
-        path: target,
-      };
+      return unchanged(offer.size, 0);
     }
     const message = `a different file named ${name} already exists in the receiver's output directory`;
     await session.refuse('transfer_refused', message);
     throw fail('transfer_refused', `refused ${name}: ${message}`);
   }
 
-  const hash = createHash('sha256');
-  let offset = 0;
-  const meta = await readPartMeta(metaPath);
-  const partSize = await sizeOf(part);
-  if (
-    meta &&
-    meta.sha256 === offer.sha256 &&
-    meta.size === offer.size &&
-    partSize !== undefined &&
-    partSize <= offer.size
-  ) {
-    offset = partSize;
-    const stream = createReadStream(part);
-    try {
-      for await (const chunk of stream) hash.update(chunk as Buffer);
-    } catch (err) {
-      throw fileError('read', part, err);
-    }
-  } else {
-    try {
-      await writeFile(
-        metaPath,
-        JSON.stringify({ sha256: offer.sha256, size: offer.size } satisfies PartMeta),
-      );
-      await writeFile(part, new Uint8Array(0));
-    } catch (err) {
-      const e = fileError('write', dir, err);
-      await session.refuse('file_error', 'the receiver cannot write to its output directory');
-      throw e;
-    }
-  }
-
-  const out = createWriteStream(part, { flags: 'a' });
-  const writeFailed = new Promise<never>((_, reject) =>
-    out.once('error', (err) => reject(fileError('write', part, err))),
-  );
-  writeFailed.catch(() => {});
-  const progress = progressFor?.(name, offer.size, offset);
-  await session.control({ t: 'ready', offset });
-  let received = offset;
+  const part = join(dir, partFileName(session.connection.peerId, offer));
+  let file: FileHandle;
+  let offset: number;
   try {
-    for (;;) {
-      const frame = await session.next();
-      if (frame.kind === 'control') {
-        if (frame.msg.t === 'eof') break;
-        if (frame.msg.t === 'refuse')
-          throw fail('transfer_refused', `the sender gave up: ${frame.msg.message}`);
-        throw fail('malformed', `unexpected ${frame.msg.t} during a file transfer`);
-      }
-      received += frame.data.length;
-      if (received > offer.size)
-        throw fail('malformed', `the peer sent more than the ${offer.size} bytes it offered`);
-      hash.update(frame.data);
-      if (!out.write(frame.data))
-        await Promise.race([new Promise<void>((r) => out.once('drain', () => r())), writeFailed]);
-      progress?.update(received);
-    }
-    await Promise.race([new Promise<void>((r) => out.end(r)), writeFailed]);
+    ({ file, offset } = await openPart(part, offer.size));
   } catch (err) {
-    // The part file stays: the next attempt of the same file resumes from it.
-    out.destroy();
-    progress?.stop();
     const e = isP2PTLSError(err) ? err : fileError('write', part, err);
-    if (e.code === 'malformed' || e.code === 'file_error') await session.refuse(e.code, e.message);
+    await session.refuse('file_error', 'the receiver cannot write to its output directory');
     throw e;
   }
-  progress?.stop();
-  const digest = hash.digest('hex');
-  if (received !== offer.size || digest !== offer.sha256) {
-    await rm(part, { force: true });
-    await rm(metaPath, { force: true });
-    const message =
-      received !== offer.size
-        ? `received ${received} of ${offer.size} bytes`
-        : `SHA-256 of what arrived is ${digest}, the sender announced ${offer.sha256}`;
-    await session.refuse('hash_mismatch', message);
-    throw fail('hash_mismatch', `${name} failed verification (${message}); the partial file was discarded`);
-  }
   try {
-    await rename(part, target);
-    await rm(metaPath, { force: true });
-  } catch (err) {
-    throw fileError('write', target, err);
+    const progress = progressFor?.(name, offer.size, offset);
+    await session.control({ t: 'ready', offset });
+    let received = offset;
+    try {
+      for (;;) {
+        const frame = await session.next();
+        if (frame.kind === 'control') {
+          if (frame.msg.t === 'eof') break;
+          if (frame.msg.t === 'refuse')
+            throw fail('transfer_refused', `the sender gave up: ${frame.msg.message}`);
+          throw fail('malformed', `unexpected ${frame.msg.t} during a file transfer`);
+        }
+        if (received + frame.data.length > offer.size)
+          throw fail('malformed', `the peer sent more than the ${offer.size} bytes it offered`);
+        await writeAt(file, frame.data, received).catch((err: unknown) => {
+          throw fileError('write', part, err);
+        });
+        received += frame.data.length;
+        progress?.update(received);
+      }
+    } catch (err) {
+      // The part file stays: the next attempt of the same file by the same sender resumes from it.
+      const e = isP2PTLSError(err) ? err : fileError('write', part, err);
+      if (e.code === 'malformed' || e.code === 'file_error') await session.refuse(e.code, e.message);
+      throw e;
+    } finally {
+      progress?.stop();
+    }
+
+    // Verified: the bytes in the part file, read back, not the bytes that came over the network.
+    const onDisk = await hashOpenFile(file).catch((err: unknown) => {
+      throw fileError('read', part, err);
+    });
+    if (onDisk.size !== offer.size || onDisk.sha256 !== offer.sha256) {
+      await unlink(part).catch(() => {});
+      const message =
+        onDisk.size !== offer.size
+          ? `received ${onDisk.size} of ${offer.size} bytes`
+          : `SHA-256 of what arrived is ${onDisk.sha256}, the sender announced ${offer.sha256}`;
+      await session.refuse('hash_mismatch', message);
+      throw fail('hash_mismatch', `${name} failed verification (${message}); the partial file was discarded`);
+    }
+    let placed: boolean;
+    try {
+      placed = await linkIntoPlace(part, target);
+      if (placed) {
+        // The name now holds the very file that was hashed (the part's name could have been swapped
+        // under us by something local with write access to the directory).
+        const [mine, there] = [await file.stat(), await stat(target)];
+        if (mine.ino !== there.ino || mine.dev !== there.dev) {
+          await unlink(target).catch(() => {});
+          throw fail('file_error', `${part} was replaced while it was moved into place`);
+        }
+      }
+    } catch (err) {
+      const e = isP2PTLSError(err) ? err : fileError('write', target, err);
+      await session.refuse('file_error', 'the receiver could not move the file into place');
+      throw e;
+    }
+    if (!placed) {
+      await unlink(part).catch(() => {});
+      if (await already()) {
+        await session.control({ t: 'done', sha256: offer.sha256 });
+        return unchanged(offset, offer.size - offset);
+      }
+      const message = `a different file named ${name} appeared in the receiver's output directory during the transfer; it was left alone`;
+      await session.refuse('transfer_refused', message);
+      throw fail('transfer_refused', `refused ${name}: ${message}`);
+    }
+    await session.control({ t: 'done', sha256: onDisk.sha256 });
+    return {
+      name,
+      size: offer.size,
+      sha256: onDisk.sha256,
+      transferred: offer.size - offset,
+      offset,
+      ms: performance.now() - t0,
+      path: target,
+    };
+  } finally {
+    await file.close().catch(() => {});
   }
-  await session.control({ t: 'done', sha256: digest });
-  return {
-    name,
-    size: offer.size,
-    sha256: digest,
-    transferred: offer.size - offset,
-    offset,
-    ms: performance.now() - t0,
-    path: target,
-  };
 }

@@ -12,6 +12,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCodes } from '../../src/cli/exit-codes.js';
+import { partFileName } from '../../src/cli/transfer.js';
 import {
   assertCleanFailure,
   type CliProcess,
@@ -143,7 +144,8 @@ describe('p2ptls CLI: two peers', () => {
     const sha256 = await sha256File(file);
     const inbox = join(root, 'resume-inbox');
     await mkdir(inbox);
-    const part = join(inbox, '.six.bin.p2ptls-part');
+    // The part file of bob's transfer of this file (another peer's offer never reaches it).
+    const part = join(inbox, partFileName(ids.bob, { name: 'six.bin', size: bytes.length, sha256 }));
     const sendOnce = async () => {
       const receiver = startCli(as('alice', '--json', 'receive', '--out', inbox));
       await receiver.waitFor(/"event":"listening"/);
@@ -153,7 +155,6 @@ describe('p2ptls CLI: two peers', () => {
 
     // What a transfer cut off after 2 MiB leaves behind.
     await writeFile(part, bytes.subarray(0, 2 * MiB));
-    await writeFile(`${part}.json`, JSON.stringify({ sha256, size: bytes.length }));
     const resumed = await sendOnce();
     assert.equal(resumed.sender.code, 0, resumed.sender.stderr);
     const [sent] = jsonLines(resumed.sender.stdout);
@@ -165,7 +166,6 @@ describe('p2ptls CLI: two peers', () => {
     // A part file whose bytes are wrong: the whole-file hash catches it on both sides.
     await rm(join(inbox, 'six.bin'));
     await writeFile(part, Buffer.alloc(2 * MiB));
-    await writeFile(`${part}.json`, JSON.stringify({ sha256, size: bytes.length }));
     const damaged = await sendOnce();
     assertCleanFailure(damaged.sender, ExitCodes.TRANSFER, /SHA-256|verification/);
     assertCleanFailure(damaged.receiver, ExitCodes.TRANSFER, /failed verification.*discarded/);
