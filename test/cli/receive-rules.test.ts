@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { CliSession, type Control, MAX_FILE_NAME_BYTES } from '../../src/cli/session.js';
 import { MAX_RECEIVED_NAME_BYTES, receiveFile } from '../../src/cli/transfer.js';
-import type { Connection, ConnectionClose } from '../../src/host/connection.js';
+import type { Connection } from '../../src/host/connection.js';
+import type { CloseInfo } from '../../src/protocol/session.js';
 import { withCode } from '../helpers/hosts.js';
 
 const MiB = 1024 * 1024;
@@ -36,8 +37,8 @@ function scriptedPeer(peerId: string) {
   let wake: (() => void) | undefined;
   const said: Control[] = [];
   const waiters: (() => void)[] = [];
-  let resolveClosed!: (c: ConnectionClose) => void;
-  const closed = new Promise<ConnectionClose>((r) => {
+  let resolveClosed!: (c: CloseInfo) => void;
+  const closed = new Promise<CloseInfo>((r) => {
     resolveClosed = r;
   });
   const connection = {
