@@ -332,7 +332,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
     if (first.t === 'stream') {
       if (!opts.streams) {
         await session.refuse('transfer_refused', 'this peer receives files only (`p2ptls receive`)');
-        await session.close('refused');
+        await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
         return false;
       }
       await session.control({ t: 'ready', offset: 0 });
@@ -348,7 +348,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
         'transfer_refused',
         'this peer does not accept files (it must run `listen --out DIR` or `receive`)',
       );
-      await session.close('refused');
+      await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
       return false;
     }
     const dir = opts.filesDir;
@@ -364,7 +364,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
     } catch (err) {
       if (!busy) throw err;
       out.info(`refused ${first.name} from ${short(from)}: a file of that name is being received`);
-      await session.close('refused');
+      await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
       return false;
     }
     out.result(transferJson(r, from, 'received'), transferLine(r, 'received', from));

@@ -126,9 +126,13 @@ export class CliSession {
     await this.control({ t: 'refuse', code, message: message.slice(0, 500) }).catch(() => {});
   }
 
-  /** Closes the connection with a normal close, giving queued data time to leave. */
+  /**
+   * Closes the connection with a normal close (PROTOCOL.md §5.3): resolves once the peer has read
+   * everything sent before it; rejects (`close_unacknowledged`, `truncated`) when that is not known.
+   */
   async close(reason = 'done'): Promise<void> {
-    await this.connection.close(0, reason);
+    const info = await this.connection.close(0, reason);
+    if (info.error) throw info.error;
   }
 
   private async closedError(): Promise<P2PTLSError> {

@@ -595,14 +595,18 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   private async read(slot: Slot, conn: Connection): Promise<void> {
-    for await (const bytes of conn.messages()) {
-      slot.counters.framesReceived++;
-      slot.counters.bytesReceived += bytes.length;
-      try {
-        this.onFrame(slot.peerId, decodeFrame(bytes));
-      } catch (err) {
-        this.refuse(slot.peerId, asP2PTLSError(err, 'malformed'));
+    try {
+      for await (const bytes of conn.messages()) {
+        slot.counters.framesReceived++;
+        slot.counters.bytesReceived += bytes.length;
+        try {
+          this.onFrame(slot.peerId, decodeFrame(bytes));
+        } catch (err) {
+          this.refuse(slot.peerId, asP2PTLSError(err, 'malformed'));
+        }
       }
+    } catch {
+      // The connection ended with an error (truncated, timeout…): its close event (onClose) handles it.
     }
   }
 

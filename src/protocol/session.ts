@@ -438,15 +438,17 @@ export class Session {
         else throw fail('unexpected_message', `a ${e.type} record after the peer's CLOSE`);
         continue;
       }
+      // A reply the output refuses (the transport is gone) is not the peer's fault: the caller learns of
+      // the transport's end from the transport, and the received record still counts.
       if (e.type === 'message') out.push(e);
       else if (e.type === 'key-update') {
         // Nothing may follow our CLOSE, replies included.
-        if (e.requestUpdate && this.current === 'open') await this.rotateTx(false);
+        if (e.requestUpdate && this.current === 'open') await this.rotateTx(false).catch(() => {});
         out.push({ type: 'key-update' });
       } else {
         const m = e.message;
         if (m.type === 'ping') {
-          if (this.current === 'open') await this.sealControl({ type: 'pong', data: m.data });
+          if (this.current === 'open') await this.sealControl({ type: 'pong', data: m.data }).catch(() => {});
         } else if (m.type === 'pong') out.push({ type: 'pong', data: m.data });
         else if (m.type === 'window') {
           this.sendWindow.raise(m.maxData);
