@@ -71,9 +71,13 @@ export function within<T>(p: Promise<T>, ms: number, label: string): Promise<T> 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `cond` every 20 ms until it holds; fails with `label` after `ms`. */
-export async function until(cond: () => boolean, ms: number, label: string): Promise<void> {
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  ms: number,
+  label: string,
+): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) assert.fail(`${label}: condition not met within ${ms} ms`);
     await sleep(20);
   }
