@@ -89,7 +89,7 @@ export const EXIT_CODES_HELP = `Exit codes:
   5    unknown peer: not paired (see \`p2ptls pairs\`)
   6    network: signaling server unreachable, peer offline, or timed out
   7    pairing or authentication failed (declined, expired, keys not proven)
-  8    transfer or session failed (hash mismatch, refused by the peer, connection lost)
+  8    transfer or session failed (hash mismatch, refused by the peer, connection lost or cut short)
   9    data directory unusable (in use by another p2ptls process, wrong passphrase, damaged)
   10   local file or directory could not be read or written
   130  interrupted (Ctrl-C)`;
