@@ -48,6 +48,9 @@ const RECORD_OVERHEAD = 2 + 16;
  */
 const LINGER_MS = 2_000;
 
+/** Datagrams an initiator holds until the responder has been heard (about half a round trip). */
+const MAX_HELD_DATAGRAMS = 64;
+
 /** Tunables of a connection. */
 export interface ConnectionOptions {
   session?: SessionOptions;
@@ -266,6 +269,13 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private messagesSent = 0;
   private messagesReceived = 0;
   private readonly datagramsDroppedEarly: number;
+  /**
+   * The initiator's datagrams sealed before anything authenticated came from the responder, held until it
+   * has: the responder drops datagrams that arrive before its own handshake completes (PROTOCOL.md §5.5),
+   * which for the initiator is half a round trip after its own. Undefined once the peer has been heard
+   * (always, on the responder's side).
+   */
+  private heldDatagrams: Uint8Array[] | undefined;
   private readonly log: Log;
 
   /** @internal */
@@ -282,6 +292,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.heartbeatTimeout = options.heartbeatTimeoutMs ?? 10_000;
     this.reassemblyTimeout = options.reassemblyTimeoutMs ?? 30_000;
     this.datagramsDroppedEarly = early.datagramsDropped;
+    this.heldDatagrams = keys.role === 'initiator' ? [] : undefined;
     const maxRecordBytes = Math.min(link.maxMessageSize, options.session?.maxRecordBytes ?? 256 * 1024);
     this.session = new Session(
       keys,
@@ -297,7 +308,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
             throw err;
           }
         },
-        datagram: (d) => this.link.sendDatagram(d),
+        datagram: (d) => this.sendOrHoldDatagram(d),
       },
       {
         ...options.session,
@@ -325,6 +336,22 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       early.reliable.length,
       early.datagramsDropped,
     );
+  }
+
+  private sendOrHoldDatagram(record: Uint8Array): boolean {
+    if (!this.heldDatagrams) return this.link.sendDatagram(record);
+    if (this.heldDatagrams.length >= MAX_HELD_DATAGRAMS) return false;
+    this.heldDatagrams.push(record);
+    return true;
+  }
+
+  /** Something authenticated came from the peer: it is ready for our datagrams. */
+  private peerHeard(): void {
+    this.lastReceived = Date.now();
+    const held = this.heldDatagrams;
+    if (!held) return;
+    this.heldDatagrams = undefined;
+    for (const d of held) this.link.sendDatagram(d);
   }
 
   /** @internal */
@@ -601,7 +628,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.session.receive(record).then(
       (events) => {
         this.receiving--;
-        this.lastReceived = Date.now();
+        this.peerHeard();
         for (const e of events) this.onSessionEvent(e);
       },
       (err) => {
@@ -650,7 +677,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private async onDatagram(bytes: Uint8Array): Promise<void> {
     const r = await this.session.receiveDatagram(bytes);
     if (!r.ok) return;
-    this.lastReceived = Date.now();
+    this.peerHeard();
     if (r.kind === 'data') {
       this.datagrams.deliver({ data: r.data, seq: r.seq, sentAt: r.sentAt, epoch: r.epoch });
     } else if (r.message.type === 'close') {

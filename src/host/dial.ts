@@ -45,7 +45,13 @@ export interface PeerList {
 /** Who a dial authenticates: outgoing, the pinned credentials; incoming, the host's list by default. */
 export type DialPeer =
   | { outgoing: true; credentials: PeerCredentials }
-  | { outgoing: false; peers: PeerList; onRequest: (request: ConnectionRequest) => void };
+  | {
+      outgoing: false;
+      /** Whether the dialer was in the host's peer list when the dial was admitted (its pool). */
+      paired: boolean;
+      peers: PeerList;
+      onRequest: (request: ConnectionRequest) => void;
+    };
 
 /**
  * Reliable bytes a dial keeps before its handshake completes: the initiator may follow its last
@@ -233,6 +239,11 @@ export class DialAttempt {
 
   get state(): DialState {
     return this.current;
+  }
+
+  /** Outgoing dials are always to paired peers; incoming ones say which admission pool they took. */
+  get paired(): boolean {
+    return this.peer.outgoing || this.peer.paired;
   }
 
   /** Whether dialing again may help: it failed inside WebRTC before any p2ptls byte (ICE, DTLS, busy). */

@@ -21,6 +21,7 @@ import type { SignalingClient } from '../signaling/client.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { DEFAULT_ADMISSION, DialAdmission } from './admission.js';
 import { AsyncQueue } from './async-queue.js';
 import type { Connection, ConnectionOptions } from './connection.js';
 import {
@@ -70,8 +71,15 @@ export interface HostOptions extends ConnectionOptions {
   suite?: Suite;
   /** Dial → authenticated connection must finish within this (default 15 000 ms). */
   handshakeTimeoutMs?: number;
-  /** Incoming dials not yet accepted or rejected, at most (default 32); more are refused. */
+  /** Incoming dials from paired peers not yet accepted or rejected, at most (default 32); more are refused. */
   maxPendingIncoming?: number;
+  /**
+   * Whether a dial from a peer that is not in `peers` gets a WebRTC connection at all (default: no, it
+   * is refused with `unknown_peer` before anything is allocated). Admit them (all, or those the function
+   * accepts) when the application verifies incoming requests against another list or accepts them with
+   * `acceptUnverified`; they share a pool of 4 pending dials, one per peer, one new dial per peer every 2 s.
+   */
+  admitUnpaired?: boolean | ((peerId: PeerId) => boolean);
   /** Pairing over `signaling`; by default one recording into `peers` (a `PeerStore`). */
   pairing?: PairingService;
 }
@@ -94,8 +102,12 @@ const DialSignal = z.discriminatedUnion('kind', [
 type DialSignal = z.infer<typeof DialSignal>;
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
-/** Incoming dials from one peer that may be pending at once. */
-const MAX_PENDING_PER_PEER = 16;
+/**
+ * New incoming dials whose admission is being decided (a peer-list lookup), at most; each keeps the
+ * signals that arrive meanwhile (its ICE candidates), at most {@link MAX_ADMISSION_SIGNALS}.
+ */
+const MAX_ADMITTING = 64;
+const MAX_ADMISSION_SIGNALS = 32;
 
 /** A `connect` call whose dial lost a glare and now waits for the peer's dial. */
 interface GlareWaiter {
@@ -116,6 +128,9 @@ export interface HostEvents {
 /** A p2ptls host: the seed's `AsyncHost`. */
 export class Host extends TypedEmitter<HostEvents> {
   private readonly dials = new Map<string, DialAttempt>();
+  /** Incoming dial ids being admitted: who sent them, and their signals so far (see {@link admit}). */
+  private readonly admitting = new Map<string, { from: PeerId; signals: unknown[] }>();
+  private readonly admission: DialAdmission;
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
   private readonly keepers = new Set<ReconnectingConnection>();
@@ -133,6 +148,10 @@ export class Host extends TypedEmitter<HostEvents> {
 
   private constructor(private readonly options: HostOptions) {
     super();
+    this.admission = new DialAdmission({
+      ...DEFAULT_ADMISSION,
+      maxPaired: options.maxPendingIncoming ?? DEFAULT_ADMISSION.maxPaired,
+    });
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
     const peers = options.peers;
     this.ownsPairing = options.pairing === undefined;
@@ -358,6 +377,13 @@ export class Host extends TypedEmitter<HostEvents> {
       }
       return;
     }
+    const admitting = this.admitting.get(msg.dial);
+    if (admitting) {
+      if (admitting.from !== from) return;
+      if (msg.kind === 'abort') this.admitting.delete(msg.dial);
+      else if (admitting.signals.length < MAX_ADMISSION_SIGNALS) admitting.signals.push(msg.signal);
+      return;
+    }
     if (msg.kind !== 'signal') return;
     // A new incoming dial. Glare: if we are dialing the same peer, the lower peerId's dial wins.
     for (const mine of this.dials.values()) {
@@ -369,23 +395,41 @@ export class Host extends TypedEmitter<HostEvents> {
         this.yieldToPeer(mine);
       }
     }
-    const pending = [...this.dials.values()].filter((d) => !d.outgoing);
-    // A total cap, and a per-peer one so that a single authenticated stranger cannot take every slot.
-    if (
-      pending.length >= (this.options.maxPendingIncoming ?? 32) ||
-      pending.filter((d) => d.peerId === from).length >= MAX_PENDING_PER_PEER
-    ) {
+    if (this.admitting.size >= MAX_ADMITTING) {
       this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'busy' });
       return;
     }
-    this.acceptDial(msg.dial, from, msg.signal);
+    this.admitting.set(msg.dial, { from, signals: [msg.signal] });
+    void this.admit(msg.dial, from);
   }
 
-  private acceptDial(id: string, from: PeerId, firstSignal: unknown): void {
+  /**
+   * Admission before allocation (issue 13, point 5): whether the dialer is paired is decided before any
+   * RTCPeerConnection exists; strangers are refused, or share a small pool of their own
+   * ({@link DialAdmission}).
+   */
+  private async admit(id: string, from: PeerId): Promise<void> {
+    const paired = (await this.options.peers.lookup(from).catch(() => undefined)) !== undefined;
+    const entry = this.admitting.get(id);
+    this.admitting.delete(id);
+    if (!entry || this.closed) return;
+    const allow = this.options.admitUnpaired;
+    const admitUnpaired = typeof allow === 'function' ? allow(from) : allow === true;
+    const pending = [...this.dials.values()].filter((d) => !d.outgoing);
+    const verdict = this.admission.decide(from, paired, admitUnpaired, pending);
+    if (verdict !== 'admit') {
+      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: verdict });
+      return;
+    }
+    this.acceptDial(id, from, paired, entry.signals);
+  }
+
+  private acceptDial(id: string, from: PeerId, paired: boolean, signals: unknown[]): void {
     let dial: DialAttempt;
     try {
       dial = this.startDial(id, from, {
         outgoing: false,
+        paired,
         peers: this.options.peers,
         onRequest: (request) => this.route(request),
       });
@@ -395,7 +439,7 @@ export class Host extends TypedEmitter<HostEvents> {
       this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: code });
       return;
     }
-    dial.signal(firstSignal);
+    for (const signal of signals) dial.signal(signal);
   }
 
   /** An incoming request goes to a glare waiter, a mesh, or `incoming()`, in that order. */

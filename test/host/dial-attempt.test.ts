@@ -140,6 +140,7 @@ describe('a dial before its handshake completes', () => {
       alice.peerId,
       {
         outgoing: false,
+        paired: true,
         peers: { lookup: async () => undefined },
         onRequest: (r) => {
           request = r;

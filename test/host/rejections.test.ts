@@ -63,7 +63,7 @@ describe('rejected dials', () => {
     }
   });
 
-  it("a dialer missing from the responder's store: verify() → unknown_peer, connect() rejects", async () => {
+  it("a dialer missing from the responder's store is refused before any WebRTC set-up (unknown_peer)", async () => {
     // carol knows bob (and has a PSK for him); bob does not know carol.
     const hc = await env.host(carol, { peers: [bob] });
     const hb = await env.host(bob, { peers: [alice] });
@@ -72,10 +72,25 @@ describe('rejected dials', () => {
       const t0 = performance.now();
       await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('unknown_peer'));
       assert.ok(performance.now() - t0 < 10_000, 'the dialer waited for its timeout');
+      // Admission before allocation: the application never sees the dial, nothing was set up for it.
+      assert.equal(acceptor.accepted.length + acceptor.errors.length, 0);
+      assert.equal(hb.openConnections.length, 0);
+      assert.equal(hc.openConnections.length, 0);
+    } finally {
+      await env.closeHost(hc);
+      await env.closeHost(hb);
+    }
+  });
+
+  it('with admitUnpaired, such a dial reaches the application: verify() → unknown_peer, connect() rejects', async () => {
+    const hc = await env.host(carol, { peers: [bob] });
+    const hb = await env.host(bob, { peers: [alice], admitUnpaired: true });
+    try {
+      const acceptor = autoAccept(hb);
+      await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('unknown_peer'));
       withCode('unknown_peer')(await acceptor.nextError());
       assert.equal(acceptor.accepted.length, 0);
       assert.equal(hb.openConnections.length, 0);
-      assert.equal(hc.openConnections.length, 0);
     } finally {
       await env.closeHost(hc);
       await env.closeHost(hb);
@@ -86,14 +101,19 @@ describe('rejected dials', () => {
     // carol's store: bob, with the PSK of the pair (alice, bob).
     const store = await env.store(carol, [bob], () => env.psk(alice, bob));
     const hc = await env.host(carol, { store });
-    const hb = await env.host(bob, { peers: [alice] });
+    // Admitting unpaired dialers, so that carol's dial gets as far as its ClientHello.
+    let hb = await env.host(bob, { peers: [alice], admitUnpaired: true });
     try {
-      const acceptor = autoAccept(hb);
+      let acceptor = autoAccept(hb);
       await assert.rejects(within(hc.connect(bob.peerId), 20_000, 'connect'), withCode('unknown_peer'));
       withCode('unknown_peer')(await acceptor.nextError());
 
       // Claiming alice's id in the ClientHello over carol's own (signaling-authenticated) dial: refused
-      // before any request reaches the application.
+      // before any request reaches the application. (A fresh bob: his last host would rate-limit carol's
+      // next dial, as it should.)
+      await env.closeHost(hb);
+      hb = await env.host(bob, { peers: [alice], admitUnpaired: true });
+      acceptor = autoAccept(hb);
       const dial = await rawDial(env.signaling(carol), bob);
       try {
         await within(dial.opened, 15_000, 'raw link open');
@@ -111,7 +131,7 @@ describe('rejected dials', () => {
         dial.close();
       }
       assert.equal(acceptor.accepted.length, 0);
-      assert.equal(acceptor.errors.length, 1, 'the forged hello must not reach incoming()');
+      assert.equal(acceptor.errors.length, 0, 'the forged hello must not reach incoming()');
     } finally {
       await env.closeHost(hc);
       await env.closeHost(hb);
@@ -285,10 +305,36 @@ describe('rejected dials', () => {
       await stillWorks(bobAcceptor, 'after a silent dial');
     });
 
-    it('a stranger filling the pending-dial slots is refused with busy; slots free up at the timeout', async () => {
+    it('strangers cannot take the dial slots of paired peers (admission before allocation)', async () => {
       // Last in this suite: a second host for bob replaces bobHost's signaling connection. Its own, small
-      // limit keeps the flood cheap.
+      // limit would have been filled by the flood before admission existed.
       const hb = await env.host(bob, { peers: [alice], handshakeTimeoutMs: 3_000, maxPendingIncoming: 4 });
+      const acceptor = autoAccept(hb);
+      const strangers = [env.signaling(dave), env.signaling(carol)];
+      // 32 dial offers from two unpaired identities, as in the reported attack (16 each).
+      const dead = await Promise.all(
+        Array.from({ length: 32 }, (_, i) => rawDial(strangers[i % 2]!, bob, 'wrtc', { answer: false })),
+      );
+      try {
+        const reasons = await within(Promise.all(dead.map((d) => d.aborted)), 15_000, 'every dial refused');
+        // Refused before any RTCPeerConnection: none of them ever had to time out.
+        assert.deepEqual(new Set(reasons), new Set(['unknown_peer']));
+        assert.equal(acceptor.accepted.length + acceptor.errors.length, 0);
+        // The paired peer connects at once.
+        await stillWorks(acceptor, 'after 32 stranger dials');
+      } finally {
+        for (const d of dead) d.close();
+        await env.closeHost(hb);
+      }
+    });
+
+    it('admitted strangers share a small pool of their own: one pending dial each, paired slots untouched', async () => {
+      const hb = await env.host(bob, {
+        peers: [alice],
+        handshakeTimeoutMs: 3_000,
+        maxPendingIncoming: 4,
+        admitUnpaired: true,
+      });
       const acceptor = autoAccept(hb);
       const mallory = env.signaling(dave);
       const dead = await Promise.all(
@@ -300,11 +346,14 @@ describe('rejected dials', () => {
           15_000,
           'every dead dial aborted',
         );
-        // Four waited for their timeout, the two over the limit were refused at once.
-        assert.deepEqual([...reasons].sort(), ['busy', 'busy', 'timeout', 'timeout', 'timeout', 'timeout']);
-        assert.equal(acceptor.accepted.length + acceptor.errors.length, 0);
-        // The slots are free again: a paired peer connects.
-        await stillWorks(acceptor, 'after a dial flood');
+        // One was admitted and waited for its timeout; the others were refused at once.
+        assert.equal(reasons.filter((r) => r === 'timeout').length, 1, reasons.join());
+        assert.ok(
+          reasons.every((r) => ['timeout', 'busy', 'rate_limited'].includes(r)),
+          reasons.join(),
+        );
+        // Meanwhile the paired pool was free: a paired peer connects.
+        await stillWorks(acceptor, 'beside admitted strangers');
       } finally {
         for (const d of dead) d.close();
         await env.closeHost(hb);
