@@ -57,7 +57,8 @@ describe('host pairing, acceptUnverified, control priority', () => {
   it('acceptUnverified takes credentials the caller vouches for; verify() alone would refuse', async () => {
     const [a, b] = [env.ids[0]!, env.ids[1]!];
     const ha = await env.host(a, { peers: [b] });
-    const hb = await env.host(b, { peers: [] });
+    // A peer not in the list reaches incoming() only when the host admits unpaired dialers.
+    const hb = await env.host(b, { peers: [], admitUnpaired: (peerId) => peerId === a.peerId });
     try {
       const requests = hb.incoming();
       const dialing = within(ha.connect(b.peerId), 20_000, 'connect');
