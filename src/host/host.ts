@@ -123,6 +123,12 @@ export interface HostEvents {
    * a dial from that peer will verify from now on.
    */
   paired: PeerCredentials & { initiator: boolean };
+  /**
+   * An incoming dial was refused before anything was set up for it (admission): `unknown_peer` for a
+   * dialer that is not paired, `rate_limited` when its pool is full or it dials too often. It never reaches
+   * `incoming()`.
+   */
+  refused: { peerId: PeerId; error: P2PTLSError };
 }
 
 /** A p2ptls host: the seed's `AsyncHost`. */
@@ -419,6 +425,9 @@ export class Host extends TypedEmitter<HostEvents> {
     const verdict = this.admission.decide(from, paired, admitUnpaired, pending);
     if (verdict !== 'admit') {
       this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: verdict });
+      const why = verdict === 'unknown_peer' ? 'is not a paired peer' : 'has too many dials pending';
+      const code = verdict === 'unknown_peer' ? 'unknown_peer' : 'rate_limited';
+      this.emit('refused', { peerId: from, error: fail(code, `${from} ${why}`) });
       return;
     }
     this.acceptDial(id, from, paired, entry.signals);

@@ -419,6 +419,10 @@ async function removePeer(peerId: string): Promise<void> {
 
 /** Accepts connections from paired peers; anyone else (or a wrong key) is refused and shown. */
 async function acceptIncoming(): Promise<void> {
+  // Dials from peers that are not paired are refused by the host before they cost anything.
+  host.on('refused', ({ peerId, error }) =>
+    notify(`Refused a connection from ${short(peerId)}: ${explain(error)}`, 'error'),
+  );
   for await (const request of host.incoming()) {
     const peerId = request.peerId;
     request.verify().then(
