@@ -8,7 +8,9 @@
  *   set-up time              dial → authenticated          vs raw WebRTC connect (both channels open)
  *   memory per connection    RSS growth per open connection (p2ptls vs raw link)
  *
- * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both).
+ * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
+ * pairs per size, default 5: medians and the min–max of the per-pair ratio are printed), --only tcp
+ * (skip latency, set-up and memory).
  */
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection } from '../src/host/connection.js';
@@ -26,6 +28,9 @@ const only = process.argv.includes('--backend')
   ? process.argv[process.argv.indexOf('--backend') + 1]
   : undefined;
 const backends = (['wrtc', 'node-datachannel'] as NodeRtcBackend[]).filter((b) => !only || b === only);
+const RUNS = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 5;
+const tcpOnly = process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'tcp';
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -197,24 +202,35 @@ for (const backend of backends) {
   const rtc = await nodeRtc(backend, { bindAddress: '127.0.0.1' });
   const pair = await hostPair(server.url, rtc, ids);
   const peer = ids[1].peerId;
-  out(`\n[${backend}] TCP mode throughput, MB/s (best of 2, alternating)`);
+  out(
+    `\n[${backend}] TCP mode throughput, MB/s (median of ${RUNS} alternating pairs; ratio median [min–max])`,
+  );
   for (const [label, size, total] of [
     ['1 KiB', 1024, (quick ? 4 : 16) * MiB],
     ['16 KiB', 16 * 1024, (quick ? 16 : 64) * MiB],
     ['64 KiB', 64 * 1024 - 1024, (quick ? 16 : 64) * MiB],
   ] as const) {
-    let raw = 0;
-    let ours = 0;
-    for (let i = 0; i < 2; i++) {
-      raw = Math.max(raw, await rawThroughput(rtc, size, total));
-      ours = Math.max(ours, await oursThroughput(pair, peer, size, total));
+    const raws: number[] = [];
+    const ourss: number[] = [];
+    const ratios: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const raw = await rawThroughput(rtc, size, total);
+      const ours = await oursThroughput(pair, peer, size, total);
+      raws.push(raw);
+      ourss.push(ours);
+      ratios.push(ours / raw);
     }
+    const [raw, ours, ratio] = [median(raws), median(ourss), median(ratios)];
     out(
-      `  ${label.padEnd(7)} p2ptls ${ours.toFixed(1).padStart(7)}   raw channel ${raw.toFixed(1).padStart(7)}   ratio ${(ours / raw).toFixed(2)}`,
+      `  ${label.padEnd(7)} p2ptls ${ours.toFixed(1).padStart(7)}   raw channel ${raw.toFixed(1).padStart(7)}   ratio ${ratio.toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`,
     );
     if (backend === 'wrtc' && size === 16 * 1024) {
-      headline = `headline: tcp-16KiB-wrtc-MB/s ours=${ours.toFixed(1)} baseline=${raw.toFixed(1)} ratio=${(ours / raw).toFixed(2)}`;
+      headline = `headline: tcp-16KiB-wrtc-MB/s ours=${ours.toFixed(1)} baseline=${raw.toFixed(1)} ratio=${ratio.toFixed(2)}`;
     }
+  }
+  if (tcpOnly) {
+    await pair.close();
+    continue;
   }
 
   const n = quick ? 300 : 2000;
