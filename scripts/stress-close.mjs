@@ -53,8 +53,14 @@ for (const round of rounds) {
     const t0 = performance.now();
     const r = spawnSync(
       process.execPath,
-      ['--import', 'tsx', '--test', '--test-reporter=dot', '--test-force-exit', ...round.args],
-      { cwd: root, encoding: 'utf8', env: { ...process.env, DEBUG: process.env.DEBUG ?? '' } },
+      ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-force-exit', ...round.args],
+      // Traced (DEBUG=p2ptls:*), so that a failing run shows which side ended and why.
+      {
+        cwd: root,
+        encoding: 'utf8',
+        maxBuffer: 256 * 1024 * 1024,
+        env: { ...process.env, DEBUG: process.env.DEBUG ?? 'p2ptls:*' },
+      },
     );
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     if (r.status === 0) {
@@ -64,7 +70,13 @@ for (const round of rounds) {
     }
     failed++;
     console.log(`[stress] ${round.name}: run ${i}/${round.times} FAILED (${s} s)`);
-    console.log(r.stdout.slice(-8000));
+    console.log(
+      r.stdout
+        .split('\n')
+        .filter((l) => !l.includes(' p2ptls:'))
+        .join('\n')
+        .slice(-12000),
+    );
     console.log(r.stderr.slice(-4000));
     if (!keepGoing) break;
   }

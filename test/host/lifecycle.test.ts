@@ -112,6 +112,8 @@ describe('connection lifecycle over an in-memory link', () => {
     );
     const peer = await b.closed;
     assert.deepEqual(peer, { code: 4000, reason: 'bye', byPeer: true });
+    // B's reader ends cleanly after the last message (it may still be reading when `closed` resolves).
+    assert.deepEqual(await rb.done, {});
     assert.deepEqual(
       rb.got,
       Array.from({ length: 20 }, (_, i) => `a${i}`),
