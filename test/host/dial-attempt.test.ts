@@ -95,7 +95,7 @@ describe('a dial before its handshake completes', () => {
   it('a link that dies as the handshake completes fails the dial (typed), never a connection on a dead link', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
-    const { ctx, signals } = context(net, alice);
+    const { ctx } = context(net, alice);
     const dial = new DialAttempt(
       'd2',
       bob.peerId,
