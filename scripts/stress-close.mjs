@@ -31,9 +31,13 @@ const rounds = [
     args: ['test/host/close.test.ts', 'test/host/lifecycle.test.ts'],
   },
   {
-    name: 'CLI connect ↔ listen pipe (test/cli/peers.test.ts)',
+    name: 'CLI connect ↔ listen pipe (test/cli/peers.test.ts, after the pairing it needs)',
     times: cliRuns,
-    args: ['--test-name-pattern=connect ↔ listen', 'test/cli/peers.test.ts'],
+    args: [
+      '--test-name-pattern=pair by invite',
+      '--test-name-pattern=connect ↔ listen',
+      'test/cli/peers.test.ts',
+    ],
   },
 ];
 
