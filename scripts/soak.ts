@@ -172,7 +172,9 @@ async function main(): Promise<void> {
         identity: me,
         peers: store,
         signaling: new SignalingClient({ url: server.url, identity: me }),
-        rtc: await nodeRtc(BACKENDS[i]!),
+        // node-datachannel binds every interface unless told; on one machine, bind it to loopback as the
+        // tests do (without it, two of its peer connections in one process sometimes never connect).
+        rtc: await nodeRtc(BACKENDS[i]!, { bindAddress: '127.0.0.1' }),
         candidateFilter: loopbackOnly,
         aead: nodeCryptoAead,
         heartbeatIntervalMs: 500,
