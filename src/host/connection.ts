@@ -529,10 +529,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       'close_unacknowledged',
       `the peer did not answer our CLOSE within ${flushMs} ms (${this.outbox.length} messages unsent)`,
     );
-    const { code, reason } = this.pendingClose ?? { code: CloseCode.NORMAL, reason: '' };
-    // Best effort: the peer learns of the close if the link still carries it.
-    this.session.close(code, reason).catch(() => {});
-    this.end({ code, reason, byPeer: false, error }, 'now');
+    // Only close() arms this timer, so the close it was given is known.
+    const { code, reason } = this.pendingClose!;
+    this.giveUp(code, reason, error);
   }
 
   private schedulePump(): void {
@@ -735,7 +734,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.ping().catch(() => {});
   }
 
-  /** Ends the connection on our own error: the peer is told (best effort), the link goes now. */
+  /**
+   * Ends the connection on our own error: the peer is told (best effort: our CLOSE, if the session is
+   * still open and the link still carries it), the link goes now.
+   */
   private giveUp(code: number, reason: string, error: P2PTLSError): void {
     this.session.close(code, reason).catch(() => {});
     this.end({ code, reason, byPeer: false, error }, 'now');

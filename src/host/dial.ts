@@ -272,11 +272,11 @@ export class DialAttempt {
    */
   fail(error: P2PTLSError, options: { tellPeer?: boolean } = {}): void {
     if (this.current === 'established' || this.current === 'failed') return;
-    this.setState('failed', `${error.code}: ${error.message}`);
-    this.finish();
-    this.early.fail(error);
-    if (options.tellPeer ?? true) this.ctx.signal({ kind: 'abort', reason: error.code });
-    this.link.close();
+    this.abandon(
+      `${error.code}: ${error.message}`,
+      error,
+      (options.tellPeer ?? true) ? error.code : undefined,
+    );
     this.settle.reject(error);
   }
 
@@ -286,12 +286,17 @@ export class DialAttempt {
    */
   yieldTo(winner: Promise<Connection>): void {
     if (this.current !== 'linking') return;
-    this.setState('failed', 'glare: the peer dial wins');
-    this.finish();
-    this.early.fail(fail('closed', 'glare'));
-    this.ctx.signal({ kind: 'abort', reason: 'glare' });
-    this.link.close();
+    this.abandon('glare: the peer dial wins', fail('closed', 'glare'), 'glare');
     this.settle.resolve(winner);
+  }
+
+  /** Enters `failed`: stops the handshake, tells the peer `abortReason` (if any) and closes the link. */
+  private abandon(why: string, error: P2PTLSError, abortReason: string | undefined): void {
+    this.setState('failed', why);
+    this.finish();
+    this.early.fail(error);
+    if (abortReason) this.ctx.signal({ kind: 'abort', reason: abortReason });
+    this.link.close();
   }
 
   private finish(): void {
