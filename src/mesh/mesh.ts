@@ -11,8 +11,9 @@
 import { z } from 'zod';
 import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
 import type { Connection, ConnectionStats } from '../host/connection.js';
-import type { ConnectionRequest, PeerList } from '../host/host.js';
 import { DIAL_REFUSALS, isDeliberateClose } from '../host/reconnecting.js';
+import type { ConnectionRequest } from '../host/request.js';
+import type { PeerList } from '../host/types.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { glareWinner } from '../protocol/handshake.js';
 import type { CloseInfo } from '../protocol/session.js';
