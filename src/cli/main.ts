@@ -23,6 +23,7 @@ import {
   DEFAULT_SIGNAL_URL,
   defaultDataDir,
   type GlobalOptions,
+  InterruptNotes,
   Output,
   Scope,
 } from './context.js';
@@ -240,6 +241,7 @@ export async function main(argv: string[] = process.argv): Promise<never> {
       backend: raw.backend,
     };
     const localScope = new Scope();
+    const interrupt = new InterruptNotes();
     scope = localScope;
     let stop!: () => void;
     const stopped = new Promise<void>((resolve) => {
@@ -250,13 +252,16 @@ export async function main(argv: string[] = process.argv): Promise<never> {
         stop();
         return;
       }
+      // The notes first: they end a progress bar, so that these lines start on a line of their own.
+      const notes = interrupt.fire();
       process.stderr.write(`p2ptls: interrupted (${signal})\n`);
+      for (const line of notes) process.stderr.write(`p2ptls: ${line}\n`);
       void localScope.close().finally(() => process.exit(ExitCodes.INTERRUPTED));
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      await action({ g, scope: localScope, out: new Output(g.json), stopped });
+      await action({ g, scope: localScope, out: new Output(g.json), stopped, interrupt });
     } finally {
       await localScope.close();
     }

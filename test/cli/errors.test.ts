@@ -107,7 +107,7 @@ describe('p2ptls CLI: errors and exit codes', () => {
     });
   });
 
-  it('unknown peers: 5 for connect, send and pairs remove; a malformed peerId is a usage error', async () => {
+  it('unknown peers: 5 for connect, send and pairs remove, also for a name that fits no paired peer', async () => {
     const file = join(root, 'f.txt');
     await writeFile(file, 'x');
     assertCleanFailure(
@@ -127,16 +127,18 @@ describe('p2ptls CLI: errors and exit codes', () => {
     );
     assertCleanFailure(
       await cli(['--data', data, 'connect', 'bob']),
-      ExitCodes.USAGE,
-      /"bob" is not a peerId/,
+      ExitCodes.UNKNOWN_PEER,
+      /"bob" names no paired peer.*at least 4 characters/,
     );
   });
 
-  it('a file that does not exist: 10', async () => {
+  it('a file that does not exist, an --out that is a file: 10', async () => {
+    const file = join(root, 'f.txt');
+    await writeFile(file, 'x');
     const r = await cli(['--data', data, 'send', STRANGER, join(root, 'missing.bin')]);
     assertCleanFailure(r, ExitCodes.FILE, /missing\.bin/);
-    const out = await cli(['--data', data, 'receive', '--out', join(root, 'no-such-dir')]);
-    assertCleanFailure(out, ExitCodes.FILE, /no-such-dir does not exist/);
+    const out = await cli(['--data', data, 'receive', '--out', file]);
+    assertCleanFailure(out, ExitCodes.FILE, /f\.txt is not a directory/);
   });
 
   it('no signaling server at the URL: 6, saying how to start one', async () => {
