@@ -30,9 +30,9 @@ function newestSource(dir) {
 
 /** Whether to run the source: forced, no build, or a build older than the sources (in a checkout). */
 function runSource() {
+  if (!existsSync(source)) return false;
   // P2PTLS_CLI_SOURCE=1 forces the source (tests use it).
   if (process.env.P2PTLS_CLI_SOURCE === '1') return true;
-  if (!existsSync(source)) return false;
   if (!existsSync(built)) return true;
   // What tsconfig.build.json compiles: src/ and signaling-server/.
   const newest = Math.max(newestSource(join(root, 'src')), newestSource(join(root, 'signaling-server')));
