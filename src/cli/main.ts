@@ -228,6 +228,12 @@ export async function main(argv: string[] = process.argv): Promise<never> {
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
+  // A reader that stopped reading (`p2ptls --help | head`) is not a failure of ours: stop quietly, as
+  // other command-line tools do, instead of reporting an unexpected EPIPE.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') return crash(err);
+    void (scope?.close() ?? Promise.resolve()).finally(() => process.exit(exitCode));
+  });
 
   const run = async (name: string, cmd: Command, action: (ctx: CommandContext) => Promise<void>) => {
     const raw = cmd.optsWithGlobals<RawGlobals>();

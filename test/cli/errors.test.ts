@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCodes } from '../../src/cli/exit-codes.js';
 import { PublicIdentity } from '../../src/identity/identity.js';
-import { assertCleanFailure, cli, tempDir } from './_cli.js';
+import { assertCleanFailure, cli, startCli, tempDir } from './_cli.js';
 
 /** A loopback port where nothing listens (bound, then closed). */
 function deadPort(): Promise<number> {
@@ -154,6 +154,16 @@ describe('p2ptls CLI: errors and exit codes', () => {
       ExitCodes.USAGE,
       /http\(s\) or ws\(s\)/,
     );
+  });
+
+  it('a reader that stops early (`p2ptls --help | head -1`) is no error', async () => {
+    const p = startCli(['--help']);
+    p.child.stdin.end();
+    // Our end of the pipe closes before the CLI writes: its writes meet EPIPE, as behind `head`.
+    p.child.stdout.destroy();
+    const r = await p.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /EPIPE|unexpected error/);
   });
 
   it('--json pairs parses (an empty list)', async () => {
