@@ -4,13 +4,15 @@
  *
  * - `listen --invite --out DIR` creates DIR, prints the invite in single quotes, and an invite cut at `&`
  *   by the shell is reported as such;
- * - a `send` stopped by Ctrl-C (SIGINT) mid-transfer says how to resume; the listener (no --once) keeps
+ * - a `send` in a terminal (a pseudo-terminal from `script`) stopped by Ctrl-C mid-transfer clears its
+ *   progress bar, ends its output with a newline and says how to resume; the listener (no --once) keeps
  *   running, and the same command again completes from where the first stopped;
  * - peers are named by a unique peerId prefix (the printed short form included) or a label;
  * - Ctrl-C on the dialing side of `connect` says this side hung up, the listener says the peer did;
  * - `pairs` has a header and shows an empty label as `(none)`.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readdir, rm, writeFile } from 'node:fs/promises';
@@ -18,8 +20,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCodes } from '../../src/cli/exit-codes.js';
 import { until } from '../helpers/hosts.js';
+import { ROOT } from '../helpers/processes.js';
 import {
   assertCleanFailure,
+  BIN,
   type CliProcess,
   cli,
   sha256File,
@@ -29,6 +33,9 @@ import {
 } from './_cli.js';
 
 const MiB = 1024 * 1024;
+
+/** One shell word. */
+const shellQuote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
 
 describe('p2ptls CLI: the listener a user leaves running', () => {
   let root: string;
@@ -87,20 +94,46 @@ describe('p2ptls CLI: the listener a user leaves running', () => {
     await writeFile(file, randomBytes(96 * MiB));
     // The short form the CLI prints, ellipsis included.
     const shortAlice = `${ids.alice.slice(0, 12)}…`;
-    const first = startCli(as('bob', 'send', shortAlice, file));
-    first.child.stdin.end();
-    await first.waitFor(new RegExp(`matches ${ids.alice}`));
+    // In a terminal, as a user runs it: `script` gives the CLI a pseudo-terminal (so the progress bar is
+    // drawn), and Ctrl-C is the ^C byte typed into it, which the terminal turns into SIGINT.
+    const command = [process.execPath, BIN, ...as('bob', 'send', shortAlice, file)].map(shellQuote).join(' ');
+    const tty = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: ROOT,
+      env: { ...process.env, P2PTLS_CLI_SOURCE: '1', P2PTLS_PASSPHRASE: '' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    tty.stdout.on('data', (b: Buffer) => {
+      screen += b.toString('utf8');
+    });
+    const ttyExit = new Promise<number | null>((resolve) => tty.once('close', (code) => resolve(code)));
     // Mid-transfer: the receiver's part file holds some of the bytes (the wait is bounded, not timed).
     const partSize = async () => {
       const part = (await readdir(inbox)).find((n) => n.endsWith('.p2ptls-part'));
       return part ? statSync(join(inbox, part)).size : 0;
     };
     await until(async () => (await partSize()) >= 4 * MiB, 60_000, 'the part file to grow past 4 MiB');
-    first.child.kill('SIGINT');
-    const stopped = await first.done;
-    assert.equal(stopped.code, ExitCodes.INTERRUPTED, stopped.stderr);
-    assert.match(stopped.stderr, /^p2ptls: interrupted \(SIGINT\)$/m);
-    assert.match(stopped.stderr, /run the same command again to resume/);
+    assert.match(screen, new RegExp(`matches ${ids.alice}`));
+    tty.stdin.write('\x03');
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const code = await Promise.race([
+      ttyExit,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`send ignored ^C for 30 s (a bound):\n${screen}`)), 30_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.equal(code, ExitCodes.INTERRUPTED, screen);
+    assert.match(screen, /sending \[/, 'the progress bar was drawn');
+    // The bar's line is cleared (or ended) before the message, which starts a line of its own; the
+    // output ends with a newline, so the shell's prompt starts on a fresh line.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's clear-line sequence
+    assert.match(screen, /(\n|\r|\x1b\[2K)p2ptls: interrupted \(SIGINT\)\r?\n/);
+    assert.match(
+      screen,
+      /p2ptls: stopped sending .*big\.bin after [\d.]+ MiB of 96\.0 MiB; run the same command again to resume/,
+    );
+    assert.match(screen, /\n$/);
 
     await listener.waitFor(/receiving big\.bin stopped: .*the same `send` resumes.*still listening/);
     assert.equal(listener.child.exitCode, null, `the listener exited:\n${listener.stderrText()}`);
