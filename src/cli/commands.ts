@@ -416,6 +416,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
       if (!opts.streams) {
         await session.refuse('transfer_refused', 'this peer receives files only (`p2ptls receive`)');
         await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
+        out.info(`refused a stream from ${short(from)}: \`receive\` takes files only`);
         return false;
       }
       await session.control({ t: 'ready', offset: 0 });
@@ -434,6 +435,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
         'this peer does not accept files (it must run `listen --out DIR` or `receive`)',
       );
       await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
+      out.info(`refused ${first.name} from ${short(from)}: start \`listen\` with --out DIR to accept files`);
       return false;
     }
     const dir = opts.filesDir;
