@@ -63,6 +63,9 @@ const quoted = (invite: string) => `'${invite}'`;
  * not the full id.
  */
 async function resolvePeer(ctx: CommandContext, store: PeerStore, text: string): Promise<PeerId> {
+  // A full peerId needs no listing (which reads, and decrypts, every record).
+  const trimmed = text.trim();
+  if (isPeerId(trimmed)) return trimmed;
   const { peers } = await store.list();
   const match = matchPeer(text, peers);
   const line = describeMatch(match);
