@@ -23,7 +23,7 @@ import {
   startHost,
 } from './context.js';
 import { describeMatch, matchPeer, shortId } from './peer-name.js';
-import { describeBytes, describeRate, mbPerSecond, progressBar } from './progress.js';
+import { describeBytes, describeRate, mbPerSecond, type Progress, progressBar } from './progress.js';
 import { CliSession } from './session.js';
 import { pipeSession, type StreamResult } from './stream.js';
 import { isBeingReceived, receiveFile, sendFile, type TransferResult } from './transfer.js';
@@ -346,6 +346,40 @@ function resumable(err: unknown, name: string): unknown {
   );
 }
 
+/**
+ * The progress bars of a listener's transfers in progress, so that stopping the listener ends them
+ * before it says anything (a bar left drawn puts the shell's prompt on top of it).
+ */
+class ReceiveBars {
+  private readonly active = new Map<Progress, string>();
+
+  constructor(private readonly enabled: boolean) {}
+
+  start(name: string, size: number, offset: number): Progress {
+    const bar = progressBar(this.enabled, `receiving ${name}`, size, offset);
+    this.active.set(bar, name);
+    return {
+      update: (done) => bar.update(done),
+      stop: () => {
+        this.active.delete(bar);
+        bar.stop();
+      },
+      get done() {
+        return bar.done;
+      },
+    };
+  }
+
+  /** Ends every bar; says which transfers were cut off (their senders' retries resume them). */
+  interrupt(): string | undefined {
+    const names = [...this.active.values()];
+    for (const bar of this.active.keys()) bar.stop();
+    this.active.clear();
+    if (names.length === 0) return undefined;
+    return `stopped receiving ${names.join(', ')}: what arrived is kept, and the same \`send\` resumes once a listener runs again`;
+  }
+}
+
 /** Options of {@link serve}. */
 interface ServeOptions {
   acceptPairing: boolean;
@@ -404,6 +438,8 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
   );
   out.result({ event: 'listening', peerId: identity.peerId, url: signaling.url });
 
+  const receiving = new ReceiveBars(!out.json);
+  ctx.interrupt.add(() => receiving.interrupt());
   let stdinTaken = false;
   let settle!: (err?: P2PTLSError) => void;
   const firstDone = new Promise<void>((res, rej) => {
@@ -448,9 +484,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
     const busy = isBeingReceived(dir, first.name);
     let r: TransferResult;
     try {
-      r = await receiveFile(session, first, dir, (name, size, offset) =>
-        progressBar(!out.json, `receiving ${name}`, size, offset),
-      );
+      r = await receiveFile(session, first, dir, (name, size, offset) => receiving.start(name, size, offset));
     } catch (err) {
       if (!busy) throw resumable(err, first.name);
       out.info(`refused ${first.name} from ${short(from)}: a file of that name is being received`);

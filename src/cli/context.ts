@@ -87,7 +87,7 @@ export class Scope {
 
 /**
  * What a command wants said when Ctrl-C (or SIGTERM) stops it: each note runs once, in registration
- * order, before the process prints `interrupted` and exits. A note may tidy the terminal (end a
+ * order, before the process prints `interrupted` (or, for commands that run until stopped, stops). A note may tidy the terminal (end a
  * progress bar) and return a line for the user, e.g. how to resume.
  */
 export class InterruptNotes {

@@ -254,12 +254,13 @@ export async function main(argv: string[] = process.argv): Promise<never> {
       stop = resolve;
     });
     const onSignal = (signal: NodeJS.Signals) => {
+      // The notes first: they end a progress bar, so that these lines start on a line of their own.
+      const notes = interrupt.fire();
       if (SERVERS.has(name)) {
+        for (const line of notes) process.stderr.write(`p2ptls: ${line}\n`);
         stop();
         return;
       }
-      // The notes first: they end a progress bar, so that these lines start on a line of their own.
-      const notes = interrupt.fire();
       process.stderr.write(`p2ptls: interrupted (${signal})\n`);
       for (const line of notes) process.stderr.write(`p2ptls: ${line}\n`);
       void localScope.close().finally(() => process.exit(ExitCodes.INTERRUPTED));

@@ -165,9 +165,27 @@ describe('p2ptls CLI: the listener a user leaves running', () => {
     assert.equal(listener.child.exitCode, null);
   });
 
-  it('Ctrl-C ends the listener with 0; its `pairs` shows the label-less pair as (none)', async () => {
+  it('Ctrl-C ends the listener with 0, also mid-transfer (it says what it stopped receiving)', async () => {
+    const file = join(root, 'second.bin');
+    await writeFile(file, randomBytes(96 * MiB));
+    const sender = startCli(as('bob', 'send', 'alice', file));
+    sender.child.stdin.end();
+    await until(
+      async () =>
+        (await readdir(inbox)).some(
+          (n) => n.startsWith('.second.bin.') && statSync(join(inbox, n)).size >= 4 * MiB,
+        ),
+      60_000,
+      'the second part file to grow past 4 MiB',
+    );
     listener.child.kill('SIGINT');
-    assert.equal((await listener.done).code, 0);
+    const stopped = await listener.done;
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stderr, /stopped receiving second\.bin: what arrived is kept/);
+    assert.notEqual((await sender.done).code, 0, 'the sender learns that the transfer did not complete');
+  });
+
+  it("the listener's `pairs` shows the label-less pair as (none)", async () => {
     // alice's side was paired by invite, with no label.
     const alice = await cli(as('alice', 'pairs'));
     assert.equal(alice.code, 0, alice.stderr);
