@@ -88,9 +88,13 @@ Environment:
 Two terminals on one machine:
   p2ptls signal &                                  # terminal 1: a signaling server on 127.0.0.1:8080
   p2ptls --data ./alice id && p2ptls --data ./bob id   # identities (one data directory each)
-  p2ptls --data ./alice listen --invite            # terminal 1: prints an invite, waits
-  p2ptls --data ./bob pair 'p2ptls://invite?…'     # terminal 2: pairs with alice
-  p2ptls --data ./bob connect <alice's peerId>     # terminal 2: type; lines appear in terminal 1
+  p2ptls --data ./alice listen --invite --out ./inbox  # terminal 1: prints an invite in quotes, waits
+  p2ptls --data ./bob pair 'p2ptls://invite?…' --label alice  # terminal 2: paste it with its quotes
+  p2ptls --data ./bob connect alice                # terminal 2: type; lines appear in terminal 1
+  p2ptls --data ./bob send alice ./file            # verified; run it again to resume if cut off
+
+A peer is named by its label, its peerId, or a unique start of it (4 characters or more). A connect
+session ends when both sides have ended their input (Ctrl-D), or on Ctrl-C on either side.
 
 ${EXIT_CODES_HELP}`,
     )
@@ -135,7 +139,7 @@ ${EXIT_CODES_HELP}`,
   pairs
     .command('remove')
     .description('forget a paired peer')
-    .argument('<peerId>')
+    .argument('<peer>', 'a label, a peerId or a unique start of one (see `p2ptls pairs`)')
     .action(function (this: Command, peerId: string) {
       return run('pairs remove', this, (ctx) => pairsRemoveCommand(ctx, peerId));
     });
@@ -160,7 +164,7 @@ ${EXIT_CODES_HELP}`,
   program
     .command('connect')
     .description('open a stream to a paired peer: stdin → peer, peer → stdout; EOF on stdin ends it')
-    .argument('<peerId>')
+    .argument('<peer>', 'a label, a peerId or a unique start of one (see `p2ptls pairs`)')
     .action(function (this: Command, peerId: string) {
       return run('connect', this, (ctx) => connectCommand(ctx, peerId));
     });
@@ -170,7 +174,7 @@ ${EXIT_CODES_HELP}`,
     .description(
       'send a file to a paired peer running `receive` (or `listen --out`); SHA-256 verified, resumable',
     )
-    .argument('<peerId>')
+    .argument('<peer>', 'a label, a peerId or a unique start of one (see `p2ptls pairs`)')
     .argument('<file>')
     .action(function (this: Command, peerId: string, file: string) {
       return run('send', this, (ctx) => sendCommand(ctx, peerId, file));
