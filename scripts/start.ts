@@ -3,7 +3,9 @@
  * (in-memory directory, no Redis). Builds web-demo/dist/app.js first. PORT and HOST change where it
  * listens (PORT=0 picks a free port; the URL printed is the real one); PUBLIC_ORIGINS the https origin(s)
  * of a reverse proxy in front of it; ICE_SERVERS (JSON) gives the page
- * STUN/TURN servers for peers on other networks. Stops cleanly on Ctrl-C.
+ * STUN/TURN servers for peers on other networks. Stops cleanly on SIGINT (Ctrl-C) and SIGTERM: `npm start`
+ * execs this process in place of its shell, so a signal sent to npm alone reaches it (through a shell it
+ * did not, and the server kept its port).
  *
  * The headless two-Node-peer walkthrough is `npm run demo:node`.
  */

@@ -140,6 +140,8 @@ export const ErrorCodes = {
   HASH_MISMATCH: 'hash_mismatch',
   /** The peer is connected but does not accept this kind of session (e.g. files when it only streams). */
   TRANSFER_REFUSED: 'transfer_refused',
+  /** A peer name (label or peerId prefix) given to the CLI fits several paired peers; the message lists them. */
+  AMBIGUOUS_PEER: 'ambiguous_peer',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

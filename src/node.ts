@@ -21,3 +21,21 @@ export async function startNodeHost(
   const { backend, ...rest } = options;
   return Host.start({ aead: nodeCryptoAead, ...rest, rtc: rest.rtc ?? (await nodeRtc(backend)) });
 }
+
+export type {
+  SignalingLimits,
+  SignalingServerHandle,
+  SignalingServerOptions,
+} from '../signaling-server/server.js';
+
+/**
+ * Starts a signaling server in this process (the same server as `npm run signaling` and `p2ptls
+ * signal`) and resolves once it listens. Loaded on first call: socket.io, pino and the Redis adapter
+ * would otherwise slow down every `import 'p2ptls/node'`.
+ */
+export async function startSignalingServer(
+  options: import('../signaling-server/server.js').SignalingServerOptions = {},
+): Promise<import('../signaling-server/server.js').SignalingServerHandle> {
+  const server = await import('../signaling-server/server.js');
+  return server.startSignalingServer(options);
+}

@@ -2,7 +2,7 @@
  * The actions behind each `p2ptls` command. Each takes the parsed options and a context whose scope the
  * caller closes; each throws P2PTLSErrors only, which main.ts turns into one line and an exit code.
  */
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Connection } from '../host/connection.js';
@@ -15,15 +15,17 @@ import type { PeerStore } from '../store/types.js';
 import {
   connectSignaling,
   type GlobalOptions,
+  type InterruptNotes,
   type Output,
   openStore,
   requireIdentity,
   type Scope,
   startHost,
 } from './context.js';
-import { describeRate, mbPerSecond, progressBar } from './progress.js';
+import { describeMatch, matchPeer, shortId } from './peer-name.js';
+import { describeBytes, describeRate, mbPerSecond, type Progress, progressBar } from './progress.js';
 import { CliSession } from './session.js';
-import { pipeSession } from './stream.js';
+import { pipeSession, type StreamResult } from './stream.js';
 import { isBeingReceived, receiveFile, sendFile, type TransferResult } from './transfer.js';
 
 /** What every action gets. */
@@ -33,6 +35,8 @@ export interface CommandContext {
   readonly out: Output;
   /** Resolves on Ctrl-C / SIGTERM for commands that run until stopped. */
   readonly stopped: Promise<void>;
+  /** What to say when Ctrl-C stops a command that does not run until stopped. */
+  readonly interrupt: InterruptNotes;
 }
 
 /** Parses `90s`, `10m`, `2h` or plain seconds into milliseconds. */
@@ -46,15 +50,28 @@ export function parseDuration(text: string, option: string): number {
   return Math.round(ms);
 }
 
-function checkPeerId(text: string): PeerId {
-  const shown = JSON.stringify(text.slice(0, 80));
-  if (!isPeerId(text)) {
-    throw fail('invalid_argument', `${shown} is not a peerId (52 characters a-z, 2-7)`);
-  }
-  return text;
-}
+const short = shortId;
 
-const short = (peerId: string) => `${peerId.slice(0, 12)}…`;
+/**
+ * An invite as a shell word: single quotes keep the shell from splitting it at `&` (an invite holds
+ * only URL-safe characters, never a quote).
+ */
+const quoted = (invite: string) => `'${invite}'`;
+
+/**
+ * The paired peer `text` names (full peerId, unique prefix or label), saying what matched when it was
+ * not the full id.
+ */
+async function resolvePeer(ctx: CommandContext, store: PeerStore, text: string): Promise<PeerId> {
+  // A full peerId needs no listing (which reads, and decrypts, every record).
+  const trimmed = text.trim();
+  if (isPeerId(trimmed)) return trimmed;
+  const { peers } = await store.list();
+  const match = matchPeer(text, peers);
+  const line = describeMatch(match);
+  if (line) ctx.out.info(line);
+  return match.peerId;
+}
 
 /** `p2ptls id`: shows the identity, creating it on first use. */
 export async function idCommand(ctx: CommandContext, opts: { export?: boolean }): Promise<void> {
@@ -95,7 +112,7 @@ export async function inviteCommand(
     });
   });
   const invite = pairing.createInvite({ ttlMs });
-  ctx.out.result({ invite, peerId: identity.peerId, expires: Date.now() + ttlMs }, invite);
+  ctx.out.result({ invite, peerId: identity.peerId, expires: Date.now() + ttlMs }, quoted(invite));
   if (!opts.wait) {
     ctx.out.info(
       'not waiting: this invite works only while `p2ptls listen --accept-pairing` runs here (its one-time token is forgotten now)',
@@ -117,6 +134,28 @@ export async function inviteCommand(
   }
 }
 
+const INVITE_PREFIX = 'p2ptls://invite?';
+
+/**
+ * Parses an invite given on the command line. An unquoted invite reaches us cut at its first `&` (the
+ * shell ran the rest as separate commands): that is said in plain words, with how to quote it.
+ */
+function parseCliInvite(text: string): Invite {
+  try {
+    return parseInvite(text);
+  } catch (err) {
+    const t = text.trim();
+    if (isP2PTLSError(err, 'bad_invite') && t.startsWith(INVITE_PREFIX) && !t.includes('&')) {
+      throw fail(
+        'bad_invite',
+        `the invite looks cut at "&" (${JSON.stringify(t.slice(0, 40))}…): the shell splits an unquoted invite there; put it in single quotes: p2ptls pair 'p2ptls://invite?…'`,
+        err,
+      );
+    }
+    throw err;
+  }
+}
+
 /** `p2ptls pair <invite>`: pairs with the inviter and stores the pair. */
 export async function pairCommand(
   ctx: CommandContext,
@@ -127,7 +166,7 @@ export async function pairCommand(
   // Checked before anything else: a bad invite must not need a server or an identity to be reported.
   const invite: Pick<Invite, 'peerId' | 'url'> = isPeerId(inviteText.trim())
     ? { peerId: inviteText.trim() as PeerId }
-    : parseInvite(inviteText);
+    : parseCliInvite(inviteText);
   const url = ctx.g.signalGiven ? ctx.g.signal : (invite.url ?? ctx.g.signal);
   const { store, identity } = await identityAndStore(ctx);
   if (invite.peerId === identity.peerId)
@@ -171,18 +210,34 @@ export async function pairsListCommand(ctx: CommandContext): Promise<void> {
     ctx.out.info('no paired peers yet: `p2ptls invite` on one side, `p2ptls pair <invite>` on the other');
     return;
   }
-  for (const p of peers) {
-    const seen = p.lastSeenAt === undefined ? 'never seen' : `seen ${new Date(p.lastSeenAt).toISOString()}`;
+  const rows = [
+    ['PEER ID', 'LABEL', 'TRUST', 'ADDED', 'LAST SEEN'],
+    ...peers.map((p) => [
+      p.peerId,
+      p.label ? p.label : '(none)',
+      p.trust,
+      minute(p.addedAt),
+      p.lastSeenAt === undefined ? 'never' : minute(p.lastSeenAt),
+    ]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) {
     process.stdout.write(
-      `${p.peerId}  ${p.label ?? '-'}  ${p.trust}  added ${new Date(p.addedAt).toISOString()}  ${seen}\n`,
+      `${r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd()}\n`,
     );
   }
 }
 
+/** `2026-11-30 03:51` (UTC), the precision a listing needs. */
+const minute = (ms: number) => `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+
 /** `p2ptls pairs remove <peerId>`: forgets a pair (the other side keeps its copy until it removes it). */
 export async function pairsRemoveCommand(ctx: CommandContext, peerIdText: string): Promise<void> {
-  const peerId = checkPeerId(peerIdText);
   const { store } = await identityAndStore(ctx);
+  const peerId = await resolvePeer(ctx, store, peerIdText);
   if (!(await store.delete(peerId))) throw fail('unknown_peer', `${peerId} is not paired with this identity`);
   ctx.out.result({ removed: peerId }, `removed ${peerId}`);
 }
@@ -192,8 +247,8 @@ async function dial(
   ctx: CommandContext,
   peerIdText: string,
 ): Promise<{ host: Host; connection: Connection }> {
-  const peerId = checkPeerId(peerIdText);
   const { store, identity } = await identityAndStore(ctx);
+  const peerId = await resolvePeer(ctx, store, peerIdText);
   if (!(await store.lookup(peerId))) {
     throw fail('unknown_peer', `${peerId} is not paired with this identity (see \`p2ptls pairs\`)`);
   }
@@ -215,17 +270,21 @@ async function dial(
 /** `p2ptls connect <peerId>`: stdin → peer, peer → stdout. */
 export async function connectCommand(ctx: CommandContext, peerIdText: string): Promise<void> {
   const { connection } = await dial(ctx, peerIdText);
+  // Ctrl-C closes the connection from here: what the peer sees is this side hanging up.
+  ctx.interrupt.add(() => `this side hung up: the stream to ${short(connection.peerId)} is closed`);
   const session = new CliSession(connection);
   await session.control({ t: 'stream' });
   await session.expect('ready');
   ctx.out.info(
-    `connected to ${short(connection.peerId)}: stdin → peer, peer → stdout (end input with Ctrl-D)`,
+    `connected to ${short(connection.peerId)}: stdin → peer, peer → stdout (Ctrl-D ends your input; the session ends once both sides have, or on Ctrl-C)`,
   );
   const r = await pipeSession(session, process.stdin, process.stdout);
-  ctx.out.info(
-    `stream ended${r.peerHungUp ? ' (the peer hung up)' : ''}: sent ${r.sent} bytes, received ${r.received} bytes`,
-  );
+  ctx.out.info(`stream ended${hangUpNote(r)}: sent ${r.sent} bytes, received ${r.received} bytes`);
 }
+
+/** Who ended a stream early, if anyone did. */
+const hangUpNote = (r: StreamResult) =>
+  r.peerHungUp ? ' (the peer hung up)' : r.weHungUp ? ' (this side hung up)' : '';
 
 function transferJson(r: TransferResult, peerId: PeerId, event: 'sent' | 'received') {
   return {
@@ -259,6 +318,11 @@ export async function sendCommand(ctx: CommandContext, peerIdText: string, file:
   const session = new CliSession(connection);
   const size = (await stat(file)).size;
   const bar = progressBar(!ctx.out.json, 'sending', size);
+  ctx.interrupt.add(() => {
+    bar.stop();
+    const got = bar.done > 0 ? ` after ${describeBytes(bar.done)} of ${describeBytes(size)}` : '';
+    return `stopped sending ${file}${got}; run the same command again to resume: the receiver keeps what arrived`;
+  });
   let r: TransferResult;
   try {
     r = await sendFile(session, file, bar);
@@ -267,6 +331,53 @@ export async function sendCommand(ctx: CommandContext, peerIdText: string, file:
   }
   await session.close('file sent');
   ctx.out.result(transferJson(r, connection.peerId, 'sent'), transferLine(r, 'sent', connection.peerId));
+}
+
+/** Codes of a transfer that stopped because the link or the sender went away: a resend resumes it. */
+const CUT_OFF = new Set(['closed', 'truncated', 'timeout', 'peer_error', 'disconnected']);
+
+/** A receive failure, saying that the part file is kept when a resend will resume from it. */
+function resumable(err: unknown, name: string): unknown {
+  if (!isP2PTLSError(err) || !CUT_OFF.has(err.code)) return err;
+  return fail(
+    err.code,
+    `receiving ${name} stopped: ${err.message} (what arrived is kept; the same \`send\` resumes from there)`,
+    err,
+  );
+}
+
+/**
+ * The progress bars of a listener's transfers in progress, so that stopping the listener ends them
+ * before it says anything (a bar left drawn puts the shell's prompt on top of it).
+ */
+class ReceiveBars {
+  private readonly active = new Map<Progress, string>();
+
+  constructor(private readonly enabled: boolean) {}
+
+  start(name: string, size: number, offset: number): Progress {
+    const bar = progressBar(this.enabled, `receiving ${name}`, size, offset);
+    this.active.set(bar, name);
+    return {
+      update: (done) => bar.update(done),
+      stop: () => {
+        this.active.delete(bar);
+        bar.stop();
+      },
+      get done() {
+        return bar.done;
+      },
+    };
+  }
+
+  /** Ends every bar; says which transfers were cut off (their senders' retries resume them). */
+  interrupt(): string | undefined {
+    const names = [...this.active.values()];
+    for (const bar of this.active.keys()) bar.stop();
+    this.active.clear();
+    if (names.length === 0) return undefined;
+    return `stopped receiving ${names.join(', ')}: what arrived is kept, and the same \`send\` resumes once a listener runs again`;
+  }
 }
 
 /** Options of {@link serve}. */
@@ -281,16 +392,24 @@ interface ServeOptions {
   once: boolean;
 }
 
+/** Makes sure `--out` is a directory, creating it (and its parents) when missing. */
+async function outputDirectory(ctx: CommandContext, path: string): Promise<void> {
+  const dir = resolve(path);
+  const s = await stat(dir).catch(() => undefined);
+  if (s?.isDirectory()) return;
+  if (s) throw fail('file_error', `the output directory ${dir} is not a directory`);
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw fail('file_error', `cannot create the output directory ${dir}: ${(err as Error).message}`, err);
+  }
+  ctx.out.info(`created the output directory ${dir}`);
+}
+
 async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
   const { out, g } = ctx;
-  if (opts.filesDir) {
-    const dir = resolve(opts.filesDir);
-    const s = await stat(dir).catch((err: unknown) => {
-      throw fail('file_error', `the output directory ${dir} does not exist`, err);
-    });
-    if (!s.isDirectory()) throw fail('file_error', `${dir} is not a directory`);
-  }
   const { store, identity } = await identityAndStore(ctx);
+  if (opts.filesDir) await outputDirectory(ctx, opts.filesDir);
   const signaling = await connectSignaling(g.signal, identity, ctx.scope);
   const host = await startHost(g, identity, store, signaling, ctx.scope);
   host.on('paired', ({ publicIdentity: { peerId } }) => {
@@ -311,13 +430,16 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
   );
   if (opts.invite) {
     const invite = host.createInvite();
-    out.result({ event: 'invite', invite }, invite);
+    out.info('invite for `p2ptls pair` on the other side (one use; keep the quotes when pasting):');
+    out.result({ event: 'invite', invite }, quoted(invite));
   }
   out.info(
     `listening as ${identity.peerId} on ${signaling.url}${opts.filesDir ? `, files go to ${resolve(opts.filesDir)}` : ''}`,
   );
   out.result({ event: 'listening', peerId: identity.peerId, url: signaling.url });
 
+  const receiving = new ReceiveBars(!out.json);
+  ctx.interrupt.add(() => receiving.interrupt());
   let stdinTaken = false;
   let settle!: (err?: P2PTLSError) => void;
   const firstDone = new Promise<void>((res, rej) => {
@@ -333,6 +455,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
       if (!opts.streams) {
         await session.refuse('transfer_refused', 'this peer receives files only (`p2ptls receive`)');
         await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
+        out.info(`refused a stream from ${short(from)}: \`receive\` takes files only`);
         return false;
       }
       await session.control({ t: 'ready', offset: 0 });
@@ -340,7 +463,9 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
       stdinTaken = true;
       out.info(`stream from ${short(from)} opened`);
       const r = await pipeSession(session, input, process.stdout);
-      out.info(`stream from ${short(from)} ended: received ${r.received} bytes, sent ${r.sent} bytes`);
+      out.info(
+        `stream from ${short(from)} ended${hangUpNote(r)}: received ${r.received} bytes, sent ${r.sent} bytes${opts.once ? '' : '; still listening'}`,
+      );
       return true;
     }
     if (!opts.filesDir) {
@@ -349,6 +474,7 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
         'this peer does not accept files (it must run `listen --out DIR` or `receive`)',
       );
       await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
+      out.info(`refused ${first.name} from ${short(from)}: start \`listen\` with --out DIR to accept files`);
       return false;
     }
     const dir = opts.filesDir;
@@ -358,11 +484,9 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
     const busy = isBeingReceived(dir, first.name);
     let r: TransferResult;
     try {
-      r = await receiveFile(session, first, dir, (name, size, offset) =>
-        progressBar(!out.json, `receiving ${name}`, size, offset),
-      );
+      r = await receiveFile(session, first, dir, (name, size, offset) => receiving.start(name, size, offset));
     } catch (err) {
-      if (!busy) throw err;
+      if (!busy) throw resumable(err, first.name);
       out.info(`refused ${first.name} from ${short(from)}: a file of that name is being received`);
       await session.close('refused').catch(() => {}); // a refusal needs no acknowledgement
       return false;
@@ -386,11 +510,15 @@ async function serve(ctx: CommandContext, opts: ServeOptions): Promise<void> {
           return;
         }
         await store.markSeen(connection.peerId).catch(() => {});
+        // A failed or interrupted session ends only that session: without --once the listener goes on,
+        // so that the sender's retry (which resumes a file) finds it still there.
         try {
           if ((await handle(connection)) && opts.once) settle();
         } catch (err) {
           const e = isP2PTLSError(err) ? err : fail('closed', String(err), err);
-          out.info(`session with ${short(connection.peerId)} failed: ${e.message}`);
+          out.info(
+            `session with ${short(connection.peerId)} failed: ${e.message}${opts.once ? '' : '; still listening'}`,
+          );
           await connection.close(1000, e.code).catch(() => {});
           if (opts.once) settle(e);
         }

@@ -85,6 +85,36 @@ export class Scope {
   }
 }
 
+/**
+ * What a command wants said when Ctrl-C (or SIGTERM) stops it: each note runs once, in registration
+ * order, before the process prints `interrupted` (or, for commands that run until stopped, stops). A note may tidy the terminal (end a
+ * progress bar) and return a line for the user, e.g. how to resume.
+ */
+export class InterruptNotes {
+  private readonly notes: (() => string | undefined)[] = [];
+  private fired = false;
+
+  add(note: () => string | undefined): void {
+    this.notes.push(note);
+  }
+
+  /** Runs the notes (once) and returns their lines. */
+  fire(): string[] {
+    if (this.fired) return [];
+    this.fired = true;
+    const lines: string[] = [];
+    for (const note of this.notes) {
+      try {
+        const line = note();
+        if (line) lines.push(line);
+      } catch {
+        // A note must not keep the process from stopping.
+      }
+    }
+    return lines;
+  }
+}
+
 /** Human lines go to stderr, results to stdout (JSON with --json), so pipes carry only data. */
 export class Output {
   constructor(readonly json: boolean) {}

@@ -27,6 +27,8 @@ export const ExitCodes = {
   STORE: 9,
   /** A local file or directory could not be read or written. */
   FILE: 10,
+  /** A peer name (label or peerId prefix) fits several paired peers: the message lists them. */
+  AMBIGUOUS_PEER: 11,
   /** Interrupted (Ctrl-C). */
   INTERRUPTED: 130,
 } as const;
@@ -72,6 +74,7 @@ const BY_ERROR: Partial<Record<ErrorCode, ExitCode>> = {
   store_failed: ExitCodes.STORE,
   store_closed: ExitCodes.STORE,
   file_error: ExitCodes.FILE,
+  ambiguous_peer: ExitCodes.AMBIGUOUS_PEER,
 };
 
 /** The exit code for a failure with this error code. */
@@ -92,4 +95,5 @@ export const EXIT_CODES_HELP = `Exit codes:
   8    transfer or session failed (hash mismatch, refused by the peer, connection lost or cut short)
   9    data directory unusable (in use by another p2ptls process, wrong passphrase, damaged)
   10   local file or directory could not be read or written
+  11   the peer name fits several paired peers (they are listed: type more of the peerId)
   130  interrupted (Ctrl-C)`;

@@ -23,6 +23,7 @@ import {
   DEFAULT_SIGNAL_URL,
   defaultDataDir,
   type GlobalOptions,
+  InterruptNotes,
   Output,
   Scope,
 } from './context.js';
@@ -87,9 +88,13 @@ Environment:
 Two terminals on one machine:
   p2ptls signal &                                  # terminal 1: a signaling server on 127.0.0.1:8080
   p2ptls --data ./alice id && p2ptls --data ./bob id   # identities (one data directory each)
-  p2ptls --data ./alice listen --invite            # terminal 1: prints an invite, waits
-  p2ptls --data ./bob pair 'p2ptls://invite?…'     # terminal 2: pairs with alice
-  p2ptls --data ./bob connect <alice's peerId>     # terminal 2: type; lines appear in terminal 1
+  p2ptls --data ./alice listen --invite --out ./inbox  # terminal 1: prints an invite in quotes, waits
+  p2ptls --data ./bob pair 'p2ptls://invite?…' --label alice  # terminal 2: paste it with its quotes
+  p2ptls --data ./bob connect alice                # terminal 2: type; lines appear in terminal 1
+  p2ptls --data ./bob send alice ./file            # verified; run it again to resume if cut off
+
+A peer is named by its label, its peerId, or a unique start of it (4 characters or more). A connect
+session ends when both sides have ended their input (Ctrl-D), or on Ctrl-C on either side.
 
 ${EXIT_CODES_HELP}`,
     )
@@ -134,7 +139,7 @@ ${EXIT_CODES_HELP}`,
   pairs
     .command('remove')
     .description('forget a paired peer')
-    .argument('<peerId>')
+    .argument('<peer>', 'a label, a peerId or a unique start of one (see `p2ptls pairs`)')
     .action(function (this: Command, peerId: string) {
       return run('pairs remove', this, (ctx) => pairsRemoveCommand(ctx, peerId));
     });
@@ -159,7 +164,7 @@ ${EXIT_CODES_HELP}`,
   program
     .command('connect')
     .description('open a stream to a paired peer: stdin → peer, peer → stdout; EOF on stdin ends it')
-    .argument('<peerId>')
+    .argument('<peer>', 'a label, a peerId or a unique start of one (see `p2ptls pairs`)')
     .action(function (this: Command, peerId: string) {
       return run('connect', this, (ctx) => connectCommand(ctx, peerId));
     });
@@ -169,7 +174,7 @@ ${EXIT_CODES_HELP}`,
     .description(
       'send a file to a paired peer running `receive` (or `listen --out`); SHA-256 verified, resumable',
     )
-    .argument('<peerId>')
+    .argument('<peer>', 'a label, a peerId or a unique start of one (see `p2ptls pairs`)')
     .argument('<file>')
     .action(function (this: Command, peerId: string, file: string) {
       return run('send', this, (ctx) => sendCommand(ctx, peerId, file));
@@ -227,6 +232,12 @@ export async function main(argv: string[] = process.argv): Promise<never> {
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
+  // A reader that stopped reading (`p2ptls --help | head`) is not a failure of ours: stop quietly, as
+  // other command-line tools do, instead of reporting an unexpected EPIPE.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') return crash(err);
+    void (scope?.close() ?? Promise.resolve()).finally(() => process.exit(exitCode));
+  });
 
   const run = async (name: string, cmd: Command, action: (ctx: CommandContext) => Promise<void>) => {
     const raw = cmd.optsWithGlobals<RawGlobals>();
@@ -240,23 +251,28 @@ export async function main(argv: string[] = process.argv): Promise<never> {
       backend: raw.backend,
     };
     const localScope = new Scope();
+    const interrupt = new InterruptNotes();
     scope = localScope;
     let stop!: () => void;
     const stopped = new Promise<void>((resolve) => {
       stop = resolve;
     });
     const onSignal = (signal: NodeJS.Signals) => {
+      // The notes first: they end a progress bar, so that these lines start on a line of their own.
+      const notes = interrupt.fire();
       if (SERVERS.has(name)) {
+        for (const line of notes) process.stderr.write(`p2ptls: ${line}\n`);
         stop();
         return;
       }
       process.stderr.write(`p2ptls: interrupted (${signal})\n`);
+      for (const line of notes) process.stderr.write(`p2ptls: ${line}\n`);
       void localScope.close().finally(() => process.exit(ExitCodes.INTERRUPTED));
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      await action({ g, scope: localScope, out: new Output(g.json), stopped });
+      await action({ g, scope: localScope, out: new Output(g.json), stopped, interrupt });
     } finally {
       await localScope.close();
     }

@@ -8,14 +8,28 @@ import cliProgress from 'cli-progress';
 export interface Progress {
   /** Bytes done so far (absolute, not a delta). */
   update(done: number): void;
+  /** Ends the display (the bar's line is cleared, so what is printed next starts on a clean line). */
   stop(): void;
+  /** The last value given to `update`. */
+  readonly done: number;
 }
 
 const MiB = 1024 * 1024;
 
 /** A bar labelled `label` for `total` bytes, starting at `start` (a resumed transfer). */
 export function progressBar(enabled: boolean, label: string, total: number, start = 0): Progress {
-  if (!enabled || !process.stderr.isTTY) return { update() {}, stop() {} };
+  if (!enabled || !process.stderr.isTTY) {
+    let done = start;
+    return {
+      update: (n) => {
+        done = n;
+      },
+      stop() {},
+      get done() {
+        return done;
+      },
+    };
+  }
   const t0 = performance.now();
   const bar = new cliProgress.SingleBar(
     {
@@ -36,16 +50,32 @@ export function progressBar(enabled: boolean, label: string, total: number, star
     };
   };
   bar.start(Math.max(total, 1), start, payload(start));
+  let done = start;
+  let running = true;
   return {
-    update: (done) => bar.update(done, payload(done)),
-    stop: () => bar.stop(),
+    update: (n) => {
+      done = n;
+      if (running) bar.update(n, payload(n));
+    },
+    stop: () => {
+      if (!running) return;
+      running = false;
+      bar.stop();
+    },
+    get done() {
+      return done;
+    },
   };
+}
+
+/** "12.3 MiB" or "512 bytes" */
+export function describeBytes(bytes: number): string {
+  return bytes >= MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${bytes} bytes`;
 }
 
 /** "12.3 MiB in 0.45 s (27.4 MB/s)" */
 export function describeRate(bytes: number, ms: number): string {
-  const size = bytes >= MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${bytes} bytes`;
-  return `${size} in ${(ms / 1000).toFixed(2)} s (${mbPerSecond(bytes, ms).toFixed(1)} MB/s)`;
+  return `${describeBytes(bytes)} in ${(ms / 1000).toFixed(2)} s (${mbPerSecond(bytes, ms).toFixed(1)} MB/s)`;
 }
 
 /** Decimal megabytes per second. */

@@ -14,6 +14,8 @@ export interface StreamResult {
   ms: number;
   /** True when the peer closed the connection before both sides said eof (e.g. it was stopped). */
   peerHungUp: boolean;
+  /** True when this side closed it first (Ctrl-C here closes the host). */
+  weHungUp: boolean;
 }
 
 /**
@@ -29,6 +31,7 @@ export async function pipeSession(
   let sent = 0;
   let received = 0;
   let peerHungUp = false;
+  let weHungUp = false;
   const conn = session.connection;
 
   const sending = (async () => {
@@ -53,7 +56,9 @@ export async function pipeSession(
       } catch (err) {
         const info = await conn.closed;
         if (!conn.isOpen && !info.error) {
-          peerHungUp = true;
+          // Who closed first decides who hung up: the connection knows whether the CLOSE was the peer's.
+          if (info.byPeer) peerHungUp = true;
+          else weHungUp = true;
           return;
         }
         throw err;
@@ -71,11 +76,11 @@ export async function pipeSession(
 
   // The peer hanging up ends our sending too: stdin may never end (a terminal).
   await receiving;
-  if (peerHungUp) input?.destroy();
+  if (peerHungUp || weHungUp) input?.destroy();
   else
     await sending.catch(async (err) => {
       if (conn.isOpen) throw err;
     });
   if (conn.isOpen) await session.close('stream finished');
-  return { sent, received, ms: performance.now() - t0, peerHungUp };
+  return { sent, received, ms: performance.now() - t0, peerHungUp, weHungUp };
 }

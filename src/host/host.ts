@@ -487,7 +487,10 @@ export class Host extends TypedEmitter<HostEvents> {
     return mesh;
   }
 
-  /** Closes every connection and pending dial, and stops listening. The signaling client stays open. */
+  /**
+   * Closes every connection and pending dial, and stops listening. The signaling client and the peer
+   * store stay open (other hosts or code may share them); {@link shutdown} closes those too.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -503,5 +506,17 @@ export class Host extends TypedEmitter<HostEvents> {
     this.glareWaiters.clear();
     await Promise.all([...this.keepers].map((k) => k.close(1, 'host closed')));
     await Promise.all([...this.connections].map((c) => c.close(1, 'host closed')));
+  }
+
+  /**
+   * Everything a program opened for this host, closed in one call: the host ({@link close}), then its
+   * signaling client, then its peer list when that can be closed (a `PeerStore`). Afterwards nothing of
+   * p2ptls keeps the process alive, so a script ends on its own.
+   */
+  async shutdown(): Promise<void> {
+    await this.close();
+    await this.options.signaling.close();
+    const peers = this.options.peers as PeerList & { close?: () => Promise<void> };
+    if (typeof peers.close === 'function') await peers.close();
   }
 }

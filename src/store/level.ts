@@ -109,6 +109,17 @@ export interface LevelPeerStoreOptions {
  */
 export async function openLevelPeerStore(options: LevelPeerStoreOptions): Promise<PeerStore> {
   const path = resolve(options.path ?? DEFAULT_STORE_PATH);
+  // The README's snippet passes `process.env.P2PTLS_PASSPHRASE!`: an unset variable arrives here as
+  // undefined (or ''), which must read as a missing setting, not as a TypeError from deep inside.
+  if (options.encryption === undefined || options.encryption === null || options.encryption === '') {
+    throw fail(
+      'invalid_argument',
+      "openLevelPeerStore: no encryption given: pass a passphrase (is P2PTLS_PASSPHRASE set?) or { mode: 'unencrypted' }",
+    );
+  }
+  if (typeof options.encryption !== 'string' && typeof options.encryption !== 'object') {
+    throw fail('invalid_argument', 'openLevelPeerStore: encryption must be a passphrase string or an object');
+  }
   const encryption: StoreEncryption =
     typeof options.encryption === 'string'
       ? { mode: 'passphrase', passphrase: options.encryption }

@@ -45,9 +45,9 @@ process.once('exit', () => {
 });
 
 /** Starts `p2ptls args…` with piped stdin/stdout/stderr (the source is run, never a stale build). */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): CliProcess {
   const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, P2PTLS_CLI_SOURCE: '1', P2PTLS_PASSPHRASE: '', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCodes } from '../../src/cli/exit-codes.js';
 import { PublicIdentity } from '../../src/identity/identity.js';
-import { assertCleanFailure, cli, tempDir } from './_cli.js';
+import { assertCleanFailure, cli, startCli, tempDir } from './_cli.js';
 
 /** A loopback port where nothing listens (bound, then closed). */
 function deadPort(): Promise<number> {
@@ -107,7 +107,7 @@ describe('p2ptls CLI: errors and exit codes', () => {
     });
   });
 
-  it('unknown peers: 5 for connect, send and pairs remove; a malformed peerId is a usage error', async () => {
+  it('unknown peers: 5 for connect, send and pairs remove, also for a name that fits no paired peer', async () => {
     const file = join(root, 'f.txt');
     await writeFile(file, 'x');
     assertCleanFailure(
@@ -127,16 +127,18 @@ describe('p2ptls CLI: errors and exit codes', () => {
     );
     assertCleanFailure(
       await cli(['--data', data, 'connect', 'bob']),
-      ExitCodes.USAGE,
-      /"bob" is not a peerId/,
+      ExitCodes.UNKNOWN_PEER,
+      /"bob" names no paired peer.*at least 4 characters/,
     );
   });
 
-  it('a file that does not exist: 10', async () => {
+  it('a file that does not exist, an --out that is a file: 10', async () => {
+    const file = join(root, 'f.txt');
+    await writeFile(file, 'x');
     const r = await cli(['--data', data, 'send', STRANGER, join(root, 'missing.bin')]);
     assertCleanFailure(r, ExitCodes.FILE, /missing\.bin/);
-    const out = await cli(['--data', data, 'receive', '--out', join(root, 'no-such-dir')]);
-    assertCleanFailure(out, ExitCodes.FILE, /no-such-dir does not exist/);
+    const out = await cli(['--data', data, 'receive', '--out', file]);
+    assertCleanFailure(out, ExitCodes.FILE, /f\.txt is not a directory/);
   });
 
   it('no signaling server at the URL: 6, saying how to start one', async () => {
@@ -152,6 +154,16 @@ describe('p2ptls CLI: errors and exit codes', () => {
       ExitCodes.USAGE,
       /http\(s\) or ws\(s\)/,
     );
+  });
+
+  it('a reader that stops early (`p2ptls --help | head -1`) is no error', async () => {
+    const p = startCli(['--help']);
+    p.child.stdin.end();
+    // Our end of the pipe closes before the CLI writes: its writes meet EPIPE, as behind `head`.
+    p.child.stdout.destroy();
+    const r = await p.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /EPIPE|unexpected error/);
   });
 
   it('--json pairs parses (an empty list)', async () => {
