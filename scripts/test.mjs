@@ -139,6 +139,7 @@ if (networked) {
   }
 }
 const isolated = networked ? loopbackNamespace() : null;
+let notRun = [];
 if (networked && !isolated) {
   const browserFiles = [...files.filter((f) => needs(f).some((p) => p.pkg === 'chromium')), ...specs];
   const why =
@@ -157,6 +158,7 @@ if (networked && !isolated) {
     for (const f of browserFiles) console.warn(`[test]   ${f}`);
     files = files.filter((f) => !browserFiles.includes(f));
     specs = [];
+    notRun = browserFiles;
   }
   console.warn('[test] the other files run without loopback isolation');
 }
@@ -185,4 +187,8 @@ if (specs.length > 0) {
     'test',
     ...specs,
   ]);
+}
+if (notRun.length > 0) {
+  console.warn(`\n[test] ${notRun.length} file(s) NOT RUN for want of a network namespace (see the top):`);
+  for (const f of notRun) console.warn(`[test]   ${f}`);
 }
