@@ -11,6 +11,7 @@
 // and names what holds it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureApt } from './ensure-deps.mjs';
@@ -163,6 +164,13 @@ if (networked && !isolated) {
   console.warn('[test] the other files run without loopback isolation');
 }
 
+/**
+ * Test files run at once. Node's default is one less than the cores, so on a 2-core machine (CI, the
+ * reference machine) the files ran one after another although most of their time is spent waiting on
+ * processes, sockets and timeouts. P2PTLS_TEST_CONCURRENCY overrides it (1: one file at a time).
+ */
+const concurrency = Number(process.env.P2PTLS_TEST_CONCURRENCY) || Math.max(2, availableParallelism());
+
 /** Runs a command in the loopback-only namespace when there is one. */
 function runIsolated(title, cmd, cmdArgs) {
   if (isolated) run(`${title}, loopback only`, isolated[0], [...isolated[1], cmd, ...cmdArgs]);
@@ -178,6 +186,7 @@ if (files.length > 0) {
     '--test',
     '--test-reporter=spec',
     '--test-timeout=600000',
+    `--test-concurrency=${concurrency}`,
     ...files,
   ]);
 }
