@@ -57,7 +57,11 @@ export class InviteCard {
     this.render();
   }
 
-  /** A pairing request carried one of our invite tokens: the invite shown here is spent. */
+  /**
+   * A pairing request carried one of our invite tokens: the invite shown here is spent. (The host does not
+   * say which of our invites a request used; the card holds the latest, which is the one in use unless an
+   * earlier link was shared too.)
+   */
   used(by: string): void {
     if (this.state.kind !== 'open' && this.state.kind !== 'used') return;
     this.state = { kind: 'used', expires: this.state.expires, by, answer: 'pending' };

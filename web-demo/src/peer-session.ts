@@ -257,6 +257,8 @@ export class PeerSession {
       reconnecting: 'reconnecting…',
       closed: 'disconnected',
     };
+    // Without a connection no frame is live: the last one is not left on screen.
+    if (status !== 'connected') this.renderer.clear();
     this.statusEl.className = `status ${status}`;
     this.statusEl.textContent = detail ? `${words[status]} — ${detail}` : words[status];
     this.connectButton.textContent = status === 'idle' || status === 'closed' ? 'Connect' : 'Disconnect';
