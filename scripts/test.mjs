@@ -121,10 +121,24 @@ if (full) {
 
 // Only what the selected files start is installed, now, while the network is reachable: the tests
 // themselves run without it (below). Playwright specs always drive Chromium.
+/** Debian package → the selected files that need it. */
 const wanted = new Map();
-for (const f of files) for (const p of needs(f)) wanted.set(p.pkg, p);
-if (specs.length > 0) wanted.set('chromium', PACKAGES[0]);
-for (const p of wanted.values()) ensureApt(p.binary, p.pkg);
+for (const f of [...files, ...specs]) {
+  for (const p of f.endsWith('.spec.ts') ? [PACKAGES[0]] : needs(f)) {
+    wanted.set(p.pkg, { ...p, files: [...(wanted.get(p.pkg)?.files ?? []), f] });
+  }
+}
+for (const p of wanted.values()) {
+  try {
+    ensureApt(p.binary, p.pkg);
+  } catch (err) {
+    console.error(
+      `[test] ${p.binary} is missing and \`apt-get install ${p.pkg}\` failed (${err instanceof Error ? err.message : err}).\n` +
+        `[test] Install it (as root), or leave out the files that need it:\n${p.files.map((f) => `[test]   ${f}`).join('\n')}`,
+    );
+    process.exit(1);
+  }
+}
 
 // Tests only ever touch loopback: they run in a namespace whose only interface is `lo` (scripts/netns.mjs).
 // Chromium is the reason it is required: it gathers every interface it sees and pairs its own non-loopback
