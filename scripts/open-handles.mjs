@@ -46,19 +46,30 @@ function describe(handle) {
   try {
     if (typeof handle.spawnargs === 'object')
       return `${type} pid ${handle.pid}: ${handle.spawnargs.join(' ')}`;
-    if (typeof handle.listening === 'boolean' && typeof handle.address === 'function') {
-      const a = handle.address();
-      return `${type} listening on ${typeof a === 'string' ? a : `${a?.address}:${a?.port}`}`;
-    }
     if (handle.remotePort !== undefined) {
       return `${type} ${handle.localAddress}:${handle.localPort} → ${handle.remoteAddress}:${handle.remotePort}`;
     }
-    if (handle.localPort !== undefined) return `${type} on port ${handle.localPort}`;
+    // A listening server, or a UDP socket.
+    if (typeof handle.address === 'function') {
+      const a = handle.address();
+      if (a) return `${type} on ${typeof a === 'string' ? a : `${a.address}:${a.port}`}`;
+    }
   } catch {
     // A half-torn-down handle: its type is all there is to say.
   }
   return type;
 }
+
+/** Resource types that {@link describe} already covers through their handles. */
+const DESCRIBED = [
+  'PipeWrap',
+  'TTYWrap',
+  'TCPWrap',
+  'TCPSocketWrap',
+  'TCPServerWrap',
+  'UDPWrap',
+  'ProcessWrap',
+];
 
 after(() => {
   setTimeout(() => {
@@ -66,11 +77,7 @@ after(() => {
     // process._getActiveHandles is undocumented but the only way to say *which* socket or process it is;
     // getActiveResourcesInfo (documented) adds what it cannot see, such as timers.
     const handles = process._getActiveHandles().filter((h) => !stdio.has(h));
-    const other = process
-      .getActiveResourcesInfo()
-      .filter(
-        (r) => !['PipeWrap', 'TTYWrap', 'TCPWrap', 'TCPServerWrap', 'ProcessWrap', 'Timeout'].includes(r),
-      );
+    const other = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout' && !DESCRIBED.includes(r));
     const timers = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const lines = handles.map(describe);
     const origins = timerOrigins();
