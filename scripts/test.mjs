@@ -94,6 +94,10 @@ function needs(file) {
 
 const args = process.argv.slice(2);
 const unit = args.includes('--unit');
+for (const a of args.filter((x) => x.startsWith('--') && x !== '--unit')) {
+  console.error(`[test] unknown option ${a} (known: --unit, or test files)`);
+  process.exit(2);
+}
 const only = args.filter((a) => !a.startsWith('--'));
 const full = !unit && only.length === 0;
 const expand = (p) =>
