@@ -28,7 +28,7 @@ function runInLoopbackNamespace(
       '--net',
       'sh',
       '-c',
-      'ip link set lo up && exec "$0" --import tsx --test --test-reporter=spec --test-force-exit --test-timeout=240000 "$1"',
+      'ip link set lo up && exec "$0" --import tsx --import ./scripts/open-handles.mjs --test --test-reporter=spec --test-timeout=240000 "$1"',
       process.execPath,
       file,
     ],

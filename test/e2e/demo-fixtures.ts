@@ -1,6 +1,8 @@
 /**
  * Fixtures of the web-demo specs: the real `npm start` process (signaling server + web demo on a free
- * loopback port, one per worker), and helpers that drive the demo page as a user would.
+ * loopback port, one per worker), and helpers that drive the demo page as a user would. Every page of
+ * every peer is watched: a console error or an uncaught exception on any of them fails the test, since a
+ * user with the developer tools open would see it too.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +10,9 @@ import { type BrowserContext, test as base, expect, type Page } from '@playwrigh
 import { startDemoProcess } from '../helpers/processes.js';
 
 export { expect };
+
+/** A peerId as the demo shortens it. */
+export const short = (peerId: string) => `${peerId.slice(0, 8)}…`;
 
 export const test = base.extend<
   { newPeer: (name: string) => Promise<DemoPeer> },
@@ -25,18 +30,33 @@ export const test = base.extend<
   /** A peer in its own browser context (own IndexedDB): a second browser, as far as the demo can tell. */
   newPeer: async ({ browser, demo }, use) => {
     const contexts: BrowserContext[] = [];
+    const errors: string[] = [];
     await use(async (name) => {
       const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
       contexts.push(context);
+      watchConsole(context, name, errors);
       const page = await context.newPage();
-      page.on('pageerror', (err) => console.error(`[${name} page error]`, err));
       const peer = new DemoPeer(name, page, demo.origin);
       await peer.open();
       return peer;
     });
+    // Checked before the contexts close: what a closing page logs is not the user's concern.
+    const seen = [...errors];
     for (const c of contexts) await c.close();
+    expect(seen, 'console errors or uncaught exceptions on the demo pages').toEqual([]);
   },
 });
+
+/**
+ * Collects into `errors` every console error (a failed request such as a 404 included) and every uncaught
+ * exception of every page of `context`, tabs opened later included.
+ */
+export function watchConsole(context: BrowserContext, name: string, errors: string[]): void {
+  context.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`${name}: console error: ${m.text()} (${m.location().url})`);
+  });
+  context.on('weberror', (e) => errors.push(`${name}: uncaught: ${e.error().stack ?? e.error()}`));
+}
 
 /** Where {@link DemoPeer.screenshot} writes: the test's output dir, or P2PTLS_SCREENSHOTS (docs). */
 function screenshotDir(): string {
@@ -117,7 +137,7 @@ export class DemoPeer {
     await session.getByTestId('chat-send').click();
   }
 
-  /** An error (toast and event log) matching `text`. */
+  /** An entry of the Events list (time, then message) matching `text`. */
   async expectEvent(text: RegExp): Promise<void> {
     await expect(this.page.getByTestId('events').locator('li', { hasText: text }).first()).toBeVisible();
   }

@@ -1,6 +1,6 @@
 // What must survive a reload (identity, pairs, the connection) and what must not be stored at all (a
 // pairing the user rejected), between two browsers.
-import { expect, test } from './demo-fixtures.js';
+import { expect, short, test } from './demo-fixtures.js';
 
 test('reload: identity and pairs survive in IndexedDB and the connection comes back', async ({ newPeer }) => {
   const alice = await newPeer('alice');
@@ -41,6 +41,12 @@ test('a pairing request the user rejects leaves nothing stored on either side', 
   await expect(bob.page.getByTestId('pairing-state')).toHaveText(
     /Pairing failed: the other side rejected the pairing request \(pairing_rejected\)/,
   );
+  // Both sides log the rejection in their Events list.
+  await bob.expectEvent(
+    new RegExp(`Pairing with ${short(alice.peerId)} failed: the other side rejected the pairing request`),
+  );
+  await alice.expectEvent(new RegExp(`Rejected the pairing request from ${short(bob.peerId)}$`));
+  await expect(alice.page.getByTestId('invite-status')).toHaveText(/\(you rejected it\)/);
   await bob.screenshot('10-pairing-rejected');
   for (const peer of [alice, bob]) {
     await expect(peer.page.locator('[data-testid="peer-item"]')).toHaveCount(0);

@@ -13,6 +13,11 @@ test('an invite opened in another tab of the same browser pairs through a second
   await expect(tab.getByTestId('boot-stage')).toHaveText(
     'This browser already runs your peer in another tab.',
   );
+  // Only the notice: no app behind it that looks live (a signaling badge, an invite button).
+  await expect(tab.getByTestId('another-profile')).toBeVisible();
+  await expect(tab.getByTestId('invite-create')).toBeHidden();
+  await expect(tab.getByTestId('signaling-state')).toBeHidden();
+  await expect(tab.locator('#app')).toBeHidden();
   await tab.getByTestId('another-profile').click();
   await expect(tab).toHaveURL(/profile=peer-/);
   const dialog = tab.getByTestId('invite-dialog');

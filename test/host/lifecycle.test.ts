@@ -204,6 +204,9 @@ describe('connection lifecycle over an in-memory link', () => {
     }
     await Promise.all(sends);
     assert.equal(settled.length, total);
+    // Closed, or their heartbeats would hold the test process open.
+    await a.close();
+    await b.closed;
   });
 
   it('forged datagrams do not keep a silent peer alive: the heartbeat still times out', async () => {

@@ -67,6 +67,8 @@ export class CameraCapture {
 /** Draws received frames on a canvas; a frame that arrives while the previous one decodes replaces it. */
 export class FrameRenderer {
   private decoding = false;
+  /** Bumped by {@link clear}: a decode that started before it is not drawn. */
+  private generation = 0;
   private pending: Frame | undefined;
   shown = 0;
   decodeErrors = 0;
@@ -80,16 +82,30 @@ export class FrameRenderer {
     if (!this.decoding) void this.drain();
   }
 
+  /** Blanks the canvas; a frame still being decoded is not drawn. */
+  clear(): void {
+    this.pending = undefined;
+    this.generation++;
+    this.canvas.getContext('2d')?.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    this.canvas.dataset.frame = 'none';
+  }
+
   private async drain(): Promise<void> {
     this.decoding = true;
     while (this.pending) {
       const frame = this.pending;
       this.pending = undefined;
+      const generation = this.generation;
       try {
         const bitmap = await createImageBitmap(new Blob([frame.data as Uint8Array<ArrayBuffer>]));
+        if (generation !== this.generation) {
+          bitmap.close();
+          continue;
+        }
         const ctx = this.canvas.getContext('2d');
         ctx?.drawImage(bitmap, 0, 0, this.canvas.width, this.canvas.height);
         bitmap.close();
+        this.canvas.dataset.frame = String(frame.id);
         this.shown++;
         this.lastLatencyMs = performance.timeOrigin + performance.now() - frame.captureMs;
       } catch {

@@ -6,7 +6,6 @@
  * `?profile=<name>` keeps a separate identity and peer list per name, so two tabs of one browser can be
  * two peers.
  */
-import QRCode from 'qrcode';
 import {
   type Host,
   type IndexedDbPeerStore,
@@ -17,6 +16,7 @@ import {
   startBrowserHost,
 } from '../../src/browser.js';
 import { DemoConfigSchema } from './config.js';
+import { INVITE_TTL_MS, InviteCard } from './invite-card.js';
 import { PeerSession } from './peer-session.js';
 import { $, ask, explain, h, notify, short } from './ui.js';
 
@@ -35,6 +35,7 @@ interface PeerView {
 let host: Host;
 let store: IndexedDbPeerStore;
 let signaling: SignalingClient;
+let inviteCard: InviteCard;
 const peers = new Map<string, PeerView>();
 let selected: string | undefined;
 
@@ -116,6 +117,7 @@ async function boot(): Promise<void> {
     notify(`Created a new identity in ${((performance.now() - started) / 1000).toFixed(1)} s`, 'ok');
   }
   stage.textContent = 'Connecting to the signaling server…';
+  setSignalingState('connecting');
   signaling = new SignalingClient({ url: location.origin, identity });
   signaling.on('authenticated', () => setSignalingState('online'));
   signaling.on('disconnected', () => setSignalingState('offline'));
@@ -128,14 +130,22 @@ async function boot(): Promise<void> {
   });
   signaling.on('rejected', ({ error }) => notify(`Dropped a relayed message: ${explain(error)}`, 'error'));
   host = await startBrowserHost({ identity, peers: store, signaling, iceServers: await loadIceServers() });
-  host.on('paired', () => void refreshPeers().then(refreshPresence));
+  // Both sides of a pairing get this event, whoever used the invite.
+  host.on('paired', ({ publicIdentity }) => {
+    notify(`Paired with ${short(publicIdentity.peerId)}`, 'ok');
+    void refreshPeers().then(refreshPresence);
+  });
   // The page asks about every request (the dialog says when it carries none of our invites).
   host.onPairingRequest(approvePairing, { uninvited: true });
   setSignalingState('online');
 
   $('#my-peer-id').textContent = identity.peerId;
   $('#store-state').textContent = `IndexedDB, encrypted at rest${store.persisted ? ', persistent' : ''}`;
-  $('#invite-create').addEventListener('click', () => void showInvite());
+  inviteCard = new InviteCard($('#invite'));
+  $('#invite-create').addEventListener(
+    'click',
+    () => void inviteCard.show(host.createInvite({ url: location.origin, ttlMs: INVITE_TTL_MS })),
+  );
   $('#boot').hidden = true;
   $('#app').hidden = false;
 
@@ -171,43 +181,20 @@ async function loadIceServers(): Promise<RTCIceServer[]> {
   }
 }
 
-function setSignalingState(state: 'online' | 'offline'): void {
+function setSignalingState(state: 'connecting' | 'online' | 'offline'): void {
   const el = $('#signaling-state');
+  el.hidden = false;
   el.className = `badge ${state}`;
-  el.textContent = state === 'online' ? 'signaling: connected' : 'signaling: offline';
-}
-
-async function showInvite(): Promise<void> {
-  const invite = host.createInvite({ url: location.origin });
-  const link = `${location.origin}/?invite=${encodeURIComponent(invite)}`;
-  const out = $('#invite');
-  const canvas = h('canvas', { 'aria-label': 'Invite QR code' });
-  await QRCode.toCanvas(canvas, link, { margin: 1, width: 200 });
-  const copy = h('button', {}, 'Copy link');
-  copy.addEventListener('click', () => {
-    void navigator.clipboard?.writeText(link).then(
-      () => notify('Invite link copied', 'ok'),
-      () => notify('Copy failed; select the link instead', 'error'),
-    );
-  });
-  out.replaceChildren(
-    h(
-      'p',
-      { class: 'hint' },
-      'Open this link on the other device or in another browser. It works once, for 24 hours.',
-    ),
-    h(
-      'a',
-      { href: link, class: 'invite-link', 'data-testid': 'invite-link', target: '_blank', rel: 'noopener' },
-      link,
-    ),
-    h('div', { class: 'row' }, copy),
-    canvas,
-  );
+  el.textContent = {
+    connecting: 'signaling: connecting…',
+    online: 'signaling: connected',
+    offline: 'signaling: offline',
+  }[state];
 }
 
 async function approvePairing(request: PairingRequestInfo): Promise<boolean> {
   const peerId = request.peer.peerId;
+  if (request.invited) inviteCard.used(peerId);
   const body = h(
     'div',
     {},
@@ -235,10 +222,9 @@ async function approvePairing(request: PairingRequestInfo): Promise<boolean> {
     ],
     { testId: 'pairing-dialog', dismiss: 'reject' },
   );
-  notify(
-    answer === 'approve' ? `Paired with ${short(peerId)}` : `Rejected pairing request from ${short(peerId)}`,
-    answer === 'approve' ? 'ok' : 'info',
-  );
+  if (request.invited) inviteCard.answered(peerId, answer === 'approve');
+  // An approval is logged by the `paired` event, as on the requesting side.
+  if (answer === 'reject') notify(`Rejected the pairing request from ${short(peerId)}`);
   return answer === 'approve';
 }
 
@@ -278,11 +264,12 @@ async function pairWith(invite: string): Promise<void> {
   try {
     const result = await host.pair(invite, { timeoutMs: 120_000 });
     banner.className = 'banner ok';
-    banner.textContent = `Paired with ${short(result.publicIdentity.peerId)}.`;
+    banner.textContent = `Paired with ${short(result.publicIdentity.peerId)}`;
   } catch (err) {
     banner.className = 'banner error';
     banner.setAttribute('role', 'alert');
     banner.textContent = `Pairing failed: ${explain(err)}`;
+    notify(`Pairing with ${short(target)} failed: ${explain(err)}`, 'error');
   }
 }
 
@@ -430,7 +417,6 @@ async function acceptIncoming(): Promise<void> {
         const session = sessionFor(peerId);
         session.attach(conn);
         if (!selected) select(peerId);
-        notify(`${short(peerId)} connected`, 'ok');
       },
       (err: unknown) => notify(`Refused a connection from ${short(peerId)}: ${explain(err)}`, 'error'),
     );

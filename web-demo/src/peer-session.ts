@@ -83,7 +83,11 @@ export class PeerSession {
   private camera: CameraCapture | undefined;
   private splitter: FrameSplitter | undefined;
   private framesSent = 0;
-  private peerVideoOn = false;
+  /**
+   * What the peer last said about its camera: `unknown` until it says (a peer that never sends the control
+   * message, such as a Node worker, still has its frames shown), `off` drops frames still in flight.
+   */
+  private peerVideo: 'unknown' | 'on' | 'off' = 'unknown';
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   private last = { at: performance.now(), frames: 0, bytesReceived: 0, framesSent: 0 };
 
@@ -181,7 +185,7 @@ export class PeerSession {
 
   /** Video runs in either direction on this connection. */
   private get videoLive(): boolean {
-    return this.peerVideoOn || this.camera?.running === true;
+    return this.peerVideo === 'on' || this.camera?.running === true;
   }
 
   /** Follows a {@link ReconnectingConnection} we dialed: each new connection is attached as it comes. */
@@ -204,8 +208,7 @@ export class PeerSession {
   attach(conn: Connection): void {
     this.connection = conn;
     // A new connection: the peer says again whether its camera runs.
-    this.peerVideoOn = false;
-    this.videoNote.textContent = "The peer's camera is off";
+    this.setPeerVideo('unknown');
     this.splitter = new FrameSplitter(Math.min(VIDEO_DATAGRAM_BYTES, conn.datagrams.maxSize));
     conn.on('message', (m) => void this.onMessage(m));
     conn.datagrams.on('datagram', (d) => this.onDatagram(d.data));
@@ -216,6 +219,7 @@ export class PeerSession {
       if (info.error) notify(`Connection to ${short(this.peerId)} closed: ${explain(info.error)}`, 'error');
     });
     this.setStatus('connected');
+    notify(`Connected to ${short(this.peerId)}`, 'ok');
     if (this.camera?.running) void this.sendControl({ type: 'video', on: true });
     clearInterval(this.statsTimer);
     this.statsTimer = setInterval(() => void this.updateStats(), 1000);
@@ -253,6 +257,8 @@ export class PeerSession {
       reconnecting: 'reconnecting…',
       closed: 'disconnected',
     };
+    // Without a connection no frame is live: the last one is not left on screen.
+    if (status !== 'connected') this.renderer.clear();
     this.statusEl.className = `status ${status}`;
     this.statusEl.textContent = detail ? `${words[status]} — ${detail}` : words[status];
     this.connectButton.textContent = status === 'idle' || status === 'closed' ? 'Connect' : 'Disconnect';
@@ -387,8 +393,7 @@ export class PeerSession {
         this.addChat('peer', message.text);
         return;
       case 'video':
-        this.peerVideoOn = message.on;
-        this.videoNote.textContent = message.on ? "Live: the peer's camera" : "The peer's camera is off";
+        this.setPeerVideo(message.on ? 'on' : 'off');
         return;
       case 'file-offer':
         this.onFileOffer(message);
@@ -466,8 +471,15 @@ export class PeerSession {
     void this.sendControl({ type: 'file-result', id, ok: false, reason: explain(err) }).catch(() => {});
   }
 
+  private setPeerVideo(state: 'unknown' | 'on' | 'off'): void {
+    this.peerVideo = state;
+    this.videoNote.textContent = state === 'on' ? "Live: the peer's camera" : "The peer's camera is off";
+    // Its last frame must not stay on screen as if it were live.
+    if (state !== 'on') this.renderer.clear();
+  }
+
   private onDatagram(data: Uint8Array): void {
-    if (data[0] !== VIDEO_MAGIC) return;
+    if (data[0] !== VIDEO_MAGIC || this.peerVideo === 'off') return;
     try {
       const frame = this.assembler.accept(data);
       if (frame) this.renderer.show(frame);
