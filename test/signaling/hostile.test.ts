@@ -17,7 +17,6 @@ import {
   next,
   rawAuthed,
   rawConnect,
-  sleep,
 } from './_util.js';
 
 describe('hostile input battery (real server process)', () => {
