@@ -136,54 +136,91 @@ export class Counts {
 
 interface RecipientWindow {
   start: number;
+  /** Signals from strangers (see below) delivered in the current window. */
+  strangers: number;
   total: number;
-  /** Signals each sender delivered to this recipient in the current window. */
+  /** Signals each stranger delivered to this recipient in the current window (0: it only tried). */
   senders: Map<string, number>;
-  /** How many senders were active in the previous window (the fair share's divisor early in a window). */
+  /** How many strangers tried in the previous window (the fair share's divisor early in a window). */
   previousSenders: number;
+  /** Peers this recipient itself signalled, and when last: its conversations. */
+  partners: Map<string, number>;
 }
+
+/** How long a peer that was signalled counts as a conversation partner of the one that signalled it. */
+const PARTNER_MS = 30_000;
 
 /**
  * How many signals one recipient is delivered per second, shared fairly among whoever sends to it
  * (issue 17, point 2: 40 connections, each within its own budget, delivered 3,875 signals/s to one
  * peer, and its client, verifying ~150/s, fell hopelessly behind). In each one-second window a
- * recipient takes at most `rate` signals, and each sender at most `rate / n` of them, n being the number
- * of senders active in this or the last window. So 40 flooders get 40/41 of the budget between them
- * and a legitimate sender still gets its 1/41, instead of whatever the flooders left over.
+ * recipient takes at most `rate` signals.
+ *
+ * Senders it is in a conversation with (it signalled them in the last 30 s: a dial in progress, an
+ * answer to its offer) are limited by that total only. Everyone else, a stranger, shares 3/4 of it
+ * fairly: each at most `3/4 · rate / n`, n being the number of strangers active in this or the last
+ * window. So 40 flooders cannot take more than 3/4 of the budget between them, a conversation in
+ * progress keeps the rest, and a new legitimate dialer still gets its 1/41 of the strangers' part.
  */
 export class RecipientBudget {
   private readonly windows = new Map<string, RecipientWindow>();
+  private readonly strangerRate: number;
 
-  constructor(private readonly rate: number) {}
+  constructor(private readonly rate: number) {
+    this.strangerRate = Math.max(1, Math.floor((rate * 3) / 4));
+  }
 
   take(recipient: string, sender: string, now: number): boolean {
     if (this.rate <= 0) return true;
-    let w = this.windows.get(recipient);
-    if (!w) {
-      w = { start: now, total: 0, senders: new Map(), previousSenders: 0 };
-      this.windows.set(recipient, w);
-    } else if (now - w.start >= 1000) {
-      // Only a window that just ended tells who is active now; an older one is history.
-      w.previousSenders = now - w.start < 2000 ? w.senders.size : 0;
-      w.start = now;
-      w.total = 0;
-      w.senders.clear();
+    const w = this.window(recipient, now);
+    const talked = w.partners.get(sender);
+    if (talked !== undefined && now - talked < PARTNER_MS) {
+      if (w.total >= this.rate) return false;
+      this.accept(w, recipient, sender, now);
+      return true;
     }
-    if (w.total >= this.rate) return false;
+    // A refused stranger still counts as active: the share is split among all who try.
     const sent = w.senders.get(sender) ?? 0;
-    const active = Math.max(w.previousSenders, w.senders.size + (sent === 0 ? 1 : 0));
-    if (sent >= Math.max(1, Math.floor(this.rate / active))) return false;
+    if (sent === 0) w.senders.set(sender, 0);
+    const share = Math.max(1, Math.floor(this.strangerRate / Math.max(w.previousSenders, w.senders.size)));
+    if (w.total >= this.rate || w.strangers >= this.strangerRate || sent >= share) return false;
     w.senders.set(sender, sent + 1);
-    w.total++;
+    w.strangers++;
+    this.accept(w, recipient, sender, now);
     return true;
   }
 
-  /** Forgets recipients nobody signalled for two windows. Call every few seconds. */
+  /** Forgets recipients nobody signalled, and who signalled nobody, for a while. Call every few seconds. */
   sweep(now: number): void {
-    for (const [recipient, w] of this.windows) if (now - w.start >= 2000) this.windows.delete(recipient);
+    for (const [recipient, w] of this.windows) {
+      for (const [peer, at] of w.partners) if (now - at >= PARTNER_MS) w.partners.delete(peer);
+      if (now - w.start >= 2000 && w.partners.size === 0) this.windows.delete(recipient);
+    }
   }
 
   get size(): number {
     return this.windows.size;
+  }
+
+  private accept(w: RecipientWindow, recipient: string, sender: string, now: number): void {
+    w.total++;
+    // The sender now talks to this recipient: its answers come back as a conversation.
+    this.window(sender, now).partners.set(recipient, now);
+  }
+
+  private window(peer: string, now: number): RecipientWindow {
+    let w = this.windows.get(peer);
+    if (!w) {
+      w = { start: now, strangers: 0, total: 0, senders: new Map(), previousSenders: 0, partners: new Map() };
+      this.windows.set(peer, w);
+    } else if (now - w.start >= 1000) {
+      // Only a window that just ended tells who is active now; an older one is history.
+      w.previousSenders = now - w.start < 2000 ? w.senders.size : 0;
+      w.start = now;
+      w.strangers = 0;
+      w.total = 0;
+      w.senders.clear();
+    }
+    return w;
   }
 }

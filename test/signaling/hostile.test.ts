@@ -8,16 +8,7 @@ import { Identity } from '../../src/identity/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { createSignedSignal } from '../../src/signaling/wire.js';
 import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
-import {
-  ask,
-  disconnected,
-  errorCode,
-  httpGet,
-  metricValue,
-  next,
-  rawAuthed,
-  rawConnect,
-} from './_util.js';
+import { ask, disconnected, errorCode, httpGet, metricValue, next, rawAuthed, rawConnect } from './_util.js';
 
 describe('hostile input battery (real server process)', () => {
   let server: SignalingProcess;
