@@ -28,6 +28,7 @@ import {
   type ServerEvent,
   type ServerEventName,
   SIGNALING_VERSION,
+  type SignedSignal,
 } from '../src/signaling/messages.js';
 import { authSignedBytes, signalingOrigin } from '../src/signaling/wire.js';
 import { fromBase64Url, toBase64Url } from '../src/util/bytes.js';
@@ -35,6 +36,7 @@ import { type Directory, MemoryDirectory, RedisDirectory } from './directory.js'
 import { Counts, EventBudget, KeyedBuckets, RecipientBudget, TokenBucket, type Verdict } from './limits.js';
 import { SignalingMetrics } from './metrics.js';
 import { RoomChanges } from './rooms.js';
+import { isSignalRequest } from './signal-check.js';
 import { serveStatic } from './static.js';
 
 /** Abuse limits. A value of 0 disables that limit (e.g. for a benchmark from one address). */
@@ -376,25 +378,8 @@ export async function startSignalingServer(
     },
 
     signal: async (conn, req) => {
-      const me = conn.peerId!;
-      const to = req.env.to;
-      if (req.env.from !== me) throw fail('peer_id_mismatch', 'env.from must be your own peerId');
-      if (to === me) throw fail('invalid_argument', 'cannot signal yourself');
-      const local = io.of('/').adapter.rooms.get(peerRoom(to));
-      if (!local?.size && !(await directory.isOnline(to))) {
-        throw fail('peer_offline', 'the recipient is not connected');
-      }
-      if (!recipients.take(to, me, Date.now())) {
-        throw fail(
-          'recipient_busy',
-          `the recipient takes at most ${limits.recipientSignalsPerSecond} signals/s`,
-        );
-      }
-      if (local && recipientBacklogged(local)) {
-        throw fail('recipient_busy', 'the recipient is not reading its signals');
-      }
-      io.to(peerRoom(to)).emit('signal', { from: me, env: req.env });
-      metrics.relayedSignals.inc();
+      const refusal = await relaySignal(conn, req.env);
+      if (refusal) throw refusal;
       return EMPTY;
     },
 
@@ -445,6 +430,54 @@ export async function startSignalingServer(
 
     'room:members': async (_conn, req) => ({ members: await membersOf(roomKey(req.room)) }),
   };
+
+  // The signal path's refusals, made once: a refused signal must not cost a stack trace each.
+  const refusals = {
+    notFromYou: fail('peer_id_mismatch', 'env.from must be your own peerId'),
+    toYourself: fail('invalid_argument', 'cannot signal yourself'),
+    offline: fail('peer_offline', 'the recipient is not connected'),
+    overBudget: fail(
+      'recipient_busy',
+      `the recipient takes at most ${limits.recipientSignalsPerSecond} signals/s`,
+    ),
+    notReading: fail('recipient_busy', 'the recipient is not reading its signals'),
+  };
+
+  /**
+   * Relays a signal and resolves with undefined, or with why not. Synchronous when the recipient is
+   * connected to this process (the common case: no promise, no microtask); asks the directory otherwise.
+   */
+  function relaySignal(
+    conn: Conn,
+    env: SignedSignal,
+  ): P2PTLSError | undefined | Promise<P2PTLSError | undefined> {
+    const me = conn.peerId!;
+    if (env.from !== me) return refusals.notFromYou;
+    if (env.to === me) return refusals.toYourself;
+    const local = io.of('/').adapter.rooms.get(peerRoom(env.to));
+    if (local?.size) return deliverSignal(me, env, local);
+    return directory
+      .isOnline(env.to)
+      .then((online) => (online ? deliverSignal(me, env, undefined) : refusals.offline));
+  }
+
+  function deliverSignal(me: string, env: SignedSignal, local: ReadonlySet<string> | undefined) {
+    if (!recipients.take(env.to, me, Date.now())) return refusals.overBudget;
+    if (local && recipientBacklogged(local)) return refusals.notReading;
+    io.to(peerRoom(env.to)).emit('signal', { from: me, env });
+    metrics.relayedSignals.inc();
+    return undefined;
+  }
+
+  /** Acknowledges a request: `ok`, or the refusal. */
+  function answer(ack: ((answer: unknown) => void) | undefined, refusal: P2PTLSError | undefined): void {
+    if (refusal === undefined) {
+      ack?.(OK_ACK);
+      return;
+    }
+    metrics.rejected.inc({ reason: refusal.code });
+    ack?.(errorAck(refusal));
+  }
 
   /** Churn caps of point 4: the connection's own, then the room's (every member's events pay for it). */
   function chargeRoomChange(conn: Conn, room: string): void {
@@ -546,6 +579,20 @@ export async function startSignalingServer(
     // A connection that asks without reading the answers fills our memory with them.
     if (limits.maxPendingPackets > 0 && pendingPackets(conn.socket) > limits.maxPendingPackets) {
       drop(conn, 'slow_consumer');
+      return;
+    }
+    // The relay's hot path: a well-formed signal skips zod and, to a local recipient, every promise.
+    if (event === 'signal' && args.length === 1 && isSignalRequest(args[0])) {
+      const result = relaySignal(conn, args[0].env);
+      if (result instanceof Promise) {
+        result.then(
+          (refusal) => answer(ack, refusal),
+          (err: unknown) => {
+            log.error({ err }, 'signal relay failed');
+            answer(ack, fail('server_error', 'the server could not handle this request'));
+          },
+        );
+      } else answer(ack, result);
       return;
     }
     void handle(conn, event, args, ack);
