@@ -183,7 +183,9 @@ export async function loadIdentities(n: number): Promise<BenchIdentity[]> {
 
 export function spawnServer(args: string[]): Promise<{ url: string; child: ChildProcess }> {
   // BENCH_CPU_PROF=DIR: each server writes a V8 CPU profile there when it exits (open in Chrome DevTools).
-  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const prof = process.env.BENCH_CPU_PROF
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+    : [];
   const child = spawn(process.execPath, [...prof, '--import', 'tsx', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
