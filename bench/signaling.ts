@@ -1,5 +1,5 @@
 /**
- * Signaling benchmark: `npm run bench:signaling -- [--clients N] [--messages M (default 5)]`;
+ * Signaling benchmark: `npm run bench:signaling -- [--clients N] [--messages M (default 5)] [--runs R]`;
  * N defaults to 10,000 when that many identities are cached, else 1,000.
  *
  * Runs, in one invocation and under the same load, (1) the p2ptls signaling server
@@ -15,120 +15,39 @@
  * Both relays carry the same pre-signed p2ptls envelopes (~1 KB), so the comparison isolates the server
  * path; the client-side cost of signing and verifying is printed separately ("client crypto").
  *
- * Identities: RSA key generation is slow (~150–300 ms per key on this 2-core machine), so the N unique
- * signing keys are made with node:crypto in the libuv pool and cached in .tmp/bench-identities.jsonl
- * (grown on demand, reused across runs; 10,000 took ~28 min once). All bench identities share ONE
+ * With `--runs R`, both relays are measured R times, alternately, and every figure is the median with
+ * (min–max); the ratios line gives the medians of the per-run ratios (ours ÷ bare).
+ *
+ * Identities: see bench/signaling-clients.ts (valid RSA-2048 identities built from a cached pool of
+ * primes: 1,000 in ~12 s and 10,000 in about a minute on this 2-core machine, against ~28 min for
+ * generating keys one by one; cached in .tmp/bench-identities.jsonl). All bench identities share ONE
  * RSA-OAEP key (each still has its own binding signature): the server only checks the binding and never
  * uses the OAEP key, so this does not change what is measured.
+ *
+ * `--attacks` runs the other variant, bench/signaling-attacks.ts: a legitimate pair's relay latency
+ * under each attack of issue 17, beside the unloaded figure. `BENCH_CPU_PROF=DIR` makes every server
+ * process write a V8 CPU profile there.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  createPrivateKey,
-  generateKeyPair,
-  type KeyObject,
-  constants as nodeCrypto,
-  sign as nodeSign,
-} from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { Server } from 'socket.io';
 import { io, type Socket } from 'socket.io-client';
-import { Identity, PublicIdentity, type PublicIdentityJson, peerIdOf } from '../src/identity/index.js';
+import { Identity } from '../src/identity/index.js';
 import type { SignedSignal } from '../src/signaling/messages.js';
-import { authSignedBytes, randomNonce, signalingOrigin, signalSignedBytes } from '../src/signaling/wire.js';
-import { concat, fromBase64Url, toBase64Url, utf8 } from '../src/util/bytes.js';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CACHE = join(ROOT, '.tmp', 'bench-identities.jsonl');
-const genKeyPair = promisify(generateKeyPair);
-
-// Same string as the private BINDING_CONTEXT of src/identity/identity.ts. If they ever differ,
-// PublicIdentity.fromKeys below rejects the first cached identity loudly.
-const BINDING_CONTEXT = utf8('p2ptls/1 encryption key binding\0');
-
-interface BenchIdentity {
-  peerId: string;
-  pub: PublicIdentityJson;
-  key: KeyObject;
-}
-
-interface CachedLine {
-  pub: PublicIdentityJson;
-  pkcs8: string;
-}
-
-function pssSign(key: KeyObject, data: Uint8Array): Promise<Uint8Array> {
-  return new Promise((resolve, reject) =>
-    nodeSign(
-      'sha256',
-      data,
-      { key, padding: nodeCrypto.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
-      (err, sig) => (err ? reject(err) : resolve(new Uint8Array(sig))),
-    ),
-  );
-}
-
-/** Loads `n` cached identities, generating (in parallel, in the libuv pool) and appending the missing ones. */
-async function loadIdentities(n: number): Promise<BenchIdentity[]> {
-  mkdirSync(dirname(CACHE), { recursive: true });
-  const lines: CachedLine[] = existsSync(CACHE)
-    ? readFileSync(CACHE, 'utf8')
-        .split('\n')
-        .flatMap((l) => {
-          // A run interrupted mid-write leaves a partial last line: skip it.
-          try {
-            return [JSON.parse(l) as CachedLine];
-          } catch {
-            return [];
-          }
-        })
-    : [];
-  if (lines.length < n) {
-    const missing = n - lines.length;
-    console.error(`generating ${missing} RSA-2048 identities (cached in ${CACHE}) ...`);
-    const t0 = performance.now();
-    // The shared OAEP key: taken from the cache when there is one, so every line agrees.
-    let encSpki: Uint8Array;
-    if (lines.length > 0) encSpki = fromBase64Url(lines[0]!.pub.encryptionKey);
-    else {
-      const enc = await genKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 });
-      encSpki = new Uint8Array(enc.publicKey.export({ type: 'spki', format: 'der' }));
-    }
-    let done = 0;
-    const worker = async () => {
-      while (done < missing) {
-        done++;
-        const kp = await genKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 });
-        const spki = new Uint8Array(kp.publicKey.export({ type: 'spki', format: 'der' }));
-        const binding = await pssSign(kp.privateKey, concat(BINDING_CONTEXT, encSpki));
-        const pub: PublicIdentityJson = {
-          v: 1,
-          peerId: await peerIdOf(spki),
-          signingKey: toBase64Url(spki),
-          encryptionKey: toBase64Url(encSpki),
-          binding: toBase64Url(binding),
-        };
-        const pkcs8 = toBase64Url(new Uint8Array(kp.privateKey.export({ type: 'pkcs8', format: 'der' })));
-        const line: CachedLine = { pub, pkcs8 };
-        if (lines.length === 0) await PublicIdentity.import(pub); // the binding format check, once
-        lines.push(line);
-        appendFileSync(CACHE, `${JSON.stringify(line)}\n`);
-        if (lines.length % 500 === 0) console.error(`  ${lines.length} identities`);
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
-    console.error(`  generated ${missing} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  }
-  return lines.slice(0, n).map((l) => ({
-    peerId: l.pub.peerId,
-    pub: l.pub,
-    key: createPrivateKey({ key: Buffer.from(fromBase64Url(l.pkcs8)), format: 'der', type: 'pkcs8' }),
-  }));
-}
+import { randomNonce, signalSignedBytes } from '../src/signaling/wire.js';
+import { toBase64Url } from '../src/util/bytes.js';
+import { runAttacker, runAttacks } from './signaling-attacks.js';
+import {
+  type BenchIdentity,
+  cachedIdentities,
+  connectOurs,
+  loadIdentities,
+  pssSign,
+  spawnServer,
+  stop,
+  waitFor,
+} from './signaling-clients.js';
 
 // ---------------------------------------------------------------------------------------------------
 // The bare baseline relay: socket.io, a room per client id, no authentication and no validation.
@@ -185,38 +104,6 @@ async function oursStats(url: string): Promise<ServerStats> {
 
 async function baselineStats(url: string): Promise<ServerStats> {
   return (await (await fetch(`${url}/mem`)).json()) as ServerStats;
-}
-
-function spawnServer(args: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error('server did not start')), 60_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = buf.match(/^listening (http:\/\/\S+)$/m);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1]!, child });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -367,34 +254,6 @@ async function runRelay(
   };
 }
 
-function waitFor<T>(socket: Socket, event: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no ${event}`)), 60_000);
-    socket.once(event, (v: T) => {
-      clearTimeout(t);
-      resolve(v);
-    });
-    socket.once('connect_error', (err: Error) => {
-      clearTimeout(t);
-      reject(err);
-    });
-  });
-}
-
-async function connectOurs(url: string, id: BenchIdentity): Promise<Socket> {
-  const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
-  const challenge = await waitFor<{ nonce: string }>(socket, 'challenge');
-  const origin = signalingOrigin(url);
-  const sig = await pssSign(id.key, authSignedBytes(id.peerId, fromBase64Url(challenge.nonce), origin));
-  const ack = (await socket.timeout(60_000).emitWithAck('auth', {
-    identity: id.pub,
-    origin,
-    sig: toBase64Url(sig),
-  })) as { ok: boolean; error?: unknown };
-  if (!ack.ok) throw new Error(`auth failed: ${JSON.stringify(ack.error)}`);
-  return socket;
-}
-
 async function connectBaseline(url: string, id: BenchIdentity): Promise<Socket> {
   const socket = io(url, {
     transports: ['websocket'],
@@ -471,14 +330,29 @@ async function main(): Promise<void> {
       messages: { type: 'string' },
       'prepare-only': { type: 'boolean' },
       'baseline-server': { type: 'boolean' },
+      attacks: { type: 'boolean' },
+      attacker: { type: 'string' },
+      url: { type: 'string' },
+      victim: { type: 'string' },
+      server: { type: 'string' },
+      runs: { type: 'string' },
+      seconds: { type: 'string' },
     },
   });
   if (values['baseline-server']) return runBaselineServer();
+  if (values.attacker) return runAttacker(values.attacker, values.url!, values.victim!);
+  if (values.attacks) {
+    await runAttacks({
+      serverEntry: values.server ?? 'signaling-server/main.ts',
+      runs: Number(values.runs ?? 1),
+      seconds: Number(values.seconds ?? 5),
+    });
+    process.exit(0);
+  }
   const started = performance.now();
   // Default: 10,000 clients once that many identities are cached (~70 s run), else 1,000 so that a first
   // run on a fresh machine does not spend half an hour generating RSA keys.
-  const cached = existsSync(CACHE) ? readFileSync(CACHE, 'utf8').split('\n').length - 1 : 0;
-  const clients = Number(values.clients ?? (cached >= 10_000 ? 10_000 : 1000));
+  const clients = Number(values.clients ?? (cachedIdentities() >= 10_000 ? 10_000 : 1000));
   const messages = Number(values.messages ?? 5);
   if (!Number.isInteger(clients) || clients < 2 || !Number.isInteger(messages) || messages < 1) {
     throw new Error('usage: bench/signaling.ts [--clients N>=2] [--messages M>=1] [--prepare-only]');
@@ -492,10 +366,13 @@ async function main(): Promise<void> {
     `client crypto (WebCrypto, RSA-2048): sign ${fmt(crypto.signUs, 0)} µs, verify ${fmt(crypto.verifyUs, 0)} µs per signal`,
   );
 
-  const results: RunResult[] = [];
-  {
+  const runs = Number(values.runs ?? 1);
+  const oursRuns: RunResult[] = [];
+  const baseRuns: RunResult[] = [];
+  // Alternating, so that the machine's load drifts over both alike.
+  for (let run = 0; run < runs; run++) {
     const { url, child } = await spawnServer([
-      'signaling-server/main.ts',
+      values.server ?? 'signaling-server/main.ts',
       '--port',
       '0',
       '--log-level',
@@ -509,10 +386,12 @@ async function main(): Promise<void> {
       '1000000000',
       '--auth-timeout-ms',
       '600000',
+      // `--server` runs another checkout's server (e.g. main's, for a before/after), which may predate it.
+      ...(values.server ? [] : ['--ip-unauthenticated', '1000000']),
     ]);
     try {
       const { envs, probes } = await presign(ids, messages, PROBES);
-      results.push(
+      oursRuns.push(
         await runRelay(
           'p2ptls',
           ids,
@@ -525,46 +404,61 @@ async function main(): Promise<void> {
     } finally {
       await stop(child);
     }
-  }
-  {
-    const { url, child } = await spawnServer(['bench/signaling.ts', '--baseline-server']);
+    const baseline = await spawnServer(['bench/signaling.ts', '--baseline-server']);
     try {
       const { envs, probes } = await presign(ids, messages, PROBES);
-      results.push(
+      baseRuns.push(
         await runRelay(
           'bare socket.io',
           ids,
           envs,
           probes,
-          (id) => connectBaseline(url, id),
-          () => baselineStats(url),
+          (id) => connectBaseline(baseline.url, id),
+          () => baselineStats(baseline.url),
         ),
       );
     } finally {
-      await stop(child);
+      await stop(baseline.child);
     }
   }
-  const [ours, base] = results as [RunResult, RunResult];
-  const rows: [string, (r: RunResult) => string][] = [
-    ['connect (+auth) all clients, s', (r) => fmt(r.connectSeconds)],
-    ['unloaded relay latency p50, ms', (r) => fmt(r.idleP50, 2)],
-    ['unloaded relay latency p99, ms', (r) => fmt(r.idleP99, 2)],
-    [`loaded (${clients} in flight) msgs/s`, (r) => fmt(r.msgsPerSec, 0)],
-    ['loaded latency p50, ms', (r) => fmt(r.p50, 1)],
-    ['loaded latency p99, ms', (r) => fmt(r.p99, 1)],
-    ['server CPU per relayed msg, µs', (r) => fmt(r.cpuUsPerMsg, 1)],
-    ['server RSS per connection, KiB', (r) => fmt(r.rssPerConn / 1024)],
-    ['server heap per connection, KiB', (r) => fmt(r.heapPerConn / 1024)],
-    ['relay errors', (r) => String(r.errors)],
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  /** Median, and (min–max) over several runs. */
+  const spread = (rs: RunResult[], get: (r: RunResult) => number, d: number) => {
+    const xs = rs.map(get).sort((x, y) => x - y);
+    const m = fmt(median(xs), d);
+    return xs.length === 1 ? m : `${m} (${fmt(xs[0]!, d)}–${fmt(xs[xs.length - 1]!, d)})`;
+  };
+  const rows: [string, (r: RunResult) => number, number][] = [
+    ['connect (+auth) all clients, s', (r) => r.connectSeconds, 1],
+    ['unloaded relay latency p50, ms', (r) => r.idleP50, 2],
+    ['unloaded relay latency p99, ms', (r) => r.idleP99, 2],
+    [`loaded (${clients} in flight) msgs/s`, (r) => r.msgsPerSec, 0],
+    ['loaded latency p50, ms', (r) => r.p50, 1],
+    ['loaded latency p99, ms', (r) => r.p99, 1],
+    ['server CPU per relayed msg, µs', (r) => r.cpuUsPerMsg, 1],
+    ['server RSS per connection, KiB', (r) => r.rssPerConn / 1024, 1],
+    ['server heap per connection, KiB', (r) => r.heapPerConn / 1024, 1],
+    ['relay errors', (r) => r.errors, 0],
   ];
-  console.log(`${'metric'.padEnd(38)}${'p2ptls'.padStart(12)}${'bare socket.io'.padStart(16)}`);
-  for (const [label, get] of rows)
-    console.log(`${label.padEnd(38)}${get(ours).padStart(12)}${get(base).padStart(16)}`);
+  console.log(`${'metric'.padEnd(38)}${'p2ptls'.padStart(24)}${'bare socket.io'.padStart(24)}`);
+  for (const [label, get, d] of rows) {
+    console.log(
+      `${label.padEnd(38)}${spread(oursRuns, get, d).padStart(24)}${spread(baseRuns, get, d).padStart(24)}`,
+    );
+  }
+  // Ratios per run (both measured back to back), then their median.
+  const ratios = (get: (o: RunResult, b: RunResult) => number) =>
+    fmt(median(oursRuns.map((o, i) => get(o, baseRuns[i]!))), 2);
+  console.log(
+    `ratios (median of ${runs} run(s)): loaded msgs/s ${ratios((o, b) => o.msgsPerSec / b.msgsPerSec)}, RSS/connection ${ratios((o, b) => o.rssPerConn / b.rssPerConn)}, CPU/msg ${ratios((o, b) => o.cpuUsPerMsg / b.cpuUsPerMsg)} (ours ÷ bare)`,
+  );
   console.log(`elapsed ${fmt((performance.now() - started) / 1000)} s`);
   // Throughput and loaded latency are bounded by the 2-core machine running the clients too; the server's
   // CPU time per relayed message is what sets a dedicated server's capacity, so it is the headline.
+  const ours = median(oursRuns.map((r) => r.cpuUsPerMsg));
+  const base = median(baseRuns.map((r) => r.cpuUsPerMsg));
   console.log(
-    `headline: server_cpu_us_per_msg ours=${fmt(ours.cpuUsPerMsg, 1)} baseline=${fmt(base.cpuUsPerMsg, 1)} ratio=${fmt(base.cpuUsPerMsg / ours.cpuUsPerMsg, 2)}`,
+    `headline: server_cpu_us_per_msg ours=${fmt(ours, 1)} baseline=${fmt(base, 1)} ratio=${fmt(base / ours, 2)}`,
   );
   process.exit(0);
 }

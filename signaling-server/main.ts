@@ -12,8 +12,11 @@ import { startSignalingServer } from './server.js';
 
 const USAGE = `usage: signaling [--port N] [--host ADDR] [--redis-url URL] [--log-level LEVEL] [--static-dir DIR]
                  [--public-origin URL]... [--trust-proxy] [--events-per-second N] [--ip-events-per-second N]
-                 [--ip-connections-per-minute N] [--auth-timeout-ms N] [--pairing-per-minute N]
-                 (0 disables a limit)`;
+                 [--flood-strikes N] [--ip-connections-per-minute N] [--ip-unauthenticated N]
+                 [--auth-timeout-ms N] [--max-pending-packets N] [--recipient-signals-per-second N]
+                 [--max-room-members N] [--room-changes-per-second N] [--peer-room-changes-per-second N]
+                 [--pairing-per-minute N]
+                 (0 disables a limit; defaults and meaning in signaling-server/README.md)`;
 
 function int(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -37,8 +40,15 @@ async function main(): Promise<void> {
       'trust-proxy': { type: 'boolean' },
       'events-per-second': { type: 'string' },
       'ip-events-per-second': { type: 'string' },
+      'flood-strikes': { type: 'string' },
       'ip-connections-per-minute': { type: 'string' },
+      'ip-unauthenticated': { type: 'string' },
       'auth-timeout-ms': { type: 'string' },
+      'max-pending-packets': { type: 'string' },
+      'recipient-signals-per-second': { type: 'string' },
+      'max-room-members': { type: 'string' },
+      'room-changes-per-second': { type: 'string' },
+      'peer-room-changes-per-second': { type: 'string' },
       'pairing-per-minute': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -62,8 +72,23 @@ async function main(): Promise<void> {
     limits: {
       eventsPerSecond: int('events-per-second', values['events-per-second'], 100),
       ipEventsPerSecond: int('ip-events-per-second', values['ip-events-per-second'], 5000),
+      floodStrikes: int('flood-strikes', values['flood-strikes'], 50),
       ipConnectionsPerMinute: int('ip-connections-per-minute', values['ip-connections-per-minute'], 600),
-      authTimeoutMs: int('auth-timeout-ms', values['auth-timeout-ms'], 10_000),
+      ipUnauthenticated: int('ip-unauthenticated', values['ip-unauthenticated'], 64),
+      authTimeoutMs: int('auth-timeout-ms', values['auth-timeout-ms'], 5000),
+      maxPendingPackets: int('max-pending-packets', values['max-pending-packets'], 1000),
+      recipientSignalsPerSecond: int(
+        'recipient-signals-per-second',
+        values['recipient-signals-per-second'],
+        400,
+      ),
+      maxRoomMembers: int('max-room-members', values['max-room-members'], 256),
+      roomChangesPerSecond: int('room-changes-per-second', values['room-changes-per-second'], 20),
+      peerRoomChangesPerSecond: int(
+        'peer-room-changes-per-second',
+        values['peer-room-changes-per-second'],
+        2,
+      ),
       pairingPerPeerPerMinute: int('pairing-per-minute', values['pairing-per-minute'], 20),
     },
   });

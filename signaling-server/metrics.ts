@@ -27,6 +27,15 @@ export class SignalingMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly disconnects = new Counter({
+    name: 'p2ptls_signaling_disconnects_total',
+    help: 'Connections the server closed for cause, by reason (flood, not_authenticated, auth_failed, auth_timeout, slow_consumer)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  // Label children bound once for the per-event paths: `inc({ kind })` hashes its labels on every call.
+  readonly relayedSignals = this.relayed.labels('signal');
+  readonly rejectedRateLimited = this.rejected.labels('rate_limited');
   readonly pairingRequests = new Counter({
     name: 'p2ptls_signaling_pairing_requests_total',
     help: 'Pairing requests relayed',

@@ -103,6 +103,13 @@ export const ErrorCodes = {
   UNKNOWN_EVENT: 'unknown_event',
   /** The addressed peer is not connected to the signaling network. */
   PEER_OFFLINE: 'peer_offline',
+  /**
+   * The addressed peer is taking all the signals it can (its per-recipient budget, shared fairly among
+   * its senders, or it is not reading them): the signal was not relayed. Retry later.
+   */
+  RECIPIENT_BUSY: 'recipient_busy',
+  /** The signaling room has as many members as the server allows. */
+  ROOM_FULL: 'room_full',
   /** The other peer's application declined the pairing request. */
   PAIRING_REJECTED: 'pairing_rejected',
   /** A signed pairing message is older than the accepted window (5 min) or too far in the future. */

@@ -48,18 +48,19 @@ describe('signaling authentication (real server process)', () => {
     await c.close();
   });
 
-  it('rejects every event before authentication with not_authenticated', async () => {
-    const { socket, challenge } = rawConnect(server.url);
-    await challenge;
+  it('answers any event before authentication with not_authenticated, then closes the connection', async () => {
     for (const [event, arg] of [
       ['lookup', { peerId: alice.peerId }],
       ['room:join', { room: 'x' }],
       ['signal', { env: {} }],
       ['pairing', { msg: {} }],
     ] as const) {
+      const { socket, challenge } = rawConnect(server.url);
+      await challenge;
+      const closed = disconnected(socket);
       assert.equal(errorCode(await ask(socket, event, arg)), 'not_authenticated', event);
+      assert.equal(await closed, 'io server disconnect', event);
     }
-    socket.disconnect();
   });
 
   it('rejects a forged id: identity JSON claiming another peer’s id', async () => {

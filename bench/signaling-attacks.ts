@@ -1,0 +1,411 @@
+/**
+ * `npm run bench:signaling -- --attacks [--runs R (default 1)] [--seconds S (default 5)] [--server PATH]`
+ *
+ * A legitimate pair's relay latency while the signaling server is under each attack of issue 17, beside
+ * the unloaded figure measured in the same run. The server is signaling-server/main.ts (or PATH, e.g.
+ * another checkout's, for a before/after) in its own process with DEFAULT limits. The pair, two raw
+ * authenticated clients on 127.0.0.1, each sends the other a signed signal every 20 ms, and the latency
+ * is send → delivery on one clock. Attackers run in a child process of their own (so that generating the
+ * attack does not slow the measuring process) from other 127.x addresses:
+ *
+ *   preauth   50 unauthenticated sockets from 5 addresses, 600 events/s each (30k/s), reconnecting when dropped
+ *   recipient 40 authenticated senders from one address, each within its 100/s budget, all to the pair's B
+ *   room      60 members in a room with the pair, 20 join/leave spammers at ~90 changes/s each
+ *   idle      3000 sockets from 50 addresses that connect and never authenticate
+ *   lookup    20 authenticated clients that never read, 1000 lookups/s each, reconnecting when dropped
+ *
+ * Also reported: /healthz probes (every 250 ms) that failed or took over 1 s, and the pair's signals
+ * that were refused or lost. Several runs report the median with min–max.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { io, type Socket } from 'socket.io-client';
+import type { SignedSignal } from '../src/signaling/messages.js';
+import { randomNonce, signalSignedBytes } from '../src/signaling/wire.js';
+import { toBase64Url } from '../src/util/bytes.js';
+import {
+  type BenchIdentity,
+  connectOurs,
+  loadIdentities,
+  pssSign,
+  spawnServer,
+  stop,
+} from './signaling-clients.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ATTACKS = ['preauth', 'recipient', 'room', 'idle', 'lookup'] as const;
+type Phase = 'unloaded' | (typeof ATTACKS)[number];
+/** Identities: 0 and 1 are the pair, the rest attackers (the room attack needs 80). */
+const IDENTITIES = 82;
+const PAIR_INTERVAL_MS = 20;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function signal(from: BenchIdentity, to: string, payload: string): Promise<SignedSignal> {
+  const unsigned = { v: 1, from: from.peerId, to, ts: Date.now(), nonce: randomNonce(), payload } as const;
+  return { ...unsigned, sig: toBase64Url(await pssSign(from.key, signalSignedBytes(unsigned))) };
+}
+
+/** A raw socket.io connection from `localAddress`, not authenticated. */
+function rawSocket(url: string, localAddress: string): Socket {
+  // engine.io-client hands `localAddress` to the `ws` package in Node; its types only omit it.
+  const options = { transports: ['websocket'], reconnection: false, forceNew: true, localAddress };
+  return io(url, options as Parameters<typeof io>[1]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The measuring side.
+
+interface PhaseResult {
+  phase: Phase;
+  p50: number;
+  p99: number;
+  sent: number;
+  delivered: number;
+  refused: Record<string, number>;
+  healthFailures: number;
+  healthMaxMs: number;
+  attack: string;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function measurePair(url: string, ids: BenchIdentity[], phase: Phase, seconds: number) {
+  const [a, b] = await Promise.all([
+    connectOurs(url, ids[0]!, '127.0.0.1'),
+    connectOurs(url, ids[1]!, '127.0.0.1'),
+  ]);
+  if (phase === 'room') {
+    for (const s of [a, b]) await s.timeout(10_000).emitWithAck('room:join', { room: 'bench' });
+  }
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  const refused: Record<string, number> = {};
+  let sent = 0;
+  for (const s of [a, b]) {
+    s.on('signal', (msg: { env: { nonce: string } }) => {
+      const t = sentAt.get(msg.env.nonce);
+      if (t === undefined) return;
+      sentAt.delete(msg.env.nonce);
+      latencies.push(performance.now() - t);
+    });
+  }
+  let health = { failures: 0, maxMs: 0 };
+  let running = true;
+  const prober = (async () => {
+    while (running) {
+      const t = performance.now();
+      try {
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        await res.text();
+        if (!res.ok) health.failures++;
+      } catch {
+        health.failures++;
+      }
+      health.maxMs = Math.max(health.maxMs, performance.now() - t);
+      await sleep(250);
+    }
+  })();
+  const end = performance.now() + seconds * 1000;
+  const pairs: [Socket, BenchIdentity, BenchIdentity][] = [
+    [a, ids[0]!, ids[1]!],
+    [b, ids[1]!, ids[0]!],
+  ];
+  let k = 0;
+  while (performance.now() < end) {
+    const tick = performance.now();
+    for (const [socket, from, to] of pairs) {
+      const env = await signal(from, to.peerId, JSON.stringify({ type: 'candidate', k: k++ }));
+      sentAt.set(env.nonce, performance.now());
+      sent++;
+      socket.emit('signal', { env }, (ack: { ok?: boolean; error?: { code?: string } }) => {
+        if (ack?.ok) return;
+        sentAt.delete(env.nonce);
+        const code = ack?.error?.code ?? 'no answer';
+        refused[code] = (refused[code] ?? 0) + 1;
+      });
+    }
+    await sleep(Math.max(0, PAIR_INTERVAL_MS - (performance.now() - tick)));
+  }
+  await sleep(1000); // stragglers
+  running = false;
+  await prober;
+  a.disconnect();
+  b.disconnect();
+  const sorted = latencies.sort((x, y) => x - y);
+  const result = {
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    sent,
+    delivered: latencies.length,
+    refused,
+  };
+  health = { ...health };
+  return { ...result, healthFailures: health.failures, healthMaxMs: health.maxMs };
+}
+
+function startAttacker(kind: string, url: string, victim: string): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'bench/signaling.ts', '--attacker', kind, '--url', url, '--victim', victim],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      if (/^ready$/m.test(buf)) {
+        child.stdout?.off('data', onData);
+        resolve(child);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`attacker ${kind} exited with ${code}`)));
+  });
+}
+
+async function stopAttacker(child: ChildProcess): Promise<string> {
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  await stop(child);
+  return out.match(/^summary (.*)$/m)?.[1] ?? '';
+}
+
+async function waitHealthy(url: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).ok) return;
+    } catch {}
+    await sleep(200);
+  }
+  throw new Error('server did not recover');
+}
+
+const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+
+function spread(values: number[], d = 1): string {
+  const s = [...values].sort((x, y) => x - y);
+  const median = s[Math.floor(s.length / 2)]!;
+  return s.length === 1 ? fmt(median, d) : `${fmt(median, d)} (${fmt(s[0]!, d)}–${fmt(s[s.length - 1]!, d)})`;
+}
+
+export async function runAttacks(opts: {
+  serverEntry: string;
+  runs: number;
+  seconds: number;
+}): Promise<void> {
+  const ids = await loadIdentities(IDENTITIES);
+  console.log(
+    `signaling attack bench: legitimate pair, one signal each way every ${PAIR_INTERVAL_MS} ms, ${opts.seconds} s per phase, ${opts.runs} run(s); server ${opts.serverEntry} with default limits`,
+  );
+  const byPhase = new Map<Phase, PhaseResult[]>();
+  for (let run = 0; run < opts.runs; run++) {
+    const { url, child } = await spawnServer([opts.serverEntry, '--port', '0', '--log-level', 'error']);
+    try {
+      for (const phase of ['unloaded', ...ATTACKS] as Phase[]) {
+        await waitHealthy(url);
+        await sleep(1000);
+        const attacker = phase === 'unloaded' ? null : await startAttacker(phase, url, ids[1]!.peerId);
+        try {
+          if (attacker) await sleep(1000); // let the attack build up
+          // The idle sockets' auth timeout is part of that attack: measure through it.
+          const seconds = phase === 'idle' ? Math.max(opts.seconds, 12) : opts.seconds;
+          const r = await measurePair(url, ids, phase, seconds);
+          const attack = attacker ? await stopAttacker(attacker) : '';
+          const result = { phase, ...r, attack };
+          byPhase.set(phase, [...(byPhase.get(phase) ?? []), result]);
+          if (process.env.BENCH_DEBUG) console.error(JSON.stringify(result));
+        } finally {
+          if (attacker) await stop(attacker);
+        }
+      }
+    } finally {
+      await stop(child);
+    }
+  }
+  console.log(
+    `${'phase'.padEnd(11)}${'p50 ms'.padStart(20)}${'p99 ms'.padStart(22)}${'delivered'.padStart(12)}  refused / healthz / attack (last run)`,
+  );
+  for (const [phase, rs] of byPhase) {
+    const last = rs[rs.length - 1]!;
+    const refused = Object.entries(last.refused)
+      .map(([c, n]) => `${c}=${n}`)
+      .join(',');
+    console.log(
+      `${phase.padEnd(11)}${spread(
+        rs.map((r) => r.p50),
+        2,
+      ).padStart(20)}${spread(
+        rs.map((r) => r.p99),
+        1,
+      ).padStart(
+        22,
+      )}${`${last.delivered}/${last.sent}`.padStart(12)}  ${refused || 'none'} / healthz fail=${last.healthFailures} max=${fmt(last.healthMaxMs, 0)}ms / ${last.attack}`,
+    );
+  }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  const unloaded = median(byPhase.get('unloaded')!.map((r) => r.p99));
+  const worst = Math.max(...ATTACKS.map((a) => median(byPhase.get(a)!.map((r) => r.p99))));
+  console.log(
+    `headline: pair_relay_p99_ms_worst_attack ours=${fmt(worst)} baseline=${fmt(unloaded)} ratio=${fmt(unloaded / worst, 2)}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The attacking side (a child process: `bench/signaling.ts --attacker KIND --url URL --victim PEERID`).
+
+interface AttackStats {
+  events: number;
+  answers: number;
+  disconnects: number;
+  refusedConnects: number;
+  roomEvents: number;
+}
+
+export async function runAttacker(kind: string, url: string, victim: string): Promise<void> {
+  const ids = await loadIdentities(IDENTITIES);
+  const stats: AttackStats = { events: 0, answers: 0, disconnects: 0, refusedConnects: 0, roomEvents: 0 };
+  const timers = new Set<ReturnType<typeof setInterval>>();
+  let stopping = false;
+  const every = (ms: number, fn: () => void) => {
+    const t = setInterval(fn, ms);
+    timers.add(t);
+    return t;
+  };
+  process.on('SIGTERM', () => {
+    stopping = true;
+    for (const t of timers) clearInterval(t);
+    console.log(
+      `summary ${Object.entries(stats)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
+    process.exit(0);
+  });
+  const answered = () => {
+    stats.answers++;
+  };
+
+  /** Keeps one attacking connection alive: `start` runs on each (re)connection, `stop` on each loss. */
+  const persistent = (open: () => Promise<Socket>, start: (s: Socket) => () => void) => {
+    const loop = async () => {
+      while (!stopping) {
+        let s: Socket;
+        try {
+          s = await open();
+        } catch {
+          stats.refusedConnects++;
+          await sleep(200);
+          continue;
+        }
+        const halt = start(s);
+        await new Promise<void>((resolve) => s.once('disconnect', () => resolve()));
+        halt();
+        stats.disconnects++;
+        await sleep(50);
+      }
+    };
+    void loop();
+  };
+
+  const authed = (id: BenchIdentity, address: string) => () => connectOurs(url, id, address);
+  const unauthenticated = (address: string) => () =>
+    new Promise<Socket>((resolve, reject) => {
+      const s = rawSocket(url, address);
+      s.once('challenge', () => resolve(s));
+      s.once('connect_error', (err) => reject(err));
+    });
+
+  if (kind === 'preauth') {
+    for (let i = 0; i < 50; i++) {
+      persistent(unauthenticated(`127.0.1.${1 + (i % 5)}`), (s) => {
+        const t = every(10, () => {
+          for (let k = 0; k < 6; k++) {
+            stats.events++;
+            s.emit('lookup', { peerId: victim }, answered);
+          }
+        });
+        return () => clearInterval(t);
+      });
+    }
+  } else if (kind === 'recipient') {
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const id = ids[2 + i]!;
+        const env = await signal(id, victim, JSON.stringify({ flood: i }));
+        persistent(authed(id, '127.0.2.1'), (s) => {
+          // 2 per 21 ms: ~95/s, inside the sender's own 100/s budget.
+          const t = every(21, () => {
+            for (let k = 0; k < 2; k++) {
+              stats.events++;
+              s.emit('signal', { env }, answered);
+            }
+          });
+          return () => clearInterval(t);
+        });
+      }),
+    );
+  } else if (kind === 'room') {
+    const members = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => connectOurs(url, ids[2 + i]!, '127.0.3.1')),
+    );
+    for (const m of members) {
+      m.on('room:joined', () => stats.roomEvents++);
+      m.on('room:left', () => stats.roomEvents++);
+      // The room's churn cap may refuse a burst of joins: retry until in.
+      for (let tries = 0; tries < 100; tries++) {
+        const ack = (await m.timeout(10_000).emitWithAck('room:join', { room: 'bench' })) as { ok?: boolean };
+        if (ack.ok) break;
+        await sleep(100);
+      }
+    }
+    for (let i = 0; i < 20; i++) {
+      persistent(authed(ids[62 + i]!, '127.0.3.2'), (s) => {
+        // join + leave per 22 ms: ~90 events/s, inside the connection's 100/s budget.
+        const t = every(22, () => {
+          stats.events += 2;
+          s.emit('room:join', { room: 'bench' }, answered);
+          s.emit('room:leave', { room: 'bench' }, answered);
+        });
+        return () => clearInterval(t);
+      });
+    }
+  } else if (kind === 'idle') {
+    const open = async (i: number) => {
+      try {
+        const s = await unauthenticated(`127.0.4.${1 + (i % 50)}`)();
+        s.once('disconnect', () => stats.disconnects++);
+      } catch {
+        stats.refusedConnects++;
+      }
+    };
+    // 3000 in batches of 200, as fast as they open; never authenticated, never reconnected.
+    for (let i = 0; i < 3000; i += 200) {
+      await Promise.all(Array.from({ length: 200 }, (_, k) => open(i + k)));
+    }
+  } else if (kind === 'lookup') {
+    for (let i = 0; i < 20; i++) {
+      persistent(authed(ids[2 + i]!, '127.0.5.1'), (s) => {
+        // Never read again: answers pile up in the kernel, then in the server's queue.
+        const ws = (s.io.engine.transport as unknown as { ws?: { _socket?: { pause(): void } } }).ws;
+        ws?._socket?.pause();
+        const t = every(10, () => {
+          for (let k = 0; k < 10; k++) {
+            stats.events++;
+            s.emit('lookup', { peerId: victim }, answered);
+          }
+        });
+        return () => clearInterval(t);
+      });
+    }
+  } else {
+    throw new Error(`unknown attack ${kind}`);
+  }
+  console.log('ready');
+}

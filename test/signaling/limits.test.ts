@@ -1,0 +1,247 @@
+// Abuse limits of issue 17 (points 1, 2, 4, 5) against a real server process on loopback: flooders and
+// strangers are cut off, a recipient is delivered at most its budget, room churn is capped and
+// coalesced, never-reading clients are dropped, and meanwhile /healthz and a well-behaved pair work.
+// Attackers connect from other 127.x addresses, the pair from 127.0.0.1. Nothing here waits on time:
+// events and counts decide; timeouts only bound the waits.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { io, type Socket } from 'socket.io-client';
+import { Identity } from '../../src/identity/index.js';
+import { SignalingClient } from '../../src/signaling/client.js';
+import { createSignedSignal } from '../../src/signaling/wire.js';
+import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
+import { ask, authRequest, disconnected, errorCode, httpGet, metricValue, next } from './_util.js';
+
+/** A raw socket.io connection from `localAddress` (a loopback address) and the server's challenge. */
+function connectFrom(url: string, localAddress: string): { socket: Socket; challenge: Promise<string> } {
+  // engine.io-client passes `localAddress` on to the `ws` package in Node; its types only omit it.
+  const options = { transports: ['websocket'], reconnection: false, forceNew: true, localAddress };
+  const socket = io(url, options as Parameters<typeof io>[1]);
+  const challenge = new Promise<string>((resolve, reject) => {
+    socket.once('challenge', (c: { nonce: string }) => resolve(c.nonce));
+    socket.once('connect_error', reject);
+  });
+  return { socket, challenge };
+}
+
+async function authedFrom(url: string, identity: Identity, localAddress: string): Promise<Socket> {
+  const c = connectFrom(url, localAddress);
+  const ack = await ask(c.socket, 'auth', await authRequest(identity, url, await c.challenge));
+  assert.equal((ack as { ok?: boolean }).ok, true, JSON.stringify(ack));
+  return c.socket;
+}
+
+/** Joins `room`, retrying while the room's churn budget refuses (`rate_limited`); returns the ack. */
+async function joinWhenAllowed(socket: Socket, room: string): Promise<unknown> {
+  let ack: unknown;
+  for (let tries = 0; tries < 100; tries++) {
+    ack = await ask(socket, 'room:join', { room });
+    if (errorCode(ack) !== 'rate_limited') return ack;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return ack;
+}
+
+async function disconnectCount(url: string, reason: string): Promise<number> {
+  const text = (await httpGet(url, '/metrics')).text;
+  return metricValue(text, `p2ptls_signaling_disconnects_total{reason="${reason}"}`);
+}
+
+describe('abuse limits (real server process, issue 17)', () => {
+  let server: SignalingProcess;
+  let carol: SignalingClient;
+  let dave: SignalingClient;
+  const ids: Identity[] = [];
+
+  async function pairStillWorks(): Promise<void> {
+    const got = next(dave, 'signal');
+    await carol.sendSignal(dave.peerId, { ok: Date.now() });
+    assert.equal((await got).from, carol.peerId);
+  }
+
+  before(async () => {
+    server = await startSignalingProcess({
+      args: ['--recipient-signals-per-second', '20', '--max-room-members', '4', '--ip-unauthenticated', '8'],
+    });
+    ids.push(...(await Promise.all(Array.from({ length: 8 }, () => Identity.generate()))));
+    carol = new SignalingClient({ url: server.url, identity: ids[0]! });
+    dave = new SignalingClient({ url: server.url, identity: ids[1]! });
+    await Promise.all([carol.connect(), dave.connect()]);
+  });
+  after(async () => {
+    await Promise.all([carol?.close(), dave?.close()]);
+    await server?.kill();
+  });
+
+  it('pre-auth: an event other than auth gets one answer and a disconnect; /healthz answers throughout', async () => {
+    const before = await disconnectCount(server.url, 'not_authenticated');
+    const attackers = Array.from({ length: 6 }, () => connectFrom(server.url, '127.0.0.2'));
+    await Promise.all(attackers.map((a) => a.challenge));
+    const answers = await Promise.all(
+      attackers.map(async ({ socket }) => {
+        const closed = disconnected(socket);
+        const acks = await Promise.all(
+          Array.from({ length: 200 }, () => ask(socket, 'lookup', { peerId: dave.peerId }).catch(() => null)),
+        );
+        assert.equal(await closed, 'io server disconnect');
+        return acks.filter((a) => a !== null);
+      }),
+    );
+    for (const got of answers) assert.deepEqual(got.map(errorCode), ['not_authenticated']);
+    const health = await httpGet(server.url, '/healthz');
+    assert.equal(health.status, 200);
+    assert.equal(JSON.parse(health.text).ok, true);
+    assert.equal((await disconnectCount(server.url, 'not_authenticated')) - before, 6);
+    await pairStillWorks();
+  });
+
+  it('pre-auth: a second event while auth is being checked closes the connection', async () => {
+    const c = connectFrom(server.url, '127.0.0.2');
+    const req = await authRequest(ids[2]!, server.url, await c.challenge);
+    const closed = disconnected(c.socket);
+    c.socket.emit('auth', req, () => {});
+    c.socket.emit('auth', req, () => {});
+    assert.equal(await closed, 'io server disconnect');
+  });
+
+  it('per-address cap on unauthenticated connections; authenticating frees a place', async () => {
+    const idle = Array.from({ length: 8 }, () => connectFrom(server.url, '127.0.0.3'));
+    await Promise.all(idle.map((c) => c.challenge));
+    const refused = connectFrom(server.url, '127.0.0.3');
+    await assert.rejects(refused.challenge, (err: Error) => err.message === 'rate_limited');
+    // Another address is not affected.
+    const elsewhere = connectFrom(server.url, '127.0.0.4');
+    await elsewhere.challenge;
+    elsewhere.socket.disconnect();
+    // One of the eight authenticates: that makes room for one more stranger.
+    const first = idle[0]!;
+    const ack = await ask(
+      first.socket,
+      'auth',
+      await authRequest(ids[3]!, server.url, await first.challenge),
+    );
+    assert.equal((ack as { ok?: boolean }).ok, true);
+    const admitted = connectFrom(server.url, '127.0.0.3');
+    await admitted.challenge;
+    for (const c of [...idle, admitted]) c.socket.disconnect();
+    await pairStillWorks();
+  });
+
+  it('a recipient is delivered at most its budget per second, and a sender flooding it does not crowd out another', async () => {
+    const victim = await authedFrom(server.url, ids[4]!, '127.0.0.5');
+    let delivered = 0;
+    victim.on('signal', () => delivered++);
+    const flooders = await Promise.all([5, 6].map((i) => authedFrom(server.url, ids[i]!, '127.0.0.6')));
+    const envs = await Promise.all(
+      [5, 6].map((i) =>
+        Promise.all(Array.from({ length: 40 }, () => createSignedSignal(ids[i]!, ids[4]!.peerId, { x: 1 }))),
+      ),
+    );
+    const t0 = Date.now();
+    const acks = await Promise.all(
+      flooders.flatMap((s, k) => envs[k]!.map((env) => ask(s, 'signal', { env }))),
+    );
+    const elapsedWindows = Math.ceil((Date.now() - t0) / 1000) + 1;
+    const ok = acks.filter((a) => (a as { ok?: boolean }).ok === true).length;
+    const busy = acks.filter((a) => errorCode(a) === 'recipient_busy').length;
+    assert.equal(ok + busy, acks.length, 'every refusal is recipient_busy');
+    assert.ok(busy > 0, 'the budget refused something');
+    assert.ok(ok <= 20 * elapsedWindows, `${ok} delivered in ${elapsedWindows} windows`);
+    // A third sender still gets through while both flooders keep going: its fair share is its own.
+    const third = await authedFrom(server.url, ids[7]!, '127.0.0.7');
+    let stop = false;
+    const keepFlooding = flooders.map(async (s, k) => {
+      while (!stop) {
+        const env = await createSignedSignal(ids[k + 5]!, ids[4]!.peerId, { again: true });
+        await ask(s, 'signal', { env });
+        // 50/s each: within the sender's own budget (100/s), far over its share of the victim's 20/s.
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+    let thirdOk = 0;
+    for (let tries = 0; tries < 200 && thirdOk < 3; tries++) {
+      const env = await createSignedSignal(ids[7]!, ids[4]!.peerId, { third: tries });
+      if (((await ask(third, 'signal', { env })) as { ok?: boolean }).ok) thirdOk++;
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    stop = true;
+    await Promise.all(keepFlooding);
+    assert.equal(thirdOk, 3);
+    // What the victim received is exactly what was acknowledged (flooders' and the third sender's).
+    assert.ok(delivered >= ok + 3);
+    for (const s of [victim, third, ...flooders]) s.disconnect();
+  });
+
+  it('room size is capped (room_full), churn is capped and coalesced: a join/leave spammer costs members ~nothing', async () => {
+    const member = await authedFrom(server.url, ids[4]!, '127.0.0.8');
+    const events: string[] = [];
+    member.on('room:joined', (e: { peerId: string }) => events.push(`joined ${e.peerId}`));
+    member.on('room:left', (e: { peerId: string }) => events.push(`left ${e.peerId}`));
+    assert.equal(((await ask(member, 'room:join', { room: 'churn' })) as { ok?: boolean }).ok, true);
+    const spammer = await authedFrom(server.url, ids[5]!, '127.0.0.9');
+    // 30 join/leave pairs back to back, then one last join that stays.
+    const acks = await Promise.all(
+      Array.from({ length: 30 }, () => [
+        ask(spammer, 'room:join', { room: 'churn' }),
+        ask(spammer, 'room:leave', { room: 'churn' }),
+      ]).flat(),
+    );
+    const accepted = acks.filter((a) => (a as { ok?: boolean }).ok === true).length;
+    const refused = acks.filter((a) => errorCode(a) === 'rate_limited').length;
+    assert.equal(accepted + refused, acks.length);
+    const last = `joined ${ids[5]!.peerId}`;
+    const joinedAtLast = new Promise<void>((resolve) => {
+      const check = () => {
+        if (events.includes(last)) resolve();
+      };
+      member.on('room:joined', check);
+    });
+    const stay = await joinWhenAllowed(spammer, 'churn');
+    assert.equal((stay as { ok?: boolean }).ok, true, JSON.stringify(stay));
+    await joinedAtLast;
+    const before = events.slice(0, events.indexOf(last));
+    // Without coalescing every accepted change reaches the member: here the pairs cancel out.
+    assert.ok(before.length < accepted / 2, `${before.length} events for ${accepted} accepted changes`);
+    // Two more fill the room to its cap of 4; the fifth is refused.
+    const more = await Promise.all([6, 7].map((i) => authedFrom(server.url, ids[i]!, '127.0.0.10')));
+    for (const s of more) assert.equal(((await joinWhenAllowed(s, 'churn')) as { ok?: boolean }).ok, true);
+    const fifth = await authedFrom(server.url, ids[3]!, '127.0.0.10');
+    assert.equal(errorCode(await ask(fifth, 'room:join', { room: 'churn' })), 'room_full');
+    for (const s of [member, spammer, fifth, ...more]) s.disconnect();
+  });
+
+  it('a client that floods lookups without reading the answers is disconnected (slow_consumer)', async () => {
+    const unlimited = await startSignalingProcess({
+      args: ['--events-per-second', '0', '--ip-events-per-second', '0', '--max-pending-packets', '200'],
+    });
+    try {
+      const s = await authedFrom(unlimited.url, ids[2]!, '127.0.0.11');
+      // Stop reading: the server's answers pile up in the kernel's buffers, then in engine.io's queue.
+      const raw = (s.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } })
+        .ws._socket;
+      raw.pause();
+      for (let i = 0; i < 20_000 && unlimited.proc.child.exitCode === null; i++) {
+        s.emit('lookup', { peerId: ids[2]!.peerId }, () => {});
+        if (i % 500 === 499) {
+          await new Promise((r) => setImmediate(r));
+          if ((await disconnectCount(unlimited.url, 'slow_consumer')) > 0) break;
+        }
+      }
+      assert.equal(await disconnectCount(unlimited.url, 'slow_consumer'), 1);
+      raw.resume();
+      assert.equal((await httpGet(unlimited.url, '/healthz')).status, 200);
+      s.disconnect();
+    } finally {
+      await unlimited.kill();
+    }
+  });
+
+  it('the server is up and counted what it refused', async () => {
+    assert.equal(server.proc.child.exitCode, null);
+    const m = (await httpGet(server.url, '/metrics')).text;
+    for (const reason of ['recipient_busy', 'room_full', 'not_authenticated']) {
+      assert.ok(metricValue(m, `p2ptls_signaling_rejected_messages_total{reason="${reason}"}`) > 0, reason);
+    }
+    await pairStillWorks();
+  });
+});
