@@ -34,6 +34,7 @@ import { authSignedBytes, signalingOrigin } from '../src/signaling/wire.js';
 import { fromBase64Url, toBase64Url } from '../src/util/bytes.js';
 import { type Directory, MemoryDirectory, RedisDirectory } from './directory.js';
 import { SignalingMetrics } from './metrics.js';
+import { RedisRelay } from './relay.js';
 import { serveStatic } from './static.js';
 
 /** Abuse limits. A value of 0 disables that limit (e.g. for a benchmark from one address). */
@@ -215,18 +216,38 @@ export async function startSignalingServer(
   });
 
   let directory: Directory = new MemoryDirectory();
-  let redis: { pub: RedisClientType; sub: RedisClientType } | undefined;
+  let redis: { pub: RedisClientType; sub: RedisClientType; relaySub: RedisClientType } | undefined;
+  // Redis mode (issue 17, point 6): presence, rooms and process heartbeats in Redis; confirmed delivery.
+  let shared: { directory: RedisDirectory; relay: RedisRelay } | undefined;
   let refreshTimer: ReturnType<typeof setInterval> | undefined;
   if (options.redisUrl) {
     const pub: RedisClientType = createClient({ url: options.redisUrl });
     const sub: RedisClientType = pub.duplicate();
-    for (const c of [pub, sub]) c.on('error', (err: unknown) => log.error({ err }, 'redis error'));
-    await Promise.all([pub.connect(), sub.connect()]);
-    redis = { pub, sub };
+    const relaySub: RedisClientType = pub.duplicate();
+    for (const c of [pub, sub, relaySub]) c.on('error', (err: unknown) => log.error({ err }, 'redis error'));
+    await Promise.all([pub.connect(), sub.connect(), relaySub.connect()]);
+    redis = { pub, sub, relaySub };
     const prefix = options.redisPrefix ?? 'p2ptls:';
     io.adapter(createAdapter(pub, sub, { key: `${prefix}sio`, requestsTimeout: 3000 }));
     const presenceTtlSeconds = 60;
-    directory = new RedisDirectory(pub, { prefix, presenceTtlSeconds });
+    const logInfo = (msg: string, fields: Record<string, unknown>) => log.info(fields, msg);
+    const dir = new RedisDirectory(pub, {
+      prefix,
+      presenceTtlSeconds,
+      log: logInfo,
+      // A crashed process's peer left a room: tell the remaining members (this process claimed it).
+      onRoomLeft: (room, peerId) => io.to(roomKey(room)).emit('room:left', { room, peerId }),
+      // We stalled past our heartbeat's TTL and survivors are reaping us: our connections re-register.
+      onFenced: (processId) => {
+        track(relay.listen(processId), 'relay listen');
+        io.local.disconnectSockets(true);
+      },
+    });
+    const relay = new RedisRelay({ pub, sub: relaySub, directory: dir, prefix, deliverLocal, log: logInfo });
+    await relay.listen(dir.processId);
+    await dir.start();
+    directory = dir;
+    shared = { directory: dir, relay };
     refreshTimer = setInterval(
       () => {
         const entries: [string, string][] = [];
@@ -293,13 +314,28 @@ export async function startSignalingServer(
     return [...new Set([...ownOrigins(host, port), ...publicOrigins])];
   }
 
-  async function deliverable(peerId: string): Promise<boolean> {
-    const local = io.of('/').adapter.rooms.get(peerRoom(peerId));
-    if (local && local.size > 0) return true;
-    return directory.isOnline(peerId);
+  /** Emits to `peerId`'s sockets on this process; false when it has none connected here. */
+  function deliverLocal(peerId: string, event: 'signal' | 'pairing', arg: unknown): boolean {
+    let delivered = false;
+    for (const id of io.of('/').adapter.rooms.get(peerRoom(peerId)) ?? []) {
+      const s = io.of('/').sockets.get(id);
+      if (!s?.connected || s.data.peerId !== peerId) continue;
+      s.emit(event, arg as ServerEvent<'signal'> & ServerEvent<'pairing'>);
+      delivered = true;
+    }
+    return delivered;
+  }
+
+  /** Delivers wherever the peer is connected; true only once a connected socket took it. */
+  function deliver(peerId: string, event: 'signal' | 'pairing', arg: unknown): Promise<boolean> {
+    return shared
+      ? shared.relay.deliver(peerId, event, arg)
+      : Promise.resolve(deliverLocal(peerId, event, arg));
   }
 
   async function membersOf(key: string): Promise<string[]> {
+    // In Redis mode from Redis alone: no request to other processes, so a dying one cannot stall it.
+    if (shared) return shared.directory.roomMembers(key.slice('room:'.length));
     const sockets = await io.in(key).fetchSockets();
     const ids = new Set<string>();
     for (const s of sockets) if (typeof s.data.peerId === 'string') ids.add(s.data.peerId);
@@ -342,8 +378,9 @@ export async function startSignalingServer(
       const me = conn.peerId!;
       if (req.env.from !== me) throw fail('peer_id_mismatch', 'env.from must be your own peerId');
       if (req.env.to === me) throw fail('invalid_argument', 'cannot signal yourself');
-      if (!(await deliverable(req.env.to))) throw fail('peer_offline', 'the recipient is not connected');
-      io.to(peerRoom(req.env.to)).emit('signal', { from: me, env: req.env });
+      if (!(await deliver(req.env.to, 'signal', { from: me, env: req.env }))) {
+        throw fail('peer_offline', 'the recipient is not connected');
+      }
       metrics.relayed.inc({ kind: 'signal' });
       return {};
     },
@@ -358,8 +395,9 @@ export async function startSignalingServer(
         if (err instanceof Error) throw err;
         throw fail('rate_limited', `at most ${limits.pairingPerPeerPerMinute} pairing messages per minute`);
       }
-      if (!(await deliverable(req.msg.to))) throw fail('peer_offline', 'the recipient is not connected');
-      io.to(peerRoom(req.msg.to)).emit('pairing', { from: me, msg: req.msg });
+      if (!(await deliver(req.msg.to, 'pairing', { from: me, msg: req.msg }))) {
+        throw fail('peer_offline', 'the recipient is not connected');
+      }
       metrics.relayed.inc({ kind: 'pairing' });
       if (req.msg.kind === 'request') metrics.pairingRequests.inc();
       return {};
@@ -378,6 +416,7 @@ export async function startSignalingServer(
         if (n >= limits.maxRoomsPerPeer)
           throw fail('rate_limited', `at most ${limits.maxRoomsPerPeer} rooms`);
         await conn.socket.join(key);
+        await shared?.directory.joinRoom(req.room, conn.peerId!, conn.socket.id);
         conn.socket.to(key).emit('room:joined', { room: req.room, peerId: conn.peerId! });
       }
       return { members: await membersOf(key) };
@@ -387,6 +426,7 @@ export async function startSignalingServer(
       const key = roomKey(req.room);
       if (conn.socket.rooms.has(key)) {
         await conn.socket.leave(key);
+        await shared?.directory.leaveRoom(req.room, conn.peerId!, conn.socket.id);
         io.to(key).emit('room:left', { room: req.room, peerId: conn.peerId! });
       }
       return {};
@@ -495,7 +535,9 @@ export async function startSignalingServer(
       if (!conn.peerId) return;
       for (const key of socket.rooms) {
         if (key.startsWith('room:')) {
-          socket.to(key).emit('room:left', { room: key.slice('room:'.length), peerId: conn.peerId });
+          const room = key.slice('room:'.length);
+          if (shared) track(shared.directory.leaveRoom(room, conn.peerId, socket.id), 'room leave');
+          socket.to(key).emit('room:left', { room, peerId: conn.peerId });
         }
       }
     });
@@ -534,9 +576,10 @@ export async function startSignalingServer(
       closing ??= (async () => {
         if (refreshTimer) clearInterval(refreshTimer);
         await io.close();
+        shared?.relay.close();
         await Promise.allSettled([...background]);
         await directory.close();
-        if (redis) await Promise.allSettled([redis.pub.quit(), redis.sub.quit()]);
+        if (redis) await Promise.allSettled([redis.pub.quit(), redis.sub.quit(), redis.relaySub.quit()]);
         log.info('signaling server closed');
       })();
       return closing;
