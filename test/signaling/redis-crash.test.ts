@@ -28,7 +28,9 @@ describe('a SIGKILLed process in Redis mode (three processes, real redis-server)
 
   before(async () => {
     redis = await startRedis();
-    servers = await Promise.all([0, 1, 2].map(() => startSignalingProcess({ env: { REDIS_URL: redis.url } })));
+    servers = await Promise.all(
+      [0, 1, 2].map(() => startSignalingProcess({ env: { REDIS_URL: redis.url } })),
+    );
     probe = createClient({ url: redis.url });
     await probe.connect();
   });
@@ -118,10 +120,7 @@ describe('a SIGKILLed process in Redis mode (three processes, real redis-server)
       await sleep(50);
     }
     const members = await Promise.all([ca.roomMembers('train'), cb.roomMembers('train')]);
-    assert.deepEqual(members, [
-      [a!.peerId, b!.peerId].sort(),
-      [a!.peerId, b!.peerId].sort(),
-    ]);
+    assert.deepEqual(members, [[a!.peerId, b!.peerId].sort(), [a!.peerId, b!.peerId].sort()]);
     assert.deepEqual(leftAt, { a: 1, b: 1 }, 'room:left exactly once at each remaining member');
     await assert.rejects(ca.sendSignal(cv1.peerId, 'after'), (err) => isP2PTLSError(err, 'peer_offline'));
 
