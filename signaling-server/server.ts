@@ -416,7 +416,12 @@ export async function startSignalingServer(
         if (n >= limits.maxRoomsPerPeer)
           throw fail('rate_limited', `at most ${limits.maxRoomsPerPeer} rooms`);
         await conn.socket.join(key);
-        await shared?.directory.joinRoom(req.room, conn.peerId!, conn.socket.id);
+        if (shared) {
+          await shared.directory.joinRoom(req.room, conn.peerId!, conn.socket.id);
+          // Gone meanwhile: its disconnect already withdrew its rooms, so withdraw this one too.
+          if (!conn.socket.connected)
+            await shared.directory.leaveRoom(req.room, conn.peerId!, conn.socket.id);
+        }
         conn.socket.to(key).emit('room:joined', { room: req.room, peerId: conn.peerId! });
       }
       return { members: await membersOf(key) };
