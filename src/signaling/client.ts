@@ -417,7 +417,11 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   // --- inbound signals: classify → queue (bounded lanes) → one verification at a time → emit ----------
 
-  /** Arrival costs O(1) and no parsing: the sender decides the lane; everything else waits its turn. */
+  /**
+   * Arrival costs O(1) and no parsing: the sender decides the lane; everything else waits its turn. A
+   * sender not known either way is resolved first (PeerStore, then the server for a stranger's key) with
+   * its signals held, so that the verification loop itself never waits for I/O.
+   */
   private onSignalArrival(raw: unknown): void {
     if (this.closed) return;
     const from = senderOf(raw);
@@ -425,8 +429,19 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       this.refuse('malformed', 'relayed signal does not match the schema');
       return;
     }
-    if (this.trusted.has(from) || !this.peers || this.knownStrangers.has(from)) {
-      this.admit(raw, this.trusted.has(from) ? 'paired' : 'stranger');
+    const signer = (raw as { env?: { from?: unknown } }).env?.from;
+    if (signer !== from) {
+      if (typeof signer === 'string') {
+        this.refuse('peer_id_mismatch', 'server-stamped sender differs from the signer', from);
+      } else this.refuse('malformed', 'relayed signal does not match the schema');
+      return;
+    }
+    if (this.trusted.has(from)) {
+      this.admit(raw, 'paired');
+      return;
+    }
+    if (this.strangerKeys.has(from) && (!this.peers || this.knownStrangers.has(from))) {
+      this.admit(raw, 'stranger');
       return;
     }
     const held = this.classifying.get(from);
@@ -436,31 +451,52 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       return;
     }
     if (this.classifying.size >= this.inbound.maxClassifying) {
-      // Too many unknown senders at once: the newcomer waits with the strangers (its own verification
-      // is counted like any stranger's).
-      this.admit(raw, 'stranger');
+      this.drop();
       return;
     }
     this.classifying.set(from, [raw]);
-    void this.classify(from, this.peers);
+    void this.resolveSender(from);
   }
 
-  /** One PeerStore lookup per unknown sender; its held signals then join their lane in order. */
-  private async classify(from: PeerId, peers: PairedPeers): Promise<void> {
+  /**
+   * Finds out who an unknown sender is, once for all its held signals: paired (the PeerStore has it,
+   * with its pinned key) or a stranger, whose key is fetched from the server (rationed: each fetch spends
+   * one of our own server requests). The held signals then join their lane in order, or are counted.
+   */
+  private async resolveSender(from: PeerId): Promise<void> {
     let paired: PublicIdentity | undefined;
-    try {
-      paired = (await peers.lookup(from))?.publicIdentity;
-    } catch {
-      paired = undefined;
+    if (this.peers && !this.knownStrangers.has(from)) {
+      try {
+        paired = (await this.peers.lookup(from))?.publicIdentity;
+      } catch {
+        paired = undefined;
+      }
+      if (paired?.peerId === from) this.trustPeer(paired);
+      else remember(this.knownStrangers, from, true, MAX_KNOWN_STRANGERS);
+    }
+    let refusal: { code: ErrorCode; message: string } | 'dropped' | undefined;
+    if (!this.trusted.has(from) && !this.strangerKeys.has(from)) {
+      if (!this.takeLookupToken()) refusal = 'dropped';
+      else {
+        try {
+          const { identity } = await this.lookup(from);
+          if (!identity) refusal = { code: 'unknown_peer', message: `no public key for ${from}` };
+        } catch (err) {
+          const error = asP2PTLSError(err, 'malformed');
+          refusal = { code: error.code, message: error.message };
+        }
+      }
     }
     const held = this.classifying.get(from) ?? [];
     this.classifying.delete(from);
     if (this.closed) return;
-    if (paired?.peerId === from) this.trustPeer(paired);
-    else remember(this.knownStrangers, from, true, MAX_KNOWN_STRANGERS);
     const lane: InboxLane = this.trusted.has(from) ? 'paired' : 'stranger';
-    log('sender %s classified %s (%d held)', shortId(from), lane, held.length);
-    for (const raw of held) this.admit(raw, lane);
+    log('sender %s resolved: %s (%d held)', shortId(from), refusal ? 'refused' : lane, held.length);
+    for (const raw of held) {
+      if (refusal === 'dropped') this.drop();
+      else if (refusal) this.refuse(refusal.code, refusal.message, from);
+      else this.admit(raw, lane);
+    }
   }
 
   private admit(raw: unknown, lane: InboxLane): void {
@@ -480,7 +516,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     try {
       for (let next = this.inbox.take(); next && !this.closed; next = this.inbox.take()) {
         try {
-          await this.verifySignal(next.item, next.lane);
+          await this.verifySignal(next.item);
         } catch (err) {
           // verifySignal refuses by counting; only a bug lands here, and it must not stop the loop.
           const error = asP2PTLSError(err, 'internal_error');
@@ -492,15 +528,14 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     }
   }
 
-  private async verifySignal(raw: unknown, lane: InboxLane): Promise<void> {
+  private async verifySignal(raw: unknown): Promise<void> {
     const parsed = ServerEvents.signal.safeParse(raw);
     if (!parsed.success) return this.refuse('malformed', 'relayed signal does not match the schema');
+    // `env.from === from` was checked on arrival.
     const { from, env } = parsed.data;
-    if (env.from !== from) {
-      return this.refuse('peer_id_mismatch', 'server-stamped sender differs from the signer', from);
-    }
-    const sender = (lane === 'paired' && this.trusted.get(from)) || (await this.strangerKey(from));
-    if (!sender) return;
+    const sender = this.trusted.get(from) ?? this.strangerKeys.get(from);
+    // Resolved on arrival; only a cache eviction under a flood of new senders can lose it since.
+    if (!sender) return this.drop();
     const checked = await checkSignedSignal(env, {
       self: this.peerId,
       sender,
@@ -510,29 +545,6 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (!checked.ok) return this.refuse(checked.code, checked.message, from);
     this.counters.delivered++;
     this.emit('signal', { from, data: checked.data, ts: env.ts });
-  }
-
-  /**
-   * A non-paired sender's key: cached, or fetched from the server (hash-checked by {@link lookup}). Each
-   * fetch spends one of our own server requests, so they are rationed; a sender beyond the ration has its
-   * signal dropped. Undefined when refused or dropped (already counted).
-   */
-  private async strangerKey(from: PeerId): Promise<PublicIdentity | undefined> {
-    const known = this.trusted.get(from) ?? this.strangerKeys.get(from);
-    if (known) return known;
-    if (!this.takeLookupToken()) {
-      this.drop();
-      return undefined;
-    }
-    try {
-      const { identity } = await this.lookup(from);
-      if (identity) return identity;
-      this.refuse('unknown_peer', `no public key for ${from}`, from);
-    } catch (err) {
-      const error = asP2PTLSError(err, 'malformed');
-      this.refuse(error.code, error.message, from);
-    }
-    return undefined;
   }
 
   private takeLookupToken(): boolean {
