@@ -35,6 +35,7 @@ import { fromBase64Url, toBase64Url } from '../src/util/bytes.js';
 import { type Directory, MemoryDirectory, RedisDirectory } from './directory.js';
 import { Counts, EventBudget, KeyedBuckets, RecipientBudget, TokenBucket, type Verdict } from './limits.js';
 import { SignalingMetrics } from './metrics.js';
+import { RedisRelay } from './relay.js';
 import { RoomChanges } from './rooms.js';
 import { isSignalRequest } from './signal-check.js';
 import { serveStatic } from './static.js';
@@ -264,18 +265,38 @@ export async function startSignalingServer(
   });
 
   let directory: Directory = new MemoryDirectory();
-  let redis: { pub: RedisClientType; sub: RedisClientType } | undefined;
+  let redis: { pub: RedisClientType; sub: RedisClientType; relaySub: RedisClientType } | undefined;
+  // Redis mode (issue 17, point 6): presence, rooms and process heartbeats in Redis; confirmed delivery.
+  let shared: { directory: RedisDirectory; relay: RedisRelay } | undefined;
   let refreshTimer: ReturnType<typeof setInterval> | undefined;
   if (options.redisUrl) {
     const pub: RedisClientType = createClient({ url: options.redisUrl });
     const sub: RedisClientType = pub.duplicate();
-    for (const c of [pub, sub]) c.on('error', (err: unknown) => log.error({ err }, 'redis error'));
-    await Promise.all([pub.connect(), sub.connect()]);
-    redis = { pub, sub };
+    const relaySub: RedisClientType = pub.duplicate();
+    for (const c of [pub, sub, relaySub]) c.on('error', (err: unknown) => log.error({ err }, 'redis error'));
+    await Promise.all([pub.connect(), sub.connect(), relaySub.connect()]);
+    redis = { pub, sub, relaySub };
     const prefix = options.redisPrefix ?? 'p2ptls:';
     io.adapter(createAdapter(pub, sub, { key: `${prefix}sio`, requestsTimeout: 3000 }));
     const presenceTtlSeconds = 60;
-    directory = new RedisDirectory(pub, { prefix, presenceTtlSeconds });
+    const logInfo = (msg: string, fields: Record<string, unknown>) => log.info(fields, msg);
+    const dir = new RedisDirectory(pub, {
+      prefix,
+      presenceTtlSeconds,
+      log: logInfo,
+      // A crashed process's peer left a room: tell the remaining members (this process claimed it).
+      onRoomLeft: (room, peerId) => roomChanges.add(room, peerId, 'left'),
+      // We stalled past our heartbeat's TTL and survivors are reaping us: our connections re-register.
+      onFenced: (processId) => {
+        track(relay.listen(processId), 'relay listen');
+        io.local.disconnectSockets(true);
+      },
+    });
+    const relay = new RedisRelay({ pub, sub: relaySub, directory: dir, prefix, deliverLocal, log: logInfo });
+    await relay.listen(dir.processId);
+    await dir.start();
+    directory = dir;
+    shared = { directory: dir, relay };
     refreshTimer = setInterval(
       () => {
         const entries: [string, string][] = [];
@@ -342,13 +363,28 @@ export async function startSignalingServer(
     return [...new Set([...ownOrigins(host, port), ...publicOrigins])];
   }
 
-  async function deliverable(peerId: string): Promise<boolean> {
-    const local = io.of('/').adapter.rooms.get(peerRoom(peerId));
-    if (local && local.size > 0) return true;
-    return directory.isOnline(peerId);
+  /** Emits to `peerId`'s sockets on this process; false when it has none connected here. */
+  function deliverLocal(peerId: string, event: 'signal' | 'pairing', arg: unknown): boolean {
+    let delivered = false;
+    for (const id of io.of('/').adapter.rooms.get(peerRoom(peerId)) ?? []) {
+      const s = io.of('/').sockets.get(id);
+      if (!s?.connected || s.data.peerId !== peerId) continue;
+      s.emit(event, arg as ServerEvent<'signal'> & ServerEvent<'pairing'>);
+      delivered = true;
+    }
+    return delivered;
+  }
+
+  /** Delivers wherever the peer is connected; true only once a connected socket took it. */
+  function deliver(peerId: string, event: 'signal' | 'pairing', arg: unknown): Promise<boolean> {
+    return shared
+      ? shared.relay.deliver(peerId, event, arg)
+      : Promise.resolve(deliverLocal(peerId, event, arg));
   }
 
   async function membersOf(key: string): Promise<string[]> {
+    // In Redis mode from Redis alone: no request to other processes, so a dying one cannot stall it.
+    if (shared) return shared.directory.roomMembers(key.slice('room:'.length));
     const sockets = await io.in(key).fetchSockets();
     const ids = new Set<string>();
     for (const s of sockets) if (typeof s.data.peerId === 'string') ids.add(s.data.peerId);
@@ -390,8 +426,9 @@ export async function startSignalingServer(
       if (pairing && !pairing.take(me, Date.now())) {
         throw fail('rate_limited', `at most ${limits.pairingPerPeerPerMinute} pairing messages per minute`);
       }
-      if (!(await deliverable(req.msg.to))) throw fail('peer_offline', 'the recipient is not connected');
-      io.to(peerRoom(req.msg.to)).emit('pairing', { from: me, msg: req.msg });
+      if (!(await deliver(req.msg.to, 'pairing', { from: me, msg: req.msg }))) {
+        throw fail('peer_offline', 'the recipient is not connected');
+      }
       metrics.relayed.inc({ kind: 'pairing' });
       if (req.msg.kind === 'request') metrics.pairingRequests.inc();
       return EMPTY;
@@ -414,6 +451,11 @@ export async function startSignalingServer(
       }
       chargeRoomChange(conn, req.room);
       await conn.socket.join(key);
+      if (shared) {
+        await shared.directory.joinRoom(req.room, conn.peerId!, conn.socket.id);
+        // Gone meanwhile: its disconnect already withdrew its rooms, so withdraw this one too.
+        if (!conn.socket.connected) await shared.directory.leaveRoom(req.room, conn.peerId!, conn.socket.id);
+      }
       roomChanges.add(req.room, conn.peerId!, 'joined');
       return { members: insertSorted(members, conn.peerId!) };
     },
@@ -423,6 +465,7 @@ export async function startSignalingServer(
       if (conn.socket.rooms.has(key)) {
         chargeRoomChange(conn, req.room);
         await conn.socket.leave(key);
+        await shared?.directory.leaveRoom(req.room, conn.peerId!, conn.socket.id);
         roomChanges.add(req.room, conn.peerId!, 'left');
       }
       return EMPTY;
@@ -456,15 +499,20 @@ export async function startSignalingServer(
     if (env.to === me) return refusals.toYourself;
     const local = io.of('/').adapter.rooms.get(peerRoom(env.to));
     if (local?.size) return deliverSignal(me, env, local);
-    return directory
-      .isOnline(env.to)
-      .then((online) => (online ? deliverSignal(me, env, undefined) : refusals.offline));
+    if (!shared) return refusals.offline;
+    // Redis mode: `ok` only once the owning process handed it to a connected socket (issue 17, point 6).
+    if (!recipients.take(env.to, me, Date.now())) return refusals.overBudget;
+    return shared.relay.deliver(env.to, 'signal', { from: me, env }).then((delivered) => {
+      if (!delivered) return refusals.offline;
+      metrics.relayedSignals.inc();
+      return undefined;
+    });
   }
 
-  function deliverSignal(me: string, env: SignedSignal, local: ReadonlySet<string> | undefined) {
+  function deliverSignal(me: string, env: SignedSignal, local: ReadonlySet<string>) {
     if (!recipients.take(env.to, me, Date.now())) return refusals.overBudget;
-    if (local && recipientBacklogged(local)) return refusals.notReading;
-    io.to(peerRoom(env.to)).emit('signal', { from: me, env });
+    if (recipientBacklogged(local)) return refusals.notReading;
+    if (!deliverLocal(env.to, 'signal', { from: me, env })) return refusals.offline;
     metrics.relayedSignals.inc();
     return undefined;
   }
@@ -678,7 +726,11 @@ export async function startSignalingServer(
     socket.on('disconnecting', () => {
       if (!conn.peerId) return;
       for (const key of socket.rooms) {
-        if (key.startsWith('room:')) roomChanges.add(key.slice('room:'.length), conn.peerId, 'left');
+        if (key.startsWith('room:')) {
+          const room = key.slice('room:'.length);
+          if (shared) track(shared.directory.leaveRoom(room, conn.peerId, socket.id), 'room leave');
+          roomChanges.add(room, conn.peerId, 'left');
+        }
       }
     });
     socket.on('disconnect', () => {
@@ -719,9 +771,10 @@ export async function startSignalingServer(
         clearInterval(sweeper);
         roomChanges.close();
         await io.close();
+        shared?.relay.close();
         await Promise.allSettled([...background]);
         await directory.close();
-        if (redis) await Promise.allSettled([redis.pub.quit(), redis.sub.quit()]);
+        if (redis) await Promise.allSettled([redis.pub.quit(), redis.sub.quit(), redis.relaySub.quit()]);
         log.info('signaling server closed');
       })();
       return closing;

@@ -19,7 +19,9 @@ import { type Identity, PublicIdentity } from '../identity/identity.js';
 import { isPeerId, type PeerId } from '../identity/peer-id.js';
 import { fromBase64Url, toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { logger, shortId } from '../util/log.js';
 import { ReplayCache } from '../util/replay-cache.js';
+import { type InboxLane, SignalInbox } from './inbox.js';
 import {
   AckErrorSchema,
   type ClientAck,
@@ -31,7 +33,52 @@ import {
   type PairingMessage,
   ServerEvents,
 } from './messages.js';
-import { authSignedBytes, createSignedSignal, signalingOrigin, verifySignedSignal } from './wire.js';
+import { authSignedBytes, checkSignedSignal, createSignedSignal, signalingOrigin } from './wire.js';
+
+const log = logger('signaling');
+
+/** Where the client learns which senders are paired peers (a `PeerStore` satisfies it). */
+export interface PairedPeers {
+  lookup(peerId: PeerId): Promise<{ readonly publicIdentity: PublicIdentity } | undefined>;
+}
+
+/**
+ * Bounds of the inbound signal queue (issue 17, point 3). Signals wait in two lanes, paired peers and
+ * strangers; one beyond its lane's bound is dropped unread and counted (`stats().dropped`).
+ */
+export interface SignalingInboundOptions {
+  /** Signals from paired peers that may wait for verification. Default 1024. */
+  maxPaired?: number;
+  /** Signals from strangers that may wait. Default 256. */
+  maxStrangers?: number;
+  /** While paired signals wait, strangers still get one verification in this many. Default 8. */
+  strangerShare?: number;
+  /** Senders whose paired-ness is being looked up, and signals held per such sender. Default 64 and 32. */
+  maxClassifying?: number;
+  maxHeldPerSender?: number;
+  /** Server lookups of strangers' keys per second (each costs our own request budget). Default 20. */
+  strangerLookupsPerSecond?: number;
+  /** Length of a reporting window. Default 10 000 ms. */
+  reportWindowMs?: number;
+  /** `rejected` events per window; later refusals are only counted and reported by `overload`. Default 10. */
+  rejectedEventsPerWindow?: number;
+}
+
+/** Counters of the inbound signal path since the client was made. */
+export interface SignalingInboundStats {
+  queuedPaired: number;
+  queuedStrangers: number;
+  /** Signals held while their sender's paired-ness is looked up. */
+  classifying: number;
+  /** Verified and emitted as `signal`. */
+  delivered: number;
+  /** Dropped unread: a lane or the classification hold was full, or the stranger lookup budget was spent. */
+  dropped: number;
+  /** Refused after reading, by code (`bad_signature`, `replay`, `unknown_peer`, ...). */
+  rejected: Record<string, number>;
+  /** `rejected` events not emitted because the window's quota was spent. */
+  unreported: number;
+}
 
 /** Options of {@link SignalingClient}. */
 export interface SignalingClientOptions {
@@ -48,6 +95,9 @@ export interface SignalingClientOptions {
   requestTimeoutMs?: number;
   /** Largest accepted |now − ts| of signed signals. Default 5 minutes. */
   maxMessageAgeMs?: number;
+  /** Paired peers, whose signals are verified first under their pinned key (see also {@link SignalingClient.usePeers}). */
+  peers?: PairedPeers;
+  inbound?: SignalingInboundOptions;
 }
 
 /** Events of {@link SignalingClient}. */
@@ -67,13 +117,38 @@ export interface SignalingClientEvents {
    * sender the server authenticated. See {@link SignalingClient.onPairingMessage}.
    */
   pairing: { from: PeerId; msg: PairingMessage };
-  /** A relayed message failed verification and was dropped (a lying server, or an attack). */
+  /**
+   * A relayed message failed verification and was dropped (a lying server, or an attack). For signals, at
+   * most `inbound.rejectedEventsPerWindow` per window; the rest are counted in {@link SignalingClient.stats}.
+   */
   rejected: { event: 'signal' | 'pairing' | 'server'; from?: string; error: P2PTLSError };
+  /**
+   * Sustained shedding: in this window signals were dropped unread (a full queue) or refused beyond the
+   * `rejected` quota. Emitted at most once per window, when it starts; `stats` are the counters then.
+   */
+  overload: { windowStart: number; stats: SignalingInboundStats };
   /** Authentication failed; the client stops. */
   error: { error: P2PTLSError };
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+/** Strangers' public keys kept from lookups, and senders known not to be paired (LRU bounds). */
+const MAX_STRANGER_KEYS = 1024;
+const MAX_KNOWN_STRANGERS = 4096;
+
+/** Sets `key` as the newest entry of an insertion-ordered map, dropping the oldest beyond `max`. */
+function remember<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as K);
+}
+
+/** The server-stamped sender of a relayed signal, read without parsing the rest (that waits its turn). */
+function senderOf(raw: unknown): PeerId | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const from = (raw as { from?: unknown }).from;
+  return typeof from === 'string' && isPeerId(from) ? from : undefined;
+}
 
 /**
  * Client of the p2ptls signaling server. Call {@link SignalingClient.connect}, then send signals and join
@@ -88,9 +163,29 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   private readonly requestTimeoutMs: number;
   private readonly maxAgeMs: number;
   private readonly replay: ReplayCache;
-  private readonly identities = new Map<PeerId, PublicIdentity>();
+  /** Paired peers' keys (from `trustPeer` or the PeerStore): their signals take the paired lane. */
+  private readonly trusted = new Map<PeerId, PublicIdentity>();
+  /** Keys of other peers, from lookups (bounded). */
+  private readonly strangerKeys = new Map<PeerId, PublicIdentity>();
+  /** Senders the PeerStore said are not paired (bounded). */
+  private readonly knownStrangers = new Map<PeerId, true>();
+  /** Senders being looked up in the PeerStore, with their signals held meanwhile. */
+  private readonly classifying = new Map<PeerId, unknown[]>();
+  private peers: PairedPeers | undefined;
   private readonly rooms = new Set<string>();
-  private inbox: Promise<void> = Promise.resolve();
+  private readonly inbound: Required<SignalingInboundOptions>;
+  private readonly inbox: SignalInbox<unknown>;
+  /** True while {@link drain} runs; only it takes from the inbox. */
+  private draining = false;
+  private readonly counters = {
+    delivered: 0,
+    dropped: 0,
+    unreported: 0,
+    rejected: new Map<string, number>(),
+  };
+  /** The reporting window: when it started, `rejected` events emitted in it, whether `overload` was. */
+  private window = { start: 0, events: 0, overloaded: false };
+  private lookupBudget = { tokens: 0, at: 0 };
   private authenticated = false;
   private closed = false;
   private closeReason: { code: ErrorCode; message: string } | undefined;
@@ -106,6 +201,23 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     // Nonces must outlive the whole acceptance window: past and future skew. Signals only: pairing
     // nonces live in the pairing service's own cache, which signals cannot push out.
     this.replay = new ReplayCache(2 * this.maxAgeMs);
+    this.peers = options.peers;
+    const inbound = options.inbound ?? {};
+    this.inbound = {
+      maxPaired: inbound.maxPaired ?? 1024,
+      maxStrangers: inbound.maxStrangers ?? 256,
+      strangerShare: inbound.strangerShare ?? 8,
+      maxClassifying: inbound.maxClassifying ?? 64,
+      maxHeldPerSender: inbound.maxHeldPerSender ?? 32,
+      strangerLookupsPerSecond: inbound.strangerLookupsPerSecond ?? 20,
+      reportWindowMs: inbound.reportWindowMs ?? 10_000,
+      rejectedEventsPerWindow: inbound.rejectedEventsPerWindow ?? 10,
+    };
+    this.inbox = new SignalInbox({
+      maxPaired: this.inbound.maxPaired,
+      maxStrangers: this.inbound.maxStrangers,
+      strangerShare: this.inbound.strangerShare,
+    });
     this.socket = io(options.url, {
       autoConnect: false,
       transports: options.transports ?? ['websocket'],
@@ -116,7 +228,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       timeout: this.requestTimeoutMs,
     });
     this.socket.on('challenge', (raw: unknown) => void this.onChallenge(raw));
-    this.socket.on('signal', (raw: unknown) => this.enqueue(() => this.onSignal(raw)));
+    this.socket.on('signal', (raw: unknown) => this.onSignalArrival(raw));
     this.socket.on('pairing', (raw: unknown) => this.onPairing(raw));
     this.socket.on('room:joined', (raw: unknown) => this.onRoomEvent('room:joined', raw));
     this.socket.on('room:left', (raw: unknown) => this.onRoomEvent('room:left', raw));
@@ -148,9 +260,38 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.socket.disconnect();
   }
 
-  /** Remembers a peer's public identity (e.g. from the PeerStore) so its signals verify without a lookup. */
+  /**
+   * Remembers a paired peer's public identity (e.g. from the PeerStore): its signals verify without a
+   * lookup and are verified ahead of strangers'.
+   */
   trustPeer(peer: PublicIdentity): void {
-    this.identities.set(peer.peerId, peer);
+    this.trusted.set(peer.peerId, peer);
+    this.knownStrangers.delete(peer.peerId);
+    this.strangerKeys.delete(peer.peerId);
+  }
+
+  /**
+   * Where to look up whether a sender is paired (a `PeerStore`; a Host passes its peer list). A sender
+   * not yet known either way has its signals held (bounded) during one lookup, then queued in its lane.
+   */
+  usePeers(peers: PairedPeers): void {
+    this.peers = peers;
+    this.knownStrangers.clear();
+  }
+
+  /** Counters of the inbound signal path (issue 17, point 3). */
+  stats(): SignalingInboundStats {
+    let classifying = 0;
+    for (const held of this.classifying.values()) classifying += held.length;
+    return {
+      queuedPaired: this.inbox.queuedPaired,
+      queuedStrangers: this.inbox.queuedStrangers,
+      classifying,
+      delivered: this.counters.delivered,
+      dropped: this.counters.dropped,
+      rejected: Object.fromEntries(this.counters.rejected),
+      unreported: this.counters.unreported,
+    };
   }
 
   /** Sends `data` (any JSON value, e.g. SDP or an ICE candidate) to `to`, signed. */
@@ -175,7 +316,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (identity.peerId !== peerId) {
       throw fail('peer_id_mismatch', `server returned the key of ${identity.peerId} for ${peerId}`);
     }
-    this.identities.set(peerId, identity);
+    if (!this.trusted.has(peerId)) remember(this.strangerKeys, peerId, identity, MAX_STRANGER_KEYS);
     return { identity, online: ack.online };
   }
 
@@ -274,39 +415,183 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.emit(event, parsed.data);
   }
 
-  /** Runs verifications one after another so signals from a peer are delivered in the order sent. */
-  private enqueue(task: () => Promise<void>): void {
-    this.inbox = this.inbox.then(task).catch(() => {});
-  }
+  // --- inbound signals: classify → queue (bounded lanes) → one verification at a time → emit ----------
 
-  private async onSignal(raw: unknown): Promise<void> {
-    const parsed = ServerEvents.signal.safeParse(raw);
-    if (!parsed.success) {
-      this.reportRejected('signal', fail('malformed', 'relayed signal does not match the schema'));
+  /**
+   * Arrival costs O(1) and no parsing: the sender decides the lane; everything else waits its turn. A
+   * sender not known either way is resolved first (PeerStore, then the server for a stranger's key) with
+   * its signals held, so that the verification loop itself never waits for I/O.
+   */
+  private onSignalArrival(raw: unknown): void {
+    if (this.closed) return;
+    const from = senderOf(raw);
+    if (from === undefined) {
+      this.refuse('malformed', 'relayed signal does not match the schema');
       return;
     }
-    const { from, env } = parsed.data;
-    try {
-      if (env.from !== from) throw fail('peer_id_mismatch', 'server-stamped sender differs from the signer');
-      const sender = await this.senderIdentity(from);
-      const data = await verifySignedSignal(env, {
-        self: this.peerId,
-        sender,
-        remember: (key, ts) => this.replay.checkAndRemember(key, ts),
-        maxAgeMs: this.maxAgeMs,
-      });
-      this.emit('signal', { from, data, ts: env.ts });
-    } catch (err) {
-      this.reportRejected('signal', asP2PTLSError(err, 'malformed'), from);
+    const signer = (raw as { env?: { from?: unknown } }).env?.from;
+    if (signer !== from) {
+      if (typeof signer === 'string') {
+        this.refuse('peer_id_mismatch', 'server-stamped sender differs from the signer', from);
+      } else this.refuse('malformed', 'relayed signal does not match the schema');
+      return;
+    }
+    if (this.trusted.has(from)) {
+      this.admit(raw, 'paired');
+      return;
+    }
+    if (this.strangerKeys.has(from) && (!this.peers || this.knownStrangers.has(from))) {
+      this.admit(raw, 'stranger');
+      return;
+    }
+    const held = this.classifying.get(from);
+    if (held) {
+      if (held.length < this.inbound.maxHeldPerSender) held.push(raw);
+      else this.drop();
+      return;
+    }
+    if (this.classifying.size >= this.inbound.maxClassifying) {
+      this.drop();
+      return;
+    }
+    this.classifying.set(from, [raw]);
+    void this.resolveSender(from);
+  }
+
+  /**
+   * Finds out who an unknown sender is, once for all its held signals: paired (the PeerStore has it,
+   * with its pinned key) or a stranger, whose key is fetched from the server (rationed: each fetch spends
+   * one of our own server requests). The held signals then join their lane in order, or are counted.
+   */
+  private async resolveSender(from: PeerId): Promise<void> {
+    let paired: PublicIdentity | undefined;
+    if (this.peers && !this.knownStrangers.has(from)) {
+      try {
+        paired = (await this.peers.lookup(from))?.publicIdentity;
+      } catch {
+        paired = undefined;
+      }
+      if (paired?.peerId === from) this.trustPeer(paired);
+      else remember(this.knownStrangers, from, true, MAX_KNOWN_STRANGERS);
+    }
+    let refusal: { code: ErrorCode; message: string } | 'dropped' | undefined;
+    if (!this.trusted.has(from) && !this.strangerKeys.has(from)) {
+      if (!this.takeLookupToken()) refusal = 'dropped';
+      else {
+        try {
+          const { identity } = await this.lookup(from);
+          if (!identity) refusal = { code: 'unknown_peer', message: `no public key for ${from}` };
+        } catch (err) {
+          const error = asP2PTLSError(err, 'malformed');
+          refusal = { code: error.code, message: error.message };
+        }
+      }
+    }
+    const held = this.classifying.get(from) ?? [];
+    this.classifying.delete(from);
+    if (this.closed) return;
+    const lane: InboxLane = this.trusted.has(from) ? 'paired' : 'stranger';
+    log('sender %s resolved: %s (%d held)', shortId(from), refusal ? 'refused' : lane, held.length);
+    for (const raw of held) {
+      if (refusal === 'dropped') this.drop();
+      else if (refusal) this.refuse(refusal.code, refusal.message, from);
+      else this.admit(raw, lane);
     }
   }
 
-  private async senderIdentity(peerId: PeerId): Promise<PublicIdentity> {
-    const known = this.identities.get(peerId);
-    if (known) return known;
-    const { identity } = await this.lookup(peerId);
-    if (!identity) throw fail('unknown_peer', `no public key for ${peerId}`);
-    return identity;
+  private admit(raw: unknown, lane: InboxLane): void {
+    if (!this.inbox.offer(raw, lane)) {
+      this.drop();
+      return;
+    }
+    if (!this.draining) void this.drain();
+  }
+
+  /**
+   * Verifies queued signals one at a time, so that each peer's signals are delivered in the order sent.
+   * The only consumer of the inbox; it stops when the inbox is empty and restarts on the next arrival.
+   */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      for (let next = this.inbox.take(); next && !this.closed; next = this.inbox.take()) {
+        try {
+          await this.verifySignal(next.item);
+        } catch (err) {
+          // verifySignal refuses by counting; only a bug lands here, and it must not stop the loop.
+          const error = asP2PTLSError(err, 'internal_error');
+          this.refuse(error.code, error.message);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async verifySignal(raw: unknown): Promise<void> {
+    const parsed = ServerEvents.signal.safeParse(raw);
+    if (!parsed.success) return this.refuse('malformed', 'relayed signal does not match the schema');
+    // `env.from === from` was checked on arrival.
+    const { from, env } = parsed.data;
+    const sender = this.trusted.get(from) ?? this.strangerKeys.get(from);
+    // Resolved on arrival; only a cache eviction under a flood of new senders can lose it since.
+    if (!sender) return this.drop();
+    const checked = await checkSignedSignal(env, {
+      self: this.peerId,
+      sender,
+      remember: (key, ts) => this.replay.checkAndRemember(key, ts),
+      maxAgeMs: this.maxAgeMs,
+    });
+    if (!checked.ok) return this.refuse(checked.code, checked.message, from);
+    this.counters.delivered++;
+    this.emit('signal', { from, data: checked.data, ts: env.ts });
+  }
+
+  private takeLookupToken(): boolean {
+    const rate = this.inbound.strangerLookupsPerSecond;
+    const now = Date.now();
+    const b = this.lookupBudget;
+    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
+  }
+
+  /** A signal refused after reading: counted always, reported as `rejected` only within the quota. */
+  private refuse(code: ErrorCode, message: string, from?: PeerId): void {
+    this.counters.rejected.set(code, (this.counters.rejected.get(code) ?? 0) + 1);
+    const w = this.rollWindow();
+    if (w.events < this.inbound.rejectedEventsPerWindow) {
+      w.events++;
+      this.reportRejected('signal', fail(code, message), from);
+      return;
+    }
+    this.counters.unreported++;
+    this.overloaded();
+  }
+
+  /** A signal dropped unread (a bound was reached). */
+  private drop(): void {
+    this.counters.dropped++;
+    this.rollWindow();
+    this.overloaded();
+  }
+
+  private rollWindow(): { start: number; events: number; overloaded: boolean } {
+    const now = Date.now();
+    if (now - this.window.start >= this.inbound.reportWindowMs) {
+      this.window = { start: now, events: 0, overloaded: false };
+    }
+    return this.window;
+  }
+
+  private overloaded(): void {
+    if (this.window.overloaded) return;
+    this.window.overloaded = true;
+    const stats = this.stats();
+    log('inbound overload: %o', stats);
+    this.emit('overload', { windowStart: this.window.start, stats });
   }
 
   private onPairing(raw: unknown): void {
@@ -332,6 +617,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.closed = true;
     this.closeReason = { code, message };
     this.authenticated = false;
+    this.inbox.clear();
+    this.classifying.clear();
     const err = this.closedError();
     for (const w of this.waiters) w.reject(err);
     this.waiters.clear();

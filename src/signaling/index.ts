@@ -1,9 +1,12 @@
 // Public surface of the signaling client. Generic names are prefixed here because src/index.ts
 // re-exports this module next to the protocol and store modules.
 export {
+  type PairedPeers,
   SignalingClient,
   type SignalingClientEvents,
   type SignalingClientOptions,
+  type SignalingInboundOptions,
+  type SignalingInboundStats,
 } from './client.js';
 export {
   ClientEvents as SignalingClientEventSchemas,
@@ -16,8 +19,10 @@ export {
 } from './messages.js';
 export {
   AUTH_CONTEXT as SIGNALING_AUTH_CONTEXT,
+  checkSignedSignal,
   createSignedSignal,
   SIGNAL_CONTEXT as SIGNALING_SIGNAL_CONTEXT,
+  type SignalCheck,
   signalingOrigin,
   verifySignedSignal,
 } from './wire.js';

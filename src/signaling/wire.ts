@@ -108,29 +108,56 @@ export interface VerifySignalOptions {
   maxAgeMs?: number;
 }
 
+/** Outcome of {@link checkSignedSignal}: the parsed payload, or why the envelope was refused. */
+export type SignalCheck =
+  | { ok: true; data: unknown }
+  | {
+      ok: false;
+      code: 'wrong_peer' | 'peer_id_mismatch' | 'signal_expired' | 'bad_signature' | 'replay' | 'malformed';
+      message: string;
+    };
+
 /**
- * Checks a received envelope: recipient, time window, signature, then replay. Returns the parsed payload.
- * Throws `wrong_peer`, `peer_id_mismatch`, `signal_expired`, `bad_signature`, `replay` or `malformed`.
+ * Checks a received envelope: recipient, time window, signature, then replay. Never throws and builds no
+ * Error for a refusal, so a flood of bad envelopes costs one signature check each and no stack trace
+ * (issue 17, point 3). The client counts refusals and reports only some of them.
  */
-export async function verifySignedSignal(env: SignedSignal, opts: VerifySignalOptions): Promise<unknown> {
+export async function checkSignedSignal(env: SignedSignal, opts: VerifySignalOptions): Promise<SignalCheck> {
   const now = opts.now ?? Date.now();
   const maxAge = opts.maxAgeMs ?? MAX_MESSAGE_AGE_MS;
-  if (env.to !== opts.self) throw fail('wrong_peer', 'signal is addressed to another peer');
-  if (opts.sender.peerId !== env.from) throw fail('peer_id_mismatch', 'signal sender key does not match');
-  if (Math.abs(now - env.ts) > maxAge) throw fail('signal_expired', 'signal timestamp outside the window');
+  if (env.to !== opts.self)
+    return { ok: false, code: 'wrong_peer', message: 'signal is addressed to another peer' };
+  if (opts.sender.peerId !== env.from) {
+    return { ok: false, code: 'peer_id_mismatch', message: 'signal sender key does not match' };
+  }
+  if (Math.abs(now - env.ts) > maxAge) {
+    return { ok: false, code: 'signal_expired', message: 'signal timestamp outside the window' };
+  }
   let sig: Uint8Array;
   try {
     sig = fromBase64Url(env.sig);
-  } catch (err) {
-    throw fail('bad_signature', 'signal signature is not base64url', err);
+  } catch {
+    return { ok: false, code: 'bad_signature', message: 'signal signature is not base64url' };
   }
   if (!(await opts.sender.verify(sig, signalSignedBytes(env)))) {
-    throw fail('bad_signature', `signal signature from ${env.from} does not verify`);
+    return { ok: false, code: 'bad_signature', message: `signal signature from ${env.from} does not verify` };
   }
-  if (!opts.remember(`${env.from}:${env.nonce}`, env.ts)) throw fail('replay', 'signal was seen before');
+  if (!opts.remember(`${env.from}:${env.nonce}`, env.ts)) {
+    return { ok: false, code: 'replay', message: 'signal was seen before' };
+  }
   try {
-    return JSON.parse(env.payload);
-  } catch (err) {
-    throw fail('malformed', 'signal payload is not JSON', err);
+    return { ok: true, data: JSON.parse(env.payload) };
+  } catch {
+    return { ok: false, code: 'malformed', message: 'signal payload is not JSON' };
   }
+}
+
+/**
+ * Checks a received envelope like {@link checkSignedSignal} and returns the parsed payload.
+ * Throws `wrong_peer`, `peer_id_mismatch`, `signal_expired`, `bad_signature`, `replay` or `malformed`.
+ */
+export async function verifySignedSignal(env: SignedSignal, opts: VerifySignalOptions): Promise<unknown> {
+  const r = await checkSignedSignal(env, opts);
+  if (!r.ok) throw fail(r.code, r.message);
+  return r.data;
 }
