@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
-import { type AeadKey, type AeadProvider, sealWithHeader } from './aead.js';
+import { type AeadProvider, sealWithHeader } from './aead.js';
 import {
   DATAGRAM_HEADER_LEN,
   DATAGRAM_TIMESTAMP_LEN,
@@ -16,6 +16,7 @@ import {
 import { type ControlMessage, decodeControl, encodeControl } from './control.js';
 import { nextTrafficSecret, recordNonce, trafficKey } from './key-schedule.js';
 import { ReplayWindow } from './replay-window.js';
+import type { KeyMaterial } from './traffic-keys.js';
 
 function header(type: number, epoch: number, seq: number): Uint8Array {
   return new ByteWriter(DATAGRAM_HEADER_LEN).u8(type).u8(0).u16(epoch).u48(seq).finish();
@@ -23,7 +24,9 @@ function header(type: number, epoch: number, seq: number): Uint8Array {
 
 interface EpochState {
   secret: Promise<Uint8Array>;
-  key: Promise<{ key: AeadKey; iv: Uint8Array }>;
+  key: Promise<KeyMaterial>;
+  /** {@link key} once derived: a synchronous provider then seals and opens without a promise. */
+  ready: KeyMaterial | undefined;
 }
 
 function epochState(aead: AeadProvider, secret: Promise<Uint8Array>): EpochState {
@@ -31,8 +34,14 @@ function epochState(aead: AeadProvider, secret: Promise<Uint8Array>): EpochState
     const k = await trafficKey(s);
     return { key: await aead.importKey(k.key), iv: k.iv };
   });
-  key.catch(() => {});
-  return { secret, key };
+  const state: EpochState = { secret, key, ready: undefined };
+  key.then(
+    (m) => {
+      state.ready = m;
+    },
+    () => {},
+  );
+  return state;
 }
 
 /** Sending side: seals datagrams, moving to the next epoch before a key reaches its record limit. */
@@ -78,6 +87,11 @@ export class DatagramWriter {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
     const h = header(type, this.epoch, seq);
+    const ready = this.state.ready;
+    if (this.aead.sync && ready) {
+      const record = this.aead.sync.sealWithHeader(ready.key, recordNonce(ready.iv, seq), h, plaintext);
+      return Promise.resolve({ record, seq });
+    }
     const keyP = this.state.key;
     return (async () => {
       const { key, iv } = await keyP;
@@ -163,8 +177,15 @@ export class DatagramReader {
     return { ok: false, reason };
   }
 
-  /** Authenticates and decodes one datagram. Never throws: every problem is a counted drop. */
-  async open(datagram: Uint8Array): Promise<DatagramResult> {
+  /**
+   * Authenticates and decodes one datagram. Never rejects: every problem is a counted drop. With a
+   * synchronous provider and the epoch's key derived, it is done within the call.
+   */
+  open(datagram: Uint8Array): Promise<DatagramResult> {
+    return Promise.resolve(this.process(datagram));
+  }
+
+  private process(datagram: Uint8Array): DatagramResult | Promise<DatagramResult> {
     const maxLen = DATAGRAM_HEADER_LEN + DATAGRAM_TIMESTAMP_LEN + this.options.maxDatagramBytes + TAG_LEN;
     if (datagram.length < DATAGRAM_HEADER_LEN + TAG_LEN || datagram.length > maxLen)
       return this.drop('invalid');
@@ -180,19 +201,32 @@ export class DatagramReader {
     const before = state.window.check(seq);
     if (before !== 'ok') return this.drop(before);
     if (this.options.dropStale && this.isOlder(epoch, seq)) return this.drop('stale');
-
-    let plaintext: Uint8Array | null;
-    try {
-      const { key, iv } = await state.key;
-      plaintext = await this.aead.open(
-        key,
-        recordNonce(iv, seq),
-        datagram.subarray(0, DATAGRAM_HEADER_LEN),
-        r.rest(),
-      );
-    } catch {
-      plaintext = null;
+    const aad = datagram.subarray(0, DATAGRAM_HEADER_LEN);
+    const body = r.rest();
+    if (this.aead.sync && state.ready) {
+      const { key, iv } = state.ready;
+      return this.accept(this.aead.sync.open(key, recordNonce(iv, seq), aad, body), state, type, epoch, seq);
     }
+    return (async () => {
+      let plaintext: Uint8Array | null;
+      try {
+        const { key, iv } = await state.key;
+        plaintext = await this.aead.open(key, recordNonce(iv, seq), aad, body);
+      } catch {
+        plaintext = null;
+      }
+      return this.accept(plaintext, state, type, epoch, seq);
+    })();
+  }
+
+  /** The rest of {@link open} once decrypted: the replay window and the epoch move only for authentic input. */
+  private accept(
+    plaintext: Uint8Array | null,
+    state: ReceiveEpoch,
+    type: number,
+    epoch: number,
+    seq: number,
+  ): DatagramResult {
     if (!plaintext) return this.drop('invalid');
     // State may have moved while this one decrypted (another datagram accepted, the epoch advanced).
     if (this.epochs.get(epoch) !== state) return this.drop('stale');
