@@ -8,6 +8,7 @@ import { type AeadProvider, type SyncAead, sealWithHeader } from './aead.js';
 import { DataFlag, MAX_CONTROL_RECORD_BYTES, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
 import { type ReceiveWindow, recordCost } from './flow-control.js';
+import { recordNonce } from './key-schedule.js';
 import type { RecordProtection, TrafficKeys } from './traffic-keys.js';
 
 /** A record before encryption. */
@@ -27,7 +28,7 @@ export async function sealRecord(
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
   const { key, iv } = await p.material;
-  return sealWithHeader(aead, key, p.nonce(iv), header, plaintext);
+  return sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext);
 }
 
 /** {@link sealRecord} within the call, for a synchronous provider once the key is derived. */
@@ -38,7 +39,7 @@ export function sealRecordNow(
   plaintext: Uint8Array,
 ): Uint8Array {
   const { key, iv } = p.ready!;
-  return aead.sealWithHeader(key, p.nonce(iv), header, plaintext);
+  return aead.sealWithHeader(key, recordNonce(iv, p.seq), header, plaintext);
 }
 
 /**
@@ -165,7 +166,7 @@ export class ReliableReader {
     try {
       const r = this.check(record);
       const { key, iv } = r.protection.ready!;
-      const plaintext = this.aead.sync!.open(key, r.protection.nonce(iv), r.header, r.body);
+      const plaintext = this.aead.sync!.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
       return this.deliver(r.type, r.flags, this.authenticated(plaintext, r.protection));
     } catch (err) {
       this.failure = { error: err };
@@ -234,7 +235,7 @@ export class ReliableReader {
 
   private async decrypt(r: CheckedRecord) {
     const { key, iv } = await r.protection.material;
-    const plaintext = await this.aead.open(key, r.protection.nonce(iv), r.header, r.body);
+    const plaintext = await this.aead.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
     return { type: r.type, flags: r.flags, plaintext: this.authenticated(plaintext, r.protection) };
   }
 

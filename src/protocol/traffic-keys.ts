@@ -1,6 +1,6 @@
 import { fail } from '../errors.js';
 import type { AeadKey, AeadProvider } from './aead.js';
-import { nextTrafficSecret, recordNonce, trafficKey } from './key-schedule.js';
+import { nextTrafficSecret, trafficKey } from './key-schedule.js';
 
 interface Material {
   secret: Uint8Array;
@@ -19,8 +19,8 @@ export interface RecordProtection {
   material: Promise<KeyMaterial>;
   /** The same material when it is already derived (a synchronous provider then needs no promise). */
   ready: KeyMaterial | undefined;
+  /** Its sequence number: the nonce is `recordNonce(iv, seq)`. */
   seq: number;
-  nonce(iv: Uint8Array): Uint8Array;
 }
 
 async function materialOf(aead: AeadProvider, secret: Uint8Array): Promise<Material> {
@@ -77,7 +77,7 @@ export class TrafficKeys {
     if (this.seq > this.maxSeq)
       throw fail('sequence_overflow', 'sequence number exhausted; a key update is needed');
     const seq = this.seq++;
-    return { material: this.material, ready: this.resolved, seq, nonce: (iv) => recordNonce(iv, seq) };
+    return { material: this.material, ready: this.resolved, seq };
   }
 
   /** Switches to the next key generation (PROTOCOL.md §4.5); sequence numbers restart at 0. */
