@@ -284,6 +284,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   /** Bounds how long a closed connection keeps its link for the peer's CLOSE_ACK. */
   private lingerTimer: ReturnType<typeof setTimeout> | undefined;
   private pumpScheduled = false;
+  /** True while pump() runs (records a synchronous AEAD seals reach the link from inside it). */
+  private pumping = false;
   /**
    * Bytes of records reserved but not yet handed to the channel (sealing is asynchronous). Counted so
    * that one pass of the pump cannot seal a whole 100 MiB message before the channel sees any of it.
@@ -326,6 +328,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       {
         reliable: (r) => {
           this.sealing = Math.max(0, this.sealing - r.length);
+          // A record sealed asynchronously frees a sealing slot: the pump may go on (see pump()).
+          if (!this.pumping) this.schedulePump();
           try {
             this.link.sendReliable(r);
           } catch (err) {
@@ -599,14 +603,28 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     return { record: record!, batch: count };
   }
 
-  /** Seals as many records as the channel and the peer's window take now. */
+  /** Seals as many records as the channel, the peer's window and the datagrams flowing allow now. */
   private pump(): void {
+    this.pumping = true;
+    try {
+      this.pumpRecords();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpRecords(): void {
     if ((this.current !== 'open' && this.current !== 'draining') || this.session.state !== 'open') return;
-    const highWater =
-      performance.now() - this.lastDatagramSent < DATAGRAMS_FLOWING_MS
-        ? Math.min(this.highWater, HIGH_WATER_WITH_DATAGRAMS)
-        : this.highWater;
-    while (this.outbox.length > 0 && this.link.bufferedAmount + this.sealing < highWater) {
+    const flowing = performance.now() - this.lastDatagramSent < DATAGRAMS_FLOWING_MS;
+    const highWater = flowing ? Math.min(this.highWater, HIGH_WATER_WITH_DATAGRAMS) : this.highWater;
+    // An asynchronous AEAD seals in call order too: while datagrams flow, one record at a time, so a
+    // datagram's seal waits for one record at most (a synchronous one is never `sealing` here).
+    const sealingCap = flowing ? 1 : Number.POSITIVE_INFINITY;
+    while (
+      this.outbox.length > 0 &&
+      this.link.bufferedAmount + this.sealing < highWater &&
+      this.sealing < sealingCap
+    ) {
       const { record, batch } = this.nextRecord();
       if (!this.session.admits(record)) {
         if (!this.creditStalled)

@@ -3,7 +3,7 @@
  * decrypts on its own; a sliding window rejects replays; bad datagrams are dropped and counted, never fatal.
  */
 import { fail } from '../errors.js';
-import { ByteReader, ByteWriter } from '../util/bytes.js';
+import { ByteReader } from '../util/bytes.js';
 import { type AeadProvider, sealWithHeader } from './aead.js';
 import {
   DATAGRAM_HEADER_LEN,
@@ -18,8 +18,26 @@ import { nextTrafficSecret, recordNonce, trafficKey } from './key-schedule.js';
 import { ReplayWindow } from './replay-window.js';
 import type { KeyMaterial } from './traffic-keys.js';
 
+/** Writes `value` (< 2^48) big-endian at `at`. */
+function writeU48(into: Uint8Array, at: number, value: number): void {
+  const high = Math.floor(value / 2 ** 32);
+  into[at] = high >>> 8;
+  into[at + 1] = high & 0xff;
+  const low = value >>> 0;
+  into[at + 2] = low >>> 24;
+  into[at + 3] = (low >>> 16) & 0xff;
+  into[at + 4] = (low >>> 8) & 0xff;
+  into[at + 5] = low & 0xff;
+}
+
+/** type ‖ flags (0) ‖ epoch (u16) ‖ seq (u48), PROTOCOL.md §6. */
 function header(type: number, epoch: number, seq: number): Uint8Array {
-  return new ByteWriter(DATAGRAM_HEADER_LEN).u8(type).u8(0).u16(epoch).u48(seq).finish();
+  const h = new Uint8Array(DATAGRAM_HEADER_LEN);
+  h[0] = type;
+  h[2] = epoch >>> 8;
+  h[3] = epoch & 0xff;
+  writeU48(h, 4, seq);
+  return h;
 }
 
 interface EpochState {
@@ -70,27 +88,31 @@ export class DatagramWriter {
     this.seq = 0;
   }
 
-  /** Seals a data datagram; `sentAt` (ms since the Unix epoch) is given to the receiver. */
-  sealData(payload: Uint8Array, sentAt: number): Promise<{ record: Uint8Array; seq: number }> {
+  /**
+   * Seals a data datagram; `sentAt` (ms since the Unix epoch) is given to the receiver. Sealed within the
+   * call when the provider is synchronous and the epoch's key is derived.
+   */
+  sealData(payload: Uint8Array, sentAt: number): SealedDatagram | Promise<SealedDatagram> {
     const plaintext = new Uint8Array(DATAGRAM_TIMESTAMP_LEN + payload.length);
-    new DataView(plaintext.buffer).setUint16(0, Math.floor(sentAt / 2 ** 32));
-    new DataView(plaintext.buffer).setUint32(2, sentAt >>> 0);
+    writeU48(plaintext, 0, sentAt);
     plaintext.set(payload, DATAGRAM_TIMESTAMP_LEN);
     return this.seal(RecordType.DATA, plaintext);
   }
 
-  sealControl(message: ControlMessage): Promise<{ record: Uint8Array; seq: number }> {
-    return this.seal(RecordType.CONTROL, encodeControl(message));
+  sealControl(message: ControlMessage): Promise<SealedDatagram> {
+    return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message)));
   }
 
-  private seal(type: number, plaintext: Uint8Array): Promise<{ record: Uint8Array; seq: number }> {
+  private seal(type: number, plaintext: Uint8Array): SealedDatagram | Promise<SealedDatagram> {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
     const h = header(type, this.epoch, seq);
     const ready = this.state.ready;
     if (this.aead.sync && ready) {
-      const record = this.aead.sync.sealWithHeader(ready.key, recordNonce(ready.iv, seq), h, plaintext);
-      return Promise.resolve({ record, seq });
+      return {
+        record: this.aead.sync.sealWithHeader(ready.key, recordNonce(ready.iv, seq), h, plaintext),
+        seq,
+      };
     }
     const keyP = this.state.key;
     return (async () => {
@@ -99,6 +121,12 @@ export class DatagramWriter {
       return { record, seq };
     })();
   }
+}
+
+/** A sealed datagram and its sequence number. */
+export interface SealedDatagram {
+  record: Uint8Array;
+  seq: number;
 }
 
 /** Why a datagram was dropped. */

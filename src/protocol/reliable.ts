@@ -27,7 +27,8 @@ export async function sealRecord(
   header: Uint8Array,
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
-  const { key, iv } = await p.material;
+  // The key is usually derived already: no need to wait a turn for it.
+  const { key, iv } = p.ready ?? (await p.material);
   return sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext);
 }
 
@@ -234,7 +235,7 @@ export class ReliableReader {
   }
 
   private async decrypt(r: CheckedRecord) {
-    const { key, iv } = await r.protection.material;
+    const { key, iv } = r.protection.ready ?? (await r.protection.material);
     const plaintext = await this.aead.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
     return { type: r.type, flags: r.flags, plaintext: this.authenticated(plaintext, r.protection) };
   }

@@ -23,7 +23,13 @@ import {
   RecordType,
 } from './constants.js';
 import { type ControlMessage, encodeControl } from './control.js';
-import { DatagramReader, type DatagramResult, type DatagramStats, DatagramWriter } from './datagram.js';
+import {
+  DatagramReader,
+  type DatagramResult,
+  type DatagramStats,
+  DatagramWriter,
+  type SealedDatagram,
+} from './datagram.js';
 import { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 import type { HandshakeResult, Role } from './handshake.js';
 import { expandLabel, hashOfEmpty, sha256 } from './key-schedule.js';
@@ -532,20 +538,25 @@ export class Session {
    * Sends one datagram in SLLP mode. Resolves with its sequence number once handed to `output.datagram`,
    * or with -1 when the transport dropped it (SLLP never waits).
    */
-  async sendDatagram(data: Uint8Array | string, sentAt: number): Promise<number> {
-    if (this.current !== 'open' || !this.datagramsOpen) throw this.closedError();
+  sendDatagram(data: Uint8Array | string, sentAt: number): Promise<number> {
+    if (this.current !== 'open' || !this.datagramsOpen) return Promise.reject(this.closedError());
     if (!Number.isInteger(sentAt) || sentAt < 0 || sentAt > MAX_SEQ_DATAGRAM) {
-      throw fail('invalid_argument', 'sentAt must be an integer number of ms in 0..2^48-1');
+      return Promise.reject(fail('invalid_argument', 'sentAt must be an integer number of ms in 0..2^48-1'));
     }
     const bytes = typeof data === 'string' ? utf8(data) : data;
     if (bytes.length > this.opts.maxDatagramBytes) {
-      throw fail(
-        'message_too_large',
-        `datagram of ${bytes.length} bytes exceeds ${this.opts.maxDatagramBytes}`,
+      return Promise.reject(
+        fail('message_too_large', `datagram of ${bytes.length} bytes exceeds ${this.opts.maxDatagramBytes}`),
       );
     }
-    const { record, seq } = await this.dgTx.sealData(bytes, sentAt);
-    return this.output.datagram(record) === false ? -1 : seq;
+    const hand = ({ record, seq }: SealedDatagram) => (this.output.datagram(record) === false ? -1 : seq);
+    try {
+      const sealed = this.dgTx.sealData(bytes, sentAt);
+      // Sealed already (synchronous provider): on the wire within this call, with no promise hop first.
+      return sealed instanceof Promise ? sealed.then(hand) : Promise.resolve(hand(sealed));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
