@@ -5,12 +5,15 @@
  *
  *   TCP mode throughput      p2ptls Connection.send        vs raw reliable channel with the same flow control
  *   SLLP one-way latency     Connection.datagrams.send     vs raw unordered channel (same clock: one process)
+ *   datagrams under bulk     30 fps "video" of 3 datagrams per frame, alone and beside an unpaced TCP-mode
+ *                            transfer on the same connection: fps kept, and that transfer's throughput
+ *                            against the raw channel's bulk throughput
  *   set-up time              dial → authenticated          vs raw WebRTC connect (both channels open)
  *   memory per connection    RSS growth per open connection (p2ptls vs raw link)
  *
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
  * pairs per size, default 5: medians and the min–max of the per-pair ratio are printed), --only tcp
- * (skip latency, set-up and memory).
+ * (skip latency, set-up and memory), --only datagrams (latency and datagrams under bulk only).
  */
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection } from '../src/host/connection.js';
@@ -29,7 +32,11 @@ const only = process.argv.includes('--backend')
   : undefined;
 const backends = (['wrtc', 'node-datachannel'] as NodeRtcBackend[]).filter((b) => !only || b === only);
 const RUNS = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 5;
-const tcpOnly = process.argv.includes('--only') && process.argv[process.argv.indexOf('--only') + 1] === 'tcp';
+const onlyPart = process.argv.includes('--only')
+  ? process.argv[process.argv.indexOf('--only') + 1]
+  : undefined;
+const tcpOnly = onlyPart === 'tcp';
+const datagramsOnly = onlyPart === 'datagrams';
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
@@ -185,6 +192,128 @@ async function oursLatency(pair: Pair, peer: string, n: number): Promise<number[
   return lat;
 }
 
+/** The video of the datagrams-under-bulk scenario: 30 fps, each frame 3 datagrams of 16 000 B. */
+const VIDEO_FPS = 30;
+const PIECES = 3;
+const PIECE_BYTES = 16_000;
+const BULK_MESSAGE = 64 * 1024 - 1024;
+
+/** Sends frames as datagrams for `seconds`; each piece says its frame and index. */
+async function sendVideo(send: (d: Uint8Array) => unknown, seconds: number): Promise<void> {
+  const t0 = performance.now();
+  for (let frame = 0; performance.now() - t0 < seconds * 1000; frame++) {
+    for (let i = 0; i < PIECES; i++) {
+      const piece = new Uint8Array(PIECE_BYTES);
+      new DataView(piece.buffer).setUint32(0, frame);
+      piece[4] = i;
+      await send(piece);
+    }
+    const due = t0 + ((frame + 1) * 1000) / VIDEO_FPS;
+    await sleep(Math.max(0, due - performance.now()));
+  }
+}
+
+/** Counts frames whose pieces all arrived. */
+function frameCounter(): { onPiece: (d: Uint8Array) => void; frames: () => number } {
+  const pieces = new Map<number, number>();
+  let complete = 0;
+  return {
+    onPiece: (d) => {
+      const frame = new DataView(d.buffer, d.byteOffset).getUint32(0);
+      const n = (pieces.get(frame) ?? 0) + 1;
+      pieces.set(frame, n);
+      if (n === PIECES) complete++;
+    },
+    frames: () => complete,
+  };
+}
+
+/** Sends `msg` as fast as `send` takes it until `stop()`; a few sends outstanding at a time. */
+async function unpacedBulk(send: () => Promise<void>, stop: () => boolean): Promise<void> {
+  let last: Promise<void> = Promise.resolve();
+  for (let i = 0; !stop(); i++) {
+    last = send();
+    if (i % 16 === 15) await last;
+  }
+  await last.catch(() => {});
+}
+
+/** Raw channel bulk throughput (MiB/s) over `seconds`, with the same pump as {@link rawThroughput}. */
+async function rawBulkFor(rtc: RtcImplementation, seconds: number): Promise<number> {
+  const { a, b } = await rawPair(rtc);
+  const msg = new Uint8Array(BULK_MESSAGE);
+  let received = 0;
+  b.on('reliable', (m) => {
+    received += m.length;
+  });
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  while (performance.now() < end) {
+    while (a.bufferedAmount >= HIGH_WATER) {
+      await Promise.race([new Promise((r) => a.once('drain', r)), sleep(5)]);
+      a.settle();
+    }
+    a.sendReliable(msg);
+    // Let receive events run, as a real sender's event loop would.
+    if (a.bufferedAmount >= HIGH_WATER / 2) await new Promise((r) => setImmediate(r));
+  }
+  const got = received;
+  const ms = performance.now() - t0;
+  a.close();
+  b.close();
+  return got / MiB / (ms / 1000);
+}
+
+/**
+ * p2ptls video for `seconds`, alone or beside an unpaced bulk transfer on the same connection: frames per
+ * second received, and the transfer's throughput (MiB/s, 0 without it).
+ */
+async function oursVideo(
+  pair: Pair,
+  peer: string,
+  seconds: number,
+  withBulk: boolean,
+): Promise<{ fps: number; bulk: number }> {
+  const remoteP = pair.accepted();
+  const conn = await pair.ha.connect(peer);
+  const remote = await remoteP;
+  const counter = frameCounter();
+  remote.datagrams.on('datagram', (d) => counter.onPiece(d.data));
+  let bulkBytes = 0;
+  remote.on('message', (m) => {
+    bulkBytes += m.length;
+  });
+  const t0 = performance.now();
+  let stopped = false;
+  const msg = new Uint8Array(BULK_MESSAGE);
+  const bulk = withBulk
+    ? unpacedBulk(
+        () => conn.send(msg),
+        () => stopped,
+      )
+    : Promise.resolve();
+  await sendVideo((d) => conn.datagrams.send(d), seconds);
+  await sleep(100);
+  const ms = performance.now() - t0;
+  const [frames, bytes] = [counter.frames(), bulkBytes];
+  stopped = true;
+  await bulk;
+  await conn.close();
+  return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
+}
+
+/** The same video over a raw link, alone: the fps the machine allows at all. */
+async function rawVideo(rtc: RtcImplementation, seconds: number): Promise<number> {
+  const { a, b } = await rawPair(rtc);
+  const counter = frameCounter();
+  b.on('datagram', (d) => counter.onPiece(d));
+  await sendVideo((d) => a.sendDatagram(d), seconds);
+  await sleep(100);
+  a.close();
+  b.close();
+  return counter.frames() / seconds;
+}
+
 function rssMiB(): number {
   return process.memoryUsage().rss / MiB;
 }
@@ -205,11 +334,13 @@ for (const backend of backends) {
   out(
     `\n[${backend}] TCP mode throughput, MB/s (median of ${RUNS} alternating pairs; ratio median [min–max])`,
   );
-  for (const [label, size, total] of [
-    ['1 KiB', 1024, (quick ? 4 : 16) * MiB],
-    ['16 KiB', 16 * 1024, (quick ? 16 : 64) * MiB],
-    ['64 KiB', 64 * 1024 - 1024, (quick ? 16 : 64) * MiB],
-  ] as const) {
+  for (const [label, size, total] of (datagramsOnly
+    ? []
+    : [
+        ['1 KiB', 1024, (quick ? 4 : 16) * MiB],
+        ['16 KiB', 16 * 1024, (quick ? 16 : 64) * MiB],
+        ['64 KiB', 64 * 1024 - 1024, (quick ? 16 : 64) * MiB],
+      ]) as [string, number, number][]) {
     const raws: number[] = [];
     const ourss: number[] = [];
     const ratios: number[] = [];
@@ -243,6 +374,44 @@ for (const backend of backends) {
   out(
     `  p99 p2ptls ${percentile(ol, 0.99).toFixed(3)} ms  raw ${percentile(rl, 0.99).toFixed(3)} ms   ratio(raw/ours) ${(percentile(rl, 0.99) / percentile(ol, 0.99)).toFixed(2)}   delivered ${ol.length}/${n} vs ${rl.length}/${n}`,
   );
+
+  const seconds = quick ? 2 : 4;
+  const runs = {
+    rawFps: [] as number[],
+    rawBulk: [] as number[],
+    alone: [] as number[],
+    loaded: [] as number[],
+    bulk: [] as number[],
+  };
+  const [fpsRatios, bulkRatios] = [[] as number[], [] as number[]];
+  for (let i = 0; i < RUNS; i++) {
+    const rawFps = await rawVideo(rtc, seconds);
+    const rawBulk = await rawBulkFor(rtc, seconds);
+    const alone = await oursVideo(pair, peer, seconds, false);
+    const loaded = await oursVideo(pair, peer, seconds, true);
+    runs.rawFps.push(rawFps);
+    runs.alone.push(alone.fps);
+    runs.loaded.push(loaded.fps);
+    runs.bulk.push(loaded.bulk);
+    fpsRatios.push(loaded.fps / alone.fps);
+    bulkRatios.push(loaded.bulk / rawBulk);
+    runs.rawBulk.push(rawBulk);
+  }
+  const spread = (xs: number[]) =>
+    `${median(xs).toFixed(2)} [${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}]`;
+  out(
+    `[${backend}] datagrams under bulk: ${VIDEO_FPS} fps video of ${PIECES}×${PIECE_BYTES} B datagrams for ${seconds} s, with and without an unpaced ${(BULK_MESSAGE / 1024).toFixed(0)} KiB-message transfer (median of ${RUNS}; ratio median [min–max])`,
+  );
+  out(
+    `  video fps: p2ptls alone ${median(runs.alone).toFixed(1)}, beside the transfer ${median(runs.loaded).toFixed(1)} (raw link alone ${median(runs.rawFps).toFixed(1)})   ratio ${spread(fpsRatios)}`,
+  );
+  out(
+    `  transfer beside the video ${median(runs.bulk).toFixed(1)} MiB/s   raw channel bulk ${median(runs.rawBulk).toFixed(1)} MiB/s   ratio ${spread(bulkRatios)}`,
+  );
+  if (datagramsOnly) {
+    await pair.close();
+    continue;
+  }
 
   const setups: number[] = [];
   const rawSetups: number[] = [];

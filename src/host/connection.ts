@@ -51,6 +51,25 @@ const LINGER_MS = 2_000;
 /** Datagrams an initiator holds until the responder has been heard (about half a round trip). */
 const MAX_HELD_DATAGRAMS = 64;
 
+/**
+ * Received reliable records decrypting at once; later ones wait here, undecrypted. An asynchronous AEAD
+ * (WebCrypto) runs its calls in arrival order on a thread pool, so a datagram's decryption queued behind
+ * a whole window of bulk records; with four, it waits for four at most (issue #14: 1 fps of SLLP video
+ * next to an unpaced transfer in bench:browser). Four keep the pool busy: Node's has four threads.
+ */
+const MAX_RECORDS_DECRYPTING = 4;
+
+/**
+ * While datagrams are being sent, reliable bytes queued in the channel stay under this (unless
+ * `highWaterMark` is lower): SCTP sends the streams of an association from shared buffers, so every byte
+ * queued there is a delay for the next datagram. Twice the channel's low-water mark (256 KiB), so the
+ * 'bufferedamountlow' refill comes before the queue runs dry.
+ */
+const HIGH_WATER_WITH_DATAGRAMS = 512 * 1024;
+
+/** Datagrams count as flowing for this long after the last one was sent. */
+const DATAGRAMS_FLOWING_MS = 500;
+
 /** Tunables of a connection. */
 export interface ConnectionOptions {
   session?: SessionOptions;
@@ -247,6 +266,14 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * before it judges the peer silent. (Under a 4-peer soak on 2 cores the backlog reached seconds.)
    */
   private receiving = 0;
+  /** Received records passed to the session and not yet processed ({@link MAX_RECORDS_DECRYPTING} at most). */
+  private decrypting = 0;
+  /** Received records waiting for a decryption slot, in arrival order. */
+  private readonly undecrypted: Uint8Array[] = [];
+  /** Called once {@link undecrypted} is empty (everything received is with the session). */
+  private readonly undecryptedDrained: (() => void)[] = [];
+  /** When the last datagram was sent (performance.now()): reliable sending yields while they flow. */
+  private lastDatagramSent = Number.NEGATIVE_INFINITY;
   /** Bytes of the message being reassembled at the last heartbeat, and since when. */
   private reassemblyMark = { received: -1, at: Date.now() };
   private readonly heartbeat: ReturnType<typeof setInterval>;
@@ -257,6 +284,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   /** Bounds how long a closed connection keeps its link for the peer's CLOSE_ACK. */
   private lingerTimer: ReturnType<typeof setTimeout> | undefined;
   private pumpScheduled = false;
+  /** True while pump() runs (records a synchronous AEAD seals reach the link from inside it). */
+  private pumping = false;
   /**
    * Bytes of records reserved but not yet handed to the channel (sealing is asynchronous). Counted so
    * that one pass of the pump cannot seal a whole 100 MiB message before the channel sees any of it.
@@ -299,6 +328,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       {
         reliable: (r) => {
           this.sealing = Math.max(0, this.sealing - r.length);
+          // A record sealed asynchronously frees a sealing slot: the pump may go on (see pump()).
+          if (!this.pumping) this.schedulePump();
           try {
             this.link.sendReliable(r);
           } catch (err) {
@@ -470,6 +501,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     if (this.current !== 'open') throw this.notOpenError();
     // Counted from this send's own result: with several sends in flight, a before/after comparison of
     // the counters would blame one send for another's drop.
+    this.lastDatagramSent = performance.now();
     const seq = await this.session.sendDatagram(data, Date.now());
     if (seq < 0) this.datagrams.droppedLocally++;
     else this.datagrams.sent++;
@@ -571,10 +603,28 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     return { record: record!, batch: count };
   }
 
-  /** Seals as many records as the channel and the peer's window take now. */
+  /** Seals as many records as the channel, the peer's window and the datagrams flowing allow now. */
   private pump(): void {
+    this.pumping = true;
+    try {
+      this.pumpRecords();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpRecords(): void {
     if ((this.current !== 'open' && this.current !== 'draining') || this.session.state !== 'open') return;
-    while (this.outbox.length > 0 && this.link.bufferedAmount + this.sealing < this.highWater) {
+    const flowing = performance.now() - this.lastDatagramSent < DATAGRAMS_FLOWING_MS;
+    const highWater = flowing ? Math.min(this.highWater, HIGH_WATER_WITH_DATAGRAMS) : this.highWater;
+    // An asynchronous AEAD seals in call order too: while datagrams flow, one record at a time, so a
+    // datagram's seal waits for one record at most (a synchronous one is never `sealing` here).
+    const sealingCap = flowing ? 1 : Number.POSITIVE_INFINITY;
+    while (
+      this.outbox.length > 0 &&
+      this.link.bufferedAmount + this.sealing < highWater &&
+      this.sealing < sealingCap
+    ) {
       const { record, batch } = this.nextRecord();
       if (!this.session.admits(record)) {
         if (!this.creditStalled)
@@ -624,16 +674,39 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   private onReliable(record: Uint8Array): void {
     this.receiving++;
+    if (this.decrypting < MAX_RECORDS_DECRYPTING) this.decrypt(record);
+    else this.undecrypted.push(record);
+  }
+
+  private decrypt(record: Uint8Array): void {
+    this.decrypting++;
     this.session.receive(record).then(
       (events) => {
-        this.receiving--;
+        this.recordDone();
         this.peerHeard();
         for (const e of events) this.onSessionEvent(e);
       },
       (err) => {
-        this.receiving--;
+        this.recordDone();
         this.failed(asP2PTLSError(err, 'internal_error'));
       },
+    );
+  }
+
+  /** A record is processed: the next one waiting takes its decryption slot. */
+  private recordDone(): void {
+    this.receiving--;
+    this.decrypting--;
+    const next = this.undecrypted.shift();
+    if (next) this.decrypt(next);
+    if (this.undecrypted.length === 0) for (const done of this.undecryptedDrained.splice(0)) done();
+  }
+
+  /** Settles once every record received so far has been processed (or refused) by the session. */
+  private allReceived(): Promise<void> {
+    if (this.undecrypted.length === 0) return this.session.received();
+    return new Promise<void>((resolve) => this.undecryptedDrained.push(resolve)).then(() =>
+      this.session.received(),
     );
   }
 
@@ -692,7 +765,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * usually among it. Without that CLOSE, the stream may have lost its tail: `truncated`.
    */
   private transportEnded(cause?: P2PTLSError): void {
-    void this.session.received().then(() => {
+    void this.allReceived().then(() => {
       if (this.current === 'closed') {
         this.teardown();
         return;

@@ -3,8 +3,8 @@
  * decrypts on its own; a sliding window rejects replays; bad datagrams are dropped and counted, never fatal.
  */
 import { fail } from '../errors.js';
-import { ByteReader, ByteWriter } from '../util/bytes.js';
-import { type AeadKey, type AeadProvider, sealWithHeader } from './aead.js';
+import { ByteReader } from '../util/bytes.js';
+import { type AeadProvider, sealWithHeader } from './aead.js';
 import {
   DATAGRAM_HEADER_LEN,
   DATAGRAM_TIMESTAMP_LEN,
@@ -16,14 +16,35 @@ import {
 import { type ControlMessage, decodeControl, encodeControl } from './control.js';
 import { nextTrafficSecret, recordNonce, trafficKey } from './key-schedule.js';
 import { ReplayWindow } from './replay-window.js';
+import type { KeyMaterial } from './traffic-keys.js';
 
+/** Writes `value` (< 2^48) big-endian at `at`. */
+function writeU48(into: Uint8Array, at: number, value: number): void {
+  const high = Math.floor(value / 2 ** 32);
+  into[at] = high >>> 8;
+  into[at + 1] = high & 0xff;
+  const low = value >>> 0;
+  into[at + 2] = low >>> 24;
+  into[at + 3] = (low >>> 16) & 0xff;
+  into[at + 4] = (low >>> 8) & 0xff;
+  into[at + 5] = low & 0xff;
+}
+
+/** type ‖ flags (0) ‖ epoch (u16) ‖ seq (u48), PROTOCOL.md §6. */
 function header(type: number, epoch: number, seq: number): Uint8Array {
-  return new ByteWriter(DATAGRAM_HEADER_LEN).u8(type).u8(0).u16(epoch).u48(seq).finish();
+  const h = new Uint8Array(DATAGRAM_HEADER_LEN);
+  h[0] = type;
+  h[2] = epoch >>> 8;
+  h[3] = epoch & 0xff;
+  writeU48(h, 4, seq);
+  return h;
 }
 
 interface EpochState {
   secret: Promise<Uint8Array>;
-  key: Promise<{ key: AeadKey; iv: Uint8Array }>;
+  key: Promise<KeyMaterial>;
+  /** {@link key} once derived: a synchronous provider then seals and opens without a promise. */
+  ready: KeyMaterial | undefined;
 }
 
 function epochState(aead: AeadProvider, secret: Promise<Uint8Array>): EpochState {
@@ -31,8 +52,14 @@ function epochState(aead: AeadProvider, secret: Promise<Uint8Array>): EpochState
     const k = await trafficKey(s);
     return { key: await aead.importKey(k.key), iv: k.iv };
   });
-  key.catch(() => {});
-  return { secret, key };
+  const state: EpochState = { secret, key, ready: undefined };
+  key.then(
+    (m) => {
+      state.ready = m;
+    },
+    () => {},
+  );
+  return state;
 }
 
 /** Sending side: seals datagrams, moving to the next epoch before a key reaches its record limit. */
@@ -61,23 +88,32 @@ export class DatagramWriter {
     this.seq = 0;
   }
 
-  /** Seals a data datagram; `sentAt` (ms since the Unix epoch) is given to the receiver. */
-  sealData(payload: Uint8Array, sentAt: number): Promise<{ record: Uint8Array; seq: number }> {
+  /**
+   * Seals a data datagram; `sentAt` (ms since the Unix epoch) is given to the receiver. Sealed within the
+   * call when the provider is synchronous and the epoch's key is derived.
+   */
+  sealData(payload: Uint8Array, sentAt: number): SealedDatagram | Promise<SealedDatagram> {
     const plaintext = new Uint8Array(DATAGRAM_TIMESTAMP_LEN + payload.length);
-    new DataView(plaintext.buffer).setUint16(0, Math.floor(sentAt / 2 ** 32));
-    new DataView(plaintext.buffer).setUint32(2, sentAt >>> 0);
+    writeU48(plaintext, 0, sentAt);
     plaintext.set(payload, DATAGRAM_TIMESTAMP_LEN);
     return this.seal(RecordType.DATA, plaintext);
   }
 
-  sealControl(message: ControlMessage): Promise<{ record: Uint8Array; seq: number }> {
-    return this.seal(RecordType.CONTROL, encodeControl(message));
+  sealControl(message: ControlMessage): Promise<SealedDatagram> {
+    return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message)));
   }
 
-  private seal(type: number, plaintext: Uint8Array): Promise<{ record: Uint8Array; seq: number }> {
+  private seal(type: number, plaintext: Uint8Array): SealedDatagram | Promise<SealedDatagram> {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
     const h = header(type, this.epoch, seq);
+    const ready = this.state.ready;
+    if (this.aead.sync && ready) {
+      return {
+        record: this.aead.sync.sealWithHeader(ready.key, recordNonce(ready.iv, seq), h, plaintext),
+        seq,
+      };
+    }
     const keyP = this.state.key;
     return (async () => {
       const { key, iv } = await keyP;
@@ -85,6 +121,12 @@ export class DatagramWriter {
       return { record, seq };
     })();
   }
+}
+
+/** A sealed datagram and its sequence number. */
+export interface SealedDatagram {
+  record: Uint8Array;
+  seq: number;
 }
 
 /** Why a datagram was dropped. */
@@ -163,8 +205,15 @@ export class DatagramReader {
     return { ok: false, reason };
   }
 
-  /** Authenticates and decodes one datagram. Never throws: every problem is a counted drop. */
-  async open(datagram: Uint8Array): Promise<DatagramResult> {
+  /**
+   * Authenticates and decodes one datagram. Never rejects: every problem is a counted drop. With a
+   * synchronous provider and the epoch's key derived, it is done within the call.
+   */
+  open(datagram: Uint8Array): Promise<DatagramResult> {
+    return Promise.resolve(this.process(datagram));
+  }
+
+  private process(datagram: Uint8Array): DatagramResult | Promise<DatagramResult> {
     const maxLen = DATAGRAM_HEADER_LEN + DATAGRAM_TIMESTAMP_LEN + this.options.maxDatagramBytes + TAG_LEN;
     if (datagram.length < DATAGRAM_HEADER_LEN + TAG_LEN || datagram.length > maxLen)
       return this.drop('invalid');
@@ -180,19 +229,32 @@ export class DatagramReader {
     const before = state.window.check(seq);
     if (before !== 'ok') return this.drop(before);
     if (this.options.dropStale && this.isOlder(epoch, seq)) return this.drop('stale');
-
-    let plaintext: Uint8Array | null;
-    try {
-      const { key, iv } = await state.key;
-      plaintext = await this.aead.open(
-        key,
-        recordNonce(iv, seq),
-        datagram.subarray(0, DATAGRAM_HEADER_LEN),
-        r.rest(),
-      );
-    } catch {
-      plaintext = null;
+    const aad = datagram.subarray(0, DATAGRAM_HEADER_LEN);
+    const body = r.rest();
+    if (this.aead.sync && state.ready) {
+      const { key, iv } = state.ready;
+      return this.accept(this.aead.sync.open(key, recordNonce(iv, seq), aad, body), state, type, epoch, seq);
     }
+    return (async () => {
+      let plaintext: Uint8Array | null;
+      try {
+        const { key, iv } = await state.key;
+        plaintext = await this.aead.open(key, recordNonce(iv, seq), aad, body);
+      } catch {
+        plaintext = null;
+      }
+      return this.accept(plaintext, state, type, epoch, seq);
+    })();
+  }
+
+  /** The rest of {@link open} once decrypted: the replay window and the epoch move only for authentic input. */
+  private accept(
+    plaintext: Uint8Array | null,
+    state: ReceiveEpoch,
+    type: number,
+    epoch: number,
+    seq: number,
+  ): DatagramResult {
     if (!plaintext) return this.drop('invalid');
     // State may have moved while this one decrypted (another datagram accepted, the epoch advanced).
     if (this.epochs.get(epoch) !== state) return this.drop('stale');

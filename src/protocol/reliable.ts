@@ -4,10 +4,11 @@
  */
 import { fail } from '../errors.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
-import { type AeadProvider, sealWithHeader } from './aead.js';
+import { type AeadProvider, type SyncAead, sealWithHeader } from './aead.js';
 import { DataFlag, MAX_CONTROL_RECORD_BYTES, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
 import { type ReceiveWindow, recordCost } from './flow-control.js';
+import { recordNonce } from './key-schedule.js';
 import type { RecordProtection, TrafficKeys } from './traffic-keys.js';
 
 /** A record before encryption. */
@@ -26,8 +27,20 @@ export async function sealRecord(
   header: Uint8Array,
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
-  const { key, iv } = await p.material;
-  return sealWithHeader(aead, key, p.nonce(iv), header, plaintext);
+  // The key is usually derived already: no need to wait a turn for it.
+  const { key, iv } = p.ready ?? (await p.material);
+  return sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext);
+}
+
+/** {@link sealRecord} within the call, for a synchronous provider once the key is derived. */
+export function sealRecordNow(
+  aead: SyncAead,
+  p: RecordProtection,
+  header: Uint8Array,
+  plaintext: Uint8Array,
+): Uint8Array {
+  const { key, iv } = p.ready!;
+  return aead.sealWithHeader(key, recordNonce(iv, p.seq), header, plaintext);
 }
 
 /**
@@ -109,13 +122,27 @@ export interface ReassemblyProgress {
   total: number;
 }
 
+/** A record whose header passed the checks, with the key and sequence number it must decrypt under. */
+interface CheckedRecord {
+  type: number;
+  flags: number;
+  protection: RecordProtection;
+  header: Uint8Array;
+  body: Uint8Array;
+}
+
 /**
  * Receiving side of the reliable channel. Records may be passed in faster than they decrypt: each takes
  * its sequence number and key synchronously on arrival, decrypts concurrently, and is delivered in order.
+ * With a synchronous provider and nothing pending, {@link openNow} does all of it within the call.
  * The first failure is fatal: it rejects that record and every later one with the same error.
  */
 export class ReliableReader {
   private tail: Promise<unknown> = Promise.resolve();
+  /** Records passed to {@link open} and not yet delivered. */
+  private pending = 0;
+  /** The first failure, once there was one (the failure of {@link openNow} included). */
+  private failure: { error: unknown } | undefined;
   private partial: Reassembly | null = null;
 
   constructor(
@@ -130,23 +157,53 @@ export class ReliableReader {
     return this.partial ? { received: this.partial.filled, total: this.partial.total } : undefined;
   }
 
+  /** Whether {@link openNow} may be called: a synchronous provider, the key derived, nothing queued. */
+  get canOpenNow(): boolean {
+    return this.aead.sync !== undefined && this.pending === 0 && !this.failure && this.keys.ready;
+  }
+
+  /** Decrypts and delivers one record within the call; only when {@link canOpenNow}. Throws on failure. */
+  openNow(record: Uint8Array): ReliableEvent[] {
+    try {
+      const r = this.check(record);
+      const { key, iv } = r.protection.ready!;
+      const plaintext = this.aead.sync!.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
+      return this.deliver(r.type, r.flags, this.authenticated(plaintext, r.protection));
+    } catch (err) {
+      this.failure = { error: err };
+      this.tail = Promise.reject(err);
+      this.tail.catch(() => {});
+      throw err;
+    }
+  }
+
   open(record: Uint8Array): Promise<ReliableEvent[]> {
     let decrypted: Promise<{ type: number; flags: number; plaintext: Uint8Array }>;
     try {
-      decrypted = this.decrypt(record);
+      decrypted = this.decrypt(this.check(record));
     } catch (err) {
       decrypted = Promise.reject(err);
     }
     // Once an earlier record failed, this one is never awaited through the chain: keep its own failure
     // from surfacing as an unhandled rejection.
     decrypted.catch(() => {});
+    this.pending++;
     const result = this.tail.then(() => decrypted).then((r) => this.deliver(r.type, r.flags, r.plaintext));
     this.tail = result;
-    result.catch(() => {});
+    result.then(
+      () => {
+        this.pending--;
+      },
+      (err: unknown) => {
+        this.pending--;
+        this.failure ??= { error: err };
+      },
+    );
     return result;
   }
 
-  private decrypt(record: Uint8Array) {
+  /** Checks the header and takes the record's sequence number and key; throws what makes it fatal. */
+  private check(record: Uint8Array): CheckedRecord {
     if (record.length > this.limits.maxRecordBytes) {
       throw fail('record_overflow', `record of ${record.length} bytes exceeds ${this.limits.maxRecordBytes}`);
     }
@@ -166,17 +223,21 @@ export class ReliableReader {
     if (type === RecordType.KEY_UPDATE) this.keys.rotate();
     const header = record.subarray(0, RELIABLE_HEADER_LEN);
     const body = record.subarray(RELIABLE_HEADER_LEN);
-    return (async () => {
-      const { key, iv } = await protection.material;
-      const plaintext = await this.aead.open(key, protection.nonce(iv), header, body);
-      if (!plaintext) {
-        throw fail(
-          'bad_record_mac',
-          `record ${protection.seq} failed authentication (tampered, replayed or reordered)`,
-        );
-      }
-      return { type, flags, plaintext };
-    })();
+    return { type, flags, protection, header, body };
+  }
+
+  private authenticated(plaintext: Uint8Array | null, protection: RecordProtection): Uint8Array {
+    if (plaintext) return plaintext;
+    throw fail(
+      'bad_record_mac',
+      `record ${protection.seq} failed authentication (tampered, replayed or reordered)`,
+    );
+  }
+
+  private async decrypt(r: CheckedRecord) {
+    const { key, iv } = r.protection.ready ?? (await r.protection.material);
+    const plaintext = await this.aead.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
+    return { type: r.type, flags: r.flags, plaintext: this.authenticated(plaintext, r.protection) };
   }
 
   private deliver(type: number, flags: number, plaintext: Uint8Array): ReliableEvent[] {

@@ -23,7 +23,13 @@ import {
   RecordType,
 } from './constants.js';
 import { type ControlMessage, encodeControl } from './control.js';
-import { DatagramReader, type DatagramResult, type DatagramStats, DatagramWriter } from './datagram.js';
+import {
+  DatagramReader,
+  type DatagramResult,
+  type DatagramStats,
+  DatagramWriter,
+  type SealedDatagram,
+} from './datagram.js';
 import { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 import type { HandshakeResult, Role } from './handshake.js';
 import { expandLabel, hashOfEmpty, sha256 } from './key-schedule.js';
@@ -34,6 +40,7 @@ import {
   type ReliableEvent,
   ReliableReader,
   sealRecord,
+  sealRecordNow,
 } from './reliable.js';
 import { TrafficKeys } from './traffic-keys.js';
 
@@ -95,6 +102,12 @@ export type SessionEvent =
 
 export type SessionState = 'open' | 'closing' | 'closed' | 'failed';
 
+/** Events of received records, and the replies they caused (settled once handed to the output). */
+interface Handled {
+  out: SessionEvent[];
+  replies: Promise<void>[];
+}
+
 /** Hard ceiling of reliable sequence numbers; key updates keep us far below it. */
 const MAX_SEQ_RELIABLE = 2 ** 48;
 
@@ -119,7 +132,11 @@ export class Session {
   private readonly sendWindow = new SendWindow();
   private readonly receiveWindow: ReceiveWindow;
   private outTail: Promise<void> = Promise.resolve();
+  /** Reliable records queued behind {@link outTail}: while there are any, no record may skip it. */
+  private outPending = 0;
   private rxTail: Promise<void> = Promise.resolve();
+  /** Received records queued behind {@link rxTail}. */
+  private rxPending = 0;
   private current: SessionState = 'open';
   private info: CloseInfo | undefined;
   /** The datagram channel's own end: the peer's CLOSE there ends SLLP only (§5.3). */
@@ -240,9 +257,24 @@ export class Session {
   private sealReliable(type: number, flags: number, plaintext: Uint8Array): Promise<void> {
     if (type !== RecordType.KEY_UPDATE && this.tx.used >= this.opts.maxRecordsPerKey) this.rotateTx(false);
     const protection = this.tx.next();
-    const sealed = sealRecord(this.aead, protection, new Uint8Array([type, flags]), plaintext);
+    const header = new Uint8Array([type, flags]);
+    const sync = this.aead.sync;
+    if (sync && protection.ready && this.outPending === 0) {
+      // Nothing ahead of it: sealed and handed over within this call (no promise per record).
+      try {
+        this.output.reliable(sealRecordNow(sync, protection, header, plaintext));
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const sealed = sealRecord(this.aead, protection, header, plaintext);
     const done = this.outTail.then(() => sealed).then((record) => this.output.reliable(record));
-    this.outTail = done.catch(() => {});
+    this.outPending++;
+    const settled = () => {
+      this.outPending--;
+    };
+    this.outTail = done.then(settled, settled);
     return done;
   }
 
@@ -387,22 +419,36 @@ export class Session {
    */
   receive(record: Uint8Array): Promise<SessionEvent[]> {
     if (this.current === 'failed') return Promise.reject(this.closedError());
+    if (this.rxPending === 0 && this.rx.canOpenNow) {
+      // Nothing queued and a synchronous provider: processed within this call.
+      try {
+        return this.settle(this.handle(this.rx.openNow(record)));
+      } catch (err) {
+        return Promise.reject(this.fatal(err));
+      }
+    }
     const opened = this.rx.open(record);
     const result = this.rxTail
       .then(() => opened)
       .then((events) => {
         // Checked here, in record order: a record behind a fatal error is never delivered.
         if (this.current === 'failed') throw this.closedError();
-        return this.handle(events);
+        return this.settle(this.handle(events));
       })
       .catch((err: unknown) => {
         throw this.fatal(err);
       });
-    this.rxTail = result.then(
-      () => {},
-      () => {},
-    );
+    this.rxPending++;
+    const settled = () => {
+      this.rxPending--;
+    };
+    this.rxTail = result.then(settled, settled);
     return result;
+  }
+
+  /** The events, once the replies they caused have been handed to the output. */
+  private settle({ out, replies }: Handled): Promise<SessionEvent[]> {
+    return replies.length === 0 ? Promise.resolve(out) : Promise.all(replies).then(() => out);
   }
 
   /** Records a fatal receive error and tells the peer, as TLS sends an alert; returns the error. */
@@ -426,11 +472,12 @@ export class Session {
   }
 
   /**
-   * Applies events in order. Replies to a ping or a key-update request have been handed to the output
-   * when this resolves; the answer to a CLOSE is queued behind them (see {@link peerClosed}).
+   * Applies events in order. Replies to a ping or a key-update request are queued for the output at once,
+   * in order (see {@link settle}); the answer to a CLOSE is queued behind them (see {@link peerClosed}).
    */
-  private async handle(events: ReliableEvent[]): Promise<SessionEvent[]> {
+  private handle(events: ReliableEvent[]): Handled {
     const out: SessionEvent[] = [];
+    const replies: Promise<void>[] = [];
     for (const e of events) {
       if (this.current === 'closed') {
         // §5.3: the peer's CLOSE_ACK is the only record that may follow its CLOSE.
@@ -443,12 +490,13 @@ export class Session {
       if (e.type === 'message') out.push(e);
       else if (e.type === 'key-update') {
         // Nothing may follow our CLOSE, replies included.
-        if (e.requestUpdate && this.current === 'open') await this.rotateTx(false).catch(() => {});
+        if (e.requestUpdate && this.current === 'open') replies.push(this.rotateTx(false).catch(() => {}));
         out.push({ type: 'key-update' });
       } else {
         const m = e.message;
         if (m.type === 'ping') {
-          if (this.current === 'open') await this.sealControl({ type: 'pong', data: m.data }).catch(() => {});
+          if (this.current === 'open')
+            replies.push(this.sealControl({ type: 'pong', data: m.data }).catch(() => {}));
         } else if (m.type === 'pong') out.push({ type: 'pong', data: m.data });
         else if (m.type === 'window') {
           this.sendWindow.raise(m.maxData);
@@ -461,7 +509,7 @@ export class Session {
         }
       }
     }
-    return out;
+    return { out, replies };
   }
 
   /**
@@ -490,20 +538,25 @@ export class Session {
    * Sends one datagram in SLLP mode. Resolves with its sequence number once handed to `output.datagram`,
    * or with -1 when the transport dropped it (SLLP never waits).
    */
-  async sendDatagram(data: Uint8Array | string, sentAt: number): Promise<number> {
-    if (this.current !== 'open' || !this.datagramsOpen) throw this.closedError();
+  sendDatagram(data: Uint8Array | string, sentAt: number): Promise<number> {
+    if (this.current !== 'open' || !this.datagramsOpen) return Promise.reject(this.closedError());
     if (!Number.isInteger(sentAt) || sentAt < 0 || sentAt > MAX_SEQ_DATAGRAM) {
-      throw fail('invalid_argument', 'sentAt must be an integer number of ms in 0..2^48-1');
+      return Promise.reject(fail('invalid_argument', 'sentAt must be an integer number of ms in 0..2^48-1'));
     }
     const bytes = typeof data === 'string' ? utf8(data) : data;
     if (bytes.length > this.opts.maxDatagramBytes) {
-      throw fail(
-        'message_too_large',
-        `datagram of ${bytes.length} bytes exceeds ${this.opts.maxDatagramBytes}`,
+      return Promise.reject(
+        fail('message_too_large', `datagram of ${bytes.length} bytes exceeds ${this.opts.maxDatagramBytes}`),
       );
     }
-    const { record, seq } = await this.dgTx.sealData(bytes, sentAt);
-    return this.output.datagram(record) === false ? -1 : seq;
+    const hand = ({ record, seq }: SealedDatagram) => (this.output.datagram(record) === false ? -1 : seq);
+    try {
+      const sealed = this.dgTx.sealData(bytes, sentAt);
+      // Sealed already (synchronous provider): on the wire within this call, with no promise hop first.
+      return sealed instanceof Promise ? sealed.then(hand) : Promise.resolve(hand(sealed));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**

@@ -24,6 +24,21 @@ function sealInto(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, plaintext: U
   return out;
 }
 
+function openSync(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array) {
+  if (ciphertext.length < TAG_LEN) return null;
+  try {
+    const d = createDecipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
+    d.setAAD(aad);
+    d.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_LEN));
+    const pt = d.update(ciphertext.subarray(0, ciphertext.length - TAG_LEN));
+    d.final(); // throws when the tag does not verify
+    // A plain Uint8Array view of node's Buffer: no copy, and no Buffer methods leaking to callers.
+    return new Uint8Array(pt.buffer, pt.byteOffset, pt.length);
+  } catch {
+    return null;
+  }
+}
+
 export const nodeCryptoAead: AeadProvider = {
   name: 'node:crypto',
   async importKey(raw) {
@@ -37,17 +52,10 @@ export const nodeCryptoAead: AeadProvider = {
     return sealInto(key, nonce, header, plaintext, header.length);
   },
   async open(key, nonce, aad, ciphertext) {
-    if (ciphertext.length < TAG_LEN) return null;
-    try {
-      const d = createDecipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
-      d.setAAD(aad);
-      d.setAuthTag(ciphertext.subarray(ciphertext.length - TAG_LEN));
-      const pt = d.update(ciphertext.subarray(0, ciphertext.length - TAG_LEN));
-      d.final(); // throws when the tag does not verify
-      // A plain Uint8Array view of node's Buffer: no copy, and no Buffer methods leaking to callers.
-      return new Uint8Array(pt.buffer, pt.byteOffset, pt.length);
-    } catch {
-      return null;
-    }
+    return openSync(key, nonce, aad, ciphertext);
+  },
+  sync: {
+    sealWithHeader: (key, nonce, header, plaintext) => sealInto(key, nonce, header, plaintext, header.length),
+    open: openSync,
   },
 };

@@ -1,0 +1,97 @@
+// Datagrams next to a bulk transfer on the same connection (issue #14): the scheduling rules, checked by
+// what happens rather than by timing, over the in-memory link of src/testing/in-memory-link.ts.
+//   - The receiver decrypts a bounded number of reliable records at once, so a datagram's decryption does
+//     not queue behind a backlog of them (WebCrypto runs its calls in order on a thread pool).
+//   - While datagrams flow, the sender keeps fewer reliable bytes queued in the channel.
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import { Connection, type ConnectionOptions } from '../../src/host/connection.js';
+import { webCryptoAead } from '../../src/protocol/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
+import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
+import { type HandshakeRun, twoRuns } from '../helpers/protocol.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Resolves when `check` holds, polled on each macrotask; rejects (saying what) after `ms`. */
+async function until(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** Lets every microtask queued so far run (the connection pumps on one). */
+const microtasks = () => new Promise<void>((r) => setImmediate(r));
+
+describe('datagrams under bulk traffic (in-memory link)', () => {
+  let run: HandshakeRun;
+  before(async () => {
+    ({ run } = await twoRuns());
+  });
+
+  async function pair(options: ConnectionOptions) {
+    const net = new InMemoryNetwork();
+    const early = { reliable: [], datagramsDropped: 0 };
+    net.open();
+    const a = new Connection(net.a, run.initiator, options, early);
+    const b = new Connection(net.b, run.responder, options, early);
+    // Both WINDOWs exchanged (the initial window is only 256 KiB), and the initiator has heard the
+    // responder, so its datagrams are no longer held (§5.5).
+    await until(async () => (await a.stats()).flowControl.sendCredit > 8 * MiB, 'windows exchanged');
+    await until(() => net.recordsInFlight('ab') === 0 && net.recordsInFlight('ba') === 0, 'links idle');
+    return { net, a, b };
+  }
+
+  it('a datagram sent behind megabytes of queued reliable records is delivered before they are all processed', async () => {
+    // WebCrypto on both ends: decryption is asynchronous, on Node's thread pool, in call order.
+    const { net, a, b } = await pair({ session: { aead: webCryptoAead }, highWaterMark: 8 * MiB });
+    const count = 64;
+    let messages = 0;
+    let messagesAtDatagram = -1;
+    b.on('message', () => {
+      messages++;
+    });
+    b.datagrams.on('datagram', () => {
+      messagesAtDatagram = messages;
+    });
+    net.hold('ab');
+    const sent = Array.from({ length: count }, () => a.send(new Uint8Array(64 * KiB)));
+    await until(() => net.bytesInFlight('ab') >= count * 64 * KiB, 'every record sealed and in flight');
+    // Every record reaches B within this turn of the event loop; the datagram is sealed after that.
+    net.release('ab');
+    const seq = await a.datagrams.send(new Uint8Array(1000));
+    assert.ok(seq >= 0, 'the datagram was sent');
+    await Promise.all(sent);
+    await until(() => messages === count && messagesAtDatagram >= 0, 'all messages and the datagram');
+    assert.ok(
+      messagesAtDatagram < count / 2,
+      `the datagram came after ${messagesAtDatagram} of ${count} queued messages`,
+    );
+    await Promise.all([a.close(), b.closed]);
+  });
+
+  it('reliable bytes queued in the channel stay under the cap while datagrams flow, not otherwise', async () => {
+    // node:crypto seals within the pump, so what it queued is in flight as soon as it ran.
+    const queued = async (withDatagrams: boolean) => {
+      const { net, a, b } = await pair({ session: { aead: nodeCryptoAead } });
+      net.hold('ab');
+      if (withDatagrams) assert.ok((await a.datagrams.send(new Uint8Array(1000))) >= 0);
+      const sent = Array.from({ length: 64 }, () => a.send(new Uint8Array(64 * KiB)));
+      await microtasks();
+      const inFlight = net.bytesInFlight('ab');
+      net.release('ab');
+      await Promise.all(sent);
+      await Promise.all([a.close(), b.closed]);
+      return inFlight;
+    };
+    const record = 64 * KiB;
+    const capped = await queued(true);
+    const uncapped = await queued(false);
+    assert.ok(capped > 0 && capped <= 512 * KiB + record, `with datagrams: ${capped} bytes queued`);
+    assert.ok(uncapped > 512 * KiB + record, `without datagrams: ${uncapped} bytes queued`);
+    assert.ok(uncapped <= MiB + record, `without datagrams: ${uncapped} bytes queued (highWaterMark 1 MiB)`);
+  });
+});
