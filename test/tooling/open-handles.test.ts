@@ -14,7 +14,11 @@ const dir = mkdtempSync(join(tmpdir(), 'p2ptls-open-handles-'));
 function runUnderCheck(name: string, source: string): Promise<{ code: number | null; output: string }> {
   const file = join(dir, name);
   writeFileSync(file, source);
-  const env = { ...process.env, P2PTLS_OPEN_HANDLES_GRACE_MS: '500', P2PTLS_OPEN_HANDLES_TRACE: '1' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    P2PTLS_OPEN_HANDLES_GRACE_MS: '500',
+    P2PTLS_OPEN_HANDLES_TRACE: '1',
+  };
   // Otherwise the inner runner would speak the parent runner's child protocol instead of printing.
   delete env.NODE_TEST_CONTEXT;
   const child = spawn(
