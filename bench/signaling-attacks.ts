@@ -187,7 +187,8 @@ async function waitHealthy(url: string): Promise<void> {
   throw new Error('server did not recover');
 }
 
-const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+const fmt = (x: number, d = 1) =>
+  Number.isFinite(x) ? x.toFixed(d) : x === Number.POSITIVE_INFINITY ? '∞' : 'n/a';
 
 function spread(values: number[], d = 1): string {
   const s = [...values].sort((x, y) => x - y);
@@ -216,7 +217,16 @@ export async function runAttacks(opts: {
           if (attacker) await sleep(1000); // let the attack build up
           // The idle sockets' auth timeout is part of that attack: measure through it.
           const seconds = phase === 'idle' ? Math.max(opts.seconds, 12) : opts.seconds;
-          const r = await measurePair(url, ids, phase, seconds);
+          // A server that cannot even let the pair log in fails the phase (p99 = ∞), not the bench.
+          const r = await measurePair(url, ids, phase, seconds).catch((err: unknown) => ({
+            p50: Number.POSITIVE_INFINITY,
+            p99: Number.POSITIVE_INFINITY,
+            sent: 0,
+            delivered: 0,
+            refused: { [`pair failed: ${err instanceof Error ? err.message : String(err)}`]: 1 },
+            healthFailures: 0,
+            healthMaxMs: Number.NaN,
+          }));
           const attack = attacker ? await stopAttacker(attacker) : '';
           const result = { phase, ...r, attack };
           byPhase.set(phase, [...(byPhase.get(phase) ?? []), result]);

@@ -52,7 +52,7 @@ export interface SignalingLimits {
    * unanswered. Default 50.
    */
   floodStrikes?: number;
-  /** New connections per minute from one IP address. Default 600. */
+  /** New connections per minute from one IP address (burst a tenth of it, at least 10). Default 600. */
   ipConnectionsPerMinute?: number;
   /** Connections from one IP address that have not authenticated yet. Default 64. */
   ipUnauthenticated?: number;
@@ -210,7 +210,12 @@ export async function startSignalingServer(
   const bucketsOrNull = (perSecond: number, burst: number) =>
     perSecond > 0 ? new KeyedBuckets(perSecond, burst) : null;
   const ipEvents = bucketsOrNull(limits.ipEventsPerSecond, limits.ipEventsPerSecond);
-  const ipConnections = bucketsOrNull(limits.ipConnectionsPerMinute / 60, limits.ipConnectionsPerMinute);
+  // A tenth of the minute's connections at once (at least 10): a reconnection storm from one address,
+  // such as a pre-auth flooder coming back each time it is cut off, is paced, not served 600 at once.
+  const ipConnections = bucketsOrNull(
+    limits.ipConnectionsPerMinute / 60,
+    Math.min(limits.ipConnectionsPerMinute, Math.max(10, Math.ceil(limits.ipConnectionsPerMinute / 10))),
+  );
   // Keyed by peerId, not connection: reconnecting must not buy a sender a fresh pairing budget.
   const pairing = bucketsOrNull(limits.pairingPerPeerPerMinute / 60, limits.pairingPerPeerPerMinute);
   const roomChurn = bucketsOrNull(limits.roomChangesPerSecond, 2 * limits.roomChangesPerSecond);
