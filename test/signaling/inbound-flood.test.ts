@@ -65,6 +65,7 @@ describe('a SignalingClient under a signal flood (real server process, LevelDB P
 
     const legit: unknown[] = [];
     let strangerDelivered = 0;
+    let liarDelivered = 0;
     let overloads = 0;
     let rejectedEvents = 0;
     let maxPaired = 0;
@@ -77,6 +78,7 @@ describe('a SignalingClient under a signal flood (real server process, LevelDB P
     victim.on('signal', ({ from, data }) => {
       sample();
       if (from === paired.peerId) legit.push(data);
+      else if (from === liar.peerId) liarDelivered++;
       else strangerDelivered++;
     });
     victim.on('rejected', () => {
@@ -126,8 +128,10 @@ describe('a SignalingClient under a signal flood (real server process, LevelDB P
     assert.ok(maxStrangers <= LIMITS.maxStrangers, `stranger lane reached ${maxStrangers}`);
     assert.ok(maxPaired <= LIMITS.maxPaired, `paired lane reached ${maxPaired}`);
     assert.ok(s.dropped > 0, 'the flood overflowed the stranger lane and was dropped unread');
-    assert.ok((s.rejected.bad_signature ?? 0) > 0, 'forged signatures refused');
-    assert.ok((s.rejected.replay ?? 0) > 0, 'replays refused');
+    // Which strangers' signals were verified and which dropped unread depends on arrival order; some
+    // were verified (strangers keep a share), and none of the forged ones got through.
+    assert.ok((s.rejected.bad_signature ?? 0) + (s.rejected.replay ?? 0) > 0, 'strangers were verified');
+    assert.equal(liarDelivered, 0, 'no forged signal delivered');
     assert.ok(strangerDelivered <= STRANGERS * 5, 'a stranger envelope is delivered at most once');
     assert.equal(s.delivered, LEGIT + strangerDelivered);
     assert.equal(overloads, 1, 'sustained shedding is reported once per window');
