@@ -13,12 +13,14 @@
  *
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
  * pairs per size, default 5: medians and the min–max of the per-pair ratio are printed), --only tcp
- * (skip latency, set-up and memory), --only datagrams (latency and datagrams under bulk only).
+ * (skip latency, set-up and memory), --only datagrams (latency and datagrams under bulk only), --aead
+ * webcrypto (the browsers' asynchronous AEAD instead of node:crypto).
  */
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection } from '../src/host/connection.js';
 import { Host } from '../src/host/host.js';
 import { Identity } from '../src/identity/index.js';
+import { webCryptoAead } from '../src/protocol/index.js';
 import { nodeCryptoAead } from '../src/runtime/node-aead.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
 import { SignalingClient } from '../src/signaling/client.js';
@@ -37,6 +39,11 @@ const onlyPart = process.argv.includes('--only')
   : undefined;
 const tcpOnly = onlyPart === 'tcp';
 const datagramsOnly = onlyPart === 'datagrams';
+/** --aead webcrypto: the asynchronous AEAD browsers use, instead of node:crypto. */
+const AEAD =
+  process.argv.includes('--aead') && process.argv[process.argv.indexOf('--aead') + 1] === 'webcrypto'
+    ? webCryptoAead
+    : nodeCryptoAead;
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
@@ -102,7 +109,7 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
       signaling,
       rtc,
       candidateFilter: loopbackOnly,
-      aead: nodeCryptoAead,
+      aead: AEAD,
     });
   };
   const ha = await mk(a, b);
@@ -238,30 +245,44 @@ async function unpacedBulk(send: () => Promise<void>, stop: () => boolean): Prom
   await last.catch(() => {});
 }
 
-/** Raw channel bulk throughput (MiB/s) over `seconds`, with the same pump as {@link rawThroughput}. */
-async function rawBulkFor(rtc: RtcImplementation, seconds: number): Promise<number> {
+/**
+ * The same over a raw link: video and/or a bulk transfer (the pump of {@link rawThroughput}) for
+ * `seconds`; frames per second and bulk MiB/s received (0 for what did not run).
+ */
+async function rawVideoAndBulk(
+  rtc: RtcImplementation,
+  seconds: number,
+  parts: { video: boolean; bulk: boolean },
+): Promise<{ fps: number; bulk: number }> {
   const { a, b } = await rawPair(rtc);
-  const msg = new Uint8Array(BULK_MESSAGE);
-  let received = 0;
+  const counter = frameCounter();
+  b.on('datagram', (d) => counter.onPiece(d));
+  let bulkBytes = 0;
   b.on('reliable', (m) => {
-    received += m.length;
+    bulkBytes += m.length;
   });
+  const msg = new Uint8Array(BULK_MESSAGE);
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
-  while (performance.now() < end) {
-    while (a.bufferedAmount >= HIGH_WATER) {
-      await Promise.race([new Promise((r) => a.once('drain', r)), sleep(5)]);
-      a.settle();
+  const bulk = (async () => {
+    while (parts.bulk && performance.now() < end) {
+      while (a.bufferedAmount >= HIGH_WATER) {
+        await Promise.race([new Promise((r) => a.once('drain', r)), sleep(5)]);
+        a.settle();
+      }
+      a.sendReliable(msg);
+      // Let receive events run, as a real sender's event loop would.
+      if (a.bufferedAmount >= HIGH_WATER / 2) await new Promise((r) => setImmediate(r));
     }
-    a.sendReliable(msg);
-    // Let receive events run, as a real sender's event loop would.
-    if (a.bufferedAmount >= HIGH_WATER / 2) await new Promise((r) => setImmediate(r));
-  }
-  const got = received;
+  })();
+  if (parts.video) await sendVideo((d) => a.sendDatagram(d), seconds);
+  await bulk;
+  await sleep(100);
   const ms = performance.now() - t0;
+  const [frames, bytes] = [counter.frames(), bulkBytes];
   a.close();
   b.close();
-  return got / MiB / (ms / 1000);
+  return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
 }
 
 /**
@@ -300,18 +321,6 @@ async function oursVideo(
   await bulk;
   await conn.close();
   return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
-}
-
-/** The same video over a raw link, alone: the fps the machine allows at all. */
-async function rawVideo(rtc: RtcImplementation, seconds: number): Promise<number> {
-  const { a, b } = await rawPair(rtc);
-  const counter = frameCounter();
-  b.on('datagram', (d) => counter.onPiece(d));
-  await sendVideo((d) => a.sendDatagram(d), seconds);
-  await sleep(100);
-  a.close();
-  b.close();
-  return counter.frames() / seconds;
 }
 
 function rssMiB(): number {
@@ -377,37 +386,46 @@ for (const backend of backends) {
 
   const seconds = quick ? 2 : 4;
   const runs = {
-    rawFps: [] as number[],
+    rawAlone: [] as number[],
+    rawLoaded: [] as number[],
     rawBulk: [] as number[],
+    rawBulkLoaded: [] as number[],
     alone: [] as number[],
     loaded: [] as number[],
     bulk: [] as number[],
   };
-  const [fpsRatios, bulkRatios] = [[] as number[], [] as number[]];
+  const [fpsRatios, bulkRatios, bulkLoadedRatios] = [[] as number[], [] as number[], [] as number[]];
   for (let i = 0; i < RUNS; i++) {
-    const rawFps = await rawVideo(rtc, seconds);
-    const rawBulk = await rawBulkFor(rtc, seconds);
+    const rawAlone = await rawVideoAndBulk(rtc, seconds, { video: true, bulk: false });
+    const rawBulk = await rawVideoAndBulk(rtc, seconds, { video: false, bulk: true });
+    const rawLoaded = await rawVideoAndBulk(rtc, seconds, { video: true, bulk: true });
     const alone = await oursVideo(pair, peer, seconds, false);
     const loaded = await oursVideo(pair, peer, seconds, true);
-    runs.rawFps.push(rawFps);
+    runs.rawAlone.push(rawAlone.fps);
+    runs.rawLoaded.push(rawLoaded.fps);
+    runs.rawBulk.push(rawBulk.bulk);
+    runs.rawBulkLoaded.push(rawLoaded.bulk);
     runs.alone.push(alone.fps);
     runs.loaded.push(loaded.fps);
     runs.bulk.push(loaded.bulk);
     fpsRatios.push(loaded.fps / alone.fps);
-    bulkRatios.push(loaded.bulk / rawBulk);
-    runs.rawBulk.push(rawBulk);
+    bulkRatios.push(loaded.bulk / rawBulk.bulk);
+    bulkLoadedRatios.push(loaded.bulk / rawLoaded.bulk);
   }
   const spread = (xs: number[]) =>
     `${median(xs).toFixed(2)} [${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}]`;
   out(
-    `[${backend}] datagrams under bulk: ${VIDEO_FPS} fps video of ${PIECES}×${PIECE_BYTES} B datagrams for ${seconds} s, with and without an unpaced ${(BULK_MESSAGE / 1024).toFixed(0)} KiB-message transfer (median of ${RUNS}; ratio median [min–max])`,
+    `[${backend}] datagrams under bulk: ${VIDEO_FPS} fps video of ${PIECES}×${PIECE_BYTES} B datagrams for ${seconds} s, with and without an unpaced ${(BULK_MESSAGE / 1024).toFixed(0)} KiB-message transfer on the same connection (median of ${RUNS}; ratio median [min–max])`,
   );
   out(
-    `  video fps: p2ptls alone ${median(runs.alone).toFixed(1)}, beside the transfer ${median(runs.loaded).toFixed(1)} (raw link alone ${median(runs.rawFps).toFixed(1)})   ratio ${spread(fpsRatios)}`,
+    `  video fps: p2ptls alone ${median(runs.alone).toFixed(1)}, beside the transfer ${median(runs.loaded).toFixed(1)}   ratio ${spread(fpsRatios)}   (raw link: ${median(runs.rawAlone).toFixed(1)} alone, ${median(runs.rawLoaded).toFixed(1)} beside its transfer)`,
   );
   out(
-    `  transfer beside the video ${median(runs.bulk).toFixed(1)} MiB/s   raw channel bulk ${median(runs.rawBulk).toFixed(1)} MiB/s   ratio ${spread(bulkRatios)}`,
+    `  transfer beside the video: p2ptls ${median(runs.bulk).toFixed(1)} MiB/s   raw channel bulk alone ${median(runs.rawBulk).toFixed(1)} MiB/s   ratio ${spread(bulkRatios)}   (raw beside raw video ${median(runs.rawBulkLoaded).toFixed(1)} MiB/s, ratio ${spread(bulkLoadedRatios)})`,
   );
+  if (backend === 'wrtc' && datagramsOnly) {
+    headline = `headline: video-fps-beside-bulk-wrtc ours=${median(runs.loaded).toFixed(1)} baseline=${median(runs.alone).toFixed(1)} ratio=${median(fpsRatios).toFixed(2)}`;
+  }
   if (datagramsOnly) {
     await pair.close();
     continue;
