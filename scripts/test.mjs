@@ -21,7 +21,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 
 /**
- * Pure tests: bytes in, bytes out, in-memory links and stores. `npm run test:unit` runs them in well under
+ * Pure tests: bytes in, bytes out, in-memory links and stores. `npm run test:unit` runs them in under
  * a minute; they start no browser, no process and open no socket.
  */
 const UNIT = [
