@@ -103,7 +103,6 @@ const DialSignal = z.discriminatedUnion('kind', [
     reason: z.string().max(200),
   }),
 ]);
-type DialSignal = z.infer<typeof DialSignal>;
 type DialSignalOut =
   | { kind: 'signal'; dial: string; signal: unknown; handshake?: string[] }
   | { kind: 'abort'; dial: string; reason: string };

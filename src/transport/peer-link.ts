@@ -144,6 +144,8 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /** The SCTP max-message-size, read once when the link opens: after a teardown the stack has no SCTP. */
   private maxMessage = 65536;
   readonly timeline: LinkTimeline = { created: performance.now() };
+  /** The peer's DTLS certificate fingerprint, asked for once DTLS is up (see {@link remoteCertificate}). */
+  private liveCertificate: Promise<string | undefined> | undefined;
 
   constructor(options: PeerLinkOptions) {
     super();
@@ -221,7 +223,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     const simplePeerHandler = pc.onconnectionstatechange;
     pc.onconnectionstatechange = (event: Event) => {
       simplePeerHandler?.call(pc, event);
-      if (pc.connectionState === 'connected') this.timeline.dtlsConnected ??= performance.now();
+      if (pc.connectionState !== 'connected' || this.timeline.dtlsConnected !== undefined) return;
+      this.timeline.dtlsConnected = performance.now();
+      // Asked now, answered by the time the channels open: getStats is not free on every stack.
+      this.liveCertificate = this.readRemoteCertificate();
+      this.liveCertificate.catch(() => {});
     };
     this.peer.on('error', (err: Error & { code?: string }) => {
       this.shutdown(fail('closed', `WebRTC connection failed: ${err.code ?? err.message}`, err));
@@ -285,7 +291,12 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     return { local: sdpFingerprint(local), remote: sdpFingerprint(remote) };
   }
 
-  async remoteCertificate(): Promise<string | undefined> {
+  remoteCertificate(): Promise<string | undefined> {
+    this.liveCertificate ??= this.readRemoteCertificate();
+    return this.liveCertificate;
+  }
+
+  private async readRemoteCertificate(): Promise<string | undefined> {
     const pc = this.internals._pc;
     if (this.closed || !pc) throw fail('closed', 'the WebRTC link is closed');
     const byId = new Map<string, Record<string, unknown>>();
