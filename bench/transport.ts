@@ -235,6 +235,8 @@ interface SetupSample {
   rawDirect: number;
   /** Stages of ours, initiator's view (ms from connect()). */
   stages: Partial<Record<keyof SetupTimings, number>>;
+  /** The responder's time from the offer's arrival to its answer + ServerHello + ResponderAuth going out. */
+  responderAnswer?: number;
   /** ICE, DTLS, open of the raw signaled connect (ms from its start). */
   rawStages: Partial<Record<'iceConnected' | 'dtlsConnected' | 'open', number>>;
 }
@@ -273,7 +275,14 @@ async function setupScenario(
       const v = rt?.[k];
       if (v !== undefined && rt) rawStages[k] = v - rt.created;
     }
-    samples.push({ ours, rawSignaled: raw.ms, rawDirect: direct.ms, stages, rawStages });
+    samples.push({
+      ours,
+      rawSignaled: raw.ms,
+      rawDirect: direct.ms,
+      stages,
+      rawStages,
+      ...(responderSetup?.signaled === undefined ? {} : { responderAnswer: responderSetup.signaled }),
+    });
     await c.close();
   }
   const pick = (f: (s: SetupSample) => number | undefined) =>
@@ -305,6 +314,7 @@ async function setupScenario(
         `    ${label.padEnd(42)} ${fmt(pick((s) => s.stages[k])).padEnd(21)} ${rawK ? fmt(pick((s) => s.rawStages[rawK])) : ''}`,
       );
     }
+    out(`    ${'(responder: offer in → answer sent)'.padEnd(42)} ${fmt(pick((s) => s.responderAnswer))}`);
   }
   return { ours: median(ours), raw: median(raw), ratio: median(ratios) };
 }

@@ -429,12 +429,13 @@ export class DialAttempt implements RequestTarget {
   private async initiate(): Promise<void> {
     if (!this.peer.outgoing) return;
     const peer = this.peer.credentials;
-    const localFp = sdpFingerprint(await this.description.promise);
+    const localFp = this.description.promise.then(sdpFingerprint);
+    // The ephemeral key and early secret are made while the link makes its offer.
     const init = await InitiatorHandshake.start({
       identity: this.ctx.identity,
       peer: peer.publicIdentity,
       psk: peer.psk,
-      offerBinding: dtlsOfferBinding(localFp),
+      offerBinding: localFp.then(dtlsOfferBinding),
       ...(this.ctx.suite ? { suite: this.ctx.suite } : {}),
       ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
     });
@@ -443,11 +444,12 @@ export class DialAttempt implements RequestTarget {
     this.setState('linking', 'offer and ClientHello sent');
     const answer = await this.answer.promise;
     const remoteFp = sdpFingerprint(answer.sdp);
+    const fp = await localFp;
     const [serverHello, responderAuth, ...extra] = answer.handshake;
     if (!serverHello || !responderAuth || extra.length > 0) {
       throw fail('malformed', 'the answer must carry exactly ServerHello and ResponderAuth');
     }
-    await init.receive(serverHello, dtlsChannelBinding(localFp, remoteFp));
+    await init.receive(serverHello, dtlsChannelBinding(fp, remoteFp));
     const { records, result } = await init.receive(responderAuth);
     this.log('responder authenticated from the answer; waiting for the link');
     await this.linkOpen.promise;
@@ -518,13 +520,17 @@ export class DialAttempt implements RequestTarget {
       }
       const { resp, psk } = accepted!;
       if (!this.still('answering')) return this.result;
+      // Key generation and ECDH run while the link makes the answer; the binding needs its fingerprint.
+      const answering = resp.respond(
+        this.description.promise.then((sdp) => dtlsChannelBinding(offerFp, sdpFingerprint(sdp))),
+      );
+      answering.catch(() => {});
       const link = this.createLink();
       const held = this.heldSignals ?? [];
       this.heldSignals = undefined;
       link.signal(offer.signal);
       for (const s of held) link.signal(s);
-      const ownFp = sdpFingerprint(await this.description.promise);
-      this.sendDescription(await resp.respond(dtlsChannelBinding(offerFp, ownFp)));
+      this.sendDescription(await answering);
       this.setState('linking', 'answer, ServerHello and ResponderAuth sent');
       await this.linkOpen.promise;
       this.setState('authenticating', 'link open');

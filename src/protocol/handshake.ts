@@ -14,7 +14,7 @@
 import { fail } from '../errors.js';
 import { type PeerId, peerIdFromBytes, peerIdToBytes } from '../identity/peer-id.js';
 import { concat, equalBytes, utf8 } from '../util/bytes.js';
-import { type AeadProvider, webCryptoAead } from './aead.js';
+import { type AeadKey, type AeadProvider, webCryptoAead } from './aead.js';
 import {
   DEFAULT_SUITE,
   HASH_LEN,
@@ -69,8 +69,10 @@ export interface HandshakeOptions {
    * What the ClientHello's binding_hash covers: what the initiator's transport showed before the responder
    * answered, over WebRTC its own DTLS fingerprint (the offer's). The responder compares it with the
    * fingerprint of the offer it received before it does anything else (`channel_binding_mismatch`).
+   * The initiator may pass a promise: its fingerprint exists only once its offer does, and its key
+   * generation need not wait for that.
    */
-  offerBinding?: Uint8Array;
+  offerBinding?: Uint8Array | PromiseLike<Uint8Array>;
   /**
    * What the ServerHello's binding_hash covers: both DTLS fingerprints (PROTOCOL.md §3.2, §8). The
    * responder puts its view in the ServerHello; the initiator compares its own (given here, or to
@@ -127,11 +129,21 @@ async function sealHandshake(aead: AeadProvider, secret: Uint8Array, body: Uint8
   return concat(header, await aead.seal(await aead.importKey(key), recordNonce(iv, 0), header, body));
 }
 
-async function openHandshake(aead: AeadProvider, secret: Uint8Array, record: Uint8Array) {
+/** The key and nonce that open a peer's encrypted handshake record: derivable before it arrives. */
+async function handshakeOpener(aead: AeadProvider, secret: Uint8Array) {
+  const { key, iv } = await trafficKey(secret);
+  return { key: await aead.importKey(key), nonce: recordNonce(iv, 0) };
+}
+
+async function openHandshake(
+  aead: AeadProvider,
+  opener: Promise<{ key: AeadKey; nonce: Uint8Array }>,
+  record: Uint8Array,
+) {
   const body = unwrapRecord(record, true);
   if (body.length < TAG_LEN) throw fail('malformed', 'encrypted handshake record truncated');
-  const { key, iv } = await trafficKey(secret);
-  const pt = await aead.open(await aead.importKey(key), recordNonce(iv, 0), record.subarray(0, 2), body);
+  const { key, nonce } = await opener;
+  const pt = await aead.open(key, nonce, record.subarray(0, 2), body);
   if (!pt) throw fail('bad_record_mac', 'encrypted handshake message failed authentication');
   return pt;
 }
@@ -179,15 +191,18 @@ export class InitiatorHandshake {
   static async start(options: HandshakeOptions): Promise<InitiatorHandshake> {
     const suite = options.suite ?? DEFAULT_SUITE;
     if (!SUPPORTED_SUITES.includes(suite)) throw fail('invalid_argument', 'unsupported suite');
-    const { random, ephemeral } = await freshInputs(options, suite);
-    const { early, binderKey } = await earlySecrets(options.psk);
+    const [{ random, ephemeral }, { early, binderKey }, offerBinding] = await Promise.all([
+      freshInputs(options, suite),
+      earlySecrets(options.psk),
+      options.offerBinding,
+    ]);
     const prefix = encodeClientHelloPrefix({
       suite,
       initiatorId: peerIdToBytes(options.identity.peerId),
       responderId: peerIdToBytes(options.peer.peerId),
       random,
       keyShare: ephemeral.share,
-      bindingHash: await bindingHash(options.offerBinding),
+      bindingHash: await bindingHash(offerBinding),
     });
     const binder = await hmac(binderKey, await sha256(prefix));
     const body = concat(prefix, binder);
@@ -223,7 +238,7 @@ export class InitiatorHandshake {
     const { options } = this;
     const hs = this.hs!;
     const aead = options.aead ?? webCryptoAead;
-    const rAuthBody = await openHandshake(aead, hs.responder, record);
+    const rAuthBody = await openHandshake(aead, handshakeOpener(aead, hs.responder), record);
     const rAuth = decodeAuth(rAuthBody, HandshakeType.RESPONDER_AUTH);
     const signed = concat(SIG_CONTEXT_RESPONDER, await sha256(this.helloBody, this.serverHello));
     if (!(await options.peer.verify(rAuth.signature, signed))) {
@@ -292,6 +307,8 @@ export class ResponderHandshake {
   private serverHello: Uint8Array | undefined;
   private rAuthBody: Uint8Array | undefined;
   private hs: Awaited<ReturnType<typeof handshakeSecrets>> | undefined;
+  /** Derived while the peer's InitiatorAuth is on its way: what opens it, and the hash its signature covers. */
+  private expected: { opener: ReturnType<typeof handshakeOpener>; signed: Promise<Uint8Array> } | undefined;
   /** ServerHello and ResponderAuth records to send, in order (once `respond` has run). */
   records: Uint8Array[] = [];
 
@@ -325,7 +342,7 @@ export class ResponderHandshake {
         `PSK binder does not verify: ${incoming.initiatorId} does not hold this pair's PSK`,
       );
     }
-    if (!equalBytes(await bindingHash(options.offerBinding), ch.bindingHash)) {
+    if (!equalBytes(await bindingHash(await options.offerBinding), ch.bindingHash)) {
       throw fail(
         'channel_binding_mismatch',
         "the offer's DTLS fingerprint is not the initiator's (SDP swapped in transit)",
@@ -343,21 +360,28 @@ export class ResponderHandshake {
 
   /**
    * Fresh ephemeral key and random, ServerHello (carrying `channelBinding`, the responder's view of both
-   * fingerprints) and ResponderAuth. Returns the two records (also in {@link records}).
+   * fingerprints) and ResponderAuth. Returns the two records (also in {@link records}). `channelBinding`
+   * may be a promise: the key generation and ECDH run while it is not known yet (over WebRTC, while the
+   * answer is being made).
    */
-  async respond(channelBinding = this.options.channelBinding): Promise<Uint8Array[]> {
+  async respond(
+    channelBinding: Uint8Array | PromiseLike<Uint8Array> | undefined = this.options.channelBinding,
+  ): Promise<Uint8Array[]> {
     if (this.state !== 'checked') throw fail('unexpected_message', 'ServerHello already sent');
     this.state = 'responded';
     const { options } = this;
     const ch = this.incoming.hello;
-    const { random, ephemeral } = await freshInputs(options, ch.suite);
+    const inputs = freshInputs(options, ch.suite);
+    const shared = inputs.then(({ ephemeral }) => deriveShared(ch.suite, ephemeral, ch.keyShare));
+    shared.catch(() => {});
+    const [{ random, ephemeral }, binding] = await Promise.all([inputs, channelBinding]);
     const shBody = encodeServerHello({
       suite: ch.suite,
       random,
       keyShare: ephemeral.share,
-      bindingHash: await bindingHash(channelBinding),
+      bindingHash: await bindingHash(binding),
     });
-    const ecdh = await deriveShared(ch.suite, ephemeral, ch.keyShare);
+    const ecdh = await shared;
     const helloHash = await sha256(this.incoming.body, shBody);
     const hs = await handshakeSecrets(this.early, ecdh, helloHash);
     const signature = await options.identity.sign(concat(SIG_CONTEXT_RESPONDER, helloHash));
@@ -369,27 +393,33 @@ export class ResponderHandshake {
     this.rAuthBody = rAuthBody;
     this.hs = hs;
     this.records = [plainRecord(shBody), await sealHandshake(aead, hs.responder, rAuthBody)];
+    this.expected = {
+      opener: handshakeOpener(aead, hs.initiator),
+      signed: sha256(this.incoming.body, shBody, rAuthBody),
+    };
+    this.expected.opener.catch(() => {});
+    this.expected.signed.catch(() => {});
     return this.records;
   }
 
   /** Feeds the InitiatorAuth record; returns the session secrets once the initiator is authenticated. */
   async receive(record: Uint8Array): Promise<HandshakeResult> {
     if (this.state === 'done') throw fail('unexpected_message', 'handshake already finished');
-    if (this.state !== 'responded' || !this.hs || !this.serverHello || !this.rAuthBody) {
+    if (this.state !== 'responded' || !this.hs || !this.serverHello || !this.rAuthBody || !this.expected) {
       throw fail('unexpected_message', 'InitiatorAuth before the ServerHello was sent');
     }
     this.state = 'done';
-    const { options, hs, serverHello, rAuthBody } = this;
+    const { options, hs, serverHello, rAuthBody, expected } = this;
     const ch = this.incoming.body;
-    const iAuthBody = await openHandshake(options.aead ?? webCryptoAead, hs.initiator, record);
+    const iAuthBody = await openHandshake(options.aead ?? webCryptoAead, expected.opener, record);
     const iAuth = decodeAuth(iAuthBody, HandshakeType.INITIATOR_AUTH);
-    const signed = concat(SIG_CONTEXT_INITIATOR, await sha256(ch, serverHello, rAuthBody));
+    const signed = concat(SIG_CONTEXT_INITIATOR, await expected.signed);
     if (!(await options.peer.verify(iAuth.signature, signed))) {
       throw fail('bad_signature', `initiator's signature does not verify under ${options.peer.peerId}'s key`);
     }
     const iPrefix = encodeAuthPrefix(HandshakeType.INITIATOR_AUTH, iAuth.signature);
-    const expected = await finishedMac(hs.initiator, await sha256(ch, serverHello, rAuthBody, iPrefix));
-    if (!equalBytes(expected, iAuth.finished))
+    const finished = await finishedMac(hs.initiator, await sha256(ch, serverHello, rAuthBody, iPrefix));
+    if (!equalBytes(finished, iAuth.finished))
       throw fail('bad_finished', "initiator's Finished MAC is wrong");
     const transcriptHash = await sha256(ch, serverHello, rAuthBody, iAuthBody);
     return {
