@@ -197,6 +197,46 @@ describe('a dial before its handshake completes', () => {
     void connection.close(0, '', { flushMs: 10 });
   });
 
+  it('a replayed offer + ClientHello is answered afresh, but nobody can complete it: the old InitiatorAuth → bad_record_mac', async () => {
+    const psk = randomPsk();
+    const net1 = new InMemoryNetwork();
+    const first = await incoming(net1, psk, 'd6');
+    const accepted = first.request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const firstAnswer = await handshakeSignal(first.signals);
+    await first.init.receive(firstAnswer.handshake![0]!, dtlsChannelBinding(FP_A, FP_B));
+    const { records } = await first.init.receive(firstAnswer.handshake![1]!);
+    net1.open();
+    net1.a.sendReliable(records[0]!);
+    void (await accepted).close(0, '', { flushMs: 10 });
+
+    // The same offer and ClientHello again (a replay), with everything the first dial's initiator sent.
+    const net2 = new InMemoryNetwork();
+    const { ctx, signals } = context(net2, bob, 'b');
+    let request!: ConnectionRequest;
+    const replayed = new DialAttempt(
+      'd7',
+      alice.peerId,
+      {
+        outgoing: false,
+        paired: true,
+        peers: { lookup: async () => undefined },
+        onRequest: (r) => {
+          request = r;
+        },
+        offer: { signal: OFFER, handshake: [first.init.hello] },
+      },
+      ctx,
+    );
+    await new Promise((r) => setImmediate(r));
+    const replayAccepted = request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const replayAnswer = await handshakeSignal(signals);
+    assert.notDeepEqual(replayAnswer.handshake![0], firstAnswer.handshake![0], 'a fresh ServerHello');
+    net2.open();
+    net2.a.sendReliable(records[0]!);
+    await assert.rejects(replayAccepted, withCode('bad_record_mac'));
+    assert.equal(replayed.state, 'failed');
+  });
+
   it('a link that dies as the handshake completes fails the dial (typed), never a connection on a dead link', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
