@@ -77,7 +77,7 @@ export interface HostOptions extends ConnectionOptions {
 
 /**
  * Version of the dial signals (PROTOCOL.md §8). Version 2 carries the handshake records with the offer
- * and the answer (protocol version 3); a version-1 offer is answered with an abort `unsupported_version`.
+ * and the answer (protocol version 3); a paired peer's version-1 offer is answered `unsupported_version`.
  */
 const DIAL_SIGNAL_VERSION = 2;
 
@@ -107,7 +107,7 @@ type DialSignalOut =
   | { kind: 'signal'; dial: string; signal: unknown; handshake?: string[] }
   | { kind: 'abort'; dial: string; reason: string };
 
-/** A version-1 dial's offer (protocol version 2): enough to tell its dialer `unsupported_version`. */
+/** A version-1 dial's offer (protocol version 2): enough to tell a paired dialer `unsupported_version`. */
 const LegacyOffer = z.object({
   p2ptls: z.literal(1),
   kind: z.literal('signal'),
@@ -402,10 +402,15 @@ export class Host extends TypedEmitter<HostEvents> {
     const parsed = DialSignal.safeParse(data);
     if (!parsed.success) {
       // Not ours, or malformed (the signaling layer already verified the sender), or an older peer's dial.
+      // A paired peer's old dial is told why it cannot work; strangers get nothing (an abort costs a
+      // signature).
       const legacy = LegacyOffer.safeParse(data);
       if (legacy.success) {
         const abort = { p2ptls: 1, kind: 'abort', dial: legacy.data.dial, reason: 'unsupported_version' };
-        this.options.signaling.sendSignal(from, abort).catch(() => {});
+        void this.options.peers
+          .lookup(from)
+          .then((paired) => (paired ? this.options.signaling.sendSignal(from, abort) : undefined))
+          .catch(() => {});
       }
       return;
     }

@@ -313,6 +313,29 @@ describe('rejected dials', () => {
       });
     }
 
+    it('a paired peer dialing with the previous dial-signal version is told unsupported_version', async () => {
+      const signaling = env.signaling(alice);
+      if (!signaling.isAuthenticated) await signaling.connect();
+      signaling.trustPeer(bob.publicIdentity);
+      const dial = 'legacy-dial-0001';
+      const reason = new Promise<string>((resolve) => {
+        const off = signaling.on('signal', ({ from, data }) => {
+          const d = data as { dial?: string; kind?: string; reason?: string };
+          if (from !== bob.peerId || d.dial !== dial || d.kind !== 'abort') return;
+          off();
+          resolve(String(d.reason));
+        });
+      });
+      await signaling.sendSignal(bob.peerId, {
+        p2ptls: 1,
+        kind: 'signal',
+        dial,
+        signal: { type: 'offer', sdp: 'v=0' },
+      });
+      assert.equal(await within(reason, 10_000, 'abort'), 'unsupported_version');
+      await stillWorks(bobAcceptor, 'after a version-1 dial');
+    });
+
     it('an offer without a ClientHello allocates nothing and is never answered', async () => {
       const dial = await rawDial(env.signaling(alice), bob, 'wrtc', { handshake: null });
       try {
