@@ -439,7 +439,9 @@ export class Host extends TypedEmitter<HostEvents> {
     if (admitting) {
       if (admitting.from !== from) return;
       if (!signal) this.admitting.delete(msg.dial);
-      else if (signal.handshake && !admitting.offer) {
+      else if (signal.handshake) {
+        // The offer that candidates overtook; a second hello-bearing signal is ignored (§8).
+        if (admitting.offer) return;
         admitting.offer = signal;
         void this.admit(msg.dial, from);
       } else if (admitting.signals.length < MAX_ADMISSION_SIGNALS) admitting.signals.push(signal.signal);
