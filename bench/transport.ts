@@ -8,7 +8,9 @@
  *   datagrams under bulk     30 fps "video" of 3 datagrams per frame, alone and beside an unpaced TCP-mode
  *                            transfer on the same connection: fps kept, and that transfer's throughput
  *                            against the raw channel's bulk throughput
- *   set-up time              dial → authenticated          vs raw WebRTC connect (both channels open)
+ *   set-up time              dial → authenticated          vs raw WebRTC connect (both channels open), with
+ *                                                          the same signed signaling (and, for reference,
+ *                                                          with signals passed in-process); split by stage
  *   memory per connection    RSS growth per open connection (p2ptls vs raw link)
  *
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
@@ -17,7 +19,7 @@
  * webcrypto (the browsers' asynchronous AEAD instead of node:crypto).
  */
 import { startSignalingServer } from '../signaling-server/server.js';
-import type { Connection } from '../src/host/connection.js';
+import type { Connection, SetupTimings } from '../src/host/connection.js';
 import { Host } from '../src/host/host.js';
 import { Identity } from '../src/identity/index.js';
 import { webCryptoAead } from '../src/protocol/index.js';
@@ -25,7 +27,7 @@ import { nodeCryptoAead } from '../src/runtime/node-aead.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
 import { SignalingClient } from '../src/signaling/client.js';
 import { openMemoryPeerStore } from '../src/store/index.js';
-import { PeerLink } from '../src/transport/peer-link.js';
+import { type LinkTimeline, PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
 
 const quick = process.argv.includes('--quick');
@@ -39,6 +41,12 @@ const onlyPart = process.argv.includes('--only')
   : undefined;
 const tcpOnly = onlyPart === 'tcp';
 const datagramsOnly = onlyPart === 'datagrams';
+const setupOnly = onlyPart === 'setup';
+const SETUPS = process.argv.includes('--setups')
+  ? Number(process.argv[process.argv.indexOf('--setups') + 1])
+  : quick
+    ? 5
+    : 15;
 /** --aead webcrypto: the asynchronous AEAD browsers use, instead of node:crypto. */
 const AEAD =
   process.argv.includes('--aead') && process.argv[process.argv.indexOf('--aead') + 1] === 'webcrypto'
@@ -88,6 +96,9 @@ async function rawThroughput(rtc: RtcImplementation, size: number, total: number
 interface Pair {
   ha: Host;
   hb: Host;
+  /** The hosts' signaling clients: the raw set-up baseline signals through them too. */
+  sa: SignalingClient;
+  sb: SignalingClient;
   /** The responder's side of the next connection it accepts. */
   accepted(): Promise<Connection>;
   close(): Promise<void>;
@@ -103,7 +114,8 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
     signaling.on('rejected', (r) =>
       console.error('signaling rejected', r.event, r.error.code, r.error.message),
     );
-    return Host.start({
+    signaling.trustPeer(other.publicIdentity);
+    const host = await Host.start({
       identity: me,
       peers: store,
       signaling,
@@ -111,9 +123,10 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
       candidateFilter: loopbackOnly,
       aead: AEAD,
     });
+    return { host, signaling };
   };
-  const ha = await mk(a, b);
-  const hb = await mk(b, a);
+  const { host: ha, signaling: sa } = await mk(a, b);
+  const { host: hb, signaling: sb } = await mk(b, a);
   const waiting: ((c: Connection) => void)[] = [];
   void (async () => {
     for await (const req of hb.incoming())
@@ -125,6 +138,8 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
   return {
     ha,
     hb,
+    sa,
+    sb,
     accepted: () => new Promise((resolve) => waiting.push(resolve)),
     close: async () => {
       await ha.close();
@@ -323,6 +338,121 @@ async function oursVideo(
   return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
 }
 
+/**
+ * A raw WebRTC connect whose signals go through the same signaling clients as p2ptls's (signed, relayed
+ * by the same server): what any WebRTC application pays before its data channel opens.
+ */
+async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identity, Identity]) {
+  const t0 = performance.now();
+  const tag = `bench-raw-${Math.random().toString(36).slice(2)}`;
+  const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
+  const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
+  a.on('signal', (signal) => void pair.sa.sendSignal(ids[1].peerId, { tag, signal }).catch(() => {}));
+  b.on('signal', (signal) => void pair.sb.sendSignal(ids[0].peerId, { tag, signal }).catch(() => {}));
+  const route = (link: PeerLink) => (m: { data: unknown }) => {
+    const d = m.data as { tag?: string; signal?: unknown };
+    if (d?.tag === tag) link.signal(d.signal);
+  };
+  const offs = [pair.sb.on('signal', route(b)), pair.sa.on('signal', route(a))];
+  await Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
+  const ms = performance.now() - t0;
+  for (const off of offs) off();
+  const t = a.timeline as LinkTimeline | undefined;
+  a.close();
+  b.close();
+  return { ms, timeline: t };
+}
+
+interface SetupSample {
+  ours: number;
+  rawSignaled: number;
+  rawDirect: number;
+  /** Stages of ours, initiator's view (ms from connect()). */
+  stages: Partial<Record<keyof SetupTimings, number>>;
+  /** The responder's time from the offer's arrival to its answer + ServerHello + ResponderAuth going out. */
+  responderAnswer?: number;
+  /** ICE, DTLS, open of the raw signaled connect (ms from its start). */
+  rawStages: Partial<Record<'iceConnected' | 'dtlsConnected' | 'open', number>>;
+}
+
+const fmt = (xs: number[]) =>
+  xs.length
+    ? `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`
+    : 'n/a';
+
+/** Set-up time: dial → authenticated (both sides) against raw WebRTC connects, alternating, same run. */
+async function setupScenario(
+  backend: string,
+  pair: Pair,
+  rtc: RtcImplementation,
+  ids: [Identity, Identity],
+): Promise<{ ours: number; raw: number; ratio: number }> {
+  const samples: SetupSample[] = [];
+  for (let i = 0; i < SETUPS; i++) {
+    const raw = await rawSignaledPair(pair, rtc, ids);
+    const direct = await rawPair(rtc);
+    direct.a.close();
+    direct.b.close();
+    const t0 = performance.now();
+    const accepted = pair.accepted();
+    const c = await pair.ha.connect(ids[1].peerId);
+    const remote = await accepted;
+    const ours = performance.now() - t0;
+    const setup = (c as Connection & { setup?: SetupTimings }).setup;
+    const responderSetup = (remote as Connection & { setup?: SetupTimings }).setup;
+    const stages: SetupSample['stages'] = { ...setup };
+    // The responder's own view ends the set-up: when it authenticated the initiator.
+    if (setup && responderSetup) stages.established = ours;
+    const rt = raw.timeline;
+    const rawStages: SetupSample['rawStages'] = {};
+    for (const k of ['iceConnected', 'dtlsConnected', 'open'] as const) {
+      const v = rt?.[k];
+      if (v !== undefined && rt) rawStages[k] = v - rt.created;
+    }
+    samples.push({
+      ours,
+      rawSignaled: raw.ms,
+      rawDirect: direct.ms,
+      stages,
+      rawStages,
+      ...(responderSetup?.signaled === undefined ? {} : { responderAnswer: responderSetup.signaled }),
+    });
+    await c.close();
+  }
+  const pick = (f: (s: SetupSample) => number | undefined) =>
+    samples.map(f).filter((v): v is number => v !== undefined);
+  const ours = pick((s) => s.ours);
+  const raw = pick((s) => s.rawSignaled);
+  const direct = pick((s) => s.rawDirect);
+  const ratios = samples.map((s) => s.rawSignaled / s.ours);
+  out(`[${backend}] set-up time, ms, median (min–max) of ${SETUPS} alternating set-ups`);
+  out(`  p2ptls dial → authenticated (both sides)      ${fmt(ours)}`);
+  out(`  raw WebRTC connect, same signed signaling      ${fmt(raw)}`);
+  out(`  raw WebRTC connect, signals passed in-process  ${fmt(direct)}`);
+  out(
+    `  ratio raw(signaled)/p2ptls ${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]   raw(in-process)/p2ptls ${(median(direct) / median(ours)).toFixed(2)}`,
+  );
+  const stageNames: [keyof SetupTimings, string][] = [
+    ['signaled', 'offer + ClientHello sent'],
+    ['answered', 'answer + ServerHello + ResponderAuth in'],
+    ['iceConnected', 'ICE connected'],
+    ['dtlsConnected', 'DTLS connected'],
+    ['open', 'data channels open'],
+    ['established', 'both sides authenticated'],
+  ];
+  if (samples.some((s) => Object.keys(s.stages).length > 0)) {
+    out('  split (ms from connect(), median (min–max)):   p2ptls                raw, signaled');
+    for (const [k, label] of stageNames) {
+      const rawK = k === 'iceConnected' || k === 'dtlsConnected' || k === 'open' ? k : undefined;
+      out(
+        `    ${label.padEnd(42)} ${fmt(pick((s) => s.stages[k])).padEnd(21)} ${rawK ? fmt(pick((s) => s.rawStages[rawK])) : ''}`,
+      );
+    }
+    out(`    ${'(responder: offer in → answer sent)'.padEnd(42)} ${fmt(pick((s) => s.responderAnswer))}`);
+  }
+  return { ours: median(ours), raw: median(raw), ratio: median(ratios) };
+}
+
 function rssMiB(): number {
   return process.memoryUsage().rss / MiB;
 }
@@ -340,6 +470,14 @@ for (const backend of backends) {
   const rtc = await nodeRtc(backend, { bindAddress: '127.0.0.1' });
   const pair = await hostPair(server.url, rtc, ids);
   const peer = ids[1].peerId;
+  if (setupOnly) {
+    const r = await setupScenario(backend, pair, rtc, ids);
+    if (backend === 'wrtc' || !headline) {
+      headline = `headline: setup-${backend}-ms ours=${r.ours.toFixed(1)} baseline=${r.raw.toFixed(1)} ratio=${r.ratio.toFixed(2)}`;
+    }
+    await pair.close();
+    continue;
+  }
   out(
     `\n[${backend}] TCP mode throughput, MB/s (median of ${RUNS} alternating pairs; ratio median [min–max])`,
   );
@@ -431,23 +569,7 @@ for (const backend of backends) {
     continue;
   }
 
-  const setups: number[] = [];
-  const rawSetups: number[] = [];
-  for (let i = 0; i < (quick ? 3 : 10); i++) {
-    const r = await rawPair(rtc);
-    rawSetups.push(r.ms);
-    r.a.close();
-    r.b.close();
-    const t0 = performance.now();
-    const accepted = pair.accepted();
-    const c = await pair.ha.connect(peer);
-    await accepted;
-    setups.push(performance.now() - t0);
-    await c.close();
-  }
-  out(
-    `[${backend}] set-up time, median: dial → authenticated ${percentile(setups, 0.5).toFixed(1)} ms   raw WebRTC connect ${percentile(rawSetups, 0.5).toFixed(1)} ms   ratio(raw/ours) ${(percentile(rawSetups, 0.5) / percentile(setups, 0.5)).toFixed(2)}`,
-  );
+  await setupScenario(backend, pair, rtc, ids);
 
   const K = quick ? 5 : 20;
   global.gc?.();

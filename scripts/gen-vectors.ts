@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { Identity } from '../src/identity/index.js';
 import { generateEphemeral, Suite } from '../src/protocol/index.js';
+import { dtlsChannelBinding, dtlsOfferBinding } from '../src/transport/channel-binding.js';
 import { toHex } from '../src/util/bytes.js';
 import { buildVector } from '../test/vectors/build.js';
 
@@ -20,7 +21,9 @@ for (const [name, suite] of [
     {
       suite,
       psk: filled(32, 0x00),
-      channelBinding: toHex(new TextEncoder().encode('sha-256 AA:BB|sha-256 CC:DD')),
+      // The fingerprints of the signaling examples' stub SDPs (test/vectors/build.ts).
+      offerBinding: toHex(dtlsOfferBinding('sha-256 AA:BB')),
+      channelBinding: toHex(dtlsChannelBinding('sha-256 AA:BB', 'sha-256 CC:DD')),
       initiator: {
         identity: initiator.exportPublic(),
         random: filled(32, 0x20),

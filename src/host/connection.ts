@@ -169,11 +169,31 @@ export interface ConnectionStats extends LinkStats {
   };
 }
 
+/**
+ * Milliseconds from the start of a dial (`Host.connect`, or the offer's arrival) to each stage, for the
+ * set-up split of bench:transport (`connection.setup`). ICE and DTLS are the link's own events, where
+ * the stack reports them.
+ */
+export interface SetupTimings {
+  /** The hello-bearing signal went out: offer + ClientHello, or answer + ServerHello + ResponderAuth. */
+  signaled?: number;
+  /** Outgoing: the answer with ServerHello and ResponderAuth arrived. */
+  answered?: number;
+  iceConnected?: number;
+  dtlsConnected?: number;
+  /** Both data channels open. */
+  open?: number;
+  /** The peer is authenticated and the connection exists. */
+  established: number;
+}
+
 /** What the dial hands over with the link: reliable records that arrived during the handshake. */
 export interface EarlyInput {
   reliable: Uint8Array[];
   /** Datagrams that arrived before the handshake completed and were dropped. */
   datagramsDropped: number;
+  /** How the dial's stages went (absent for a connection made without a dial, as in tests). */
+  setup?: SetupTimings;
 }
 
 /** SLLP mode of a connection: unreliable, unordered, each datagram authenticated on its own. */
@@ -250,6 +270,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   readonly datagrams: DatagramChannel;
   /** Resolves once the connection is closed, with the reason, on both sides. */
   readonly closed: Promise<CloseInfo>;
+  /** How long this connection's set-up took, stage by stage (ms from the start of its dial). */
+  readonly setup: SetupTimings | undefined;
 
   private current: ConnectionState = 'open';
   private readonly session: Session;
@@ -324,6 +346,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.heartbeatTimeout = options.heartbeatTimeoutMs ?? 10_000;
     this.reassemblyTimeout = options.reassemblyTimeoutMs ?? 30_000;
     this.datagramsDroppedEarly = early.datagramsDropped;
+    this.setup = early.setup;
     this.heldDatagrams = keys.role === 'initiator' ? [] : undefined;
     const maxRecordBytes = Math.min(link.maxMessageSize, options.session?.maxRecordBytes ?? 256 * 1024);
     this.session = new Session(

@@ -1,12 +1,17 @@
 /**
- * One dial, outgoing or incoming: the WebRTC link and the p2ptls handshake on it, until an authenticated
- * {@link Connection} exists or the dial fails. One owner per state, a straight sequence of steps:
+ * One dial, outgoing or incoming: the WebRTC link and the p2ptls handshake riding on its signaling
+ * (PROTOCOL.md §8), until an authenticated {@link Connection} exists or the dial fails. One owner per
+ * state, a straight sequence of steps:
  *
- *   linking ──link open──▶ handshaking ──handshake done on a live link──▶ established
- *      └──────────────────────┴── timeout, link closed, peer's abort, handshake error ──▶ failed
+ *   outgoing:  offering ──offer + ClientHello sent──▶ linking ──answer + ServerHello + ResponderAuth
+ *              checked, link open──▶ authenticating ──live DTLS certificate checked, InitiatorAuth sent──▶ established
+ *   incoming:  requested ──application accepts, PSK binder checked (no link before this)──▶ answering
+ *              ──answer + ServerHello + ResponderAuth sent──▶ linking ──link open──▶ authenticating
+ *              ──InitiatorAuth verified on the data channel──▶ established
+ *   any ──timeout, link closed, peer's abort, handshake error──▶ failed
  *
  * Until the handshake completes nothing on the link is authenticated, so it costs little: reliable
- * records are kept up to a byte cap (the handshake plus what the peer may send within the initial
+ * records are kept up to a byte cap (InitiatorAuth plus what the initiator may send within the initial
  * window, PROTOCOL.md §5.5), datagrams are dropped and counted.
  */
 import { asP2PTLSError, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
@@ -22,12 +27,21 @@ import {
   ResponderHandshake,
   type Suite,
 } from '../protocol/index.js';
-import { dtlsChannelBinding } from '../transport/channel-binding.js';
+import { dtlsChannelBinding, dtlsOfferBinding, sdpFingerprint } from '../transport/channel-binding.js';
 import { type Link, PeerLink, type PeerLinkOptions } from '../transport/peer-link.js';
 import { type Log, logger, shortId } from '../util/log.js';
-import { Connection, type ConnectionOptions, type EarlyInput } from './connection.js';
+import { Connection, type ConnectionOptions, type EarlyInput, type SetupTimings } from './connection.js';
 import { ConnectionRequest, type RequestTarget } from './request.js';
 import type { PeerCredentials, PeerList } from './types.js';
+
+/**
+ * What one dial signal carries (PROTOCOL.md §8): a WebRTC signal (simple-peer's offer, answer or
+ * candidate) and, with the offer and the answer only, handshake records.
+ */
+export interface DialSignalData {
+  signal: unknown;
+  handshake?: Uint8Array[];
+}
 
 /** Who a dial authenticates: outgoing, the pinned credentials; incoming, the host's list by default. */
 export type DialPeer =
@@ -38,6 +52,8 @@ export type DialPeer =
       paired: boolean;
       peers: PeerList;
       onRequest: (request: ConnectionRequest) => void;
+      /** The dialer's offer with its ClientHello: the first signal of the dial. */
+      offer: DialSignalData;
     };
 
 /**
@@ -50,7 +66,17 @@ const EARLY_RECORD_OVERHEAD = 64;
 /** How long a dial whose link closed waits for the peer's abort reason, so `connect` can say why. */
 const ABORT_REASON_GRACE_MS = 1_000;
 
-export type DialState = 'linking' | 'handshaking' | 'established' | 'failed';
+/** Signals of an incoming dial kept while the application decides (its link does not exist yet). */
+const MAX_HELD_SIGNALS = 32;
+
+export type DialState =
+  | 'offering'
+  | 'requested'
+  | 'answering'
+  | 'linking'
+  | 'authenticating'
+  | 'established'
+  | 'failed';
 
 /** What a dial needs from its host. */
 export interface DialContext {
@@ -60,8 +86,8 @@ export interface DialContext {
   aead?: AeadProvider;
   suite?: Suite;
   handshakeTimeoutMs: number;
-  /** Sends one of our signals (SDP, ICE) or an abort to the peer through signaling. */
-  signal(message: { kind: 'signal'; signal: unknown } | { kind: 'abort'; reason: string }): void;
+  /** Sends one of our signals (SDP, ICE; handshake records with the SDP) or an abort to the peer. */
+  signal(message: ({ kind: 'signal' } & DialSignalData) | { kind: 'abort'; reason: string }): void;
   /** Makes the link (default: a {@link PeerLink} over WebRTC); tests pass an in-memory one. */
   createLink?: (options: PeerLinkOptions) => Link;
   /** The dial is over (either way): forget it. */
@@ -116,16 +142,47 @@ class EarlyRecords {
   }
 
   /** What the connection takes over. */
-  handOver(): EarlyInput {
-    return { reliable: this.records.splice(0), datagramsDropped: this.datagramsDropped };
+  handOver(setup: SetupTimings): EarlyInput {
+    return { reliable: this.records.splice(0), datagramsDropped: this.datagramsDropped, setup };
   }
 }
 
+/** A value one step of a dial waits for; rejected when the dial fails. */
+class Pending<T> {
+  readonly promise: Promise<T>;
+  resolve!: (value: T) => void;
+  reject!: (error: P2PTLSError) => void;
+  settled = false;
+
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolve = (v) => {
+        this.settled = true;
+        resolve(v);
+      };
+      this.reject = (e) => {
+        this.settled = true;
+        reject(e);
+      };
+    });
+    this.promise.catch(() => {});
+  }
+}
+
+/** The SDP of a simple-peer offer or answer signal, or undefined for anything else. */
+function descriptionSdp(signal: unknown, type: 'offer' | 'answer'): string | undefined {
+  const d = signal as { type?: unknown; sdp?: unknown } | null;
+  return typeof d === 'object' && d !== null && d.type === type && typeof d.sdp === 'string'
+    ? d.sdp
+    : undefined;
+}
+
 export class DialAttempt implements RequestTarget {
-  readonly link: Link;
+  /** The WebRTC link: made at once for an outgoing dial, only once the application accepts an incoming one. */
+  private currentLink: Link | undefined;
   /** Settles once: the authenticated connection, or why the dial failed. */
   readonly result: Promise<Connection>;
-  private current: DialState = 'linking';
+  private current: DialState;
   private readonly early: EarlyRecords;
   private readonly timer: ReturnType<typeof setTimeout>;
   private graceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -133,8 +190,20 @@ export class DialAttempt implements RequestTarget {
     resolve: (c: Connection | Promise<Connection>) => void;
     reject: (e: P2PTLSError) => void;
   };
+  /** Incoming: the ClientHello that came with the offer. */
   private hello: IncomingHello | undefined;
-  private readonly offLink: (() => void)[];
+  /** Incoming: the dialer's signals (candidates) until the link exists. */
+  private heldSignals: unknown[] | undefined;
+  /** Our signals until the hello-bearing one is sent: candidates must not overtake the SDP (§8). */
+  private outbox: unknown[] | undefined = [];
+  /** Our own SDP (offer or answer), as the link makes it. */
+  private readonly description = new Pending<string>();
+  /** Outgoing: the peer's answer with ServerHello and ResponderAuth. */
+  private readonly answer = new Pending<{ sdp: string; handshake: Uint8Array[] }>();
+  private readonly linkOpen = new Pending<void>();
+  private readonly offLink: (() => void)[] = [];
+  private readonly started = performance.now();
+  private readonly timings: Omit<SetupTimings, 'established'> = {};
   private readonly log: Log;
 
   readonly outgoing: boolean;
@@ -148,41 +217,40 @@ export class DialAttempt implements RequestTarget {
   ) {
     const outgoing = peer.outgoing;
     this.outgoing = outgoing;
+    this.current = outgoing ? 'offering' : 'requested';
     this.log = logger(`dial:${shortId(peerId)}`);
     this.result = new Promise<Connection>((resolve, reject) => {
       this.settle = { resolve, reject };
     });
     // The caller of connect() may give up on it; nobody else must see its rejection as unhandled.
     this.result.catch(() => {});
-    const linkOptions: PeerLinkOptions = { ...ctx.link, initiator: outgoing };
-    this.link = ctx.createLink ? ctx.createLink(linkOptions) : new PeerLink(linkOptions);
     this.early = new EarlyRecords((error) => this.fail(error));
-    this.offLink = [
-      this.link.on('signal', (signal) => ctx.signal({ kind: 'signal', signal })),
-      this.link.on('reliable', (r) => this.early.push(r)),
-      this.link.on('datagram', () => {
-        this.early.datagramsDropped++;
-      }),
-      this.link.on('open', () => this.opened()),
-      this.link.on('close', ({ error }) => this.linkClosed(error)),
-    ];
     this.timer = setTimeout(() => {
-      // Say where it stuck: ICE/DTLS (no WebRTC link) or the p2ptls handshake (peer silent or slow).
-      const stage = this.link.wasOpened
-        ? 'the p2ptls handshake did not finish'
-        : 'the WebRTC link did not open';
       this.fail(
         fail(
           'timeout',
-          `no authenticated connection to ${peerId} after ${ctx.handshakeTimeoutMs} ms: ${stage}`,
+          `no authenticated connection to ${peerId} after ${ctx.handshakeTimeoutMs} ms: ${this.stuck()}`,
         ),
       );
     }, ctx.handshakeTimeoutMs);
-    this.log('%s dial %s: linking', outgoing ? 'outgoing' : 'incoming', id);
+    this.log('%s dial %s: %s', outgoing ? 'outgoing' : 'incoming', id, this.current);
+    if (outgoing) {
+      this.createLink();
+      this.run(this.initiate());
+    } else {
+      this.heldSignals = [];
+      // After the constructor: the host registers the dial before its request is seen.
+      queueMicrotask(() => this.request());
+    }
   }
 
   get state(): DialState {
     return this.current;
+  }
+
+  /** The WebRTC link, once there is one (an incoming dial has none until it is accepted). */
+  get link(): Link | undefined {
+    return this.currentLink;
   }
 
   /** Outgoing dials are always to paired peers; incoming ones say which admission pool they took. */
@@ -192,12 +260,17 @@ export class DialAttempt implements RequestTarget {
 
   /** Whether dialing again may help: it failed inside WebRTC before any p2ptls byte (ICE, DTLS, busy). */
   get retryable(): boolean {
-    return this.outgoing && this.current === 'failed' && !this.link.wasOpened;
+    return this.outgoing && this.current === 'failed' && !this.currentLink?.wasOpened;
   }
 
-  /** True while the link has not opened: a glare can still be resolved by dropping this dial. */
+  /** True while an outgoing dial's link has not opened: a glare can still be resolved by dropping it. */
   get linking(): boolean {
-    return this.current === 'linking';
+    return this.outgoing && (this.current === 'offering' || this.current === 'linking');
+  }
+
+  /** Whether the dial is still in `state` (after an await: a failure may have ended it meanwhile). */
+  private still(state: DialState): boolean {
+    return this.current === state;
   }
 
   private setState(next: DialState, why: string): void {
@@ -205,9 +278,84 @@ export class DialAttempt implements RequestTarget {
     this.current = next;
   }
 
-  /** A signal from the peer for this dial. */
-  signal(data: unknown): void {
-    this.link.signal(data);
+  /** Where a dial that timed out was stuck: WebRTC (no link), the application, or the handshake. */
+  private stuck(): string {
+    if (this.current === 'requested') return 'the application did not accept the request';
+    if (this.currentLink?.wasOpened) return 'the p2ptls handshake did not finish';
+    if (this.outgoing && !this.answer.settled) return 'no answer came through signaling';
+    return 'the WebRTC link did not open';
+  }
+
+  /** Runs one side's sequence of steps; its first error fails the dial. */
+  private run(steps: Promise<void>): void {
+    steps.catch((err: unknown) => this.fail(asP2PTLSError(err, 'internal_error')));
+  }
+
+  private createLink(): Link {
+    const linkOptions: PeerLinkOptions = { ...this.ctx.link, initiator: this.outgoing };
+    const link = this.ctx.createLink ? this.ctx.createLink(linkOptions) : new PeerLink(linkOptions);
+    this.currentLink = link;
+    this.offLink.push(
+      link.on('signal', (signal) => this.linkSignal(signal)),
+      link.on('reliable', (r) => this.early.push(r)),
+      link.on('datagram', () => {
+        this.early.datagramsDropped++;
+      }),
+      link.on('open', () => {
+        this.timings.open = this.elapsed();
+        this.linkOpen.resolve();
+      }),
+      link.on('close', ({ error }) => this.linkClosed(error)),
+    );
+    return link;
+  }
+
+  private elapsed(): number {
+    return performance.now() - this.started;
+  }
+
+  /** One of our link's signals: our SDP waits for its handshake records, candidates wait behind it. */
+  private linkSignal(signal: unknown): void {
+    const sdp = descriptionSdp(signal, this.outgoing ? 'offer' : 'answer');
+    if (sdp !== undefined && !this.description.settled) {
+      this.description.resolve(sdp);
+      this.outbox?.unshift(signal);
+      return;
+    }
+    if (this.outbox) this.outbox.push(signal);
+    else this.ctx.signal({ kind: 'signal', signal });
+  }
+
+  /** Sends our SDP (the outbox's head) with `handshake`, then the candidates that waited behind it. */
+  private sendDescription(handshake: Uint8Array[]): void {
+    const [description, ...rest] = this.outbox ?? [];
+    this.outbox = undefined;
+    this.ctx.signal({ kind: 'signal', signal: description, handshake });
+    for (const signal of rest) this.ctx.signal({ kind: 'signal', signal });
+    this.timings.signaled = this.elapsed();
+  }
+
+  /** A signal from the peer for this dial (after the incoming dial's offer). */
+  signal(data: DialSignalData): void {
+    if (this.current === 'established' || this.current === 'failed') return;
+    if (data.handshake) {
+      // Only an outgoing dial expects one more: the answer (PROTOCOL.md §8).
+      const sdp = descriptionSdp(data.signal, 'answer');
+      if (!this.outgoing || this.answer.settled || sdp === undefined) {
+        this.fail(fail('unexpected_message', 'handshake records in an unexpected dial signal'));
+        return;
+      }
+      this.timings.answered = this.elapsed();
+      // The link starts ICE and DTLS at once; the handshake is checked meanwhile.
+      this.currentLink?.signal(data.signal);
+      this.answer.resolve({ sdp, handshake: data.handshake });
+      return;
+    }
+    if (this.heldSignals) {
+      if (this.heldSignals.length < MAX_HELD_SIGNALS) this.heldSignals.push(data.signal);
+      return;
+    }
+    this.currentLink?.signal(data.signal);
   }
 
   /**
@@ -229,7 +377,7 @@ export class DialAttempt implements RequestTarget {
    * told `glare`) and its caller gets the connection that `winner` brings.
    */
   yieldTo(winner: Promise<Connection>): void {
-    if (this.current !== 'linking') return;
+    if (!this.linking) return;
     this.abandon('glare: the peer dial wins', fail('closed', 'glare'), 'glare');
     this.settle.resolve(winner);
   }
@@ -239,8 +387,9 @@ export class DialAttempt implements RequestTarget {
     this.setState('failed', why);
     this.finish();
     this.early.fail(error);
+    for (const step of [this.description, this.answer, this.linkOpen]) if (!step.settled) step.reject(error);
     if (abortReason) this.ctx.signal({ kind: 'abort', reason: abortReason });
-    this.link.close();
+    this.currentLink?.close();
   }
 
   private finish(): void {
@@ -254,75 +403,113 @@ export class DialAttempt implements RequestTarget {
     const closed = error ?? fail('closed', 'the WebRTC link closed during the handshake');
     // A peer that refuses us sends its reason through signaling and closes the link; the link close
     // usually wins the race. Wait a moment for the reason (the abort decides), so `connect` can say why.
-    if (this.outgoing && this.link.wasOpened) {
+    if (this.outgoing && this.currentLink?.wasOpened) {
       this.graceTimer ??= setTimeout(() => this.fail(closed, { tellPeer: false }), ABORT_REASON_GRACE_MS);
     } else this.fail(closed, { tellPeer: false });
   }
 
-  private opened(): void {
-    if (this.current !== 'linking') return;
-    this.setState('handshaking', 'link open');
-    const steps = this.outgoing ? this.initiate() : this.readHello();
-    steps.catch((err: unknown) => this.fail(asP2PTLSError(err, 'internal_error')));
+  /**
+   * Once DTLS is up: the certificate the peer presented must be the one whose fingerprint the handshake
+   * bound (PROTOCOL.md §8). Stacks that do not report it check it against the SDP themselves.
+   */
+  private async checkLiveCertificate(link: Link, expected: string): Promise<void> {
+    const live = await link.remoteCertificate();
+    if (live !== undefined && live !== expected) {
+      throw fail(
+        'channel_binding_mismatch',
+        `the peer's DTLS certificate (${live}) is not the one in the signaled SDP (${expected})`,
+      );
+    }
   }
 
-  /** Outgoing: ClientHello, then ServerHello and ResponderAuth in, InitiatorAuth out (§3). */
+  /**
+   * Outgoing (§3, §8): offer + ClientHello out; answer + ServerHello + ResponderAuth in, checked while
+   * ICE and DTLS run; once the link is open and its certificate checked, InitiatorAuth out.
+   */
   private async initiate(): Promise<void> {
     if (!this.peer.outgoing) return;
     const peer = this.peer.credentials;
-    const fp = this.link.fingerprints();
+    const localFp = this.description.promise.then(sdpFingerprint);
+    // The ephemeral key and early secret are made while the link makes its offer.
     const init = await InitiatorHandshake.start({
       identity: this.ctx.identity,
       peer: peer.publicIdentity,
       psk: peer.psk,
-      channelBinding: dtlsChannelBinding(fp.local, fp.remote),
+      offerBinding: localFp.then(dtlsOfferBinding),
       ...(this.ctx.suite ? { suite: this.ctx.suite } : {}),
       ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
     });
-    this.link.sendReliable(init.hello);
-    let result: HandshakeResult | undefined;
-    while (!result) {
-      const r = await init.receive(await this.early.next());
-      for (const out of r.records) this.link.sendReliable(out);
-      result = r.result;
+    if (!this.still('offering')) return;
+    this.sendDescription([init.hello]);
+    this.setState('linking', 'offer and ClientHello sent');
+    const answer = await this.answer.promise;
+    const remoteFp = sdpFingerprint(answer.sdp);
+    const fp = await localFp;
+    const [serverHello, responderAuth, ...extra] = answer.handshake;
+    if (!serverHello || !responderAuth || extra.length > 0) {
+      throw fail('malformed', 'the answer must carry exactly ServerHello and ResponderAuth');
     }
-    this.establish(result);
+    await init.receive(serverHello, dtlsChannelBinding(fp, remoteFp));
+    const { records, result } = await init.receive(responderAuth);
+    this.log('responder authenticated from the answer; waiting for the link');
+    await this.linkOpen.promise;
+    const link = this.currentLink!;
+    this.setState('authenticating', 'link open');
+    await this.checkLiveCertificate(link, remoteFp);
+    if (!this.still('authenticating')) return;
+    for (const r of records) link.sendReliable(r);
+    this.establish(result!);
   }
 
-  /** Incoming: the ClientHello, then the application decides (a {@link ConnectionRequest}). */
-  private async readHello(): Promise<void> {
-    const hello = parseClientHello(await this.early.next());
-    if (hello.initiatorId !== this.peerId) {
-      throw fail(
-        'unknown_peer',
-        `ClientHello claims ${hello.initiatorId} but the dial came from ${this.peerId}`,
-      );
+  /** Incoming: the ClientHello from the offer, then the application decides (a {@link ConnectionRequest}). */
+  private request(): void {
+    if (this.peer.outgoing || this.current !== 'requested') return;
+    try {
+      const [record, ...extra] = this.peer.offer.handshake ?? [];
+      if (!record || extra.length > 0) throw fail('malformed', 'the offer must carry exactly a ClientHello');
+      if (descriptionSdp(this.peer.offer.signal, 'offer') === undefined) {
+        throw fail('malformed', 'the ClientHello did not come with an offer');
+      }
+      const hello = parseClientHello(record);
+      if (hello.initiatorId !== this.peerId) {
+        throw fail(
+          'unknown_peer',
+          `ClientHello claims ${hello.initiatorId} but the dial came from ${this.peerId}`,
+        );
+      }
+      this.hello = hello;
+    } catch (err) {
+      this.fail(asP2PTLSError(err, 'internal_error'));
+      return;
     }
-    this.hello = hello;
-    if (!this.peer.outgoing) this.peer.onRequest(new ConnectionRequest(this.peerId, this, this.peer.peers));
+    this.peer.onRequest(new ConnectionRequest(this.peerId, this, this.peer.peers));
   }
 
   /**
-   * @internal Incoming: the application accepted with these credentials; ServerHello and ResponderAuth
-   * out. Either PSK of a re-paired peer may be the dialer's (PROTOCOL.md §9): a wrong binder costs one
-   * HMAC, so both are tried, and `list` learns which one a completed handshake confirmed.
+   * @internal Incoming: the application accepted with these credentials. The ClientHello is checked
+   * (PSK binder, offer fingerprint) before anything is allocated; only then the link, the answer with
+   * ServerHello and ResponderAuth, and InitiatorAuth from the data channel. Either PSK of a re-paired
+   * peer may be the dialer's (PROTOCOL.md §9): a wrong binder costs one HMAC, so both are tried, and
+   * `list` learns which one a completed handshake confirmed.
    */
   async respond(credentials: PeerCredentials, list?: PeerList): Promise<Connection> {
     const hello = this.hello;
-    if (this.current !== 'handshaking' || !hello) {
+    if (this.current !== 'requested' || !hello || this.peer.outgoing) {
       return Promise.reject(fail('closed', `the dial is no longer pending (${this.current})`));
     }
+    this.setState('answering', 'accepted');
+    const offer = this.peer.offer;
     try {
-      const fp = this.link.fingerprints();
+      const offerFp = sdpFingerprint(descriptionSdp(offer.signal, 'offer')!);
       const psks = credentials.pendingPsk ? [credentials.pendingPsk, credentials.psk] : [credentials.psk];
       let accepted: { resp: ResponderHandshake; psk: Uint8Array } | undefined;
       for (const psk of psks) {
         try {
-          const resp = await ResponderHandshake.accept(hello, {
+          const resp = await ResponderHandshake.check(hello, {
             identity: this.ctx.identity,
             peer: credentials.publicIdentity,
             psk,
-            channelBinding: dtlsChannelBinding(fp.remote, fp.local),
+            offerBinding: dtlsOfferBinding(offerFp),
             ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
           });
           accepted = { resp, psk };
@@ -332,7 +519,22 @@ export class DialAttempt implements RequestTarget {
         }
       }
       const { resp, psk } = accepted!;
-      for (const r of resp.records) this.link.sendReliable(r);
+      if (!this.still('answering')) return this.result;
+      // Key generation and ECDH run while the link makes the answer; the binding needs its fingerprint.
+      const answering = resp.respond(
+        this.description.promise.then((sdp) => dtlsChannelBinding(offerFp, sdpFingerprint(sdp))),
+      );
+      answering.catch(() => {});
+      const link = this.createLink();
+      const held = this.heldSignals ?? [];
+      this.heldSignals = undefined;
+      link.signal(offer.signal);
+      for (const s of held) link.signal(s);
+      this.sendDescription(await answering);
+      this.setState('linking', 'answer, ServerHello and ResponderAuth sent');
+      await this.linkOpen.promise;
+      this.setState('authenticating', 'link open');
+      await this.checkLiveCertificate(link, offerFp);
       const result = await resp.receive(await this.early.next());
       if (credentials.pendingPsk) await list?.confirmPsk?.(this.peerId, psk)?.catch(() => {});
       this.establish(result);
@@ -344,13 +546,21 @@ export class DialAttempt implements RequestTarget {
 
   /** The handshake is done: a connection, but only on a link that is still there. */
   private establish(result: HandshakeResult): void {
-    if (this.current !== 'handshaking') return;
-    if (!this.link.isOpen) {
+    if (this.current !== 'authenticating') return;
+    const link = this.currentLink!;
+    if (!link.isOpen) {
       this.fail(fail('closed', 'the WebRTC link closed as the handshake completed'), { tellPeer: false });
       return;
     }
     this.setState('established', 'handshake complete');
     this.finish();
-    this.settle.resolve(new Connection(this.link, result, this.ctx.connection, this.early.handOver()));
+    const t = link.timeline;
+    const setup: SetupTimings = {
+      ...this.timings,
+      ...(t.iceConnected === undefined ? {} : { iceConnected: t.iceConnected - this.started }),
+      ...(t.dtlsConnected === undefined ? {} : { dtlsConnected: t.dtlsConnected - this.started }),
+      established: this.elapsed(),
+    };
+    this.settle.resolve(new Connection(link, result, this.ctx.connection, this.early.handOver(setup)));
   }
 }

@@ -19,12 +19,12 @@ import {
 import { type AeadProvider, glareWinner, type Suite } from '../protocol/index.js';
 import type { SignalingClient } from '../signaling/client.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
-import { toBase64Url } from '../util/bytes.js';
+import { fromBase64Url, toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { DEFAULT_ADMISSION, DialAdmission } from './admission.js';
 import { AsyncQueue } from './async-queue.js';
 import type { Connection, ConnectionOptions } from './connection.js';
-import { DialAttempt, type DialContext, type DialPeer } from './dial.js';
+import { DialAttempt, type DialContext, type DialPeer, type DialSignalData } from './dial.js';
 import { DIAL_REFUSALS, ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
 
 import type { ConnectionRequest } from './request.js';
@@ -75,27 +75,51 @@ export interface HostOptions extends ConnectionOptions {
   pairing?: PairingService;
 }
 
+/**
+ * Version of the dial signals (PROTOCOL.md §8). Version 2 carries the handshake records with the offer
+ * and the answer (protocol version 3); a paired peer's version-1 offer is answered `unsupported_version`.
+ */
+const DIAL_SIGNAL_VERSION = 2;
+
+/** A handshake record in a dial signal: base64url, the longest being a ResponderAuth with a 4096-bit key. */
+const HandshakeRecord = z
+  .string()
+  .max(1024)
+  .regex(/^[A-Za-z0-9_-]*$/);
+
 /** Signals between hosts, carried by the signaling server (which signs and relays, nothing more). */
 const DialSignal = z.discriminatedUnion('kind', [
   z.object({
-    p2ptls: z.literal(1),
+    p2ptls: z.literal(DIAL_SIGNAL_VERSION),
     kind: z.literal('signal'),
     dial: z.string().min(8).max(64),
     signal: z.unknown(),
+    handshake: z.array(HandshakeRecord).min(1).max(2).optional(),
   }),
   z.object({
-    p2ptls: z.literal(1),
+    p2ptls: z.literal(DIAL_SIGNAL_VERSION),
     kind: z.literal('abort'),
     dial: z.string().min(8).max(64),
     reason: z.string().max(200),
   }),
 ]);
-type DialSignal = z.infer<typeof DialSignal>;
+type DialSignalOut =
+  | { kind: 'signal'; dial: string; signal: unknown; handshake?: string[] }
+  | { kind: 'abort'; dial: string; reason: string };
+
+/** A version-1 dial's offer (protocol version 2): enough to tell a paired dialer `unsupported_version`. */
+const LegacyOffer = z.object({
+  p2ptls: z.literal(1),
+  kind: z.literal('signal'),
+  dial: z.string().min(8).max(64),
+  signal: z.object({ type: z.literal('offer') }),
+});
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 /**
- * New incoming dials whose admission is being decided (a peer-list lookup), at most; each keeps the
- * signals that arrive meanwhile (its ICE candidates), at most {@link MAX_ADMISSION_SIGNALS}.
+ * New incoming dials whose admission is being decided (a peer-list lookup) or whose offer has not
+ * arrived yet (signed signals may overtake each other), at most; each keeps the signals that arrive
+ * meanwhile (its ICE candidates), at most {@link MAX_ADMISSION_SIGNALS}.
  */
 const MAX_ADMITTING = 64;
 const MAX_ADMISSION_SIGNALS = 32;
@@ -125,8 +149,14 @@ export interface HostEvents {
 /** A p2ptls host: the seed's `AsyncHost`. */
 export class Host extends TypedEmitter<HostEvents> {
   private readonly dials = new Map<string, DialAttempt>();
-  /** Incoming dial ids being admitted: who sent them, and their signals so far (see {@link admit}). */
-  private readonly admitting = new Map<string, { from: PeerId; signals: unknown[] }>();
+  /**
+   * Incoming dial ids being admitted (see {@link admit}): who sent them, their offer with its ClientHello
+   * once it arrived, and their other signals so far.
+   */
+  private readonly admitting = new Map<
+    string,
+    { from: PeerId; offer: DialSignalData | undefined; signals: unknown[] }
+  >();
   private readonly admission: DialAdmission;
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
@@ -295,7 +325,18 @@ export class Host extends TypedEmitter<HostEvents> {
       ...(o.aead ? { aead: o.aead } : {}),
       ...(o.suite ? { suite: o.suite } : {}),
       handshakeTimeoutMs: o.handshakeTimeoutMs ?? 15_000,
-      signal: (message) => this.send(peerId, { p2ptls: 1, dial: id, ...message }),
+      signal: (message) =>
+        this.send(
+          peerId,
+          message.kind === 'abort'
+            ? { kind: 'abort', dial: id, reason: message.reason }
+            : {
+                kind: 'signal',
+                dial: id,
+                signal: message.signal,
+                ...(message.handshake ? { handshake: message.handshake.map(toBase64Url) } : {}),
+              },
+        ),
       ended: (dial) => {
         if (this.dials.get(dial.id) === dial) this.dials.delete(dial.id);
       },
@@ -340,8 +381,8 @@ export class Host extends TypedEmitter<HostEvents> {
     mine.yieldTo(winner);
   }
 
-  private send(peerId: PeerId, signal: DialSignal): void {
-    this.options.signaling.sendSignal(peerId, signal).catch(() => {
+  private send(peerId: PeerId, signal: DialSignalOut): void {
+    this.options.signaling.sendSignal(peerId, { p2ptls: DIAL_SIGNAL_VERSION, ...signal }).catch(() => {
       // Signaling is best effort here: a lost signal shows up as a handshake timeout.
     });
   }
@@ -361,14 +402,34 @@ export class Host extends TypedEmitter<HostEvents> {
   private onSignal(from: PeerId, data: unknown): void {
     if (this.closed) return;
     const parsed = DialSignal.safeParse(data);
-    if (!parsed.success) return; // Not ours, or malformed: the signaling layer already verified the sender.
+    if (!parsed.success) {
+      // Not ours, or malformed (the signaling layer already verified the sender), or an older peer's dial.
+      // A paired peer's old dial is told why it cannot work; strangers get nothing (an abort costs a
+      // signature).
+      const legacy = LegacyOffer.safeParse(data);
+      if (legacy.success) {
+        const abort = { p2ptls: 1, kind: 'abort', dial: legacy.data.dial, reason: 'unsupported_version' };
+        void this.options.peers
+          .lookup(from)
+          .then((paired) => (paired ? this.options.signaling.sendSignal(from, abort) : undefined))
+          .catch(() => {});
+      }
+      return;
+    }
     const msg = parsed.data;
+    const signal: DialSignalData | undefined =
+      msg.kind === 'signal'
+        ? {
+            signal: msg.signal,
+            ...(msg.handshake ? { handshake: msg.handshake.map((r) => fromBase64Url(r)) } : {}),
+          }
+        : undefined;
     const dial = this.dials.get(msg.dial);
     if (dial) {
       if (dial.peerId !== from) return; // Someone else using a dial id they saw: ignore.
-      if (msg.kind === 'signal') dial.signal(msg.signal);
-      else if (msg.reason === 'glare' && dial.outgoing) this.yieldToPeer(dial);
-      else {
+      if (signal) dial.signal(signal);
+      else if (msg.kind === 'abort' && msg.reason === 'glare' && dial.outgoing) this.yieldToPeer(dial);
+      else if (msg.kind === 'abort') {
         // The reason is the peer's error code (signed by the peer, so authentic): keep it, so that a
         // refusal reads as `unknown_peer` or `bad_binder` here too.
         const code = KNOWN_CODES.has(msg.reason) ? (msg.reason as ErrorCode) : 'closed';
@@ -379,69 +440,81 @@ export class Host extends TypedEmitter<HostEvents> {
     const admitting = this.admitting.get(msg.dial);
     if (admitting) {
       if (admitting.from !== from) return;
-      if (msg.kind === 'abort') this.admitting.delete(msg.dial);
-      else if (admitting.signals.length < MAX_ADMISSION_SIGNALS) admitting.signals.push(msg.signal);
+      if (!signal) this.admitting.delete(msg.dial);
+      else if (signal.handshake) {
+        // The offer that candidates overtook; a second hello-bearing signal is ignored (§8).
+        if (admitting.offer) return;
+        admitting.offer = signal;
+        void this.admit(msg.dial, from);
+      } else if (admitting.signals.length < MAX_ADMISSION_SIGNALS) admitting.signals.push(signal.signal);
       return;
     }
-    if (msg.kind !== 'signal') return;
+    if (!signal) return;
     // A new incoming dial. Glare: if we are dialing the same peer, the lower peerId's dial wins.
     for (const mine of this.dials.values()) {
       if (mine.outgoing && mine.peerId === from && mine.linking) {
         if (glareWinner(this.peerId, from) === this.peerId) {
-          this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'glare' });
+          this.send(from, { kind: 'abort', dial: msg.dial, reason: 'glare' });
           return;
         }
         this.yieldToPeer(mine);
       }
     }
     if (this.admitting.size >= MAX_ADMITTING) {
-      this.send(from, { p2ptls: 1, kind: 'abort', dial: msg.dial, reason: 'busy' });
-      return;
+      // A dial whose offer never came makes room first: candidates alone can hold no slot for long.
+      const orphan = [...this.admitting].find(([, entry]) => !entry.offer);
+      if (orphan) this.admitting.delete(orphan[0]);
+      else {
+        this.send(from, { kind: 'abort', dial: msg.dial, reason: 'busy' });
+        return;
+      }
     }
-    this.admitting.set(msg.dial, { from, signals: [msg.signal] });
-    void this.admit(msg.dial, from);
+    // The offer (with its ClientHello) starts the admission; a candidate that overtook it waits for it.
+    const offer = signal.handshake ? signal : undefined;
+    this.admitting.set(msg.dial, { from, offer, signals: offer ? [] : [signal.signal] });
+    if (offer) void this.admit(msg.dial, from);
   }
 
   /**
    * Admission before allocation (issue 13, point 5): whether the dialer is paired is decided before any
    * RTCPeerConnection exists; strangers are refused, or share a small pool of their own
-   * ({@link DialAdmission}).
+   * ({@link DialAdmission}). An admitted dial becomes a request; its link is made only once the
+   * application accepts it and the ClientHello's PSK binder verifies (PROTOCOL.md §8).
    */
   private async admit(id: string, from: PeerId): Promise<void> {
     const paired = (await this.options.peers.lookup(from).catch(() => undefined)) !== undefined;
     const entry = this.admitting.get(id);
     this.admitting.delete(id);
-    if (!entry || this.closed) return;
+    if (!entry?.offer || this.closed) return;
     const allow = this.options.admitUnpaired;
     const admitUnpaired = typeof allow === 'function' ? allow(from) : allow === true;
     const pending = [...this.dials.values()].filter((d) => !d.outgoing);
     const verdict = this.admission.decide(from, paired, admitUnpaired, pending);
     if (verdict !== 'admit') {
-      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: verdict });
+      this.send(from, { kind: 'abort', dial: id, reason: verdict });
       const why = verdict === 'unknown_peer' ? 'is not a paired peer' : 'has too many dials pending';
       const code = verdict === 'unknown_peer' ? 'unknown_peer' : 'rate_limited';
       this.emit('refused', { peerId: from, error: fail(code, `${from} ${why}`) });
       return;
     }
-    this.acceptDial(id, from, paired, entry.signals);
+    this.acceptDial(id, from, paired, entry.offer, entry.signals);
   }
 
-  private acceptDial(id: string, from: PeerId, paired: boolean, signals: unknown[]): void {
-    let dial: DialAttempt;
-    try {
-      dial = this.startDial(id, from, {
-        outgoing: false,
-        paired,
-        peers: this.options.peers,
-        onRequest: (request) => this.route(request),
-      });
-    } catch (err) {
-      // E.g. relay-only on a stack that cannot enforce it: refuse this dial, never throw into signaling.
-      const code = err instanceof Error && 'code' in err ? String(err.code) : 'closed';
-      this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: code });
-      return;
-    }
-    for (const signal of signals) dial.signal(signal);
+  private acceptDial(
+    id: string,
+    from: PeerId,
+    paired: boolean,
+    offer: DialSignalData,
+    signals: unknown[],
+  ): void {
+    const dial = this.startDial(id, from, {
+      outgoing: false,
+      paired,
+      peers: this.options.peers,
+      onRequest: (request) => this.route(request),
+      offer,
+    });
+    for (const signal of signals) dial.signal({ signal });
   }
 
   /** An incoming request goes to a glare waiter, a mesh, or `incoming()`, in that order. */

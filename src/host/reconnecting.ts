@@ -45,6 +45,7 @@ export const DIAL_REFUSALS: ReadonlySet<string> = new Set<string>([
   'bad_finished',
   'channel_binding_mismatch',
   'peer_id_mismatch',
+  'unsupported_version',
 ]);
 
 /** Closes that mean "stop", not "come back": a deliberate close by either side. */

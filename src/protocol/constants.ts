@@ -1,5 +1,5 @@
 /**
- * Wire constants of p2ptls version 1. Every number here is specified in docs/PROTOCOL.md; change both
+ * Wire constants of p2ptls version 3. Every number here is specified in docs/PROTOCOL.md; change both
  * together.
  */
 
@@ -7,10 +7,11 @@
 export const MAGIC = new Uint8Array([0x50, 0x32, 0x50, 0x54]);
 /**
  * Version 2 added receiver flow control (WINDOW) and the close handshake (CLOSE_ACK, the reliable CLOSE
- * as the end-of-stream marker): PROTOCOL.md §5.3–§5.5. A version-1 peer would fail on the first WINDOW
- * record, so the two are told apart at the ClientHello instead (`unsupported_version`).
+ * as the end-of-stream marker): PROTOCOL.md §5.3–§5.5. Version 3 moved the hellos and ResponderAuth into
+ * the signaling exchange (§8) and gave the ServerHello the channel binding. Peers of different versions
+ * are told apart at the ClientHello (`unsupported_version`), before any key is derived.
  */
-export const VERSION = 2;
+export const VERSION = 3;
 
 /** Cipher suites: key exchange + signature + AEAD + hash. All use RSA-PSS-SHA256, AES-256-GCM, HKDF-SHA256. */
 export const Suite = {

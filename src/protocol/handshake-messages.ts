@@ -22,7 +22,7 @@ export interface ClientHello {
   responderId: Uint8Array;
   random: Uint8Array;
   keyShare: Uint8Array;
-  /** SHA-256 of the channel binding the initiator saw (PROTOCOL.md §3.2). */
+  /** SHA-256 of the offer binding: the initiator's own DTLS fingerprint (PROTOCOL.md §3.2). */
   bindingHash: Uint8Array;
   binder: Uint8Array;
 }
@@ -31,6 +31,8 @@ export interface ServerHello {
   suite: Suite;
   random: Uint8Array;
   keyShare: Uint8Array;
+  /** SHA-256 of the channel binding the responder saw: both DTLS fingerprints (PROTOCOL.md §3.3). */
+  bindingHash: Uint8Array;
 }
 
 /** Body of RESPONDER_AUTH and INITIATOR_AUTH. */
@@ -93,13 +95,18 @@ export function decodeClientHello(body: Uint8Array): ClientHello {
 export function encodeServerHello(m: ServerHello): Uint8Array {
   const w = new ByteWriter(128);
   writeHead(w, HandshakeType.SERVER_HELLO, m.suite);
-  return w.bytes(m.random).vec16(m.keyShare).finish();
+  return w.bytes(m.random).vec16(m.keyShare).bytes(m.bindingHash).finish();
 }
 
 export function decodeServerHello(body: Uint8Array): ServerHello {
   const r = new ByteReader(body, 'ServerHello');
   const suite = readHead(r, HandshakeType.SERVER_HELLO);
-  const m: ServerHello = { suite, random: r.bytes(RANDOM_LEN), keyShare: r.vec16() };
+  const m: ServerHello = {
+    suite,
+    random: r.bytes(RANDOM_LEN),
+    keyShare: r.vec16(),
+    bindingHash: r.bytes(HASH_LEN),
+  };
   r.end();
   if (m.keyShare.length !== keyShareLength(suite))
     throw fail('malformed', 'ServerHello key share has the wrong length');

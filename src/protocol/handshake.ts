@@ -1,10 +1,12 @@
 /**
  * The p2ptls handshake (PROTOCOL.md §3): PSK binder → ECDHE → RSA-PSS signatures and Finished MACs of
- * both peers. Pure state machines: records in, records and keys out.
+ * both peers. Pure state machines: records in, records and keys out. Over WebRTC the first three
+ * messages ride in the signaling exchange (§8): ClientHello with the offer, ServerHello and
+ * ResponderAuth with the answer; InitiatorAuth is the first record on the data channel.
  *
  *   Initiator                                   Responder
- *   ClientHello (+ PSK binder)         -->
- *                                      <--      ServerHello
+ *   ClientHello (+ PSK binder)         -->                       (checked before any allocation)
+ *                                      <--      ServerHello (+ channel binding)
  *                                      <--      {ResponderAuth: signature, Finished}
  *   {InitiatorAuth: signature, Finished} -->
  *   [application records]              <->      [application records]
@@ -12,7 +14,7 @@
 import { fail } from '../errors.js';
 import { type PeerId, peerIdFromBytes, peerIdToBytes } from '../identity/peer-id.js';
 import { concat, equalBytes, utf8 } from '../util/bytes.js';
-import { type AeadProvider, webCryptoAead } from './aead.js';
+import { type AeadKey, type AeadProvider, webCryptoAead } from './aead.js';
 import {
   DEFAULT_SUITE,
   HASH_LEN,
@@ -64,8 +66,17 @@ export interface HandshakeOptions {
   /** The pair's 32-byte pre-shared key, from pairing. */
   psk: Uint8Array;
   /**
-   * Bytes both sides must agree on, e.g. both DTLS fingerprints from the SDP (see the transport). If the
-   * two sides' values differ, the responder aborts with `channel_binding_mismatch`.
+   * What the ClientHello's binding_hash covers: what the initiator's transport showed before the responder
+   * answered, over WebRTC its own DTLS fingerprint (the offer's). The responder compares it with the
+   * fingerprint of the offer it received before it does anything else (`channel_binding_mismatch`).
+   * The initiator may pass a promise: its fingerprint exists only once its offer does, and its key
+   * generation need not wait for that.
+   */
+  offerBinding?: Uint8Array | PromiseLike<Uint8Array>;
+  /**
+   * What the ServerHello's binding_hash covers: both DTLS fingerprints (PROTOCOL.md §3.2, §8). The
+   * responder puts its view in the ServerHello; the initiator compares its own (given here, or to
+   * `receive` with the ServerHello once it knows the answer) and aborts with `channel_binding_mismatch`.
    */
   channelBinding?: Uint8Array;
   /** Initiator: the suite to use. Responder: ignored (see `suites`). */
@@ -118,11 +129,21 @@ async function sealHandshake(aead: AeadProvider, secret: Uint8Array, body: Uint8
   return concat(header, await aead.seal(await aead.importKey(key), recordNonce(iv, 0), header, body));
 }
 
-async function openHandshake(aead: AeadProvider, secret: Uint8Array, record: Uint8Array) {
+/** The key and nonce that open a peer's encrypted handshake record: derivable before it arrives. */
+async function handshakeOpener(aead: AeadProvider, secret: Uint8Array) {
+  const { key, iv } = await trafficKey(secret);
+  return { key: await aead.importKey(key), nonce: recordNonce(iv, 0) };
+}
+
+async function openHandshake(
+  aead: AeadProvider,
+  opener: Promise<{ key: AeadKey; nonce: Uint8Array }>,
+  record: Uint8Array,
+) {
   const body = unwrapRecord(record, true);
   if (body.length < TAG_LEN) throw fail('malformed', 'encrypted handshake record truncated');
-  const { key, iv } = await trafficKey(secret);
-  const pt = await aead.open(await aead.importKey(key), recordNonce(iv, 0), record.subarray(0, 2), body);
+  const { key, nonce } = await opener;
+  const pt = await aead.open(key, nonce, record.subarray(0, 2), body);
   if (!pt) throw fail('bad_record_mac', 'encrypted handshake message failed authentication');
   return pt;
 }
@@ -170,15 +191,18 @@ export class InitiatorHandshake {
   static async start(options: HandshakeOptions): Promise<InitiatorHandshake> {
     const suite = options.suite ?? DEFAULT_SUITE;
     if (!SUPPORTED_SUITES.includes(suite)) throw fail('invalid_argument', 'unsupported suite');
-    const { random, ephemeral } = await freshInputs(options, suite);
-    const { early, binderKey } = await earlySecrets(options.psk);
+    const [{ random, ephemeral }, { early, binderKey }, offerBinding] = await Promise.all([
+      freshInputs(options, suite),
+      earlySecrets(options.psk),
+      options.offerBinding,
+    ]);
     const prefix = encodeClientHelloPrefix({
       suite,
       initiatorId: peerIdToBytes(options.identity.peerId),
       responderId: peerIdToBytes(options.peer.peerId),
       random,
       keyShare: ephemeral.share,
-      bindingHash: await bindingHash(options.channelBinding),
+      bindingHash: await bindingHash(offerBinding),
     });
     const binder = await hmac(binderKey, await sha256(prefix));
     const body = concat(prefix, binder);
@@ -187,14 +211,24 @@ export class InitiatorHandshake {
 
   /**
    * Feeds one record from the responder. After the ServerHello nothing is returned; after the
-   * ResponderAuth, the InitiatorAuth record to send and the session secrets.
+   * ResponderAuth, the InitiatorAuth record to send and the session secrets. `channelBinding` (with the
+   * ServerHello) is the initiator's view of both fingerprints, when it was not known at `start`.
    */
-  async receive(record: Uint8Array): Promise<{ records: Uint8Array[]; result?: HandshakeResult }> {
+  async receive(
+    record: Uint8Array,
+    channelBinding = this.options.channelBinding,
+  ): Promise<{ records: Uint8Array[]; result?: HandshakeResult }> {
     if (this.done) throw fail('unexpected_message', 'handshake already finished');
     if (!this.serverHello) {
       const body = unwrapRecord(record, false);
       const sh = decodeServerHello(body);
       if (sh.suite !== this.suite) throw fail('unsupported_suite', 'responder answered with another suite');
+      if (!equalBytes(await bindingHash(channelBinding), sh.bindingHash)) {
+        throw fail(
+          'channel_binding_mismatch',
+          'the peers saw different DTLS fingerprints (SDP swapped in transit)',
+        );
+      }
       const ecdh = await deriveShared(this.suite, this.ephemeral, sh.keyShare);
       this.hs = await handshakeSecrets(this.early, ecdh, await sha256(this.helloBody, body));
       this.serverHello = body;
@@ -204,7 +238,7 @@ export class InitiatorHandshake {
     const { options } = this;
     const hs = this.hs!;
     const aead = options.aead ?? webCryptoAead;
-    const rAuthBody = await openHandshake(aead, hs.responder, record);
+    const rAuthBody = await openHandshake(aead, handshakeOpener(aead, hs.responder), record);
     const rAuth = decodeAuth(rAuthBody, HandshakeType.RESPONDER_AUTH);
     const signed = concat(SIG_CONTEXT_RESPONDER, await sha256(this.helloBody, this.serverHello));
     if (!(await options.peer.verify(rAuth.signature, signed))) {
@@ -264,26 +298,32 @@ export function parseClientHello(record: Uint8Array): IncomingHello {
   };
 }
 
-/** The responder's state machine. */
+/**
+ * The responder's state machine: `check` (no RSA, no ECDH: cheap enough to run before anything is
+ * allocated for a dial), `respond` (ServerHello and ResponderAuth), `receive` (InitiatorAuth).
+ */
 export class ResponderHandshake {
-  private done = false;
+  private state: 'checked' | 'responded' | 'done' = 'checked';
+  private serverHello: Uint8Array | undefined;
+  private rAuthBody: Uint8Array | undefined;
+  private hs: Awaited<ReturnType<typeof handshakeSecrets>> | undefined;
+  /** Derived while the peer's InitiatorAuth is on its way: what opens it, and the hash its signature covers. */
+  private expected: { opener: ReturnType<typeof handshakeOpener>; signed: Promise<Uint8Array> } | undefined;
+  /** ServerHello and ResponderAuth records to send, in order (once `respond` has run). */
+  records: Uint8Array[] = [];
 
   private constructor(
     private readonly options: HandshakeOptions,
     private readonly incoming: IncomingHello,
-    private readonly serverHello: Uint8Array,
-    private readonly rAuthBody: Uint8Array,
-    private readonly hs: Awaited<ReturnType<typeof handshakeSecrets>>,
-    /** ServerHello and ResponderAuth records to send, in order. */
-    readonly records: Uint8Array[],
+    private readonly early: Uint8Array,
   ) {}
 
   /**
-   * Answers a ClientHello from `options.peer`. Checks, cheapest first: addressed to us, from the peer the
-   * caller looked up, a suite we accept, the PSK binder (wrong PSK → `bad_binder`, before any RSA work),
-   * the channel binding.
+   * Checks a ClientHello from `options.peer`, cheapest first (PROTOCOL.md §3.4): addressed to us, from
+   * the peer the caller looked up, a suite we accept, the PSK binder (wrong PSK → `bad_binder`), the
+   * offer binding. Two HMACs and two hashes: no RSA, no ECDH.
    */
-  static async accept(incoming: IncomingHello, options: HandshakeOptions): Promise<ResponderHandshake> {
+  static async check(incoming: IncomingHello, options: HandshakeOptions): Promise<ResponderHandshake> {
     const ch = incoming.hello;
     if (incoming.responderId !== options.identity.peerId) {
       throw fail('wrong_peer', `hello is addressed to ${incoming.responderId}, not to us`);
@@ -302,47 +342,86 @@ export class ResponderHandshake {
         `PSK binder does not verify: ${incoming.initiatorId} does not hold this pair's PSK`,
       );
     }
-    if (!equalBytes(await bindingHash(options.channelBinding), ch.bindingHash)) {
+    if (!equalBytes(await bindingHash(await options.offerBinding), ch.bindingHash)) {
       throw fail(
         'channel_binding_mismatch',
-        'the peers saw different transport fingerprints (SDP swapped in transit)',
+        "the offer's DTLS fingerprint is not the initiator's (SDP swapped in transit)",
       );
     }
+    return new ResponderHandshake(options, incoming, early);
+  }
 
-    const { random, ephemeral } = await freshInputs(options, ch.suite);
-    const shBody = encodeServerHello({ suite: ch.suite, random, keyShare: ephemeral.share });
-    const ecdh = await deriveShared(ch.suite, ephemeral, ch.keyShare);
-    const helloHash = await sha256(incoming.body, shBody);
-    const hs = await handshakeSecrets(early, ecdh, helloHash);
+  /** `check`, then `respond` with `options.channelBinding`. */
+  static async accept(incoming: IncomingHello, options: HandshakeOptions): Promise<ResponderHandshake> {
+    const resp = await ResponderHandshake.check(incoming, options);
+    await resp.respond();
+    return resp;
+  }
+
+  /**
+   * Fresh ephemeral key and random, ServerHello (carrying `channelBinding`, the responder's view of both
+   * fingerprints) and ResponderAuth. Returns the two records (also in {@link records}). `channelBinding`
+   * may be a promise: the key generation and ECDH run while it is not known yet (over WebRTC, while the
+   * answer is being made).
+   */
+  async respond(
+    channelBinding: Uint8Array | PromiseLike<Uint8Array> | undefined = this.options.channelBinding,
+  ): Promise<Uint8Array[]> {
+    if (this.state !== 'checked') throw fail('unexpected_message', 'ServerHello already sent');
+    this.state = 'responded';
+    const { options } = this;
+    const ch = this.incoming.hello;
+    const inputs = freshInputs(options, ch.suite);
+    const shared = inputs.then(({ ephemeral }) => deriveShared(ch.suite, ephemeral, ch.keyShare));
+    shared.catch(() => {});
+    const [{ random, ephemeral }, binding] = await Promise.all([inputs, channelBinding]);
+    const shBody = encodeServerHello({
+      suite: ch.suite,
+      random,
+      keyShare: ephemeral.share,
+      bindingHash: await bindingHash(binding),
+    });
+    const ecdh = await shared;
+    const helloHash = await sha256(this.incoming.body, shBody);
+    const hs = await handshakeSecrets(this.early, ecdh, helloHash);
     const signature = await options.identity.sign(concat(SIG_CONTEXT_RESPONDER, helloHash));
     const rPrefix = encodeAuthPrefix(HandshakeType.RESPONDER_AUTH, signature);
-    const rFinished = await finishedMac(hs.responder, await sha256(incoming.body, shBody, rPrefix));
+    const rFinished = await finishedMac(hs.responder, await sha256(this.incoming.body, shBody, rPrefix));
     const rAuthBody = concat(rPrefix, rFinished);
     const aead = options.aead ?? webCryptoAead;
-    const records = [plainRecord(shBody), await sealHandshake(aead, hs.responder, rAuthBody)];
-    return new ResponderHandshake(options, incoming, shBody, rAuthBody, hs, records);
+    this.serverHello = shBody;
+    this.rAuthBody = rAuthBody;
+    this.hs = hs;
+    this.records = [plainRecord(shBody), await sealHandshake(aead, hs.responder, rAuthBody)];
+    this.expected = {
+      opener: handshakeOpener(aead, hs.initiator),
+      signed: sha256(this.incoming.body, shBody, rAuthBody),
+    };
+    this.expected.opener.catch(() => {});
+    this.expected.signed.catch(() => {});
+    return this.records;
   }
 
   /** Feeds the InitiatorAuth record; returns the session secrets once the initiator is authenticated. */
   async receive(record: Uint8Array): Promise<HandshakeResult> {
-    if (this.done) throw fail('unexpected_message', 'handshake already finished');
-    this.done = true;
-    const { options, hs } = this;
+    if (this.state === 'done') throw fail('unexpected_message', 'handshake already finished');
+    if (this.state !== 'responded' || !this.hs || !this.serverHello || !this.rAuthBody || !this.expected) {
+      throw fail('unexpected_message', 'InitiatorAuth before the ServerHello was sent');
+    }
+    this.state = 'done';
+    const { options, hs, serverHello, rAuthBody, expected } = this;
     const ch = this.incoming.body;
-    const iAuthBody = await openHandshake(options.aead ?? webCryptoAead, hs.initiator, record);
+    const iAuthBody = await openHandshake(options.aead ?? webCryptoAead, expected.opener, record);
     const iAuth = decodeAuth(iAuthBody, HandshakeType.INITIATOR_AUTH);
-    const signed = concat(SIG_CONTEXT_INITIATOR, await sha256(ch, this.serverHello, this.rAuthBody));
+    const signed = concat(SIG_CONTEXT_INITIATOR, await expected.signed);
     if (!(await options.peer.verify(iAuth.signature, signed))) {
       throw fail('bad_signature', `initiator's signature does not verify under ${options.peer.peerId}'s key`);
     }
     const iPrefix = encodeAuthPrefix(HandshakeType.INITIATOR_AUTH, iAuth.signature);
-    const expected = await finishedMac(
-      hs.initiator,
-      await sha256(ch, this.serverHello, this.rAuthBody, iPrefix),
-    );
-    if (!equalBytes(expected, iAuth.finished))
+    const finished = await finishedMac(hs.initiator, await sha256(ch, serverHello, rAuthBody, iPrefix));
+    if (!equalBytes(finished, iAuth.finished))
       throw fail('bad_finished', "initiator's Finished MAC is wrong");
-    const transcriptHash = await sha256(ch, this.serverHello, this.rAuthBody, iAuthBody);
+    const transcriptHash = await sha256(ch, serverHello, rAuthBody, iAuthBody);
     return {
       role: 'responder',
       localPeerId: options.identity.peerId,

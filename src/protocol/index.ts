@@ -5,6 +5,7 @@ export type { DatagramResult, DatagramStats, DropReason } from './datagram.js';
 export { type Ephemeral, generateEphemeral, importEphemeral } from './ecdh.js';
 export { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 export {
+  bindingHash,
   glareWinner,
   type HandshakeOptions,
   type HandshakeResult,

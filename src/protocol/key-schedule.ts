@@ -2,8 +2,10 @@
  * The p2ptls key schedule: HKDF-SHA256 (RFC 5869) with TLS 1.3-style labels (RFC 8446 §7.1).
  * docs/PROTOCOL.md §4 lists every label and what it derives; this file follows it line by line.
  */
+import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { fail } from '../errors.js';
-import { ByteWriter, bs, concat, utf8 } from '../util/bytes.js';
+import { ByteWriter, concat, utf8 } from '../util/bytes.js';
 import { HASH_LEN, IV_LEN, KEY_LEN } from './constants.js';
 
 /** Prefix of every HKDF label, so no p2ptls derivation can collide with another protocol's. */
@@ -26,17 +28,22 @@ export const Label = {
   TRAFFIC_UPDATE: 'traffic upd',
 } as const;
 
+/*
+ * SHA-256 and HMAC are computed in JavaScript (@noble/hashes), synchronously: every input here is a few
+ * hundred bytes, and each WebCrypto call is a trip through the thread pool. A handshake makes about 35
+ * of them per side; on the 2-core bench machine they were most of the initiator's 9 ms between the
+ * answer and InitiatorAuth, which is the set-up's critical path (bench:transport --only setup).
+ * The promise-returning signatures stay: callers need not care where the hashing runs.
+ */
+
 /** SHA-256. */
 export async function sha256(...parts: Uint8Array[]): Promise<Uint8Array> {
-  return new Uint8Array(
-    await crypto.subtle.digest('SHA-256', bs(parts.length === 1 ? parts[0]! : concat(...parts))),
-  );
+  return nobleSha256(parts.length === 1 ? parts[0]! : concat(...parts));
 }
 
 /** HMAC-SHA256(key, data). */
 export async function hmac(key: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
-  const k = await crypto.subtle.importKey('raw', bs(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return new Uint8Array(await crypto.subtle.sign('HMAC', k, bs(data)));
+  return nobleHmac(nobleSha256, key, data);
 }
 
 /** HKDF-Extract(salt, IKM) = HMAC(salt, IKM) (RFC 5869 §2.2). */

@@ -7,7 +7,7 @@
  * flight, in both directions, and the other end sees its link close.
  */
 import { fail } from '../errors.js';
-import type { Link, LinkStats, PeerLinkEvents } from '../transport/peer-link.js';
+import type { Link, LinkStats, LinkTimeline, PeerLinkEvents } from '../transport/peer-link.js';
 import { TypedEmitter } from '../util/emitter.js';
 
 type Direction = 'ab' | 'ba';
@@ -106,10 +106,21 @@ export class InMemoryNetwork {
   }
 }
 
-/** One end of an {@link InMemoryNetwork}. */
+/** The SDP of an in-memory end: only its fingerprint line, which is all a dial reads of it (PROTOCOL.md §8). */
+function sdpOf(direction: Direction): string {
+  return `v=0\r\na=fingerprint:sha-256 ${direction === 'ab' ? 'AA:AA' : 'BB:BB'}\r\n`;
+}
+
+/**
+ * One end of an {@link InMemoryNetwork}. End `a` is the dialer: like simple-peer's initiator it makes its
+ * offer (a signal) as soon as someone listens for signals; end `b` answers an offer it is given. Opening
+ * the channels is still the test's call ({@link InMemoryNetwork.open}).
+ */
 export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private state: 'new' | 'open' | 'closed' = 'new';
   private everOpened = false;
+  private offered = false;
+  readonly timeline: LinkTimeline = { created: performance.now() };
   /** Reliable records handed to this end and not yet closed by it. */
   reliableSent = 0;
 
@@ -136,13 +147,34 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
 
   settle(): void {}
 
-  signal(): void {}
+  override on<K extends keyof PeerLinkEvents>(
+    event: K,
+    listener: (value: PeerLinkEvents[K]) => void,
+  ): () => void {
+    const off = super.on(event, listener);
+    if (event === 'signal' && this.direction === 'ab' && !this.offered) {
+      this.offered = true;
+      queueMicrotask(() => this.emit('signal', { type: 'offer', sdp: sdpOf(this.direction) }));
+    }
+    return off;
+  }
+
+  /** End `b` answers an offer; everything else is ignored (there is no ICE). */
+  signal(data: unknown): void {
+    if (this.direction !== 'ba' || (data as { type?: unknown } | null)?.type !== 'offer') return;
+    queueMicrotask(() => this.emit('signal', { type: 'answer', sdp: sdpOf(this.direction) }));
+  }
 
   fingerprints(): { local: string; remote: string } {
     if (this.state === 'closed') throw fail('closed', 'the link is closed');
     const mine = this.direction === 'ab' ? 'sha-256 AA:AA' : 'sha-256 BB:BB';
     const theirs = this.direction === 'ab' ? 'sha-256 BB:BB' : 'sha-256 AA:AA';
     return { local: mine, remote: theirs };
+  }
+
+  /** In memory there is no DTLS: like node-datachannel, nothing to report beyond the SDP. */
+  async remoteCertificate(): Promise<string | undefined> {
+    return undefined;
   }
 
   sendReliable(record: Uint8Array): void {
@@ -172,6 +204,7 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
     if (this.state !== 'new') return;
     this.state = 'open';
     this.everOpened = true;
+    this.timeline.open = performance.now();
     this.emit('open', undefined);
   }
 

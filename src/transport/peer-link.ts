@@ -67,12 +67,31 @@ export interface Link {
   settle(): void;
   signal(data: unknown): void;
   fingerprints(): { local: string; remote: string };
+  /**
+   * The fingerprint (`sha-256 AB:…`) of the certificate the peer presented in the DTLS handshake of this
+   * live connection, where the stack reports it (browsers and @roamhq/wrtc through getStats); undefined
+   * where it does not (node-datachannel). PROTOCOL.md §8.
+   */
+  remoteCertificate(): Promise<string | undefined>;
+  /** When the set-up stages were reached. */
+  readonly timeline: LinkTimeline;
   /** Throws `closed` when the channel is not open or refuses the record. */
   sendReliable(record: Uint8Array): void;
   /** False when the datagram was dropped locally. Never throws. */
   sendDatagram(record: Uint8Array): boolean;
   stats(): Promise<LinkStats>;
   close(): void;
+}
+
+/**
+ * When the stages of a link's set-up were reached (`performance.now()`), for the set-up split of
+ * bench:transport: ICE connected, DTLS connected (the peer connection's `connected`), both channels open.
+ */
+export interface LinkTimeline {
+  created: number;
+  iceConnected?: number;
+  dtlsConnected?: number;
+  open?: number;
 }
 
 /** The parts of simple-peer's instance it does not type. */
@@ -124,6 +143,9 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private unaccounted = 0;
   /** The SCTP max-message-size, read once when the link opens: after a teardown the stack has no SCTP. */
   private maxMessage = 65536;
+  readonly timeline: LinkTimeline = { created: performance.now() };
+  /** The peer's DTLS certificate fingerprint, asked for once DTLS is up (see {@link remoteCertificate}). */
+  private liveCertificate: Promise<string | undefined> | undefined;
 
   constructor(options: PeerLinkOptions) {
     super();
@@ -192,7 +214,21 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
       }
       this.emit('reliable', bytes);
     });
-    this.peer.on('iceStateChange', (ice: string) => this.emit('state', ice));
+    this.peer.on('iceStateChange', (ice: string) => {
+      if (ice === 'connected' || ice === 'completed') this.timeline.iceConnected ??= performance.now();
+      this.emit('state', ice);
+    });
+    // simple-peer owns the handler; chain behind it to see when DTLS is up.
+    const pc = this.internals._pc;
+    const simplePeerHandler = pc.onconnectionstatechange;
+    pc.onconnectionstatechange = (event: Event) => {
+      simplePeerHandler?.call(pc, event);
+      if (pc.connectionState !== 'connected' || this.timeline.dtlsConnected !== undefined) return;
+      this.timeline.dtlsConnected = performance.now();
+      // Asked now, answered by the time the channels open: getStats is not free on every stack.
+      this.liveCertificate = this.readRemoteCertificate();
+      this.liveCertificate.catch(() => {});
+    };
     this.peer.on('error', (err: Error & { code?: string }) => {
       this.shutdown(fail('closed', `WebRTC connection failed: ${err.code ?? err.message}`, err));
     });
@@ -204,6 +240,7 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     const size = this.internals._pc?.sctp?.maxMessageSize;
     if (size && Number.isFinite(size) && size > 0) this.maxMessage = size;
     this.opened = true;
+    this.timeline.open = performance.now();
     this.emit('open', undefined);
   }
 
@@ -252,6 +289,30 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     const remote = pc.remoteDescription?.sdp;
     if (!local || !remote) throw fail('closed', 'no session descriptions yet');
     return { local: sdpFingerprint(local), remote: sdpFingerprint(remote) };
+  }
+
+  remoteCertificate(): Promise<string | undefined> {
+    this.liveCertificate ??= this.readRemoteCertificate();
+    return this.liveCertificate;
+  }
+
+  private async readRemoteCertificate(): Promise<string | undefined> {
+    const pc = this.internals._pc;
+    if (this.closed || !pc) throw fail('closed', 'the WebRTC link is closed');
+    const byId = new Map<string, Record<string, unknown>>();
+    (await pc.getStats()).forEach((v: Record<string, unknown>) => {
+      byId.set(v.id as string, v);
+    });
+    for (const v of byId.values()) {
+      if (v.type !== 'transport' || typeof v.remoteCertificateId !== 'string') continue;
+      const cert = byId.get(v.remoteCertificateId);
+      const algorithm = cert?.fingerprintAlgorithm;
+      const fingerprint = cert?.fingerprint;
+      if (typeof algorithm === 'string' && typeof fingerprint === 'string') {
+        return `${algorithm.toLowerCase()} ${fingerprint.toUpperCase()}`;
+      }
+    }
+    return undefined;
   }
 
   /** Bytes queued on the reliable channel, including sends the channel may not yet count. */

@@ -16,10 +16,12 @@ import { isP2PTLSError } from '../../src/errors.js';
 import type { Connection } from '../../src/host/connection.js';
 import { Host, type HostOptions } from '../../src/host/host.js';
 import { Identity } from '../../src/identity/identity.js';
+import { InitiatorHandshake } from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { type NodeRtcBackend, nodeRtc } from '../../src/runtime/node-rtc.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { openMemoryPeerStore, type PeerStore } from '../../src/store/index.js';
+import { dtlsOfferBinding, sdpFingerprint } from '../../src/transport/channel-binding.js';
 import { PeerLink } from '../../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../../src/transport/rtc.js';
 import { toBase64Url } from '../../src/util/bytes.js';
@@ -282,12 +284,16 @@ export interface RawDial {
   readonly opened: Promise<void>;
   /** Resolves with the reason of the responder's `abort` signal for this dial. */
   readonly aborted: Promise<string>;
+  /** Signals the responder sent for this dial (its answer, with handshake records, first). */
+  readonly received: { signal: unknown; handshake?: string[] }[];
   close(): void;
 }
 
 /**
- * Dials `to` the way a host does (same signal envelope, same two channels) through `signaling`, so a test
- * can send anything over the link once it is open. The link is closed by `close()`.
+ * Dials `to` the way a host does (same signal envelope, same two channels) through `signaling`, with
+ * `handshake(offerFingerprint)` as the offer's handshake records (PROTOCOL.md §8; default: a real
+ * ClientHello from the signaling identity under a random PSK; null: none), so a test can send anything
+ * with the offer and, once the link is open, over it. The link is closed by `close()`.
  */
 export async function rawDial(
   signaling: SignalingClient,
@@ -295,24 +301,72 @@ export async function rawDial(
   backend: Backend = 'wrtc',
   options: {
     /** false: never apply the responder's signals (a dial that can never connect). */ answer?: boolean;
+    handshake?: ((offerFingerprint: string) => Promise<Uint8Array[]>) | null;
   } = {},
 ): Promise<RawDial> {
   if (!signaling.isAuthenticated) await signaling.connect();
   signaling.trustPeer(to.publicIdentity);
   const id = toBase64Url(crypto.getRandomValues(new Uint8Array(12)));
   const link = new PeerLink({ rtc: await loadRtc(backend), initiator: true, candidateFilter: loopbackOnly });
+  const makeHandshake =
+    options.handshake === undefined
+      ? async (fp: string) => [
+          (
+            await InitiatorHandshake.start({
+              identity: signaling.identity,
+              peer: to.publicIdentity,
+              psk: crypto.getRandomValues(new Uint8Array(32)),
+              offerBinding: dtlsOfferBinding(fp),
+            })
+          ).hello,
+        ]
+      : options.handshake;
+  // The offer goes first, with its handshake records; candidates wait behind it.
+  let queue: unknown[] | undefined = [];
+  const send = (signal: unknown, handshake?: Uint8Array[]) =>
+    signaling
+      .sendSignal(to.peerId, {
+        p2ptls: 2,
+        kind: 'signal',
+        dial: id,
+        signal,
+        ...(handshake ? { handshake: handshake.map(toBase64Url) } : {}),
+      })
+      .catch(() => {});
   link.on('signal', (signal) => {
-    signaling.sendSignal(to.peerId, { p2ptls: 1, kind: 'signal', dial: id, signal }).catch(() => {});
+    const sdp =
+      (signal as { type?: string; sdp?: string }).type === 'offer'
+        ? (signal as { sdp: string }).sdp
+        : undefined;
+    if (sdp === undefined) {
+      if (queue) queue.push(signal);
+      else void send(signal);
+      return;
+    }
+    void (async () => {
+      const records = makeHandshake ? await makeHandshake(sdpFingerprint(sdp)) : undefined;
+      await send(signal, records);
+      for (const s of queue ?? []) void send(s);
+      queue = undefined;
+    })();
   });
   let abortedResolve!: (reason: string) => void;
   const aborted = new Promise<string>((r) => {
     abortedResolve = r;
   });
+  const received: RawDial['received'] = [];
   const off = signaling.on('signal', ({ from, data }) => {
     if (from !== to.peerId || typeof data !== 'object' || data === null) return;
-    const d = data as { dial?: unknown; kind?: unknown; signal?: unknown; reason?: unknown };
+    const d = data as {
+      dial?: unknown;
+      kind?: unknown;
+      signal?: unknown;
+      reason?: unknown;
+      handshake?: string[];
+    };
     if (d.dial !== id) return;
     if (d.kind === 'signal') {
+      received.push({ signal: d.signal, ...(d.handshake ? { handshake: d.handshake } : {}) });
       if (options.answer !== false) link.signal(d.signal);
     } else if (d.kind === 'abort') abortedResolve(String(d.reason));
   });
@@ -326,6 +380,7 @@ export async function rawDial(
     link,
     opened,
     aborted,
+    received,
     close() {
       off();
       link.close();

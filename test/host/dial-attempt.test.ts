@@ -1,7 +1,8 @@
-// One dial (src/host/dial.ts) over an in-memory link, the test playing the other side by hand: what
-// arrives before the handshake completes costs nothing (datagrams dropped and counted, reliable bytes
-// capped), and a link that dies as the handshake completes fails the dial with a typed error instead of
-// yielding a connection on a dead link. PROTOCOL.md §5.5 and §8.
+// One dial (src/host/dial.ts) over an in-memory link, the test playing the other side by hand: the
+// handshake rides with the offer and the answer, a wrong binder costs no link, what arrives before the
+// handshake completes costs nothing (datagrams dropped and counted, reliable bytes capped), and a link
+// that dies as the handshake completes fails the dial with a typed error instead of yielding a
+// connection on a dead link. PROTOCOL.md §5.5 and §8.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
@@ -11,7 +12,7 @@ import type { ConnectionRequest } from '../../src/host/request.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { InitiatorHandshake, parseClientHello, ResponderHandshake } from '../../src/protocol/index.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
-import { dtlsChannelBinding } from '../../src/transport/channel-binding.js';
+import { dtlsChannelBinding, dtlsOfferBinding } from '../../src/transport/channel-binding.js';
 import type { RtcImplementation } from '../../src/transport/rtc.js';
 import { identities, randomPsk, withCode } from '../helpers/protocol.js';
 
@@ -40,6 +41,23 @@ function nextRecord(link: InMemoryNetwork['b']): Promise<Uint8Array> {
   });
 }
 
+type Sent = { kind: string; signal?: unknown; handshake?: Uint8Array[] };
+
+/** The first signal the dial sent that carries handshake records (its offer or its answer). */
+async function handshakeSignal(signals: unknown[]): Promise<Sent> {
+  for (;;) {
+    const found = (signals as Sent[]).find((m) => m.kind === 'signal' && m.handshake);
+    if (found) return found;
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+// The in-memory ends' fingerprints (src/testing/in-memory-link.ts): a = dialer, b = responder.
+const FP_A = 'sha-256 AA:AA';
+const FP_B = 'sha-256 BB:BB';
+const ANSWER = { type: 'answer', sdp: 'v=0\r\na=fingerprint:sha-256 BB:BB\r\n' };
+const OFFER = { type: 'offer', sdp: 'v=0\r\na=fingerprint:sha-256 AA:AA\r\n' };
+
 describe('a dial before its handshake completes', () => {
   let alice: Identity;
   let bob: Identity;
@@ -47,91 +65,156 @@ describe('a dial before its handshake completes', () => {
     [alice, bob] = (await identities()) as [Identity, Identity];
   });
 
-  /** Plays bob, the responder, on net.b: answers the ClientHello; `beforeAnswer` runs first. */
-  async function respond(net: InMemoryNetwork, psk: Uint8Array, beforeAnswer?: () => void) {
-    const hello = parseClientHello(await nextRecord(net.b));
-    beforeAnswer?.();
-    const fp = net.b.fingerprints();
-    const resp = await ResponderHandshake.accept(hello, {
+  /** Plays bob, the responder, through the outgoing dial's signals: checks its offer, answers it. */
+  async function answer(dial: DialAttempt, signals: unknown[], psk: Uint8Array) {
+    const offer = await handshakeSignal(signals);
+    const resp = await ResponderHandshake.accept(parseClientHello(offer.handshake![0]!), {
       identity: bob,
       peer: alice.publicIdentity,
       psk,
-      channelBinding: dtlsChannelBinding(fp.remote, fp.local),
+      offerBinding: dtlsOfferBinding(FP_A),
+      channelBinding: dtlsChannelBinding(FP_A, FP_B),
     });
-    const auth = nextRecord(net.b);
-    for (const r of resp.records) net.b.sendReliable(r);
-    return { resp, auth };
+    dial.signal({ signal: ANSWER, handshake: resp.records });
+    return resp;
+  }
+
+  /** An incoming dial at bob (side b) for alice's real offer + ClientHello; the request it raises. */
+  async function incoming(net: InMemoryNetwork, psk: Uint8Array, id: string) {
+    const { ctx, signals } = context(net, bob, 'b');
+    let links = 0;
+    const createLink = ctx.createLink!;
+    ctx.createLink = (o) => {
+      links++;
+      return createLink(o);
+    };
+    const init = await InitiatorHandshake.start({
+      identity: alice,
+      peer: bob.publicIdentity,
+      psk,
+      offerBinding: dtlsOfferBinding(FP_A),
+    });
+    let resolveRequest!: (r: ConnectionRequest) => void;
+    const request = new Promise<ConnectionRequest>((r) => {
+      resolveRequest = r;
+    });
+    const dial = new DialAttempt(
+      id,
+      alice.peerId,
+      {
+        outgoing: false,
+        paired: true,
+        peers: { lookup: async () => undefined },
+        onRequest: resolveRequest,
+        offer: { signal: OFFER, handshake: [init.hello] },
+      },
+      ctx,
+    );
+    return { dial, init, request: await request, signals, links: () => links };
   }
 
   it('datagrams that arrive before the handshake are dropped and counted, never kept', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
-    const { ctx } = context(net, alice);
+    const { ctx, signals } = context(net, alice);
     const dial = new DialAttempt(
       'd1',
       bob.peerId,
       { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
       ctx,
     );
-    const answering = respond(net, psk, () => {
-      // 256 datagrams of 60 KiB from the not yet authenticated peer (15 MiB) before it answers.
-      for (let i = 0; i < 256; i++) net.b.sendDatagram(new Uint8Array(60 * 1024).fill(i));
-    });
+    const auth = nextRecord(net.b);
     net.open();
-    const { resp, auth } = await answering;
+    // 256 datagrams of 60 KiB from the not yet authenticated peer (15 MiB) before its answer is in.
+    for (let i = 0; i < 256; i++) net.b.sendDatagram(new Uint8Array(60 * 1024).fill(i));
+    const resp = await answer(dial, signals, psk);
     await resp.receive(await auth);
     const connection = await dial.result;
     const stats = await connection.stats();
     assert.equal(stats.datagrams.dropped.early, 256);
     assert.equal(stats.datagrams.received, 0);
     assert.equal(dial.state, 'established');
+    assert.ok(connection.setup && connection.setup.established >= (connection.setup.open ?? 0));
     void connection.close(0, '', { flushMs: 10 });
   });
 
-  it('a link that dies as the handshake completes fails the dial (typed), never a connection on a dead link', async () => {
+  it('the ClientHello rides with the offer, candidates behind it; the answer brings the responder authenticated', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
-    const { ctx } = context(net, alice);
+    const { ctx, signals } = context(net, alice);
     const dial = new DialAttempt(
-      'd2',
+      'd0',
       bob.peerId,
       { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
       ctx,
     );
-    const hello = nextRecord(net.b);
-    net.open();
-    const resp = await ResponderHandshake.accept(parseClientHello(await hello), {
+    const offer = await handshakeSignal(signals);
+    assert.equal(signals[0], offer, 'the offer (with its ClientHello) is the first signal');
+    assert.equal((offer.signal as { type: string }).type, 'offer');
+    assert.equal(offer.handshake!.length, 1);
+    assert.equal(dial.state, 'linking');
+    // A forged answer (bob's real records, but bound to other fingerprints) is refused.
+    const forged = await ResponderHandshake.accept(parseClientHello(offer.handshake![0]!), {
       identity: bob,
       peer: alice.publicIdentity,
       psk,
-      channelBinding: dtlsChannelBinding(net.b.fingerprints().remote, net.b.fingerprints().local),
+      offerBinding: dtlsOfferBinding(FP_A),
+      channelBinding: dtlsChannelBinding(FP_A, 'sha-256 EE:EE'),
     });
-    // Both answers reach the initiator, and in the same moment the link dies (the peer's stack tore the
-    // RTCPeerConnection down): the initiator still completes its handshake computation.
-    net.hold('ba');
-    for (const r of resp.records) net.b.sendReliable(r);
-    net.release('ba');
-    await new Promise((r) => queueMicrotask(() => r(undefined)));
-    net.cut('the peer tore the link down');
-    const error = await dial.result.then(
-      (c: Connection) => {
-        throw new Error(`a connection was built on a dead link (state ${c.state})`);
-      },
-      (err: unknown) => err,
-    );
-    assert.ok(isP2PTLSError(error), `untyped: ${String(error)}`);
-    assert.ok(['closed', 'truncated'].includes(error.code), error.code);
-    assert.equal(dial.state, 'failed');
-    // The link closed under the peer too.
-    assert.equal(net.b.isOpen, false);
+    dial.signal({ signal: ANSWER, handshake: forged.records });
+    await assert.rejects(dial.result, withCode('channel_binding_mismatch'));
+    assert.equal(net.a.reliableSent, 0, 'no InitiatorAuth went out');
+    assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
   });
 
-  it('more reliable bytes before the handshake than the initial window allows: the dial fails flow_control', async () => {
+  it('incoming: a wrong PSK is refused before any link exists; the right one links and authenticates on InitiatorAuth', async () => {
+    const psk = randomPsk();
+    const wrong = await incoming(new InMemoryNetwork(), psk, 'd4');
+    await assert.rejects(
+      wrong.request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk: randomPsk() }),
+      withCode('bad_binder'),
+    );
+    assert.equal(wrong.links(), 0, 'no link (no RTCPeerConnection) for a wrong binder');
+    assert.deepEqual(wrong.signals.at(-1), { kind: 'abort', reason: 'bad_binder' });
+
     const net = new InMemoryNetwork();
-    const { ctx } = context(net, bob, 'b');
-    let request: ConnectionRequest | undefined;
-    const dial = new DialAttempt(
-      'd3',
+    const right = await incoming(net, psk, 'd5');
+    assert.equal(right.links(), 0, 'no link before the application accepts');
+    const accepted = right.request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const answerSignal = await handshakeSignal(right.signals);
+    assert.equal(right.links(), 1);
+    assert.equal((answerSignal.signal as { type: string }).type, 'answer');
+    const [sh, ra] = answerSignal.handshake!;
+    await right.init.receive(sh!, dtlsChannelBinding(FP_A, FP_B));
+    const { records } = await right.init.receive(ra!);
+    net.open();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(right.dial.state, 'authenticating', 'not authenticated before InitiatorAuth');
+    net.a.sendReliable(records[0]!);
+    const connection = await accepted;
+    assert.equal(right.dial.state, 'established');
+    assert.equal(connection.peerId, alice.peerId);
+    void connection.close(0, '', { flushMs: 10 });
+  });
+
+  it('a replayed offer + ClientHello is answered afresh, but nobody can complete it: the old InitiatorAuth → bad_record_mac', async () => {
+    const psk = randomPsk();
+    const net1 = new InMemoryNetwork();
+    const first = await incoming(net1, psk, 'd6');
+    const accepted = first.request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const firstAnswer = await handshakeSignal(first.signals);
+    await first.init.receive(firstAnswer.handshake![0]!, dtlsChannelBinding(FP_A, FP_B));
+    const { records } = await first.init.receive(firstAnswer.handshake![1]!);
+    net1.open();
+    net1.a.sendReliable(records[0]!);
+    void (await accepted).close(0, '', { flushMs: 10 });
+
+    // The same offer and ClientHello again (a replay), with everything the first dial's initiator sent.
+    const net2 = new InMemoryNetwork();
+    const { ctx, signals } = context(net2, bob, 'b');
+    let request!: ConnectionRequest;
+    const replayed = new DialAttempt(
+      'd7',
       alice.peerId,
       {
         outgoing: false,
@@ -140,26 +223,62 @@ describe('a dial before its handshake completes', () => {
         onRequest: (r) => {
           request = r;
         },
+        offer: { signal: OFFER, handshake: [first.init.hello] },
       },
       ctx,
     );
-    // Alice's real ClientHello, then a flood the application never asked for.
-    const init = await InitiatorHandshake.start({
-      identity: alice,
-      peer: bob.publicIdentity,
-      psk: randomPsk(),
-      channelBinding: dtlsChannelBinding('sha-256 AA:AA', 'sha-256 BB:BB'),
-    });
+    await new Promise((r) => setImmediate(r));
+    const replayAccepted = request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const replayAnswer = await handshakeSignal(signals);
+    assert.notDeepEqual(replayAnswer.handshake![0], firstAnswer.handshake![0], 'a fresh ServerHello');
+    net2.open();
+    net2.a.sendReliable(records[0]!);
+    await assert.rejects(replayAccepted, withCode('bad_record_mac'));
+    assert.equal(replayed.state, 'failed');
+  });
+
+  it('a link that dies as the handshake completes fails the dial (typed), never a connection on a dead link', async () => {
+    const net = new InMemoryNetwork();
+    const psk = randomPsk();
+    const { dial, init, request, signals } = await incoming(net, psk, 'd2');
+    const accepted = request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const [sh, ra] = (await handshakeSignal(signals)).handshake!;
+    await init.receive(sh!, dtlsChannelBinding(FP_A, FP_B));
+    const { records } = await init.receive(ra!);
     net.open();
-    net.a.sendReliable(init.hello);
+    // InitiatorAuth reaches the responder, and in the same moment the link dies (the peer's stack tore
+    // the RTCPeerConnection down): the responder still completes its handshake computation.
+    net.hold('ab');
+    net.a.sendReliable(records[0]!);
+    net.release('ab');
+    await new Promise((r) => queueMicrotask(() => r(undefined)));
+    net.cut('the peer tore the link down');
+    const error = await accepted.then(
+      (c: Connection) => {
+        throw new Error(`a connection was built on a dead link (state ${c.state})`);
+      },
+      (err: unknown) => err,
+    );
+    assert.ok(isP2PTLSError(error), `untyped: ${String(error)}`);
+    assert.ok(['closed', 'truncated'].includes(error.code), error.code);
+    assert.equal(dial.state, 'failed');
+    assert.equal(net.a.isOpen, false);
+  });
+
+  it('more reliable bytes before the handshake than the initial window allows: the dial fails flow_control', async () => {
+    const net = new InMemoryNetwork();
+    const psk = randomPsk();
+    const { dial, init, request, signals } = await incoming(net, psk, 'd3');
+    const accepted = request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const [sh, ra] = (await handshakeSignal(signals)).handshake!;
+    await init.receive(sh!, dtlsChannelBinding(FP_A, FP_B));
+    const { records } = await init.receive(ra!);
+    net.open();
+    // Alice's real InitiatorAuth, then a flood while the responder verifies it.
+    net.a.sendReliable(records[0]!);
     const chunk = new Uint8Array(32 * 1024);
     for (let sent = 0; sent <= MAX_EARLY_RELIABLE_BYTES; sent += chunk.length) net.a.sendReliable(chunk);
-    await assert.rejects(dial.result, withCode('flow_control'));
+    await assert.rejects(accepted, withCode('flow_control'));
     assert.equal(dial.state, 'failed');
-    // The application's request, if it saw one, cannot be accepted any more.
-    if (request)
-      await assert.rejects(
-        request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk: randomPsk() }),
-      );
   });
 });

@@ -13,7 +13,7 @@ import {
   ResponderHandshake,
 } from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
-import { dtlsChannelBinding } from '../../src/transport/channel-binding.js';
+import { dtlsChannelBinding, dtlsOfferBinding } from '../../src/transport/channel-binding.js';
 import { PeerLink } from '../../src/transport/peer-link.js';
 import { loopbackOnly } from '../../src/transport/rtc.js';
 import { type Backend, type Env, loadRtc, startEnv, withCode, within } from '../helpers/hosts.js';
@@ -83,6 +83,7 @@ describe('channel binding against a man in the middle of DTLS', () => {
       identity: alice,
       peer: bob.publicIdentity,
       psk,
+      offerBinding: dtlsOfferBinding(fpA.local),
       channelBinding: dtlsChannelBinding(fpA.local, fpA.remote),
       aead: nodeCryptoAead,
     });
@@ -95,6 +96,7 @@ describe('channel binding against a man in the middle of DTLS', () => {
         identity: bob,
         peer: alice.publicIdentity,
         psk,
+        offerBinding: dtlsOfferBinding(fpB.remote),
         channelBinding: dtlsChannelBinding(fpB.remote, fpB.local),
         aead: nodeCryptoAead,
       });
@@ -150,7 +152,50 @@ describe('channel binding against a man in the middle of DTLS', () => {
       assert.notEqual(atA.fingerprints().remote, atB.fingerprints().local);
       assert.equal(atA.fingerprints().remote, m1.fingerprints().local);
       await assert.rejects(handshake(atA, atB), withCode('channel_binding_mismatch'));
-      assert.equal(forwarded, 1, 'the ClientHello went through M');
+      assert.equal(forwarded, 1, 'the ClientHello went through M, and B refused it (offer fingerprint)');
+      // The live DTLS certificate is M's, as the SDP said: where the stack reports it, it is what §8
+      // compares.
+      const live = await atA.remoteCertificate();
+      if (backend === 'wrtc') assert.equal(live, m1.fingerprints().local);
+      else assert.equal(live, undefined);
+      for (const l of [atA, m1, m2, atB]) l.close();
+    });
+
+    it(`${backend}: M swaps only the answer's fingerprint → channel_binding_mismatch at A, no InitiatorAuth`, async () => {
+      const [atA, m1] = await linkPair(backend, links);
+      const [m2, atB] = await linkPair(backend, links);
+      const toB: Uint8Array[] = [];
+      m1.on('reliable', (r) => {
+        toB.push(r);
+        m2.sendReliable(r);
+      });
+      m2.on('reliable', (r) => m1.sendReliable(r));
+      const readA = reader(atA);
+      const readB = reader(atB);
+      const fpA = atA.fingerprints();
+      const init = await InitiatorHandshake.start({
+        identity: alice,
+        peer: bob.publicIdentity,
+        psk,
+        offerBinding: dtlsOfferBinding(fpA.local),
+        aead: nodeCryptoAead,
+      });
+      atA.sendReliable(init.hello);
+      // B saw A's own offer (its fingerprint intact) but answered into M's DTLS.
+      const resp = await ResponderHandshake.accept(parseClientHello(await readB()), {
+        identity: bob,
+        peer: alice.publicIdentity,
+        psk,
+        offerBinding: dtlsOfferBinding(fpA.local),
+        channelBinding: dtlsChannelBinding(fpA.local, atB.fingerprints().local),
+        aead: nodeCryptoAead,
+      });
+      for (const r of resp.records) atB.sendReliable(r);
+      await assert.rejects(
+        init.receive(await readA(), dtlsChannelBinding(fpA.local, fpA.remote)),
+        withCode('channel_binding_mismatch'),
+      );
+      assert.equal(toB.length, 1, 'only the ClientHello reached B: A sent no InitiatorAuth');
       for (const l of [atA, m1, m2, atB]) l.close();
     });
   }

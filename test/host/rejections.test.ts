@@ -6,7 +6,7 @@ import type { Host } from '../../src/host/host.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { InitiatorHandshake } from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
-import { dtlsChannelBinding } from '../../src/transport/channel-binding.js';
+import { dtlsOfferBinding } from '../../src/transport/channel-binding.js';
 import {
   type Acceptor,
   autoAccept,
@@ -114,19 +114,22 @@ describe('rejected dials', () => {
       await env.closeHost(hb);
       hb = await env.host(bob, { peers: [alice], admitUnpaired: true });
       acceptor = autoAccept(hb);
-      const dial = await rawDial(env.signaling(carol), bob);
+      const dial = await rawDial(env.signaling(carol), bob, 'wrtc', {
+        handshake: async (fp) => [
+          (
+            await InitiatorHandshake.start({
+              identity: { peerId: alice.peerId, sign: (d) => carol.sign(d) },
+              peer: bob.publicIdentity,
+              psk: env.psk(alice, bob),
+              offerBinding: dtlsOfferBinding(fp),
+              aead: nodeCryptoAead,
+            })
+          ).hello,
+        ],
+      });
       try {
-        await within(dial.opened, 15_000, 'raw link open');
-        const fp = dial.link.fingerprints();
-        const forged = await InitiatorHandshake.start({
-          identity: { peerId: alice.peerId, sign: (d) => carol.sign(d) },
-          peer: bob.publicIdentity,
-          psk: env.psk(alice, bob),
-          channelBinding: dtlsChannelBinding(fp.local, fp.remote),
-          aead: nodeCryptoAead,
-        });
-        dial.link.sendReliable(forged.hello);
         assert.equal(await within(dial.aborted, 10_000, 'abort'), 'unknown_peer');
+        assert.equal(dial.received.length, 0, 'no answer: nothing was allocated for it');
       } finally {
         dial.close();
       }
@@ -204,36 +207,53 @@ describe('rejected dials', () => {
         'hello',
         huge,
         [1, 2, 3],
-        { p2ptls: 2, kind: 'signal', dial: dial(0), signal: {} },
-        { p2ptls: 1, kind: 'signal', dial: 'short', signal: {} },
-        { p2ptls: 1, kind: 'signal', dial: 'y'.repeat(65), signal: {} },
-        { p2ptls: 1, kind: 'nope', dial: dial(1) },
-        { p2ptls: 1, kind: 'abort', dial: dial(2), reason: huge },
-        { p2ptls: 1, kind: 'abort', dial: dial(3), reason: 'no such dial' },
-        { p2ptls: 1, kind: 'signal', dial: dial(4), signal: null },
-        { p2ptls: 1, kind: 'signal', dial: dial(5), signal: 'a string' },
-        { p2ptls: 1, kind: 'signal', dial: dial(6), signal: { type: 'offer', sdp: huge } },
-        { p2ptls: 1, kind: 'signal', dial: dial(7), signal: { type: 'offer', sdp: 'v=0\r\ngarbage' } },
-        { p2ptls: 1, kind: 'signal', dial: dial(8), signal: { type: 'answer', sdp: 'v=0' } },
-        { p2ptls: 1, kind: 'signal', dial: dial(9), signal: { type: 'candidate', candidate: {} } },
+        { p2ptls: 3, kind: 'signal', dial: dial(0), signal: {} },
+        { p2ptls: 2, kind: 'signal', dial: 'short', signal: {} },
+        { p2ptls: 2, kind: 'signal', dial: 'y'.repeat(65), signal: {} },
+        { p2ptls: 2, kind: 'nope', dial: dial(1) },
+        { p2ptls: 2, kind: 'abort', dial: dial(2), reason: huge },
+        { p2ptls: 2, kind: 'abort', dial: dial(3), reason: 'no such dial' },
+        { p2ptls: 2, kind: 'signal', dial: dial(4), signal: null },
+        { p2ptls: 2, kind: 'signal', dial: dial(5), signal: 'a string' },
+        { p2ptls: 2, kind: 'signal', dial: dial(6), signal: { type: 'offer', sdp: huge } },
+        { p2ptls: 2, kind: 'signal', dial: dial(7), signal: { type: 'offer', sdp: 'v=0\r\ngarbage' } },
+        { p2ptls: 2, kind: 'signal', dial: dial(8), signal: { type: 'answer', sdp: 'v=0' } },
+        { p2ptls: 2, kind: 'signal', dial: dial(9), signal: { type: 'candidate', candidate: {} } },
         {
-          p2ptls: 1,
+          p2ptls: 2,
           kind: 'signal',
           dial: dial(10),
           signal: { type: 'candidate', candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 1 typ host' } },
         },
-        { p2ptls: 1, kind: 'signal', dial: dial(11), signal: { renegotiate: true } },
-        { p2ptls: 1, kind: 'signal', dial: dial(12), signal: { transceiverRequest: { kind: 'video' } } },
-        { p2ptls: 1, kind: 'signal', dial: dial(13), signal: { type: 'rollback' } },
-        { p2ptls: 1, kind: 'signal', dial: dial(14), signal: { deep: [[[[[[[[[[[[{}]]]]]]]]]]]] } },
-        { p2ptls: 1, kind: 'signal', dial: dial(15), signal: { __proto__: { type: 'offer' } } },
+        { p2ptls: 2, kind: 'signal', dial: dial(11), signal: { renegotiate: true } },
+        { p2ptls: 2, kind: 'signal', dial: dial(12), signal: { transceiverRequest: { kind: 'video' } } },
+        { p2ptls: 2, kind: 'signal', dial: dial(13), signal: { type: 'rollback' } },
+        { p2ptls: 2, kind: 'signal', dial: dial(14), signal: { deep: [[[[[[[[[[[[{}]]]]]]]]]]]] } },
+        { p2ptls: 2, kind: 'signal', dial: dial(15), signal: { __proto__: { type: 'offer' } } },
+        {
+          p2ptls: 2,
+          kind: 'signal',
+          dial: dial(16),
+          signal: { type: 'offer', sdp: 'v=0' },
+          handshake: ['!'],
+        },
+        {
+          p2ptls: 2,
+          kind: 'signal',
+          dial: dial(17),
+          signal: { type: 'offer', sdp: 'v=0' },
+          handshake: ['AQA'],
+        },
+        { p2ptls: 2, kind: 'signal', dial: dial(18), signal: {}, handshake: ['AQA', 'AQA', 'AQA'] },
+        { p2ptls: 2, kind: 'signal', dial: dial(19), signal: {}, handshake: [huge] },
+        { p2ptls: 1, kind: 'signal', dial: dial(20), signal: { type: 'offer', sdp: 'v=0' } },
       ];
       for (const p of payloads) {
         await mallory.sendSignal(bob.peerId, p).catch(() => {});
       }
       // Repeat a valid-looking dial id: the second signal feeds the first dial's link.
       await mallory
-        .sendSignal(bob.peerId, { p2ptls: 1, kind: 'signal', dial: dial(7), signal: { type: 'offer' } })
+        .sendSignal(bob.peerId, { p2ptls: 2, kind: 'signal', dial: dial(7), signal: { type: 'offer' } })
         .catch(() => {});
       await stillWorks(bobAcceptor, 'after garbage signals');
     });
@@ -253,10 +273,10 @@ describe('rejected dials', () => {
           const id = d.dial;
           for (const to of [bob.peerId, alice.peerId]) {
             void mallory
-              .sendSignal(to, { p2ptls: 1, kind: 'abort', dial: id, reason: 'mallory' })
+              .sendSignal(to, { p2ptls: 2, kind: 'abort', dial: id, reason: 'mallory' })
               .catch(() => {});
             void mallory
-              .sendSignal(to, { p2ptls: 1, kind: 'signal', dial: id, signal: { type: 'offer', sdp: 'v=0' } })
+              .sendSignal(to, { p2ptls: 2, kind: 'signal', dial: id, signal: { type: 'offer', sdp: 'v=0' } })
               .catch(() => {});
           }
         });
@@ -282,11 +302,10 @@ describe('rejected dials', () => {
       ['a truncated record', new Uint8Array([1]), 'malformed'],
     ] as const) {
       it(`garbage instead of a ClientHello (${label}) → the dial is aborted with ${code}`, async () => {
-        const dial = await rawDial(env.signaling(alice), bob);
+        const dial = await rawDial(env.signaling(alice), bob, 'wrtc', { handshake: async () => [bytes] });
         try {
-          await within(dial.opened, 15_000, 'raw link open');
-          dial.link.sendReliable(bytes);
           assert.equal(await within(dial.aborted, 10_000, 'abort'), code);
+          assert.equal(dial.received.length, 0, 'refused before any answer (no RTCPeerConnection)');
         } finally {
           dial.close();
         }
@@ -294,15 +313,38 @@ describe('rejected dials', () => {
       });
     }
 
-    it('a link opened with no ClientHello at all is dropped at the handshake timeout', async () => {
-      const dial = await rawDial(env.signaling(alice), bob);
+    it('a paired peer dialing with the previous dial-signal version is told unsupported_version', async () => {
+      const signaling = env.signaling(alice);
+      if (!signaling.isAuthenticated) await signaling.connect();
+      signaling.trustPeer(bob.publicIdentity);
+      const dial = 'legacy-dial-0001';
+      const reason = new Promise<string>((resolve) => {
+        const off = signaling.on('signal', ({ from, data }) => {
+          const d = data as { dial?: string; kind?: string; reason?: string };
+          if (from !== bob.peerId || d.dial !== dial || d.kind !== 'abort') return;
+          off();
+          resolve(String(d.reason));
+        });
+      });
+      await signaling.sendSignal(bob.peerId, {
+        p2ptls: 1,
+        kind: 'signal',
+        dial,
+        signal: { type: 'offer', sdp: 'v=0' },
+      });
+      assert.equal(await within(reason, 10_000, 'abort'), 'unsupported_version');
+      await stillWorks(bobAcceptor, 'after a version-1 dial');
+    });
+
+    it('an offer without a ClientHello allocates nothing and is never answered', async () => {
+      const dial = await rawDial(env.signaling(alice), bob, 'wrtc', { handshake: null });
       try {
-        await within(dial.opened, 15_000, 'raw link open');
-        assert.equal(await within(dial.aborted, 10_000, 'abort'), 'timeout');
+        // A real dial from the same peer goes through meanwhile: by then the bare offer was processed.
+        await stillWorks(bobAcceptor, 'beside an offer without a ClientHello');
+        assert.equal(dial.received.length, 0, 'no answer to an offer without a ClientHello');
       } finally {
         dial.close();
       }
-      await stillWorks(bobAcceptor, 'after a silent dial');
     });
 
     it('strangers cannot take the dial slots of paired peers (admission before allocation)', async () => {
@@ -348,10 +390,11 @@ describe('rejected dials', () => {
           15_000,
           'every dead dial aborted',
         );
-        // One was admitted and waited for its timeout; the others were refused at once.
-        assert.equal(reasons.filter((r) => r === 'timeout').length, 1, reasons.join());
+        // One was admitted and refused by the application (its ClientHello came with the offer, so no
+        // link was ever made for it); the others were refused at once.
+        assert.equal(reasons.filter((r) => r === 'unknown_peer').length, 1, reasons.join());
         assert.ok(
-          reasons.every((r) => ['timeout', 'busy', 'rate_limited'].includes(r)),
+          reasons.every((r) => ['unknown_peer', 'busy', 'rate_limited'].includes(r)),
           reasons.join(),
         );
         // Meanwhile the paired pool was free: a paired peer connects.

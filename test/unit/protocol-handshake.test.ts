@@ -11,6 +11,7 @@ import { webCryptoAead } from '../../src/protocol/aead.js';
 import { VERSION } from '../../src/protocol/constants.js';
 import { deriveShared } from '../../src/protocol/ecdh.js';
 import {
+  bindingHash,
   generateEphemeral,
   glareWinner,
   type HandshakeOptions,
@@ -74,12 +75,12 @@ function clientHelloExpected(pos: number, shareLen: number): string {
   return 'bad_binder'; // key share, binding hash, binder: the binder is checked before any ECDH
 }
 
-/** ServerHello record: [type][flags] magic(4) version type suite(2) random(32) len(2) keyShare. */
+/** ServerHello record: [type][flags] magic(4) version type suite(2) random(32) len(2) keyShare binding_hash(32). */
 const SH_RANDOM = 10;
 const SH_SHARE_LEN = 42;
 const SH_SHARE = 44;
 
-function serverHelloExpected(pos: number, suiteName: string): string {
+function serverHelloExpected(pos: number, suiteName: string, shareLen: number): string {
   if (pos === 0) return 'hello:unexpected_message';
   if (pos === 1) return 'hello:malformed';
   if (pos < 6) return 'hello:bad_magic';
@@ -89,6 +90,8 @@ function serverHelloExpected(pos: number, suiteName: string): string {
   // The random is only authenticated through the transcript: the handshake keys differ.
   if (pos < SH_SHARE_LEN) return 'auth:bad_record_mac';
   if (pos < SH_SHARE) return 'hello:malformed';
+  // The responder's view of both DTLS fingerprints, compared before any ECDH (PROTOCOL.md §3.3).
+  if (pos >= SH_SHARE + shareLen) return 'hello:channel_binding_mismatch';
   // P-256: a flipped bit takes the point off the curve. X25519: every 32-byte string is a valid share,
   // so the damage shows as different handshake keys. (0x04 → 0x06 is a "hybrid" encoding of the same
   // point when y is even; the dedicated test below requires bad_key for it, here it only must not pass.)
@@ -217,7 +220,7 @@ describe('protocol handshake', () => {
         assert.equal(new Set(all).size, 5);
         // Wire sizes: ClientHello, ServerHello as specified; key shares of the suite's length.
         assert.equal(one.clientHello.length, clientHelloLayout(s.shareLen).total);
-        assert.equal(one.serverHello.length, SH_SHARE + s.shareLen);
+        assert.equal(one.serverHello.length, SH_SHARE + s.shareLen + 32);
       });
 
       it('flipping any bit of the ClientHello is rejected by the responder with the code of its region', async () => {
@@ -259,7 +262,7 @@ describe('protocol handshake', () => {
         for (let pos = 0; pos < sh.length; pos++) {
           for (let bit = 0; bit < 8; bit++) {
             const got = await attempt(flipBit(sh, pos, bit));
-            const want = serverHelloExpected(pos, s.name);
+            const want = serverHelloExpected(pos, s.name, s.shareLen);
             const tolerated = serverHelloTolerated(pos, bit, s.name).includes(got);
             results.push({ pos, bit, got: tolerated ? want : got, want });
           }
@@ -524,6 +527,7 @@ describe('protocol handshake', () => {
           crypto.getRandomValues(new Uint8Array(32)),
           new Uint8Array([0, share.length]),
           share,
+          await bindingHash(undefined),
         );
         await assert.rejects(i.receive(sh), withCode('unsupported_suite'));
       }
@@ -575,7 +579,7 @@ describe('protocol handshake', () => {
       }
     });
 
-    it('channel binding: differing values → channel_binding_mismatch; equal values → works', async () => {
+    it('channel binding (ServerHello): differing views → channel_binding_mismatch at the initiator; equal → works', async () => {
       const fpA = new TextEncoder().encode('sha-256 AA:BB:CC|sha-256 11:22:33');
       const fpB = new TextEncoder().encode('sha-256 AA:BB:CD|sha-256 11:22:33');
       await assert.rejects(
@@ -598,6 +602,50 @@ describe('protocol handshake', () => {
       // The binding is part of the transcript: a session bound to other fingerprints has other keys.
       const plain = await runHandshake(initOpts(), respOpts());
       assert.notDeepEqual(ok.initiator.transcriptHash, plain.initiator.transcriptHash);
+      // The initiator may learn the binding only with the ServerHello (over WebRTC: with the answer).
+      const i = await InitiatorHandshake.start(initOpts());
+      const r = await ResponderHandshake.accept(parseClientHello(i.hello), respOpts({ channelBinding: fpA }));
+      await assert.rejects(i.receive(r.records[0]!, fpB), withCode('channel_binding_mismatch'));
+      const j = await InitiatorHandshake.start(initOpts());
+      const r2 = await ResponderHandshake.accept(
+        parseClientHello(j.hello),
+        respOpts({ channelBinding: fpA }),
+      );
+      await j.receive(r2.records[0]!, fpA.slice());
+      const done = await j.receive(r2.records[1]!);
+      assert.ok(done.result);
+    });
+
+    it('offer binding (ClientHello): a different initiator fingerprint → channel_binding_mismatch at check, before any signature or ECDH', async () => {
+      const offerA = new TextEncoder().encode('p2ptls dtls offer\0sha-256 AA:BB');
+      const offerM = new TextEncoder().encode('p2ptls dtls offer\0sha-256 EE:EE');
+      let signatures = 0;
+      const countingBob: LocalSigner = {
+        peerId: bob.peerId,
+        sign: (d) => {
+          signatures++;
+          return bob.sign(d);
+        },
+      };
+      const i = await InitiatorHandshake.start(initOpts({ offerBinding: offerA }));
+      await assert.rejects(
+        ResponderHandshake.check(
+          parseClientHello(i.hello),
+          respOpts({ identity: countingBob, offerBinding: offerM }),
+        ),
+        withCode('channel_binding_mismatch'),
+      );
+      assert.equal(signatures, 0);
+      const checked = await ResponderHandshake.check(
+        parseClientHello(i.hello),
+        respOpts({ identity: countingBob, offerBinding: offerA.slice() }),
+      );
+      assert.equal(signatures, 0, 'check alone signs nothing');
+      assert.equal(checked.records.length, 0);
+      await assert.rejects(checked.receive(new Uint8Array([1, 1, 0])), withCode('unexpected_message'));
+      assert.equal((await checked.respond()).length, 2);
+      assert.equal(signatures, 1);
+      await assert.rejects(checked.respond(), withCode('unexpected_message'));
     });
 
     it('a man in the middle who knows the PSK but not the RSA keys, running two handshakes → bad_signature on both sides', async () => {
@@ -632,6 +680,17 @@ describe('protocol handshake', () => {
       assert.equal(replay.records.length, 2);
       assert.notDeepEqual(replay.records[0], old.serverHello, 'fresh responder randomness');
       await assert.rejects(replay.receive(old.initiatorAuth), withCode('bad_record_mac'));
+    });
+
+    it("a replayed answer (old ServerHello + ResponderAuth) cannot complete a new dial: its keys are the old initiator's", async () => {
+      const old = await runHandshake(initOpts(), respOpts());
+      // Same fingerprints (worst case for the initiator): the binding matches, the keys do not.
+      const fresh = await InitiatorHandshake.start(initOpts());
+      await fresh.receive(old.serverHello);
+      await assert.rejects(fresh.receive(old.responderAuth), withCode('bad_record_mac'));
+      // New fingerprints, as every new RTCPeerConnection has: refused at the ServerHello already.
+      const other = await InitiatorHandshake.start(initOpts({ channelBinding: utf8('other fingerprints') }));
+      await assert.rejects(other.receive(old.serverHello), withCode('channel_binding_mismatch'));
     });
   });
 

@@ -13,6 +13,7 @@ for (const name of ['x25519', 'p256']) {
       const again = await buildVector(vector.inputs, replaySigner(vector.inputs));
       assert.deepEqual(again.keySchedule, vector.keySchedule);
       assert.deepEqual(again.handshake, vector.handshake);
+      assert.deepEqual(again.signaling, vector.signaling);
       assert.deepEqual(again.records, vector.records);
     });
 

@@ -7,6 +7,7 @@
 import { PublicIdentity, type PublicIdentityJson } from '../../src/identity/index.js';
 import { deriveShared } from '../../src/protocol/ecdh.js';
 import {
+  bindingHash,
   type Ephemeral,
   InitiatorHandshake,
   importEphemeral,
@@ -22,11 +23,14 @@ import {
   sha256,
   trafficKey,
 } from '../../src/protocol/key-schedule.js';
-import { fromHex, toHex, utf8 } from '../../src/util/bytes.js';
+import { fromHex, toBase64Url, toHex, utf8 } from '../../src/util/bytes.js';
 
 export interface VectorInputs {
   suite: number;
   psk: string;
+  /** offer_binding (§8): what the ClientHello's binding_hash covers. */
+  offerBinding: string;
+  /** channel_binding (§8): what the ServerHello's binding_hash covers. */
   channelBinding: string;
   initiator: { identity: PublicIdentityJson; random: string; ephemeral: JsonWebKey; signature?: string };
   responder: { identity: PublicIdentityJson; random: string; ephemeral: JsonWebKey; signature?: string };
@@ -37,8 +41,15 @@ export interface Vector {
   inputs: VectorInputs;
   keySchedule: Record<string, string>;
   handshake: Record<string, string>;
+  /** The dial signal payloads (§8) that carry the handshake, for an offer and an answer with stub SDPs. */
+  signaling: Record<string, unknown>;
   records: Record<string, string>;
 }
+
+/** Stub SDPs of the signaling examples: only their fingerprint lines matter to p2ptls (§8). */
+const OFFER_SDP = 'v=0\r\na=fingerprint:sha-256 AA:BB\r\n';
+const ANSWER_SDP = 'v=0\r\na=fingerprint:sha-256 CC:DD\r\n';
+const DIAL_ID = 'AAECAwQFBgcICQoL';
 
 type Signer = (role: 'initiator' | 'responder', data: Uint8Array) => Promise<Uint8Array>;
 
@@ -51,6 +62,7 @@ function signatureOf(authPlaintext: Uint8Array): Uint8Array {
 export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<Vector> {
   const suite = inputs.suite as Suite;
   const psk = fromHex(inputs.psk);
+  const offerBinding = fromHex(inputs.offerBinding);
   const channelBinding = fromHex(inputs.channelBinding);
   const iPub = await PublicIdentity.import(inputs.initiator.identity);
   const rPub = await PublicIdentity.import(inputs.responder.identity);
@@ -71,6 +83,7 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
     peer: rPub,
     psk,
     suite,
+    offerBinding,
     channelBinding,
     deterministic: { random: fromHex(inputs.initiator.random), ephemeral: iEph },
   });
@@ -78,6 +91,7 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
     identity: signer('responder', rPub.peerId),
     peer: iPub,
     psk,
+    offerBinding,
     channelBinding,
     deterministic: { random: fromHex(inputs.responder.random), ephemeral: rEph },
   });
@@ -137,7 +151,7 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
   if (acked[0]?.type !== 'close-ack') throw new Error('close-ack vector not applied');
 
   return {
-    description: `p2ptls v2 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
+    description: `p2ptls v3 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
     inputs: {
       ...inputs,
       initiator: { ...inputs.initiator, signature: toHex(signatures.initiator!) },
@@ -161,10 +175,28 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
       i_tcp_iv: toHex(iTcpKey.iv),
     },
     handshake: {
+      offer_binding_hash: toHex(await bindingHash(offerBinding)),
+      channel_binding_hash: toHex(await bindingHash(channelBinding)),
       client_hello: toHex(init.hello),
       server_hello: toHex(sh),
       responder_auth: toHex(rAuth),
       initiator_auth: toHex(iAuth),
+    },
+    signaling: {
+      offer: {
+        p2ptls: 2,
+        kind: 'signal',
+        dial: DIAL_ID,
+        signal: { type: 'offer', sdp: OFFER_SDP },
+        handshake: [toBase64Url(init.hello)],
+      },
+      answer: {
+        p2ptls: 2,
+        kind: 'signal',
+        dial: DIAL_ID,
+        signal: { type: 'answer', sdp: ANSWER_SDP },
+        handshake: [toBase64Url(sh), toBase64Url(rAuth)],
+      },
     },
     records: {
       'data "hello" (seq 0)': toHex(out[0]!),
