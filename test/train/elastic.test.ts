@@ -90,7 +90,7 @@ describe('elastic data-parallel training', () => {
         assert.ok(before.length >= 30, `only ${before.length} steps with 4 members`);
         assert.ok(afterKill.length >= 40, `only ${afterKill.length} steps with 3 members`);
         // Step numbers are contiguous: no step was skipped or done twice.
-        log.forEach((s, i) => assert.equal(s.step, log[0]!.step + i));
+        for (const [i, s] of log.entries()) assert.equal(s.step, log[0]!.step + i);
         const lossBefore = mean(before.slice(-10).map((s) => s.loss));
         const lossAfter = mean(afterKill.slice(-10).map((s) => s.loss));
         t.diagnostic(
