@@ -8,12 +8,14 @@
  *
  * Layout: SLOTS float32 per ring position r (ring = sorted peerIds), written only by that member, the
  * others contributing zeros, so the sum is every member's own values side by side:
- *   [r*SLOTS + 0]  step + 1 if the member holds trained parameters, 0 if it has none yet
- *   [r*SLOTS + 1]  setting version * 4 + compression code (the newest setting wins, see below)
- *   [r*SLOTS + 2]  the member's last step time in ms
+ *   [r*SLOTS + 0]  1: the member took part (an elastic all-reduce may finish without a lost member,
+ *                  whose slots then stay 0)
+ *   [r*SLOTS + 1]  step + 1 if the member holds trained parameters, 0 if it has none yet
+ *   [r*SLOTS + 2]  setting version * 4 + compression code (the newest setting wins, see below)
+ *   [r*SLOTS + 3]  the member's last step time in ms
  * All are small integers (exact in float32 below 2^24) except the step time, which is only shown.
  */
-export const SLOTS = 3;
+export const SLOTS = 4;
 
 export type Compression = 'none' | 'float16' | 'int8';
 const CODES: readonly Compression[] = ['none', 'float16', 'int8'];
@@ -34,9 +36,10 @@ export interface MemberHeader {
 export function encodeHeader(ring: readonly string[], self: string, mine: MemberHeader): Float32Array {
   const out = new Float32Array(ring.length * SLOTS);
   const r = ring.indexOf(self);
-  out[r * SLOTS] = mine.step + 1;
-  out[r * SLOTS + 1] = mine.setting.version * 4 + CODES.indexOf(mine.setting.compression);
-  out[r * SLOTS + 2] = mine.stepMs;
+  out[r * SLOTS] = 1;
+  out[r * SLOTS + 1] = mine.step + 1;
+  out[r * SLOTS + 2] = mine.setting.version * 4 + CODES.indexOf(mine.setting.compression);
+  out[r * SLOTS + 3] = mine.stepMs;
   return out;
 }
 
@@ -50,7 +53,9 @@ export interface StepPlan {
   behind: string[];
   /** The setting in force: the highest version any member holds (ties: the higher compression code). */
   setting: Setting;
-  /** Every member's header, by peerId. */
+  /** The members that took part in the header, in ring order. */
+  present: string[];
+  /** Their headers, by peerId. */
   members: Map<string, MemberHeader>;
 }
 
@@ -60,18 +65,20 @@ export function decodeHeader(ring: readonly string[], sum: Float32Array): StepPl
   let setting: Setting = { version: 0, compression: 'none' };
   let settingKey = -1;
   for (const [r, peerId] of ring.entries()) {
-    const step = Math.round(sum[r * SLOTS]!) - 1;
-    const key = Math.round(sum[r * SLOTS + 1]!);
+    if (sum[r * SLOTS] !== 1) continue;
+    const step = Math.round(sum[r * SLOTS + 1]!) - 1;
+    const key = Math.round(sum[r * SLOTS + 2]!);
     const s: Setting = { version: Math.floor(key / 4), compression: CODES[key % 4] ?? 'none' };
-    members.set(peerId, { step, setting: s, stepMs: sum[r * SLOTS + 2]! });
+    members.set(peerId, { step, setting: s, stepMs: sum[r * SLOTS + 3]! });
     newest = Math.max(newest, step);
     if (key > settingKey) {
       settingKey = key;
       setting = s;
     }
   }
+  const present = ring.filter((p) => members.has(p));
   // Nobody has parameters yet (the very first step): the lowest peerId's initial ones become everyone's.
-  const root = ring.find((p) => members.get(p)!.step === newest) ?? ring[0]!;
-  const behind = ring.filter((p) => p !== root && (newest < 0 || members.get(p)!.step !== newest));
-  return { step: Math.max(newest, 0), root, behind, setting, members };
+  const root = present.find((p) => members.get(p)!.step === newest) ?? present[0]!;
+  const behind = present.filter((p) => p !== root && (newest < 0 || members.get(p)!.step !== newest));
+  return { step: Math.max(newest, 0), root, behind, setting, present, members };
 }

@@ -61,7 +61,7 @@ export interface StepReport {
   /** Loss and metric averaged over the members' batches. */
   loss: number;
   metric: number;
-  /** The members the step ran over (sorted peerIds). */
+  /** The members that started the step (took part in its header), sorted. */
   members: string[];
   /** Members that received the parameters before this step, and from whom. */
   synced: string[];
@@ -240,7 +240,7 @@ export class DataParallel {
       step: plan.step,
       loss: flat[size]!,
       metric: flat[size + 1]!,
-      members: ring,
+      members: plan.present,
       synced: plan.behind,
       root: plan.root,
       compression,
