@@ -10,7 +10,7 @@
  * window, PROTOCOL.md §5.5), datagrams are dropped and counted.
  */
 import { asP2PTLSError, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
-import type { Identity, PublicIdentity } from '../identity/identity.js';
+import type { Identity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import {
   type AeadProvider,
@@ -26,21 +26,8 @@ import { dtlsChannelBinding } from '../transport/channel-binding.js';
 import { type Link, PeerLink, type PeerLinkOptions } from '../transport/peer-link.js';
 import { type Log, logger, shortId } from '../util/log.js';
 import { Connection, type ConnectionOptions, type EarlyInput } from './connection.js';
-
-/** The pinned keys and PSK of a paired peer. A `PeerStore` provides them. */
-export interface PeerCredentials {
-  readonly publicIdentity: PublicIdentity;
-  readonly psk: Uint8Array;
-  /** A re-pairing's newer PSK that no handshake has confirmed yet (PROTOCOL.md §9, key confirmation). */
-  readonly pendingPsk?: Uint8Array;
-}
-
-/** The seed's `PeerList`: who is paired, with which keys. `PeerStore` satisfies it. */
-export interface PeerList {
-  lookup(peerId: PeerId): Promise<PeerCredentials | undefined>;
-  /** Told which PSK a handshake with a peer that has a pending PSK succeeded under (`PeerStore` has it). */
-  confirmPsk?(peerId: PeerId, psk: Uint8Array): Promise<unknown>;
-}
+import { ConnectionRequest, type RequestTarget } from './request.js';
+import type { PeerCredentials, PeerList } from './types.js';
 
 /** Who a dial authenticates: outgoing, the pinned credentials; incoming, the host's list by default. */
 export type DialPeer =
@@ -134,50 +121,7 @@ class EarlyRecords {
   }
 }
 
-/**
- * An incoming dial whose ClientHello has arrived: accept it with {@link verify} (or
- * {@link acceptUnverified}), or {@link reject}.
- */
-export class ConnectionRequest {
-  /** @internal */
-  constructor(
-    /** The dialing peer, as authenticated by the signaling server and named in the ClientHello. */
-    readonly peerId: PeerId,
-    private readonly dial: DialAttempt,
-    private readonly defaultList: PeerList,
-  ) {}
-
-  /**
-   * Accepts the request if the peer is in `list` (default: the host's peers): runs the handshake with the
-   * pinned key and PSK from the list. Rejects with `unknown_peer` for anyone else, and with the handshake's
-   * error (`bad_binder`, `bad_signature`, …) for an impostor.
-   */
-  async verify(list: PeerList = this.defaultList): Promise<Connection> {
-    const credentials = await list.lookup(this.peerId);
-    if (!credentials) {
-      const error = fail('unknown_peer', `${this.peerId} is not a paired peer`);
-      this.dial.fail(error);
-      throw error;
-    }
-    return this.dial.respond(credentials, list);
-  }
-
-  /**
-   * DANGEROUS: accepts with credentials the caller vouches for, skipping the peer-list check — for pairing
-   * flows where the keys and PSK were just agreed and are not stored yet. The handshake still requires
-   * the peer to prove both the RSA key and the PSK.
-   */
-  acceptUnverified(credentials: PeerCredentials): Promise<Connection> {
-    return this.dial.respond(credentials);
-  }
-
-  /** Refuses the dial. */
-  reject(reason = 'rejected'): void {
-    this.dial.fail(fail('unknown_peer', reason));
-  }
-}
-
-export class DialAttempt {
+export class DialAttempt implements RequestTarget {
   readonly link: Link;
   /** Settles once: the authenticated connection, or why the dial failed. */
   readonly result: Promise<Connection>;

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
-import type { Identity, PublicIdentity } from '../identity/identity.js';
+import type { Identity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { Mesh, type MeshOptions } from '../mesh/mesh.js';
 import {
@@ -24,23 +24,14 @@ import { TypedEmitter } from '../util/emitter.js';
 import { DEFAULT_ADMISSION, DialAdmission } from './admission.js';
 import { AsyncQueue } from './async-queue.js';
 import type { Connection, ConnectionOptions } from './connection.js';
-import {
-  type ConnectionRequest,
-  DialAttempt,
-  type DialContext,
-  type DialPeer,
-  type PeerCredentials,
-  type PeerList,
-} from './dial.js';
+import { DialAttempt, type DialContext, type DialPeer } from './dial.js';
 import { DIAL_REFUSALS, ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
 
-export type { PeerCredentials, PeerList } from './dial.js';
-export { ConnectionRequest } from './dial.js';
+import type { ConnectionRequest } from './request.js';
+import type { PeerCredentials, PeerList, WritablePeerList } from './types.js';
 
-/** A peer list that can also remember new pairs — a `PeerStore` is one. */
-export interface WritablePeerList extends PeerList {
-  put(input: { publicIdentity: PublicIdentity; psk: Uint8Array; label?: string }): Promise<unknown>;
-}
+export { ConnectionRequest } from './request.js';
+export type { PeerCredentials, PeerList, WritablePeerList } from './types.js';
 
 function isWritable(list: PeerList): list is WritablePeerList {
   return typeof (list as Partial<WritablePeerList>).put === 'function';

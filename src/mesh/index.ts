@@ -1,4 +1,6 @@
+export type { Compression } from './codec.js';
 export {
+  type AllReduceOptions,
   type BroadcastResult,
   type CollectiveOptions,
   Mesh,

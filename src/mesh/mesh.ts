@@ -11,8 +11,9 @@
 import { z } from 'zod';
 import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
 import type { Connection, ConnectionStats } from '../host/connection.js';
-import type { ConnectionRequest, PeerList } from '../host/host.js';
 import { DIAL_REFUSALS, isDeliberateClose } from '../host/reconnecting.js';
+import type { ConnectionRequest } from '../host/request.js';
+import type { PeerList } from '../host/types.js';
 import type { PeerId } from '../identity/peer-id.js';
 import { glareWinner } from '../protocol/handshake.js';
 import type { CloseInfo } from '../protocol/session.js';
@@ -20,18 +21,13 @@ import type { SignalingClient } from '../signaling/client.js';
 import { RoomNameSchema } from '../signaling/messages.js';
 import { utf8 } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
-import { CollectiveOp, memberLost, type OpContext } from './collective.js';
-import { mod, ringOrder } from './ring.js';
-import {
-  type AbortFrame,
-  decodeFrame,
-  encodeAbort,
-  encodeData,
-  FrameType,
-  type MeshFrame,
-  OpKind,
-  type ReadyFrame,
-} from './wire.js';
+import { logger, shortId } from '../util/log.js';
+import { COMPRESSIONS, Codec, type Compression } from './codec.js';
+import { ringOrder } from './ring.js';
+import { Scheduler } from './scheduler.js';
+import { decodeFrame, encodeData, FrameType, type MeshFrame, OpKind } from './wire.js';
+
+const debug = logger('mesh');
 
 /** Close codes the mesh uses on its connections (application range: a peer does not redial them). */
 export const MeshCloseCode = {
@@ -59,6 +55,13 @@ export interface MeshOptions {
   reconnectDelayMs?: number;
   /** Cap of the redial backoff (default 5 000 ms). */
   maxReconnectDelayMs?: number;
+  /**
+   * Elastic collectives (default true): an operation that loses a member (it left, died, or its link
+   * failed) completes over the others, and every member gets the same result ({@link Mesh.lastContributors}
+   * says whose tensors it is made of). False: strict, synchronous semantics — the operation fails on
+   * every member with `mesh_member_left`. Every member of a mesh must use the same mode.
+   */
+  elastic?: boolean;
 }
 
 /** Per-operation options. */
@@ -67,11 +70,26 @@ export interface CollectiveOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@link Mesh.allReduce}. */
+export interface AllReduceOptions extends CollectiveOptions {
+  /**
+   * How chunks cross the wire (every member must pass the same): `none` (float32, exact), `float16`, or
+   * `int8` (one float32 scale per 256 elements, 0.254 of float32's bytes). Reduced in float32 at each hop.
+   */
+  compression?: Compression;
+  /**
+   * Error feedback for compression: a caller-owned buffer of the tensor's length, zero at first. What
+   * compression lost of this member's input is kept there and added to its next input (updated only
+   * when the operation succeeds).
+   */
+  residual?: Float32Array;
+}
+
 /** Events of a {@link Mesh}. */
 export interface MeshEvents {
   /** A paired peer entered the room. */
   joined: { peerId: PeerId };
-  /** A member left the room; its connection is closed and operations that included it fail. */
+  /** A member left the room; its connection is closed, operations go on without it (strict mode: fail). */
   left: { peerId: PeerId };
   /** The connection to a member failed and a new one replaced it. */
   reconnected: { peerId: PeerId };
@@ -122,10 +140,6 @@ const DialMe = z
   .object({ p2ptlsMesh: z.literal(1), kind: z.literal('dial-me'), room: RoomNameSchema })
   .strict();
 
-/** READY/ABORT frames for operations not started here yet, kept at most this many. */
-const MAX_EARLY_FRAMES = 256;
-/** How far ahead of ours a peer's operation may be. */
-const MAX_SEQ_AHEAD = 1024;
 /** How often a member that needs a connection repeats its dial-me. */
 const DIAL_ME_INTERVAL_MS = 2_000;
 /** A connection younger than this is not replaced because of a dial-me (which may predate it). */
@@ -142,6 +156,8 @@ interface Slot {
   reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   /** The last connection failed (not closed on purpose): the next one counts as a reconnect. */
   lost: boolean;
+  /** The room said it left while its connection was open: it stops being a member when that closes. */
+  leftRoom: boolean;
   lastUsed: number;
   /** Sends not yet queued on the transport, and operations using this link: never evicted while > 0. */
   busy: number;
@@ -188,12 +204,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private membership: Promise<void> = Promise.resolve();
   private closed = false;
   // Collectives run one after another, in call order: the n-th call is operation n on every member.
-  private nextSeq = 0;
-  private startedSeq = -1;
-  private active: CollectiveOp | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
-  private early: { from: PeerId; frame: ReadyFrame | AbortFrame }[] = [];
-  private readonly abortsSeen = new Set<number>();
+  private readonly scheduler: Scheduler;
 
   private constructor(
     private readonly host: MeshHost,
@@ -210,12 +221,33 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       connectTimeoutMs: options.connectTimeoutMs ?? 30_000,
       reconnectDelayMs: options.reconnectDelayMs ?? 250,
       maxReconnectDelayMs: options.maxReconnectDelayMs ?? 5_000,
+      elastic: options.elastic ?? true,
     };
     if (!(this.opts.maxConnections >= 2)) throw fail('invalid_argument', 'maxConnections must be at least 2');
     if (!(this.opts.chunkElements >= 1 && this.opts.chunkElements <= 4 * 1024 * 1024)) {
       throw fail('invalid_argument', 'chunkElements must be between 1 and 4 Mi');
     }
     if (!(this.opts.window >= 1)) throw fail('invalid_argument', 'window must be at least 1');
+    this.scheduler = new Scheduler({
+      self: this.self,
+      room,
+      chunkElements: this.opts.chunkElements,
+      window: this.opts.window,
+      ring: () => this.ring,
+      isMember: (peerId) => this.memberSet.has(peerId),
+      send: (to, frame) => this.sendFrame(to, frame),
+      post: (to, frame) => this.sendAbort(to, frame),
+      pin: (peerId) => {
+        const slot = this.slot(peerId);
+        slot.busy++;
+        return () => {
+          slot.busy--;
+        };
+      },
+      stale: (from) => {
+        this.slot(from).counters.framesStale++;
+      },
+    });
   }
 
   /** @internal Use `host.joinMesh(room)`. */
@@ -229,7 +261,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
         if (r === room) mesh.enqueueMembership(() => mesh.addMember(peerId));
       }),
       sig.on('room:left', ({ room: r, peerId }) => {
-        if (r === room) mesh.enqueueMembership(async () => mesh.removeMember(peerId));
+        if (r === room) mesh.enqueueMembership(async () => mesh.leftRoom(peerId));
       }),
       // After a signaling reconnection the client re-joins by itself; what changed meanwhile is unknown.
       sig.on('authenticated', () => mesh.enqueueMembership(() => mesh.refresh())),
@@ -238,7 +270,11 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     try {
       // Inside the membership queue: room events that arrive meanwhile are newer than the member list,
       // so they must be applied after it, not before.
-      await mesh.enqueueMembership(async () => mesh.sync(await sig.joinRoom(room)));
+      await mesh.enqueueMembership(async () => {
+        await mesh.sync(await sig.joinRoom(room));
+        // Nobody here yet: our operation numbers are the mesh's. Otherwise the first READY tells us.
+        if (mesh.memberSet.size === 0) mesh.scheduler.startsMesh();
+      });
     } catch (err) {
       await mesh.close();
       throw asP2PTLSError(err, 'closed');
@@ -311,29 +347,43 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   /**
-   * Ring all-reduce, in place: every member's `tensor` becomes the element-wise sum (or mean) over all
-   * members. Reduce-scatter then all-gather, streamed in chunks, so each member sends and receives
-   * 2(N−1)/N of the tensor and holds no copy of it. Every member must pass a tensor of the same length.
-   * On failure the tensor holds partial sums.
+   * Ring all-reduce: every member's `tensor` becomes the element-wise sum (or mean) over the members
+   * that contributed. Reduce-scatter then all-gather, streamed in chunks, so each member sends and
+   * receives 2(N−1)/N of the tensor. Every member must pass a tensor of the same length and the same
+   * options. Elastic (default): a member lost mid-operation is left out and the operation completes over
+   * the others — `mean` divides by the number of contributors, see {@link lastContributors}. On failure
+   * the tensor (and `residual`) are unchanged.
    */
   async allReduce(
     tensor: Float32Array,
     op: 'sum' | 'mean' = 'sum',
-    options: CollectiveOptions = {},
+    options: AllReduceOptions = {},
   ): Promise<Float32Array> {
     if (!(tensor instanceof Float32Array)) throw fail('invalid_argument', 'allReduce takes a Float32Array');
     if (op !== 'sum' && op !== 'mean') throw fail('invalid_argument', `unknown reduction ${String(op)}`);
-    const ring = await this.run(OpKind.ALL_REDUCE, tensor, op === 'mean' ? 1 : 0, options);
-    if (op === 'mean') {
-      const inv = 1 / ring.length;
-      for (let i = 0; i < tensor.length; i++) tensor[i]! *= inv;
+    const compression = options.compression ?? 'none';
+    if (!Object.hasOwn(COMPRESSIONS, compression)) {
+      throw fail('invalid_argument', `unknown compression ${String(compression)}`);
     }
+    const residual = options.residual;
+    if (residual !== undefined && !(residual instanceof Float32Array && residual.length === tensor.length)) {
+      throw fail('invalid_argument', 'residual must be a Float32Array of the tensor’s length');
+    }
+    await this.run(
+      OpKind.ALL_REDUCE,
+      tensor,
+      op === 'mean' ? 1 : 0,
+      options,
+      COMPRESSIONS[compression],
+      residual,
+    );
     return tensor;
   }
 
   /**
    * Copies `root`'s tensor into every member's `tensor` (same length everywhere), pipelined along the
-   * ring from the root. Resolves with `tensor`.
+   * ring from the root. Resolves with `tensor`. Elastic: goes on without lost members, but fails if the
+   * root is lost.
    */
   async broadcastTensor(
     root: PeerId,
@@ -346,9 +396,17 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     return tensor;
   }
 
-  /** Resolves once every member has entered this barrier. */
+  /** Resolves once every member has entered this barrier (elastic: every member not lost meanwhile). */
   async barrier(options: CollectiveOptions = {}): Promise<void> {
     await this.run(OpKind.BARRIER, undefined, 0, options);
+  }
+
+  /**
+   * The members (including us, in ring order) whose tensors made the result of the last collective
+   * that completed here: the ring it started with, minus the members an elastic operation lost.
+   */
+  get lastContributors(): readonly PeerId[] {
+    return this.scheduler.lastContributors;
   }
 
   /** Statistics of the link to one member (zeros if never connected). */
@@ -381,7 +439,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const off of this.cleanups.splice(0)) off();
-    this.active?.fail(fail('closed', 'mesh closed'));
+    this.scheduler.close(fail('closed', 'mesh closed'));
     const closing: Promise<unknown>[] = [];
     for (const slot of this.slots.values()) {
       this.stopWaiting(slot, fail('closed', 'mesh closed'));
@@ -410,11 +468,29 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private async sync(members: PeerId[]): Promise<void> {
     const present = new Set(members);
-    for (const p of [...this.memberSet]) if (!present.has(p)) this.removeMember(p);
+    for (const p of [...this.memberSet]) if (!present.has(p)) this.leftRoom(p);
     for (const p of members) await this.addMember(p);
   }
 
+  /**
+   * The room says the member is gone. With an open connection to it, it stays a member until that
+   * connection closes (it closes its connections when it leaves; a dead one fails the heartbeat) or it
+   * is back in the room: a signaling server that restarts tells every room that everyone left, and a
+   * running operation must not lose members that only lost the server.
+   */
+  private leftRoom(peerId: PeerId): void {
+    const slot = this.slots.get(peerId);
+    if (this.memberSet.has(peerId) && slot?.conn?.isOpen) {
+      debug('%s: %s left the room; a member until its connection closes', this.room, shortId(peerId));
+      slot.leftRoom = true;
+      return;
+    }
+    this.removeMember(peerId);
+  }
+
   private async addMember(peerId: PeerId): Promise<void> {
+    const slot = this.slots.get(peerId);
+    if (slot) slot.leftRoom = false;
     if (peerId === this.self || this.memberSet.has(peerId)) return;
     // Only paired peers are members: anyone may enter a room, nobody else can authenticate to us.
     if (!(await this.host.peers.lookup(peerId))) return;
@@ -425,10 +501,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   private removeMember(peerId: PeerId): void {
     if (!this.memberSet.delete(peerId)) return;
-    const op = this.active;
-    if (op?.ring.includes(peerId)) {
-      op.fail(fail('mesh_member_left', `${op.name}: ${peerId} left mesh ${this.room} before it finished`));
-    }
+    this.scheduler.left(peerId, fail('mesh_member_left', `${peerId} left mesh ${this.room}`));
     const slot = this.slots.get(peerId);
     if (slot) {
       this.stopWaiting(slot, fail('mesh_not_member', `${peerId} left mesh ${this.room}`));
@@ -456,6 +529,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
         dialMeDeadline: undefined,
         reconnectTimer: undefined,
         lost: false,
+        leftRoom: false,
         lastUsed: 0,
         busy: 0,
         counters: zeroCounters(),
@@ -613,9 +687,10 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private onClose(slot: Slot, conn: Connection, info: CloseInfo): void {
     if (slot.conn !== conn) return;
     slot.conn = undefined;
-    const op = this.active;
-    if (op && (op.prev === slot.peerId || op.next === slot.peerId)) {
-      op.fail(memberLost(slot.peerId, op.name, info.error ?? fail('closed', info.reason || 'closed')));
+    this.scheduler.linkLost(slot.peerId, info.error ?? fail('closed', info.reason || 'closed'));
+    if (slot.leftRoom) {
+      slot.leftRoom = false;
+      this.enqueueMembership(async () => this.removeMember(slot.peerId)).catch(() => {});
     }
     if (this.closed || !this.memberSet.has(slot.peerId) || isDeliberateClose(info)) return;
     slot.lost = true;
@@ -685,61 +760,14 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   private refuse(peerId: PeerId, error: P2PTLSError): void {
     const slot = this.slots.get(peerId);
     if (slot) slot.counters.framesRefused++;
-    const op = this.active;
     // A member that sends nonsense during an operation breaks it: fail it everywhere rather than guess.
-    if (op?.isRunning && op.ring.includes(peerId)) op.fail(error);
+    this.scheduler.refused(peerId, error);
     this.emit('error', { peerId, error });
   }
 
   private onFrame(from: PeerId, frame: MeshFrame): void {
-    if (frame.type === FrameType.DATA) {
-      this.emit('message', { from, data: frame.data });
-      return;
-    }
-    const op = this.active;
-    if (op && frame.seq === op.seq) {
-      if (frame.type === FrameType.READY) op.onReady(from, frame);
-      else if (frame.type === FrameType.CHUNK) op.onChunk(from, frame);
-      else this.onAbort(from, frame);
-      return;
-    }
-    if (frame.seq <= this.startedSeq) {
-      // A straggler of an operation that already ended here (e.g. sent before the sender saw an abort).
-      this.slot(from).counters.framesStale++;
-      return;
-    }
-    if (frame.seq > this.startedSeq + MAX_SEQ_AHEAD) {
-      throw fail('unexpected_message', `frame for operation #${frame.seq}; ours is #${this.startedSeq}`);
-    }
-    if (frame.type === FrameType.CHUNK) {
-      // Nobody may send chunks before we said READY for that operation.
-      throw fail('unexpected_message', `chunk of operation #${frame.seq}, which has not started here`);
-    }
-    if (this.early.length >= MAX_EARLY_FRAMES) {
-      throw fail(
-        'unexpected_message',
-        `more than ${MAX_EARLY_FRAMES} frames for operations not started here`,
-      );
-    }
-    this.early.push({ from, frame });
-    if (frame.type === FrameType.ABORT) this.forwardAbort(from, frame);
-  }
-
-  /** An abort for an operation not running here: pass it on so it goes round the ring. */
-  private forwardAbort(from: PeerId, frame: AbortFrame): void {
-    if (this.abortsSeen.has(frame.seq)) return;
-    this.abortsSeen.add(frame.seq);
-    const ring = this.ring;
-    const r = ring.indexOf(this.self);
-    const bytes = encodeAbort(frame);
-    for (const to of new Set([ring[mod(r - 1, ring.length)]!, ring[mod(r + 1, ring.length)]!])) {
-      if (to !== from && to !== this.self) this.sendAbort(to, bytes);
-    }
-  }
-
-  private onAbort(from: PeerId, frame: AbortFrame): void {
-    this.abortsSeen.add(frame.seq);
-    this.active?.onAbort(from, frame.code, frame.reason);
+    if (frame.type === FrameType.DATA) this.emit('message', { from, data: frame.data });
+    else this.scheduler.onFrame(from, frame);
   }
 
   private run(
@@ -747,76 +775,18 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     tensor: Float32Array | undefined,
     param: number | PeerId,
     options: CollectiveOptions,
-  ) {
-    if (this.closed) return Promise.reject(fail('closed', 'mesh closed'));
-    const seq = this.nextSeq++;
-    const p = this.tail.then(() => this.execute(seq, kind, tensor, param, options));
-    this.tail = p.catch(() => {});
-    return p;
-  }
-
-  private async execute(
-    seq: number,
-    kind: OpKind,
-    input: Float32Array | undefined,
-    param: number | PeerId,
-    options: CollectiveOptions,
+    codec: Codec = Codec.NONE,
+    residual?: Float32Array,
   ): Promise<readonly PeerId[]> {
-    if (this.closed) throw fail('closed', 'mesh closed');
-    const ring = this.ring;
-    let p = typeof param === 'number' ? param : ring.indexOf(param);
-    if (kind === OpKind.BROADCAST && p < 0) {
-      this.startedSeq = seq;
-      const error = fail(
-        'mesh_not_member',
-        `broadcast root ${String(param)} is not a member of ${this.room}`,
-      );
-      this.forwardAbort(this.self, { type: FrameType.ABORT, seq, code: error.code, reason: error.message });
-      throw error;
-    }
-    // A barrier is an all-reduce of one element per member: nobody can finish before all have sent.
-    const tensor = input ?? new Float32Array(ring.length);
-    if (kind === OpKind.BARRIER) p = 0;
-    const ctx: OpContext = {
-      self: this.self,
-      send: (to, frame) => this.sendFrame(to, frame),
-      sendAbort: (to, frame) => this.sendAbort(to, frame),
-      chunkElements: this.opts.chunkElements,
-      window: this.opts.window,
-    };
-    const op = new CollectiveOp(ctx, { kind, seq, ring, tensor, param: p });
-    this.active = op;
-    this.startedSeq = seq;
-    const pinned = [op.prev, op.next].filter((x): x is PeerId => x !== undefined).map((x) => this.slot(x));
-    for (const s of pinned) s.busy++;
-    const timer =
-      options.timeoutMs === undefined
-        ? undefined
-        : setTimeout(
-            () => op.fail(fail('timeout', `${op.name} did not finish within ${options.timeoutMs} ms`)),
-            options.timeoutMs,
-          );
-    try {
-      op.start();
-      const early = this.early.filter((e) => e.frame.seq === seq);
-      this.early = this.early.filter((e) => e.frame.seq > seq);
-      for (const { from, frame } of early) {
-        if (frame.type === FrameType.READY) op.onReady(from, frame);
-        else if (frame.type === FrameType.ABORT) op.onAbort(from, frame.code, frame.reason);
-      }
-      // A member that left between the snapshot and now: fail at once rather than wait for it.
-      for (const m of ring) {
-        if (m !== this.self && !this.memberSet.has(m)) {
-          op.fail(fail('mesh_member_left', `${op.name}: ${m} left mesh ${this.room}`));
-        }
-      }
-      await op.done;
-      return ring;
-    } finally {
-      if (timer) clearTimeout(timer);
-      for (const s of pinned) s.busy--;
-      if (this.active === op) this.active = undefined;
-      for (const s of [...this.abortsSeen]) if (s < seq - MAX_SEQ_AHEAD) this.abortsSeen.delete(s);
-    }
+    if (this.closed) return Promise.reject(fail('closed', 'mesh closed'));
+    return this.scheduler.run({
+      kind,
+      tensor,
+      param,
+      elastic: this.opts.elastic,
+      codec,
+      residual,
+      timeoutMs: options.timeoutMs,
+    });
   }
 }

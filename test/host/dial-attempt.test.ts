@@ -6,12 +6,8 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import type { Connection } from '../../src/host/connection.js';
-import {
-  type ConnectionRequest,
-  DialAttempt,
-  type DialContext,
-  MAX_EARLY_RELIABLE_BYTES,
-} from '../../src/host/dial.js';
+import { DialAttempt, type DialContext, MAX_EARLY_RELIABLE_BYTES } from '../../src/host/dial.js';
+import type { ConnectionRequest } from '../../src/host/request.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { InitiatorHandshake, parseClientHello, ResponderHandshake } from '../../src/protocol/index.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';

@@ -6,7 +6,7 @@
  *   ready <peerId>          once its host has started
  *   members <count>         once the mesh has them all
  *   op <i> started          just before calling allReduce
- *   op <i> ok <sum>         when it finished (sum of the result)
+ *   op <i> ok <sum> <k>     when it finished (sum of the result, k contributors)
  *   op <i> error <code>     when it failed
  * and then waits until it is killed. Loopback only.
  */
@@ -29,6 +29,9 @@ export interface MeshWorkerConfig {
   peers: { identity: PublicIdentityJson; psk: string }[];
   members: number;
   ops: { n: number; seed: number }[];
+  /** Mesh mode (default elastic) and reduction (default sum). */
+  elastic?: boolean;
+  reduce?: 'sum' | 'mean';
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
 }
@@ -50,17 +53,17 @@ const host = await Host.start({
   heartbeatTimeoutMs: config.heartbeatTimeoutMs,
 });
 console.log(`ready ${identity.peerId}`);
-const mesh = await host.joinMesh(config.room);
+const mesh = await host.joinMesh(config.room, { elastic: config.elastic ?? true });
 await mesh.waitForMembers(config.members);
 console.log(`members ${mesh.members.length + 1}`);
 for (const [i, op] of config.ops.entries()) {
   const tensor = randomTensor(op.n, op.seed);
   console.log(`op ${i} started`);
   try {
-    await mesh.allReduce(tensor);
+    await mesh.allReduce(tensor, config.reduce ?? 'sum');
     let sum = 0;
     for (const x of tensor) sum += x;
-    console.log(`op ${i} ok ${sum}`);
+    console.log(`op ${i} ok ${sum} ${mesh.lastContributors.length}`);
   } catch (err) {
     console.log(`op ${i} error ${(err as { code?: string }).code ?? String(err)}`);
   }
