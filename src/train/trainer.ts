@@ -27,6 +27,8 @@ export interface TrainingMesh {
   readonly peerId: string;
   /** Members including us, sorted: what the next collective runs over. */
   readonly ring: readonly string[];
+  /** Whose tensors the last all-reduce's result is made of (an elastic mesh may leave lost ones out). */
+  readonly lastContributors?: readonly string[];
   allReduce(
     tensor: Float32Array,
     op: 'sum' | 'mean',
@@ -63,6 +65,8 @@ export interface StepReport {
   metric: number;
   /** The members that started the step (took part in its header), sorted. */
   members: string[];
+  /** The members whose gradients were averaged (fewer than `members` if one was lost mid-exchange). */
+  averaged: string[];
   /** Members that received the parameters before this step, and from whom. */
   synced: string[];
   root: string;
@@ -199,8 +203,12 @@ export class DataParallel {
       if (plan.root === self) await this.writeState(stateVec);
       await this.mesh.broadcastTensor(plan.root, stateVec, { timeoutMs: this.timeoutMs });
       this.checkOpen();
+      // Every member loads the state, the root and the up-to-date ones too: what an optimizer derives
+      // when it loads must be derived alike everywhere. Adam recomputes beta^(t+1) with pow on load,
+      // where its updates multiply by beta step by step (float32: 0.999^41 is 0.95980996 by pow,
+      // 0.95980990 by 40 products), so a joiner alone loading ended 30 steps later with other bits.
+      await this.readState(stateVec);
       if (plan.behind.includes(self)) {
-        await this.readState(stateVec);
         // Our residual belonged to parameters we no longer hold.
         this.residual?.fill(0);
         log('%s: took the state of step %d from %s', shortId(self), plan.step, shortId(plan.root));
@@ -225,11 +233,12 @@ export class DataParallel {
       compression,
       ...(residual ? { residual } : {}),
     });
+    const averaged = [...(this.mesh.lastContributors ?? plan.present)].sort();
     this.checkOpen();
     const t3 = performance.now();
-    const averaged = unflatten(tf, layouts.grads, flat);
-    this.options.optimizer.applyGradients(averaged);
-    tf.dispose(averaged);
+    const mean = unflatten(tf, layouts.grads, flat);
+    this.options.optimizer.applyGradients(mean);
+    tf.dispose(mean);
     this.nextStep = plan.step + 1;
     const t4 = performance.now();
     this.lastStepMs = t4 - t0;
@@ -241,6 +250,7 @@ export class DataParallel {
       loss: flat[size]!,
       metric: flat[size + 1]!,
       members: plan.present,
+      averaged,
       synced: plan.behind,
       root: plan.root,
       compression,

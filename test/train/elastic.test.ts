@@ -1,5 +1,6 @@
 // Training that survives its members: 4 Node members (each a real process); one is SIGKILLed
-// mid-training and the other three carry on, the loss still falling, nobody hanging.
+// mid-training and the other three carry on, the loss still falling, nobody hanging; a fifth member
+// joins mid-training and ends with parameters and optimizer state bit-identical to the others'.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,13 +16,23 @@ interface StepLine {
   step: number;
   loss: number;
   members: number;
+  attempts: number;
+  ms: number;
 }
 
 function steps(w: ManagedProcess): StepLine[] {
   const out: StepLine[] = [];
   for (const l of w.lines) {
-    const m = l.match(/^out: step (\d+) loss (\S+) acc \S+ members (\d+)/);
-    if (m) out.push({ step: Number(m[1]), loss: Number(m[2]), members: Number(m[3]) });
+    const m = l.match(/^out: step (\d+) loss (\S+) acc \S+ members (\d+) attempts (\d+) ms (\S+)/);
+    if (m) {
+      out.push({
+        step: Number(m[1]),
+        loss: Number(m[2]),
+        members: Number(m[3]),
+        attempts: Number(m[4]),
+        ms: Number(m[5]),
+      });
+    }
   }
   return out;
 }
@@ -91,6 +102,11 @@ describe('elastic data-parallel training', () => {
         assert.ok(afterKill.length >= 40, `only ${afterKill.length} steps with 3 members`);
         // Step numbers are contiguous: no step was skipped or done twice.
         for (const [i, s] of log.entries()) assert.equal(s.step, log[0]!.step + i);
+        const first = afterKill[0]!;
+        t.diagnostic(
+          `first step without the killed member: #${first.step}, ${first.attempts} tries, ${first.ms} ms ` +
+            `(steps with 4 members: median ${before.map((s) => s.ms).sort((x, y) => x - y)[before.length >> 1]} ms)`,
+        );
         const lossBefore = mean(before.slice(-10).map((s) => s.loss));
         const lossAfter = mean(afterKill.slice(-10).map((s) => s.loss));
         t.diagnostic(
@@ -98,6 +114,28 @@ describe('elastic data-parallel training', () => {
         );
         assert.ok(lossAfter < lossBefore, `loss rose after the kill: ${lossBefore} → ${lossAfter}`);
       }
+    } finally {
+      await Promise.all(workers.map((w) => w.kill(0)));
+    }
+  });
+
+  it('a fifth member joins mid-training and ends bit-identical to the others', async (t) => {
+    const ids = env.ids.slice(0, 5);
+    // Stop 30 steps after the first step with all 5 members.
+    const stop = { when: 'at-least' as const, members: 5, after: 30 };
+    const first = await Promise.all(ids.slice(0, 4).map((id, i) => worker(id, 'join', i, { stop })));
+    const workers = [...first];
+    try {
+      await first[0]!.waitForLine(/^step 20 /, 120_000);
+      const joiner = await worker(ids[4]!, 'join', 4, { stop, waitFor: 1 });
+      workers.push(joiner);
+      const done = await Promise.all(workers.map((w) => w.waitForLine(/^done (\d+) (\w+)$/, 180_000)));
+      const joined = steps(joiner);
+      t.diagnostic(`the joiner's first step: ${joined[0]?.step}; last: ${done[4]![1]}`);
+      assert.ok(joined[0]!.step > 20, `the joiner started at step ${joined[0]!.step}`);
+      assert.ok(joined.every((s) => s.members === 5));
+      assert.equal(new Set(done.map((d) => d[1])).size, 1, `different last steps: ${done.map((d) => d[1])}`);
+      assert.equal(new Set(done.map((d) => d[2])).size, 1, 'the joiner holds different parameters');
     } finally {
       await Promise.all(workers.map((w) => w.kill(0)));
     }
