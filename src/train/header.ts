@@ -33,12 +33,17 @@ export interface MemberHeader {
   stepMs: number;
 }
 
+/** The order of settings: the newer version wins, then the higher compression code. */
+export function settingKey(s: Setting): number {
+  return s.version * 4 + CODES.indexOf(s.compression);
+}
+
 export function encodeHeader(ring: readonly string[], self: string, mine: MemberHeader): Float32Array {
   const out = new Float32Array(ring.length * SLOTS);
   const r = ring.indexOf(self);
   out[r * SLOTS] = 1;
   out[r * SLOTS + 1] = mine.step + 1;
-  out[r * SLOTS + 2] = mine.setting.version * 4 + CODES.indexOf(mine.setting.compression);
+  out[r * SLOTS + 2] = settingKey(mine.setting);
   out[r * SLOTS + 3] = mine.stepMs;
   return out;
 }
@@ -63,7 +68,7 @@ export function decodeHeader(ring: readonly string[], sum: Float32Array): StepPl
   const members = new Map<string, MemberHeader>();
   let newest = -1;
   let setting: Setting = { version: 0, compression: 'none' };
-  let settingKey = -1;
+  let bestKey = -1;
   for (const [r, peerId] of ring.entries()) {
     if (sum[r * SLOTS] !== 1) continue;
     const step = Math.round(sum[r * SLOTS + 1]!) - 1;
@@ -71,8 +76,8 @@ export function decodeHeader(ring: readonly string[], sum: Float32Array): StepPl
     const s: Setting = { version: Math.floor(key / 4), compression: CODES[key % 4] ?? 'none' };
     members.set(peerId, { step, setting: s, stepMs: sum[r * SLOTS + 3]! });
     newest = Math.max(newest, step);
-    if (key > settingKey) {
-      settingKey = key;
+    if (key > bestKey) {
+      bestKey = key;
       setting = s;
     }
   }

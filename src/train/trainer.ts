@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { asP2PTLSError, type ErrorCode, fail } from '../errors.js';
 import { logger, shortId } from '../util/log.js';
 import { flattenInto, layoutOf, unflatten } from './flat.js';
-import { type Compression, decodeHeader, encodeHeader, type Setting } from './header.js';
+import { type Compression, decodeHeader, encodeHeader, type Setting, settingKey } from './header.js';
 
 const log = logger('train');
 
@@ -39,6 +39,8 @@ export interface TrainingMesh {
     tensor: Float32Array,
     options?: { timeoutMs?: number },
   ): Promise<Float32Array>;
+  /** Membership events: a failed step is tried again as soon as the membership changed. */
+  on(event: 'joined' | 'left', listener: (e: { peerId: string }) => void): () => void;
 }
 
 export interface DataParallelOptions {
@@ -52,8 +54,12 @@ export interface DataParallelOptions {
   compression?: Compression;
   /** Bound of each collective operation (default 60 000 ms): a step never waits longer than that per try. */
   timeoutMs?: number;
-  /** Tries per step before `step` rejects with the last error (default 20). */
-  maxAttempts?: number;
+  /**
+   * How long a step keeps trying after failed tries before it rejects with the last error (default
+   * 120 000 ms). Members' views of who left can differ for up to a heartbeat timeout (10 s by default):
+   * until they agree, tries fail with `mesh_mismatch`.
+   */
+  retryForMs?: number;
 }
 
 /** What one step did, the same on every member except the times. */
@@ -102,7 +108,7 @@ export class DataParallel {
   private readonly trainable: tf.Variable[];
   private readonly weights: tf.Variable[];
   private readonly timeoutMs: number;
-  private readonly maxAttempts: number;
+  private readonly retryForMs: number;
 
   constructor(
     private readonly mesh: TrainingMesh,
@@ -112,7 +118,7 @@ export class DataParallel {
     this.trainable = options.model.trainableWeights.map((w) => w.read() as tf.Variable);
     this.weights = options.model.weights.map((w) => w.read() as tf.Variable);
     this.timeoutMs = options.timeoutMs ?? 60_000;
-    this.maxAttempts = options.maxAttempts ?? 20;
+    this.retryForMs = options.retryForMs ?? 120_000;
   }
 
   /** The step the group is at (the next one this member takes). */
@@ -143,7 +149,7 @@ export class DataParallel {
 
   /**
    * One data-parallel step on this member's batch (`x`, `y`). Resolves once the averaged gradients
-   * are applied; rejects with the last error after `maxAttempts` failed tries, or `closed`.
+   * are applied; rejects with the last error once tries failed for `retryForMs`, or `closed`.
    */
   async step(x: tf.Tensor, y: tf.Tensor): Promise<StepReport> {
     if (this.state === 'closed') throw fail('closed', 'trainer closed');
@@ -152,14 +158,18 @@ export class DataParallel {
     this.state = 'stepping';
     try {
       const layouts = await this.prepare();
+      const started = performance.now();
       for (let attempt = 1; ; attempt++) {
+        const ring = [...this.mesh.ring];
         try {
           const report = await this.attempt(layouts, x, y, attempt);
           this.state = 'ready';
           return report;
         } catch (err) {
           const e = asP2PTLSError(err, 'closed');
-          if (this.state !== 'stepping' || !RETRYABLE.has(e.code) || attempt >= this.maxAttempts) throw e;
+          if (this.state !== 'stepping' || !RETRYABLE.has(e.code)) throw e;
+          if (performance.now() - started > this.retryForMs) throw e;
+          await this.membershipSettles(ring, attempt);
           log(
             '%s: step %d try %d failed (%s: %s), trying again',
             shortId(this.mesh.peerId),
@@ -173,6 +183,27 @@ export class DataParallel {
     } finally {
       if (this.state === 'stepping') this.state = this.hasParams ? 'ready' : previous;
     }
+  }
+
+  /**
+   * Before another try: returns once the membership changed from `ring` (a join or leave event, or it
+   * already differs), or after a backoff (50 ms doubling to 2 s) that only paces tries while the change
+   * is elsewhere (a member whose view still lags behind ours).
+   */
+  private membershipSettles(ring: readonly string[], attempt: number): Promise<void> {
+    const now = this.mesh.ring;
+    if (now.length !== ring.length || now.some((p, i) => p !== ring[i])) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        offLeft();
+        offJoined();
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(2_000, 50 * 2 ** (attempt - 1)));
+      const offLeft = this.mesh.on('left', done);
+      const offJoined = this.mesh.on('joined', done);
+    });
   }
 
   /** Stops: a step in progress rejects with `closed` once its current operation ends. */
@@ -192,12 +223,10 @@ export class DataParallel {
     await this.mesh.allReduce(header, 'sum', { timeoutMs: this.timeoutMs });
     this.checkOpen();
     const plan = decodeHeader(ring, header);
-    if (
-      plan.setting.version > this.setting.version ||
-      plan.setting.compression !== this.setting.compression
-    ) {
-      this.setting = plan.setting;
-    }
+    // Adopt the group's setting only if it is newer than ours: setCompression() may have run while the
+    // header was on the wire, and that newer request must go into the next header, not be overwritten.
+    // This step uses the group's setting either way (the same on every member).
+    if (settingKey(plan.setting) > settingKey(this.setting)) this.setting = plan.setting;
     if (plan.behind.length > 0) {
       const stateVec = new Float32Array(layouts.stateSize);
       if (plan.root === self) await this.writeState(stateVec);
@@ -222,7 +251,7 @@ export class DataParallel {
     const flat = new Float32Array(size + 2);
     await this.gradients(x, y, flat);
     const t2 = performance.now();
-    const compression = this.setting.compression;
+    const compression = plan.setting.compression;
     let residual: Float32Array | undefined;
     if (compression !== 'none') {
       if (this.residual?.length !== flat.length) this.residual = new Float32Array(flat.length);

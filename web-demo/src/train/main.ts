@@ -42,6 +42,9 @@ interface MemberRow {
 
 const rows = new Map<string, MemberRow>();
 let lastMembers: string[] = [];
+let lastCompression: Compression | undefined;
+/** Bytes to and from each member, kept after it leaves (the mesh only lists current members). */
+const traffic = new Map<string, { sent: number; received: number }>();
 
 function logEvent(text: string, kind: 'info' | 'ok' | 'error' = 'info'): void {
   const list = $('#events');
@@ -72,6 +75,18 @@ function render(r: MemberRow, peerId: string): void {
 function onStep(mesh: Mesh, chart: LossChart, report: StepReport, smoothed: number): void {
   chart.add(report.step, report.loss, report.metric);
   $('#compression-used').textContent = report.compression === 'none' ? 'off' : report.compression;
+  if (lastCompression !== undefined && report.compression !== lastCompression) {
+    logEvent(`from step ${report.step} the group's gradients travel as ${report.compression}`);
+  }
+  lastCompression = report.compression;
+  const lost = report.members.filter((p) => !report.averaged.includes(p));
+  if (lost.length > 0) {
+    logEvent(
+      `step ${report.step}: ${lost.map(short).join(', ')} was lost mid-exchange; the mean is over the ` +
+        `${report.averaged.length} members whose gradients arrived`,
+      'error',
+    );
+  }
   for (const [peerId, ms] of Object.entries(report.memberStepMs)) {
     const r = memberRow(peerId, mesh.peerId);
     if (ms > 0) r.stepMs = ms;
@@ -197,8 +212,10 @@ async function boot(): Promise<void> {
   // Bytes on the wire: the mesh's own counters, summed over every member's link.
   setInterval(() => {
     void mesh.stats().then((stats) => {
-      $('#bytes-sent').textContent = formatBytes(stats.reduce((a, s) => a + s.bytesSent, 0));
-      $('#bytes-received').textContent = formatBytes(stats.reduce((a, s) => a + s.bytesReceived, 0));
+      for (const s of stats) traffic.set(s.peerId, { sent: s.bytesSent, received: s.bytesReceived });
+      const all = [...traffic.values()];
+      $('#bytes-sent').textContent = formatBytes(all.reduce((a, t) => a + t.sent, 0));
+      $('#bytes-received').textContent = formatBytes(all.reduce((a, t) => a + t.received, 0));
     });
   }, 1000);
 }
