@@ -3,6 +3,7 @@ export {
   type AllReduceOptions,
   type BroadcastResult,
   type CollectiveOptions,
+  joinMesh,
   Mesh,
   MeshCloseCode,
   type MeshEvents,

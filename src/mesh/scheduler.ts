@@ -490,7 +490,8 @@ export class Scheduler {
         result,
         served: new Set(),
       };
-      for (const [from, frame] of step.readies) this.serve(from, frame);
+      // Those still at it; not the members this operation lost (a dead one's READY is of no use).
+      for (const [from, frame] of step.readies) if (!step.lost.has(from)) this.serve(from, frame);
     }
     return contributors;
   }

@@ -5,7 +5,7 @@
 // of one tab switches the group.
 import * as tf from '@tensorflow/tfjs';
 import type { Host } from '../../src/host/host.js';
-import { Identity, openMemoryPeerStore, SignalingClient, startNodeHost } from '../../src/node.js';
+import { Identity, joinMesh, openMemoryPeerStore, SignalingClient, startNodeHost } from '../../src/node.js';
 import {
   accuracy,
   batchOf,
@@ -36,7 +36,7 @@ async function pair(page: DemoPeer, host: Host): Promise<void> {
  * by the same rule (mean loss of the last 10 steps under the target, which every member sees alike).
  */
 async function nodeMember(host: Host): Promise<StepReport[]> {
-  const mesh = await host.joinMesh(ROOM);
+  const mesh = await joinMesh(host, ROOM);
   await mesh.waitForMembers(3, 120_000);
   const shard = spiralShard(42, mesh.ring.indexOf(mesh.peerId), 512);
   const trainer = new DataParallel(mesh, {

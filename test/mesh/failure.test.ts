@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Connection } from '../../src/host/connection.js';
-import type { Mesh } from '../../src/mesh/index.js';
+import { joinMesh, type Mesh } from '../../src/mesh/index.js';
 import type { PeerLink } from '../../src/transport/peer-link.js';
 import { toBase64Url } from '../../src/util/bytes.js';
 import { type Env, startEnv, until, withCode, within } from '../helpers/hosts.js';
@@ -18,7 +18,7 @@ const HEARTBEAT = { heartbeatIntervalMs: 250, heartbeatTimeoutMs: 2_000 };
 
 /** The mesh's current connection to a member (private state: tests break links on purpose). */
 function connectionOf(mesh: Mesh, peerId: string): Connection | undefined {
-  const slots = (mesh as unknown as { slots: Map<string, { conn?: Connection }> }).slots;
+  const slots = (mesh as unknown as { pool: { slots: Map<string, { conn?: Connection }> } }).pool.slots;
   return slots.get(peerId)?.conn;
 }
 
@@ -205,12 +205,12 @@ describe('mesh failures', () => {
       const [a] = meshes as [Mesh];
       // ids[5] is paired with nobody in this group.
       const stranger = await env.host(env.ids[5]!, { peers: env.ids.slice(0, 3) });
-      const strangerMesh = await stranger.joinMesh('three');
+      const strangerMesh = await joinMesh(stranger, 'three');
       assert.equal(strangerMesh.members.length, 3, 'the stranger counts those it is paired with');
       // ids[3] is paired with everyone: it joins, is seen, then leaves.
       const joined = new Promise<string>((r) => a.once('joined', ({ peerId }) => r(peerId)));
       const late = await env.host(env.ids[3]!, { peers: env.ids.slice(0, 3), ...HEARTBEAT });
-      const lateMesh = await late.joinMesh('three');
+      const lateMesh = await joinMesh(late, 'three');
       assert.equal(await within(joined, 20_000, 'joined'), late.peerId);
       assert.ok(!a.members.includes(stranger.peerId), 'an unpaired peer became a member');
       await until(() => meshes.every((m) => m.members.length === 3), 20_000, 'everyone sees the late member');

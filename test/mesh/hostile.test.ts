@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { isP2PTLSError, type P2PTLSError } from '../../src/errors.js';
 import type { Connection } from '../../src/host/connection.js';
 import type { Host } from '../../src/host/host.js';
-import type { Mesh } from '../../src/mesh/index.js';
+import { joinMesh, type Mesh } from '../../src/mesh/index.js';
 import {
   CHUNK_HEADER_LEN,
   decodeFrame,
@@ -170,7 +170,7 @@ describe('mesh frames from a hostile member', () => {
     hostilePeerId = hostile.peerId;
     autoAccept(hostile);
     victimHost = await env.host(victimId, { peers: [hostileId] });
-    victim = await victimHost.joinMesh('hostile');
+    victim = await joinMesh(victimHost, 'hostile');
     victim.on('error', ({ error }) => errors.push(error));
     await env.signalingOf(hostile).joinRoom('hostile');
     await within(victim.waitForMembers(2), 20_000, 'the hostile peer is a member');

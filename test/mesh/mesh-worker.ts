@@ -13,6 +13,7 @@
 import { Host } from '../../src/host/host.js';
 import { Identity, PublicIdentity } from '../../src/identity/identity.js';
 import type { PublicIdentityJson, SecretIdentityJson } from '../../src/identity/index.js';
+import { joinMesh } from '../../src/mesh/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { nodeRtc } from '../../src/runtime/node-rtc.js';
 import { SignalingClient } from '../../src/signaling/client.js';
@@ -53,7 +54,7 @@ const host = await Host.start({
   heartbeatTimeoutMs: config.heartbeatTimeoutMs,
 });
 console.log(`ready ${identity.peerId}`);
-const mesh = await host.joinMesh(config.room, { elastic: config.elastic ?? true });
+const mesh = await joinMesh(host, config.room, { elastic: config.elastic ?? true });
 await mesh.waitForMembers(config.members);
 console.log(`members ${mesh.members.length + 1}`);
 for (const [i, op] of config.ops.entries()) {

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Host } from '../../src/host/host.js';
 import { Identity, PublicIdentity } from '../../src/identity/identity.js';
 import type { PublicIdentityJson, SecretIdentityJson } from '../../src/identity/index.js';
+import { joinMesh } from '../../src/mesh/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { nodeRtc } from '../../src/runtime/node-rtc.js';
 import { SignalingClient } from '../../src/signaling/client.js';
@@ -70,7 +71,7 @@ const host = await Host.start({
   heartbeatTimeoutMs: config.heartbeatTimeoutMs,
 });
 console.log(`ready ${identity.peerId}`);
-const mesh = await host.joinMesh(config.room);
+const mesh = await joinMesh(host, config.room);
 await mesh.waitForMembers(config.waitFor, 120_000);
 const shard = spiralShard(config.seed, config.shard, 512);
 const trainer = new DataParallel(mesh, {

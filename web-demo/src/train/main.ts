@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  joinMesh,
   type Mesh,
   openIndexedDbPeerStore,
   SignalingClient,
@@ -167,7 +168,7 @@ async function boot(): Promise<void> {
   });
   setOnline(true);
   stage.textContent = `Joining room ${room}…`;
-  const mesh = await host.joinMesh(room);
+  const mesh = await joinMesh(host, room);
   $('#boot').hidden = true;
   $('#app').hidden = false;
 
