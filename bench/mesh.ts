@@ -1,24 +1,26 @@
 /**
- * npm run bench:mesh — ring all-reduce over a p2ptls mesh of 4 members in one process (real signaling
- * server, WebRTC on loopback, in a loopback-only network namespace when one can be created).
+ * npm run bench:mesh — ring all-reduce over a p2ptls mesh of N members in one process (real signaling
+ * server, WebRTC on loopback, in a loopback-only network namespace when one can be created), against
+ * the same ring all-reduce over raw data channels (bench/raw-ring.ts: same ring, segments and chunks, no
+ * p2ptls), measured in the same run, rounds alternating.
  *
- *   point-to-point      p2ptls TCP-mode throughput of one mesh link (64 000-byte messages), others idle
- *   ring point-to-point the same, with every member sending to its ring neighbour at once: the link
- *                       speed a ring really gets when all N members share this process and its cores
- *   ring all-reduce     algorithm bandwidth (tensor bytes / time) of mesh.allReduce
- *   ideal               link speed × N / (2(N−1)): what a ring moving 2(N−1)/N of the tensor per link
- *                       would give — from the concurrent ring link speed (the headline's baseline), and
- *                       from the idle single link (as if every member had cores of its own)
- *   naive all-to-all    every member sends its whole tensor to every other member and sums what arrives
+ *   algorithm bandwidth   tensor bytes / time of one all-reduce (sum), float32, float16 and int8 on the
+ *                         mesh, float32 on the raw ring
+ *   bytes per element     mesh frame bytes one member sends per tensor element (headers included)
+ *   training              npm run example:train's logistic regression, data-parallel on the same mesh:
+ *                         final full-data loss after the steps, per compression, and time per step
+ *                         against single-node full-batch training
  *
- * The last line is the headline: ring all-reduce vs the ideal ring at the concurrent link speed.
- * Flags: --quick (1 Mi elements instead of 4 Mi), --backend wrtc|node-datachannel, --members N,
- * --chunk <elements> and --window <chunks> (the mesh's chunkElements and window).
+ * Every figure is the median (min–max) over the rounds. The last line is the headline: p2ptls ring ÷
+ * raw ring (float32). Flags: --quick (1 Mi elements instead of 4 Mi), --rounds R (default 5),
+ * --backend wrtc|node-datachannel, --members N, --chunk <elements>, --window <chunks>, --steps S.
  */
 import { startLocalMesh } from '../examples/local-mesh.js';
+import { generate, loss, trainMesh, trainSingle } from '../examples/train-logistic.js';
 import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
-import type { Mesh } from '../src/mesh/index.js';
-import type { NodeRtcBackend } from '../src/runtime/node-rtc.js';
+import type { Compression, Mesh } from '../src/mesh/index.js';
+import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
+import { openRawRing } from './raw-ring.js';
 
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
@@ -29,139 +31,126 @@ const flag = (name: string) => {
 const backend = (flag('backend') ?? 'wrtc') as NodeRtcBackend;
 const N = Number(flag('members') ?? 4);
 const ELEMENTS = (quick ? 1 : 4) * MiB;
-const ROUNDS = 3;
+const ROUNDS = Number(flag('rounds') ?? 5);
+const STEPS = Number(flag('steps') ?? 30);
+const CHUNK = Number(flag('chunk') ?? 16_000);
+const CODECS: Compression[] = ['none', 'float16', 'int8'];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const spread = (xs: number[], digits = 1) =>
+  `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
-/**
- * p2ptls TCP-mode throughput through the mesh, every `[from, to]` link sending `total` bytes at once;
- * per-link MiB/s, timed until every receiver has everything.
- */
-async function linkThroughput(links: [Mesh, Mesh][], total: number): Promise<number> {
-  const size = 64_000;
-  const msg = new Uint8Array(size);
-  const t0 = performance.now();
-  await Promise.all(
-    links.map(async ([from, to]) => {
-      let received = 0;
-      const done = new Promise<void>((resolve) => {
-        const off = to.on('message', ({ from: sender, data }) => {
-          if (sender !== from.peerId) return;
-          received += data.length;
-          if (received >= total) {
-            off();
-            resolve();
-          }
-        });
-      });
-      let last: Promise<void> = Promise.resolve();
-      for (let sent = 0, k = 0; sent < total; sent += size, k++) {
-        last = from.send(to.peerId, msg);
-        if (k % 64 === 63) await last;
-      }
-      await last;
-      await done;
-    }),
-  );
-  return total / MiB / ((performance.now() - t0) / 1000);
+async function bytesSent(meshes: Mesh[]): Promise<number> {
+  let total = 0;
+  for (const m of meshes) for (const s of await m.stats()) total += s.bytesSent;
+  return total;
 }
 
-/** One ring all-reduce of `n` elements on every member; seconds. */
-async function ringOnce(meshes: Mesh[], tensors: Float32Array[]): Promise<number> {
+/** One all-reduce (sum) of all-ones tensors on every member: seconds, and mesh bytes sent per member. */
+async function meshOnce(meshes: Mesh[], tensors: Float32Array[], compression: Compression) {
+  for (const t of tensors) t.fill(1);
+  const before = await bytesSent(meshes);
   const t0 = performance.now();
-  await Promise.all(meshes.map((m, i) => m.allReduce(tensors[i]!)));
-  return (performance.now() - t0) / 1000;
-}
-
-/** The naive exchange: everyone sends its whole tensor to everyone else and sums locally; seconds. */
-async function naiveOnce(meshes: Mesh[], tensors: Float32Array[]): Promise<number> {
-  const n = tensors[0]!.length;
-  const t0 = performance.now();
-  await Promise.all(
-    meshes.map(async (m, i) => {
-      const sum = tensors[i]!.slice();
-      let pending = meshes.length - 1;
-      const summed = new Promise<void>((resolve) => {
-        const off = m.on('message', ({ data }) => {
-          if (data.length !== n * 4) return;
-          // The message body is not 4-byte aligned inside its frame: copy, as a real receiver would.
-          const values = new Float32Array(data.slice().buffer);
-          for (let k = 0; k < n; k++) sum[k]! += values[k]!;
-          if (--pending === 0) {
-            off();
-            resolve();
-          }
-        });
-      });
-      const bytes = new Uint8Array(tensors[i]!.buffer, tensors[i]!.byteOffset, n * 4);
-      await Promise.all(meshes.filter((o) => o !== m).map((o) => m.send(o.peerId, bytes)));
-      await summed;
-      tensors[i]!.set(sum);
-    }),
-  );
-  return (performance.now() - t0) / 1000;
+  await Promise.all(meshes.map((m, i) => m.allReduce(tensors[i]!, 'sum', { compression })));
+  const s = (performance.now() - t0) / 1000;
+  const bytes = ((await bytesSent(meshes)) - before) / meshes.length;
+  // 1 is exact in float16; int8 decodes 127 × binary32(1/127), a hair off 1.
+  const last = tensors[0]![ELEMENTS - 1]!;
+  if (!(Math.abs(last - N) <= N * 1e-3)) throw new Error(`${compression}: wrong sum ${last}`);
+  return { s, bytes };
 }
 
 async function main(): Promise<void> {
   console.log(
-    `bench:mesh — ${N} members, ${backend}, ${ELEMENTS / MiB} Mi float32 elements (${(ELEMENTS * 4) / MiB} MiB)`,
+    `bench:mesh — ${N} members in one process, ${backend}, ${ELEMENTS / MiB} Mi elements (${(ELEMENTS * 4) / MiB} MiB float32), ${ROUNDS} rounds`,
   );
-  const mesh = {
-    ...(flag('chunk') ? { chunkElements: Number(flag('chunk')) } : {}),
-    ...(flag('window') ? { window: Number(flag('window')) } : {}),
-  };
+  const mesh = { chunkElements: CHUNK, ...(flag('window') ? { window: Number(flag('window')) } : {}) };
   const local = await startLocalMesh(N, { room: 'bench-mesh', backend, mesh });
+  const rtc =
+    backend === 'node-datachannel'
+      ? await nodeRtc('node-datachannel', { bindAddress: '127.0.0.1' })
+      : await nodeRtc('wrtc');
+  const raw = await openRawRing(rtc, N, CHUNK);
   try {
     const { meshes } = local;
-    const tensors = meshes.map(() => new Float32Array(ELEMENTS).fill(1));
-    // Warm-up: opens the ring links and the all-to-all links, so no round pays for a handshake.
-    await ringOnce(
-      meshes,
-      meshes.map(() => new Float32Array(1024)),
-    );
-    await naiveOnce(
-      meshes,
-      meshes.map(() => new Float32Array(1024)),
-    );
+    const tensors = meshes.map(() => new Float32Array(ELEMENTS));
+    // Warm-up: the ring links are open and JIT-compiled paths hot before anything is timed.
+    for (const c of CODECS) await meshOnce(meshes, tensors, c);
+    await raw.allReduce(meshes.map(() => new Float32Array(ELEMENTS).fill(1)));
 
-    const p2p = await linkThroughput([[meshes[0]!, meshes[1]!]], (quick ? 32 : 128) * MiB);
-    console.log(`point-to-point p2ptls (one link, others idle): ${p2p.toFixed(1)} MiB/s`);
-    const ringLinks = meshes.map((m, i): [Mesh, Mesh] => [m, meshes[(i + 1) % N]!]);
-    const ringLink = await linkThroughput(ringLinks, (quick ? 8 : 32) * MiB);
-    console.log(`ring point-to-point (all ${N} links at once), per link: ${ringLink.toFixed(1)} MiB/s`);
-
-    const bytes = ELEMENTS * 4;
-    const ring: number[] = [];
-    const naive: number[] = [];
+    const algbw: Record<string, number[]> = { raw: [], none: [], float16: [], int8: [] };
+    const perElement: Record<string, number[]> = { none: [], float16: [], int8: [] };
+    const ratios: number[] = [];
+    const rawTensors = meshes.map(() => new Float32Array(ELEMENTS));
     for (let r = 0; r < ROUNDS; r++) {
-      for (const t of tensors) t.fill(1);
-      ring.push(await ringOnce(meshes, tensors));
-      if (tensors[0]![ELEMENTS - 1] !== N) throw new Error('ring all-reduce gave a wrong sum');
-      for (const t of tensors) t.fill(1);
-      naive.push(await naiveOnce(meshes, tensors));
-      if (tensors[0]![ELEMENTS - 1] !== N) throw new Error('naive exchange gave a wrong sum');
+      for (const t of rawTensors) t.fill(1);
+      const t0 = performance.now();
+      await raw.allReduce(rawTensors);
+      const rawS = (performance.now() - t0) / 1000;
+      if (rawTensors[0]![ELEMENTS - 1] !== N) throw new Error('raw ring gave a wrong sum');
+      algbw.raw!.push((ELEMENTS * 4) / MiB / rawS);
+      const line = [`round ${r + 1}: raw ring ${(rawS * 1000).toFixed(0)} ms`];
+      for (const c of CODECS) {
+        const { s, bytes } = await meshOnce(meshes, tensors, c);
+        algbw[c]!.push((ELEMENTS * 4) / MiB / s);
+        perElement[c]!.push(bytes / ELEMENTS);
+        line.push(`${c} ${(s * 1000).toFixed(0)} ms`);
+        if (c === 'none') ratios.push(rawS / s);
+      }
+      console.log(line.join(', '));
+    }
+    console.log('\nring all-reduce, algorithm bandwidth (tensor MiB / s), median (min–max):');
+    console.log(`  raw data channels, no p2ptls   ${spread(algbw.raw!)}`);
+    for (const c of CODECS) {
+      const speedup = algbw[c]!.map((x, i) => x / algbw.none![i]!);
       console.log(
-        `round ${r + 1}: ring ${(ring[r]! * 1000).toFixed(0)} ms, naive all-to-all ${(naive[r]! * 1000).toFixed(0)} ms`,
+        `  p2ptls ${c.padEnd(8)}               ${spread(algbw[c]!)}   ×${spread(speedup, 2)} vs float32   ` +
+          `${spread(perElement[c]!, 3)} bytes sent per element per member`,
       );
     }
-    const ours = bytes / MiB / median(ring);
-    const baseline = bytes / MiB / median(naive);
-    const ideal = (ringLink * N) / (2 * (N - 1));
-    const idealIdle = (p2p * N) / (2 * (N - 1));
-    console.log(`ring all-reduce algorithm bandwidth (median of ${ROUNDS}): ${ours.toFixed(1)} MiB/s`);
+    const f32 = median(perElement.none!);
     console.log(
-      `naive all-to-all algorithm bandwidth (median of ${ROUNDS}): ${baseline.toFixed(1)} MiB/s → ring/naive = ${(ours / baseline).toFixed(2)}`,
+      `  bytes on the wire vs float32: float16 ${(median(perElement.float16!) / f32).toFixed(3)}, int8 ${(median(perElement.int8!) / f32).toFixed(3)} ` +
+        `(a ring member sends 2(N−1)/N = ${((2 * (N - 1)) / N).toFixed(2)} of the tensor)`,
+    );
+    console.log(`  p2ptls ÷ raw ring (float32): ${spread(ratios, 2)}`);
+
+    // Training: the logistic regression of npm run example:train on this mesh.
+    const data = generate(4096 * N, 16);
+    const lr = 0.5;
+    const single = new Float64Array(data.features + 1);
+    const t0 = performance.now();
+    trainSingle(data, STEPS, lr, single);
+    const singleMs = (performance.now() - t0) / STEPS;
+    console.log(
+      `\nlogistic regression (${data.samples} samples, ${data.features} features, ${STEPS} steps, ${N} members), final full-data loss:`,
     );
     console.log(
-      `ideal ring at the idle single-link speed, p2p × N/(2(N−1)): ${idealIdle.toFixed(1)} MiB/s → ours/ideal = ${(ours / idealIdle).toFixed(2)} (as if every member had its own cores)`,
+      `  single node           ${loss(data, single).toFixed(6)}   ${singleMs.toFixed(2)} ms per step`,
     );
+    const finals: Record<string, number> = {};
+    for (const c of CODECS) {
+      const weights = new Float64Array(data.features + 1);
+      const stepMs: number[] = [];
+      for (let r = 0; r < Math.min(3, ROUNDS); r++) {
+        const t1 = performance.now();
+        await trainMesh(data, N, STEPS, lr, { compression: c, weights, local });
+        stepMs.push((performance.now() - t1) / STEPS);
+      }
+      finals[c] = loss(data, weights);
+      const rel = ((finals[c]! - finals.none!) / finals.none!) * 100;
+      console.log(
+        `  mesh ${c.padEnd(8)}         ${finals[c]!.toFixed(6)} (${rel >= 0 ? '+' : ''}${rel.toFixed(3)} % vs float32)   ` +
+          `${spread(stepMs, 2)} ms per step (×${(median(stepMs) / singleMs).toFixed(1)} single-node)`,
+      );
+    }
+    const ours = median(algbw.none!);
+    const baseline = median(algbw.raw!);
     console.log(
-      `ideal ring at the concurrent ring-link speed: ${ideal.toFixed(1)} MiB/s → ours/ideal = ${(ours / ideal).toFixed(2)}`,
-    );
-    console.log(
-      `headline: allreduce_algbw_vs_ideal_ring_MiBps ours=${ours.toFixed(1)} baseline=${ideal.toFixed(1)} ratio=${(ours / ideal).toFixed(2)}`,
+      `headline: allreduce_algbw_vs_raw_ring_MiBps ours=${ours.toFixed(1)} baseline=${baseline.toFixed(1)} ratio=${median(ratios).toFixed(2)}`,
     );
   } finally {
+    raw.close();
     await local.close();
   }
 }

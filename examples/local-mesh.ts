@@ -6,7 +6,7 @@
 import { startSignalingServer } from '../signaling-server/server.js';
 import { Host } from '../src/host/host.js';
 import { Identity } from '../src/identity/index.js';
-import type { Mesh, MeshOptions } from '../src/mesh/index.js';
+import { joinMesh, type Mesh, type MeshOptions } from '../src/mesh/index.js';
 import { nodeCryptoAead } from '../src/runtime/node-aead.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
 import { SignalingClient } from '../src/signaling/client.js';
@@ -62,7 +62,7 @@ export async function startLocalMesh(
     }),
   );
   const room = options.room ?? 'local-mesh';
-  const meshes = await Promise.all(hosts.map((h) => h.joinMesh(room, options.mesh)));
+  const meshes = await Promise.all(hosts.map((h) => joinMesh(h, room, options.mesh)));
   await Promise.all(meshes.map((m) => m.waitForMembers(n)));
   return {
     meshes,

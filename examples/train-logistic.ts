@@ -10,7 +10,8 @@
  *   npm run example:train -- [--members 4] [--steps 30]
  */
 import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
-import { startLocalMesh } from './local-mesh.js';
+import type { Compression } from '../src/mesh/index.js';
+import { type LocalMesh, startLocalMesh } from './local-mesh.js';
 
 /** A generated binary classification problem: labels from a hidden weight vector, with label noise. */
 export interface Dataset {
@@ -66,9 +67,13 @@ export function gradient(d: Dataset, w: Float64Array, from: number, to: number, 
   for (let k = 0; k < grad.length; k++) grad[k]! /= n;
 }
 
-/** Full-batch gradient descent on one node: the loss before each step. */
-export function trainSingle(d: Dataset, steps: number, lr: number): number[] {
-  const w = new Float64Array(d.features + 1);
+/** Full-batch gradient descent on one node: the loss before each step; `w` ends with the weights. */
+export function trainSingle(
+  d: Dataset,
+  steps: number,
+  lr: number,
+  w = new Float64Array(d.features + 1),
+): number[] {
   const g = new Float64Array(d.features + 2);
   const losses: number[] = [];
   for (let s = 0; s < steps; s++) {
@@ -79,10 +84,28 @@ export function trainSingle(d: Dataset, steps: number, lr: number): number[] {
   return losses;
 }
 
-/** The same training, data-parallel over `members` mesh members: each member's losses, per step. */
-export async function trainMesh(d: Dataset, members: number, steps: number, lr: number): Promise<number[][]> {
+/** Mean log-loss of weights `w` over the whole data set. */
+export function loss(d: Dataset, w: Float64Array): number {
+  const g = new Float64Array(d.features + 2);
+  gradient(d, w, 0, d.samples, g);
+  return g[d.features + 1]!;
+}
+
+/**
+ * The same training, data-parallel over `members` mesh members: each member's losses, per step. With
+ * `compression`, gradients cross the wire compressed, with error feedback (a residual per member);
+ * `weights` receives member 0's final weights.
+ */
+export async function trainMesh(
+  d: Dataset,
+  members: number,
+  steps: number,
+  lr: number,
+  options: { compression?: Compression; weights?: Float64Array; local?: LocalMesh } = {},
+): Promise<number[][]> {
   if (d.samples % members !== 0) throw new Error('samples must divide evenly among members');
-  const local = await startLocalMesh(members, { room: 'train-logistic' });
+  const local = options.local ?? (await startLocalMesh(members, { room: 'train-logistic' }));
+  const compression = options.compression ?? 'none';
   try {
     const shard = d.samples / members;
     return await Promise.all(
@@ -92,20 +115,22 @@ export async function trainMesh(d: Dataset, members: number, steps: number, lr: 
         const w = new Float64Array(d.features + 1);
         const g = new Float64Array(d.features + 2);
         const exchanged = new Float32Array(d.features + 2);
+        const residual = compression === 'none' ? undefined : new Float32Array(d.features + 2);
         const losses: number[] = [];
         for (let s = 0; s < steps; s++) {
           gradient(d, w, rank * shard, (rank + 1) * shard, g);
           exchanged.set(g);
           // Equal shards: the mean of the shard means is the mean over the whole data set.
-          await mesh.allReduce(exchanged, 'mean');
+          await mesh.allReduce(exchanged, 'mean', { compression, residual });
           losses.push(exchanged[d.features + 1]!);
           for (let k = 0; k <= d.features; k++) w[k]! -= lr * exchanged[k]!;
         }
+        if (rank === 0) options.weights?.set(w);
         return losses;
       }),
     );
   } finally {
-    await local.close();
+    if (!options.local) await local.close();
   }
 }
 

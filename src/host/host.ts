@@ -8,7 +8,6 @@ import { z } from 'zod';
 import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
-import { Mesh, type MeshOptions } from '../mesh/mesh.js';
 import {
   MemoryPairingRecords,
   type PairingHandler,
@@ -165,9 +164,8 @@ export class Host extends TypedEmitter<HostEvents> {
   private readonly glareWaiters = new Map<PeerId, GlareWaiter[]>();
   private readonly unsubscribe: () => void;
   private closed = false;
-  /** Incoming requests a mesh takes before `incoming()` sees them (its members' dials). */
-  private readonly claimers = new Set<(request: ConnectionRequest) => boolean>();
-  private mesh: Mesh | undefined;
+  /** Takes incoming requests before `incoming()` sees them (a mesh: its members' dials); one at a time. */
+  private claimer: { claim: (request: ConnectionRequest) => boolean; close: () => Promise<void> } | undefined;
 
   /** The pairing service: invites, pair(), answers to requests (src/pairing). */
   readonly pairing: PairingService;
@@ -533,33 +531,33 @@ export class Host extends TypedEmitter<HostEvents> {
       );
       return;
     }
-    if (![...this.claimers].some((claim) => claim(request))) this.requests.push(request);
+    if (!this.claimer?.claim(request)) this.requests.push(request);
+  }
+
+  /** The signaling client the host was started with. */
+  get signaling(): SignalingClient {
+    return this.options.signaling;
+  }
+
+  /** The host's paired peers. */
+  get peers(): PeerList {
+    return this.options.peers;
   }
 
   /**
-   * Joins the mesh of paired peers in a signaling room (see {@link Mesh}): messages, broadcast and
-   * collective operations (all-reduce, broadcast, barrier) over connections opened as needed. One mesh
-   * per host at a time; dials from its members go to the mesh, not to {@link incoming}.
+   * Lets `claim` take incoming requests before {@link incoming} sees them (`joinMesh` does, for its
+   * members' dials); `close` runs first when the host closes. One claimer at a time: `invalid_argument`
+   * otherwise. Returns the function that releases the claim.
    */
-  async joinMesh(room: string, options?: MeshOptions): Promise<Mesh> {
+  claimIncoming(claim: (request: ConnectionRequest) => boolean, close: () => Promise<void>): () => void {
     if (this.closed) throw fail('closed', 'host is closed');
-    if (this.mesh?.isOpen) throw fail('invalid_argument', `already in mesh ${this.mesh.room}`);
-    const mesh = await Mesh.join(
-      {
-        peerId: this.peerId,
-        signaling: this.options.signaling,
-        peers: this.options.peers,
-        connect: (peerId) => this.connect(peerId),
-        claimIncoming: (claim) => {
-          this.claimers.add(claim);
-          return () => this.claimers.delete(claim);
-        },
-      },
-      room,
-      options,
-    );
-    this.mesh = mesh;
-    return mesh;
+    if (this.claimer)
+      throw fail('invalid_argument', 'incoming requests are already claimed (one mesh per host)');
+    const claimer = { claim, close };
+    this.claimer = claimer;
+    return () => {
+      if (this.claimer === claimer) this.claimer = undefined;
+    };
   }
 
   /**
@@ -569,7 +567,7 @@ export class Host extends TypedEmitter<HostEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.mesh?.close();
+    await this.claimer?.close();
     this.unsubscribe();
     if (this.ownsPairing) this.pairing.close();
     this.requests.end();

@@ -3,24 +3,33 @@
  * broadcast along the ring, and the barrier (an all-reduce of one element per member, so that no member
  * can finish before every member has contributed). PROTOCOL.md §12 describes the exchange.
  *
- * The operation is driven by received data: a chunk is reduced into (or copied to) the caller's tensor
- * the moment it arrives and, if the algorithm says so, queued to be forwarded. Nothing is ever buffered
- * whole: a sender starts only after its successor said READY for this very operation (so every chunk
- * lands in an operation that exists), and at most `window` chunks per operation are queued on the
- * connection, their bytes read from the tensor only when they are sent.
+ * One CollectiveOp is one attempt over one ring: an elastic operation that loses a member runs a new
+ * attempt over the others (scheduler.ts).
+ *
+ * The operation is driven by received data: a chunk is decoded and reduced into (or copied to) the
+ * working tensor the moment it arrives and, if the algorithm says so, queued to be forwarded. A sender
+ * starts only after its successor said READY for this very attempt (so every chunk lands in an
+ * operation that exists), and at most `window` chunks per operation are queued on the connection.
+ * Reduce-scatter chunks are encoded from the tensor when sent (decode, add in float32, re-encode at each
+ * hop); all-gather chunks are forwarded as the bytes that arrived, and the owner of a reduced segment
+ * keeps what its encoding decodes to, so every member decodes the same bytes into the same floats.
  */
 import { type ErrorCode, ErrorCodes, fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
-import { groupFingerprint, mod, segment } from './ring.js';
+import { Codec, decodeInto } from './codec.js';
+import { mod, segment } from './ring.js';
 import {
   applyChunk,
+  CHUNK_HEADER_LEN,
   type ChunkFrame,
   encodeAbort,
   encodeChunk,
+  encodeChunkPayload,
   encodeReady,
   OpKind,
   Phase,
   type ReadyFrame,
+  type ResultFrame,
 } from './wire.js';
 
 /** What an operation needs from its mesh. */
@@ -30,6 +39,8 @@ export interface OpContext {
   send(to: PeerId, frame: Uint8Array): Promise<void>;
   /** Sends an ABORT without waiting (best effort: the peer may be the one that is gone). */
   sendAbort(to: PeerId, frame: Uint8Array): void;
+  /** The link to a ring neighbour failed (the scheduler fails the operation or goes on without it). */
+  lost(peer: PeerId, cause: P2PTLSError): void;
   readonly chunkElements: number;
   readonly window: number;
 }
@@ -37,10 +48,17 @@ export interface OpContext {
 export interface OpSpec {
   kind: OpKind;
   seq: number;
-  /** The ring: sorted member list including `self`. */
+  /** This attempt's ring: sorted member list including `self`. */
   ring: readonly PeerId[];
+  /** Fingerprint of the operation's first ring (the members when it started). */
+  group: number;
+  /** Fingerprint of this attempt's ring (`group` for strict operations). */
+  view: number;
+  codec: Codec;
+  elastic: boolean;
+  /** The working tensor (the caller's stays untouched until the operation succeeds). */
   tensor: Float32Array;
-  /** Reduction for all-reduce (0 sum, 1 mean), root rank for broadcast. */
+  /** Reduction for all-reduce (0 sum, 1 mean), root rank (in `ring`) for broadcast. */
   param: number;
 }
 
@@ -49,6 +67,8 @@ interface Send {
   step: number;
   offset: number;
   count: number;
+  /** Bytes to forward unchanged (all-gather, broadcast, result); otherwise encoded from the tensor. */
+  payload?: Uint8Array;
 }
 
 /** A contiguous range this member expects from its predecessor, in order. */
@@ -71,18 +91,25 @@ export class CollectiveOp {
   readonly kind: OpKind;
   readonly ring: readonly PeerId[];
   readonly group: number;
+  readonly view: number;
+  readonly codec: Codec;
+  readonly elastic: boolean;
   readonly rank: number;
-  /** The member this one receives from, if any. */
+  /** The ring neighbour this member receives from and sends READY to (undefined when alone). */
   readonly prev: PeerId | undefined;
-  /** The member this one sends to, if any. */
+  /** The ring neighbour this member sends to and hears READY from (undefined when alone). */
   readonly next: PeerId | undefined;
   /** Settles when the operation is complete here, or failed. */
   readonly done: Promise<void>;
+  /** Set when a member that had completed the operation sent its result instead (elastic). */
+  adopted: { contributors: PeerId[] } | undefined;
 
-  private readonly tensor: Float32Array;
-  private readonly param: number;
-  private readonly n: number;
-  private readonly expects: Expect[] = [];
+  readonly tensor: Float32Array;
+  readonly param: number;
+  readonly n: number;
+  /** Whether chunks go to `next` (a broadcast chain ends before the root). */
+  private readonly sends: boolean;
+  private expects: Expect[] = [];
   private expectIndex = 0;
   private expectOffset = 0;
   private readonly queue: Send[] = [];
@@ -103,7 +130,11 @@ export class CollectiveOp {
     this.seq = spec.seq;
     this.kind = spec.kind;
     this.ring = spec.ring;
-    this.group = groupFingerprint(spec.ring);
+    this.group = spec.group;
+    this.view = spec.view;
+    this.codec = spec.codec;
+    this.elastic = spec.elastic;
+    this.adopted = undefined;
     this.tensor = spec.tensor;
     this.param = spec.param;
     this.n = spec.tensor.length;
@@ -122,8 +153,11 @@ export class CollectiveOp {
       receives = N > 1 && r !== this.param;
       sends = N > 1 && mod(r + 1, N) !== this.param;
     }
-    this.prev = receives ? spec.ring[mod(r - 1, N)] : undefined;
-    this.next = sends ? spec.ring[mod(r + 1, N)] : undefined;
+    this.sends = sends;
+    // Every member says READY to its predecessor, even the root of a broadcast: a member that joined
+    // the mesh late learns the operation number from it (scheduler.ts).
+    this.prev = N > 1 ? spec.ring[mod(r - 1, N)] : undefined;
+    this.next = N > 1 ? spec.ring[mod(r + 1, N)] : undefined;
     if (!receives) return;
     if (this.kind === OpKind.BROADCAST) {
       if (this.n > 0) this.expects.push({ phase: Phase.BROADCAST, step: 0, start: 0, end: this.n });
@@ -149,7 +183,37 @@ export class CollectiveOp {
 
   /** The READY this member sends to its predecessor. */
   private readyFrame(): Omit<ReadyFrame, 'type'> {
-    return { kind: this.kind, seq: this.seq, group: this.group, length: this.n, param: this.param };
+    return {
+      kind: this.kind,
+      seq: this.seq,
+      group: this.group,
+      length: this.n,
+      param: this.param,
+      codec: this.codec,
+      elastic: this.elastic,
+      view: this.view,
+    };
+  }
+
+  /**
+   * What makes a READY for this operation incompatible with ours, or '' — ignoring the attempt (`view`,
+   * and the broadcast root's rank, which depends on it) unless `sameAttempt`.
+   */
+  mismatch(f: ReadyFrame, sameAttempt: boolean): string {
+    const mine = this.readyFrame();
+    if (f.group !== mine.group) return 'a different member list';
+    if (f.kind !== mine.kind) return `a different operation (${KIND_NAMES[f.kind]})`;
+    // A barrier's length is its ring's size: only the same attempt must agree on it.
+    if (f.length !== mine.length && (sameAttempt || f.kind !== OpKind.BARRIER)) {
+      return `a tensor of ${f.length} elements, not ${mine.length}`;
+    }
+    if (f.codec !== mine.codec) return 'a different compression';
+    if (f.elastic !== mine.elastic) return f.elastic ? 'elastic mode' : 'strict mode';
+    if (f.kind !== OpKind.BROADCAST && f.param !== mine.param) return 'a different reduction';
+    if (!sameAttempt) return '';
+    if (f.view !== mine.view) return 'a different member list';
+    if (f.param !== mine.param) return 'a different root';
+    return '';
   }
 
   /** Says READY to the predecessor and queues this member's own first sends. */
@@ -158,11 +222,10 @@ export class CollectiveOp {
     this.state = 'running';
     const N = this.ring.length;
     if (this.prev) {
-      this.ctx
-        .send(this.prev, encodeReady(this.readyFrame()))
-        .catch((err: P2PTLSError) => this.fail(memberLost(this.prev!, this.name, err)));
+      const prev = this.prev;
+      this.ctx.send(prev, encodeReady(this.readyFrame())).catch((err: P2PTLSError) => this.lose(prev, err));
     }
-    if (this.next) {
+    if (this.sends) {
       if (this.kind === OpKind.BROADCAST) {
         // Only the root has data of its own; the others forward what they receive.
         if (this.rank === this.param) this.queueRange(Phase.BROADCAST, 0, 0, this.n);
@@ -186,19 +249,7 @@ export class CollectiveOp {
       );
       return;
     }
-    const mine = this.readyFrame();
-    const diff =
-      f.group !== mine.group
-        ? 'a different member list'
-        : f.kind !== mine.kind
-          ? `a different operation (${KIND_NAMES[f.kind]})`
-          : f.length !== mine.length
-            ? `a tensor of ${f.length} elements, not ${mine.length}`
-            : f.param !== mine.param
-              ? this.kind === OpKind.BROADCAST
-                ? 'a different root'
-                : 'a different reduction'
-              : '';
+    const diff = this.mismatch(f, true);
     if (diff) {
       this.fail(fail('mesh_mismatch', `${this.name}: ${from} started it with ${diff}`));
       return;
@@ -215,6 +266,11 @@ export class CollectiveOp {
       return;
     }
     const e = this.expects[this.expectIndex];
+    const codec = f.phase === Phase.REDUCE_SCATTER || f.phase === Phase.ALL_GATHER ? this.codec : Codec.NONE;
+    if (f.codec !== codec) {
+      this.fail(fail('unexpected_message', `${this.name}: chunk in encoding ${f.codec}, not ${codec}`));
+      return;
+    }
     if (!e) {
       this.fail(fail('unexpected_message', `${this.name}: chunk from ${from} after the last expected one`));
       return;
@@ -235,7 +291,7 @@ export class CollectiveOp {
       return;
     }
     const reduce = f.phase === Phase.REDUCE_SCATTER;
-    applyChunk(this.tensor, f.offset, f.payload, reduce);
+    applyChunk(this.tensor, f, reduce);
     this.bytesIn += f.payload.length;
     this.expectOffset += f.count;
     if (this.expectOffset === e.end) {
@@ -244,20 +300,39 @@ export class CollectiveOp {
     }
     // What arrived at step s is what this member passes on at step s + 1 (PROTOCOL.md §12.3).
     const last = this.ring.length - 2;
-    if (this.next) {
+    const { offset, count, payload } = f;
+    if (this.sends && !this.adopted) {
       if (f.phase === Phase.BROADCAST) {
-        this.queue.push({ phase: Phase.BROADCAST, step: 0, offset: f.offset, count: f.count });
+        this.queue.push({ phase: Phase.BROADCAST, step: 0, offset, count, payload });
       } else if (f.phase === Phase.REDUCE_SCATTER) {
         this.queue.push(
           f.step < last
-            ? { phase: Phase.REDUCE_SCATTER, step: f.step + 1, offset: f.offset, count: f.count }
-            : { phase: Phase.ALL_GATHER, step: 0, offset: f.offset, count: f.count },
+            ? { phase: Phase.REDUCE_SCATTER, step: f.step + 1, offset, count }
+            : { phase: Phase.ALL_GATHER, step: 0, offset, count },
         );
-      } else if (f.step < last) {
-        this.queue.push({ phase: Phase.ALL_GATHER, step: f.step + 1, offset: f.offset, count: f.count });
+      } else if (f.phase === Phase.ALL_GATHER && f.step < last) {
+        this.queue.push({ phase: Phase.ALL_GATHER, step: f.step + 1, offset, count, payload });
       }
     }
     this.pump();
+    this.check();
+  }
+
+  /**
+   * The predecessor completed this operation in an earlier attempt and sends its result (RESULT, then
+   * chunks of phase RESULT): take that instead of reducing, and stop sending.
+   */
+  adoptResult(from: PeerId, f: ResultFrame): void {
+    if (this.state !== 'running' || this.adopted) return;
+    if (from !== this.prev || f.length !== this.n) {
+      this.fail(fail('unexpected_message', `${this.name}: RESULT from ${from} does not fit`));
+      return;
+    }
+    this.adopted = { contributors: f.contributors };
+    this.queueHead = this.queue.length;
+    this.expects = this.n > 0 ? [{ phase: Phase.RESULT, step: 0, start: 0, end: this.n }] : [];
+    this.expectIndex = 0;
+    this.expectOffset = 0;
     this.check();
   }
 
@@ -291,9 +366,20 @@ export class CollectiveOp {
     }
   }
 
+  /** Ends this attempt without telling anyone (the scheduler already did, with LOST). */
+  cancel(error: P2PTLSError): void {
+    if (this.state === 'done' || this.state === 'failed') return;
+    this.state = 'failed';
+    this.reject(error);
+  }
+
+  private lose(peer: PeerId, err: P2PTLSError): void {
+    if (this.state === 'running') this.ctx.lost(peer, err);
+  }
+
   private pump(): void {
     const next = this.next;
-    if (!next || !this.nextReady) return;
+    if (!next || !this.sends || !this.nextReady || this.adopted) return;
     while (
       this.state === 'running' &&
       this.inflight < this.ctx.window &&
@@ -304,20 +390,35 @@ export class CollectiveOp {
         this.queue.splice(0, this.queueHead);
         this.queueHead = 0;
       }
-      // Read from the tensor now, not when queued: the value to forward is the one reduced so far.
-      const frame = encodeChunk(
-        { phase: s.phase, seq: this.seq, step: s.step, offset: s.offset },
-        this.tensor.subarray(s.offset, s.offset + s.count),
-      );
+      const codec = s.phase === Phase.BROADCAST ? Codec.NONE : this.codec;
+      const header = {
+        phase: s.phase,
+        codec,
+        seq: this.seq,
+        step: s.step,
+        offset: s.offset,
+        view: this.view,
+      };
+      let frame: Uint8Array;
+      if (s.payload) frame = encodeChunkPayload(header, s.count, s.payload);
+      else {
+        // Read from the tensor now, not when queued: the value to forward is the one reduced so far.
+        const values = this.tensor.subarray(s.offset, s.offset + s.count);
+        frame = encodeChunk(header, values);
+        // The reduced segment leaves its owner: keep what every other member will decode from it.
+        if (s.phase === Phase.ALL_GATHER && codec !== Codec.NONE) {
+          decodeInto(codec, frame.subarray(CHUNK_HEADER_LEN), s.count, this.tensor, s.offset, false);
+        }
+      }
       this.inflight++;
-      this.bytesOut += s.count * 4;
+      this.bytesOut += frame.length - CHUNK_HEADER_LEN;
       this.ctx.send(next, frame).then(
         () => {
           this.inflight--;
           this.pump();
           this.check();
         },
-        (err: P2PTLSError) => this.fail(memberLost(next, this.name, err)),
+        (err: P2PTLSError) => this.lose(next, err),
       );
     }
   }
@@ -325,7 +426,8 @@ export class CollectiveOp {
   private check(): void {
     if (this.state !== 'running') return;
     if (this.expectIndex < this.expects.length) return;
-    if (this.queueHead < this.queue.length || this.inflight > 0) return;
+    // An adopted result needs nothing sent: sends still queued on the transport are of no use to anyone.
+    if (!this.adopted && (this.queueHead < this.queue.length || this.inflight > 0)) return;
     this.state = 'done';
     this.resolve();
   }

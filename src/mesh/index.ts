@@ -1,6 +1,9 @@
+export type { Compression } from './codec.js';
 export {
+  type AllReduceOptions,
   type BroadcastResult,
   type CollectiveOptions,
+  joinMesh,
   Mesh,
   MeshCloseCode,
   type MeshEvents,

@@ -1,50 +1,21 @@
 /**
- * A mesh: the paired peers present in one signaling room, with a p2ptls connection to each one that is
- * needed (opened lazily, capped, kept up, closed when the member leaves), application messages, and the
- * collective operations of data-parallel training over TCP mode (docs/MESH.md, PROTOCOL.md §12).
- *
- * Who dials: for each pair, only the peer with the lower peerId (the glare winner of PROTOCOL.md §3.7)
- * ever dials; the other asks it to, through signaling, when it needs the connection first. One dialer
- * per pair means one connection per pair, so no message is ever sent on a duplicate that is then
- * dropped.
+ * A mesh: the paired peers present in one signaling room (membership.ts), with a p2ptls connection to
+ * each one that is needed (pool.ts), application messages, and the collective operations of
+ * data-parallel training over TCP mode (scheduler.ts, collective.ts; docs/MESH.md, PROTOCOL.md §12).
+ * `Mesh` is the facade that wires them together; {@link joinMesh} makes one.
  */
-import { z } from 'zod';
 import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
-import type { Connection, ConnectionStats } from '../host/connection.js';
-import { DIAL_REFUSALS, isDeliberateClose } from '../host/reconnecting.js';
-import type { ConnectionRequest } from '../host/request.js';
-import type { PeerList } from '../host/types.js';
 import type { PeerId } from '../identity/peer-id.js';
-import { glareWinner } from '../protocol/handshake.js';
-import type { CloseInfo } from '../protocol/session.js';
-import type { SignalingClient } from '../signaling/client.js';
 import { RoomNameSchema } from '../signaling/messages.js';
 import { utf8 } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
-import { CollectiveOp, memberLost, type OpContext } from './collective.js';
-import { mod, ringOrder } from './ring.js';
-import {
-  type AbortFrame,
-  decodeFrame,
-  encodeAbort,
-  encodeData,
-  FrameType,
-  type MeshFrame,
-  OpKind,
-  type ReadyFrame,
-} from './wire.js';
+import { COMPRESSIONS, Codec, type Compression } from './codec.js';
+import { Membership } from './membership.js';
+import { ConnectionPool, type MeshHost, type MeshPeerStats } from './pool.js';
+import { Scheduler } from './scheduler.js';
+import { decodeFrame, encodeData, FrameType, OpKind } from './wire.js';
 
-/** Close codes the mesh uses on its connections (application range: a peer does not redial them). */
-export const MeshCloseCode = {
-  /** The member left the room. */
-  LEFT: 4001,
-  /** This side closed its mesh. */
-  CLOSED: 4002,
-  /** Closed to stay under `maxConnections`; reopened when needed. */
-  EVICTED: 4003,
-  /** Replaced by a newer connection to the same member. */
-  REPLACED: 4004,
-} as const;
+export { MeshCloseCode, type MeshHost, type MeshPeerStats } from './pool.js';
 
 /** Tunables of a {@link Mesh}. */
 export interface MeshOptions {
@@ -60,6 +31,13 @@ export interface MeshOptions {
   reconnectDelayMs?: number;
   /** Cap of the redial backoff (default 5 000 ms). */
   maxReconnectDelayMs?: number;
+  /**
+   * Elastic collectives (default true): an operation that loses a member (it left, died, or its link
+   * failed) completes over the others, and every member gets the same result ({@link Mesh.lastContributors}
+   * says whose tensors it is made of). False: strict, synchronous semantics — the operation fails on
+   * every member with `mesh_member_left`. Every member of a mesh must use the same mode.
+   */
+  elastic?: boolean;
 }
 
 /** Per-operation options. */
@@ -68,11 +46,26 @@ export interface CollectiveOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@link Mesh.allReduce}. */
+export interface AllReduceOptions extends CollectiveOptions {
+  /**
+   * How chunks cross the wire (every member must pass the same): `none` (float32, exact), `float16`, or
+   * `int8` (one float32 scale per 256 elements, 0.254 of float32's bytes). Reduced in float32 at each hop.
+   */
+  compression?: Compression;
+  /**
+   * Error feedback for compression: a caller-owned buffer of the tensor's length, zero at first. What
+   * compression lost of this member's input is kept there and added to its next input (updated only
+   * when the operation succeeds).
+   */
+  residual?: Float32Array;
+}
+
 /** Events of a {@link Mesh}. */
 export interface MeshEvents {
   /** A paired peer entered the room. */
   joined: { peerId: PeerId };
-  /** A member left the room; its connection is closed and operations that included it fail. */
+  /** A member left the room; its connection is closed, operations go on without it (strict mode: fail). */
   left: { peerId: PeerId };
   /** The connection to a member failed and a new one replaced it. */
   reconnected: { peerId: PeerId };
@@ -82,24 +75,18 @@ export interface MeshEvents {
   error: { peerId: PeerId; error: P2PTLSError };
 }
 
-/** Statistics of the mesh link to one member. */
-export interface MeshPeerStats {
-  peerId: PeerId;
-  /** Whether a connection is open now. */
-  connected: boolean;
-  /** Connections that replaced a failed one. */
-  reconnects: number;
-  /** Mesh frames (messages, chunks, control) and their bytes, both ways, over every connection so far. */
-  framesSent: number;
-  framesReceived: number;
-  bytesSent: number;
-  bytesReceived: number;
-  /** Frames from this member that were refused (see the `error` event). */
-  framesRefused: number;
-  /** Frames that arrived for an operation already over here (sent before the sender learnt it failed). */
-  framesStale: number;
-  /** The open connection's own statistics (RTT, candidate types, …). */
-  connection?: ConnectionStats;
+/** Events of a {@link Mesh}. */
+export interface MeshEvents {
+  /** A paired peer entered the room. */
+  joined: { peerId: PeerId };
+  /** A member left the room; its connection is closed, operations go on without it (strict mode: fail). */
+  left: { peerId: PeerId };
+  /** The connection to a member failed and a new one replaced it. */
+  reconnected: { peerId: PeerId };
+  /** Bytes a member sent with `send` or `broadcast`. */
+  message: { from: PeerId; data: Uint8Array };
+  /** A member sent a frame that was refused (malformed, out of order, for no operation). */
+  error: { peerId: PeerId; error: P2PTLSError };
 }
 
 /** Outcome of {@link Mesh.broadcast}: who got the message queued, and who could not be reached. */
@@ -108,93 +95,25 @@ export interface BroadcastResult {
   failed: { peerId: PeerId; error: P2PTLSError }[];
 }
 
-/** What a mesh needs from its host (see `Host.joinMesh`). */
-export interface MeshHost {
-  readonly peerId: PeerId;
-  readonly signaling: SignalingClient;
-  readonly peers: PeerList;
-  connect(peerId: PeerId): Promise<Connection>;
-  /** Registers a function that may take incoming requests before `incoming()` sees them. */
-  claimIncoming(claim: (request: ConnectionRequest) => boolean): () => void;
-}
-
-/** Asks the peer that dials for this pair to dial now (carried by signaling, signed by the sender). */
-const DialMe = z
-  .object({ p2ptlsMesh: z.literal(1), kind: z.literal('dial-me'), room: RoomNameSchema })
-  .strict();
-
-/** READY/ABORT frames for operations not started here yet, kept at most this many. */
-const MAX_EARLY_FRAMES = 256;
-/** How far ahead of ours a peer's operation may be. */
-const MAX_SEQ_AHEAD = 1024;
-/** How often a member that needs a connection repeats its dial-me. */
-const DIAL_ME_INTERVAL_MS = 2_000;
-/** A connection younger than this is not replaced because of a dial-me (which may predate it). */
-const FRESH_CONNECTION_MS = 5_000;
-
-interface Slot {
-  peerId: PeerId;
-  conn: Connection | undefined;
-  connectedAt: number;
-  dialing: Promise<Connection> | undefined;
-  waiters: { resolve: (c: Connection) => void; reject: (e: P2PTLSError) => void }[];
-  dialMeTimer: ReturnType<typeof setInterval> | undefined;
-  dialMeDeadline: ReturnType<typeof setTimeout> | undefined;
-  reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The last connection failed (not closed on purpose): the next one counts as a reconnect. */
-  lost: boolean;
-  lastUsed: number;
-  /** Sends not yet queued on the transport, and operations using this link: never evicted while > 0. */
-  busy: number;
-  counters: LinkCounters;
-}
-
-/** The counters of {@link MeshPeerStats}, kept per member for as long as the mesh lives. */
-type LinkCounters = Pick<
-  MeshPeerStats,
-  | 'reconnects'
-  | 'framesSent'
-  | 'framesReceived'
-  | 'bytesSent'
-  | 'bytesReceived'
-  | 'framesRefused'
-  | 'framesStale'
->;
-
-const zeroCounters = (): LinkCounters => ({
-  reconnects: 0,
-  framesSent: 0,
-  framesReceived: 0,
-  bytesSent: 0,
-  bytesReceived: 0,
-  framesRefused: 0,
-  framesStale: 0,
-});
-
 /**
- * The paired peers of one signaling room, connected as needed. Get one with `host.joinMesh(room)`.
+ * The paired peers of one signaling room, connected as needed. Get one with {@link joinMesh}.
  *
  * Collective operations (`allReduce`, `broadcastTensor`, `barrier`) must be called by every member in
  * the same order, like MPI or torch.distributed collectives; each runs over the members present when
- * it starts (sorted peerIds give the ring), and fails on every member with a typed error — never hangs —
- * when a member leaves before it is done.
+ * it starts (sorted peerIds give the ring). Elastic (the default): a member lost before it is done is
+ * left out and the others complete alike. Strict: it fails on every member with a typed error. Never
+ * a hang.
  */
 export class Mesh extends TypedEmitter<MeshEvents> {
   readonly room: string;
   private readonly self: PeerId;
-  private readonly memberSet = new Set<PeerId>();
-  private readonly slots = new Map<PeerId, Slot>();
   private readonly opts: Required<MeshOptions>;
-  private readonly cleanups: (() => void)[] = [];
-  private membership: Promise<void> = Promise.resolve();
-  private closed = false;
+  private readonly membership: Membership;
+  private readonly pool: ConnectionPool;
   // Collectives run one after another, in call order: the n-th call is operation n on every member.
-  private nextSeq = 0;
-  private startedSeq = -1;
-  private active: CollectiveOp | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
-  private early: { from: PeerId; frame: ReadyFrame | AbortFrame }[] = [];
-  private readonly abortsSeen = new Set<number>();
+  private readonly scheduler: Scheduler;
+  private readonly cleanups: (() => void)[] = [];
+  private closed = false;
 
   private constructor(
     private readonly host: MeshHost,
@@ -211,35 +130,82 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       connectTimeoutMs: options.connectTimeoutMs ?? 30_000,
       reconnectDelayMs: options.reconnectDelayMs ?? 250,
       maxReconnectDelayMs: options.maxReconnectDelayMs ?? 5_000,
+      elastic: options.elastic ?? true,
     };
     if (!(this.opts.maxConnections >= 2)) throw fail('invalid_argument', 'maxConnections must be at least 2');
     if (!(this.opts.chunkElements >= 1 && this.opts.chunkElements <= 4 * 1024 * 1024)) {
       throw fail('invalid_argument', 'chunkElements must be between 1 and 4 Mi');
     }
     if (!(this.opts.window >= 1)) throw fail('invalid_argument', 'window must be at least 1');
+    const isOpen = () => !this.closed;
+    this.membership = new Membership({
+      self: this.self,
+      room,
+      host,
+      isOpen,
+      isConnected: (peerId) => this.pool.isConnected(peerId),
+      joined: (peerId) => this.emit('joined', { peerId }),
+      left: (peerId) => this.memberLeft(peerId),
+    });
+    this.pool = new ConnectionPool(
+      {
+        self: this.self,
+        room,
+        host,
+        isOpen,
+        isMember: (peerId) => this.membership.has(peerId),
+        received: (from, bytes) => this.received(from, bytes),
+        closed: (peerId, info) => {
+          this.scheduler.linkLost(peerId, info.error ?? fail('closed', info.reason || 'closed'));
+          this.membership.connectionClosed(peerId);
+        },
+        reconnected: (peerId) => this.emit('reconnected', { peerId }),
+      },
+      this.opts,
+    );
+    this.scheduler = new Scheduler({
+      self: this.self,
+      room,
+      chunkElements: this.opts.chunkElements,
+      window: this.opts.window,
+      ring: () => this.membership.ring,
+      isMember: (peerId) => this.membership.has(peerId),
+      send: (to, frame) => this.pool.send(to, frame),
+      post: (to, frame) => this.pool.post(to, frame),
+      pin: (peerId) => this.pool.pin(peerId),
+      stale: (from) => this.pool.count(from, 'framesStale'),
+    });
   }
 
-  /** @internal Use `host.joinMesh(room)`. */
+  /** @internal Use {@link joinMesh}. */
   static async join(host: MeshHost, room: string, options: MeshOptions = {}): Promise<Mesh> {
     if (!RoomNameSchema.safeParse(room).success) throw fail('invalid_argument', `not a room name: ${room}`);
     const mesh = new Mesh(host, room, options);
+    const members = mesh.membership;
     const sig = host.signaling;
     mesh.cleanups.push(
-      host.claimIncoming((request) => mesh.claim(request)),
+      host.claimIncoming(
+        (request) => mesh.pool.claim(request),
+        () => mesh.close(),
+      ),
       sig.on('room:joined', ({ room: r, peerId }) => {
-        if (r === room) mesh.enqueueMembership(() => mesh.addMember(peerId));
+        if (r === room) members.enqueue(() => members.add(peerId));
       }),
       sig.on('room:left', ({ room: r, peerId }) => {
-        if (r === room) mesh.enqueueMembership(async () => mesh.removeMember(peerId));
+        if (r === room) members.enqueue(() => members.leftRoom(peerId));
       }),
       // After a signaling reconnection the client re-joins by itself; what changed meanwhile is unknown.
-      sig.on('authenticated', () => mesh.enqueueMembership(() => mesh.refresh())),
-      sig.on('signal', ({ from, data }) => mesh.onSignal(from, data)),
+      sig.on('authenticated', () => members.enqueue(async () => members.sync(await sig.roomMembers(room)))),
+      sig.on('signal', ({ from, data }) => mesh.pool.onSignal(from, data)),
     );
     try {
       // Inside the membership queue: room events that arrive meanwhile are newer than the member list,
       // so they must be applied after it, not before.
-      await mesh.enqueueMembership(async () => mesh.sync(await sig.joinRoom(room)));
+      await members.enqueue(async () => {
+        await members.sync(await sig.joinRoom(room));
+        // Nobody here yet: our operation numbers are the mesh's. Otherwise the first READY tells us.
+        if (members.size === 0) mesh.scheduler.startsMesh();
+      });
     } catch (err) {
       await mesh.close();
       throw asP2PTLSError(err, 'closed');
@@ -254,12 +220,12 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   /** The other members: paired peers present in the room, sorted. */
   get members(): PeerId[] {
-    return [...this.memberSet].sort();
+    return this.membership.list;
   }
 
   /** Members including us, in ring order: what the next collective operation runs over. */
   get ring(): PeerId[] {
-    return ringOrder([this.self, ...this.memberSet]);
+    return this.membership.ring;
   }
 
   /** Whether the mesh is open. */
@@ -269,17 +235,17 @@ export class Mesh extends TypedEmitter<MeshEvents> {
 
   /** Resolves once the mesh counts at least `count` members including us; rejects with `timeout`. */
   waitForMembers(count: number, timeoutMs = 60_000): Promise<void> {
-    if (this.memberSet.size + 1 >= count) return Promise.resolve();
+    if (this.membership.size + 1 >= count) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (this.memberSet.size + 1 < count) return;
+        if (this.membership.size + 1 < count) return;
         done();
         resolve();
       };
       const off = this.on('joined', check);
       const timer = setTimeout(() => {
         done();
-        reject(fail('timeout', `${this.memberSet.size + 1} of ${count} members after ${timeoutMs} ms`));
+        reject(fail('timeout', `${this.membership.size + 1} of ${count} members after ${timeoutMs} ms`));
       }, timeoutMs);
       const done = () => {
         off();
@@ -291,17 +257,17 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   /** Sends bytes to one member in TCP mode, connecting first if needed; resolves once queued. */
   async send(peerId: PeerId, data: Uint8Array | string): Promise<void> {
     const bytes = typeof data === 'string' ? utf8(data) : data;
-    if (!this.memberSet.has(peerId)) {
+    if (!this.membership.has(peerId)) {
       throw fail('mesh_not_member', `${peerId} is not a member of mesh ${this.room}`);
     }
-    await this.sendFrame(peerId, encodeData(bytes));
+    await this.pool.send(peerId, encodeData(bytes));
   }
 
   /** Sends bytes to every member; resolves with who has it queued and who could not be reached. */
   async broadcast(data: Uint8Array | string): Promise<BroadcastResult> {
     const frame = encodeData(typeof data === 'string' ? utf8(data) : data);
     const members = this.members;
-    const outcomes = await Promise.allSettled(members.map((p) => this.sendFrame(p, frame)));
+    const outcomes = await Promise.allSettled(members.map((p) => this.pool.send(p, frame)));
     const result: BroadcastResult = { sent: [], failed: [] };
     outcomes.forEach((o, i) => {
       const peerId = members[i]!;
@@ -312,29 +278,43 @@ export class Mesh extends TypedEmitter<MeshEvents> {
   }
 
   /**
-   * Ring all-reduce, in place: every member's `tensor` becomes the element-wise sum (or mean) over all
-   * members. Reduce-scatter then all-gather, streamed in chunks, so each member sends and receives
-   * 2(N−1)/N of the tensor and holds no copy of it. Every member must pass a tensor of the same length.
-   * On failure the tensor holds partial sums.
+   * Ring all-reduce: every member's `tensor` becomes the element-wise sum (or mean) over the members
+   * that contributed. Reduce-scatter then all-gather, streamed in chunks, so each member sends and
+   * receives 2(N−1)/N of the tensor. Every member must pass a tensor of the same length and the same
+   * options. Elastic (default): a member lost mid-operation is left out and the operation completes over
+   * the others — `mean` divides by the number of contributors, see {@link lastContributors}. On failure
+   * the tensor (and `residual`) are unchanged.
    */
   async allReduce(
     tensor: Float32Array,
     op: 'sum' | 'mean' = 'sum',
-    options: CollectiveOptions = {},
+    options: AllReduceOptions = {},
   ): Promise<Float32Array> {
     if (!(tensor instanceof Float32Array)) throw fail('invalid_argument', 'allReduce takes a Float32Array');
     if (op !== 'sum' && op !== 'mean') throw fail('invalid_argument', `unknown reduction ${String(op)}`);
-    const ring = await this.run(OpKind.ALL_REDUCE, tensor, op === 'mean' ? 1 : 0, options);
-    if (op === 'mean') {
-      const inv = 1 / ring.length;
-      for (let i = 0; i < tensor.length; i++) tensor[i]! *= inv;
+    const compression = options.compression ?? 'none';
+    if (!Object.hasOwn(COMPRESSIONS, compression)) {
+      throw fail('invalid_argument', `unknown compression ${String(compression)}`);
     }
+    const residual = options.residual;
+    if (residual !== undefined && !(residual instanceof Float32Array && residual.length === tensor.length)) {
+      throw fail('invalid_argument', 'residual must be a Float32Array of the tensor’s length');
+    }
+    await this.run(
+      OpKind.ALL_REDUCE,
+      tensor,
+      op === 'mean' ? 1 : 0,
+      options,
+      COMPRESSIONS[compression],
+      residual,
+    );
     return tensor;
   }
 
   /**
    * Copies `root`'s tensor into every member's `tensor` (same length everywhere), pipelined along the
-   * ring from the root. Resolves with `tensor`.
+   * ring from the root. Resolves with `tensor`. Elastic: goes on without lost members, but fails if the
+   * root is lost.
    */
   async broadcastTensor(
     root: PeerId,
@@ -347,34 +327,32 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     return tensor;
   }
 
-  /** Resolves once every member has entered this barrier. */
+  /** Resolves once every member has entered this barrier (elastic: every member not lost meanwhile). */
   async barrier(options: CollectiveOptions = {}): Promise<void> {
     await this.run(OpKind.BARRIER, undefined, 0, options);
   }
 
+  /**
+   * The members (including us, in ring order) whose tensors made the result of the last collective
+   * that completed here: the ring it started with, minus the members an elastic operation lost.
+   */
+  get lastContributors(): readonly PeerId[] {
+    return this.scheduler.lastContributors;
+  }
+
   /** Statistics of the link to one member (zeros if never connected). */
-  async peerStats(peerId: PeerId): Promise<MeshPeerStats> {
-    const s = this.slots.get(peerId);
-    const conn = s?.conn?.isOpen ? s.conn : undefined;
-    const connection = conn ? await conn.stats().catch(() => undefined) : undefined;
-    return {
-      peerId,
-      connected: conn !== undefined,
-      ...(s?.counters ?? zeroCounters()),
-      ...(connection ? { connection } : {}),
-    };
+  peerStats(peerId: PeerId): Promise<MeshPeerStats> {
+    return this.pool.peerStats(peerId);
   }
 
   /** Statistics of every member's link. */
   stats(): Promise<MeshPeerStats[]> {
-    return Promise.all(this.members.map((p) => this.peerStats(p)));
+    return Promise.all(this.members.map((p) => this.pool.peerStats(p)));
   }
 
   /** How many connections are open now (never more than `maxConnections`). */
   get openConnections(): number {
-    let n = 0;
-    for (const s of this.slots.values()) if (s.conn?.isOpen) n++;
-    return n;
+    return this.pool.openConnections;
   }
 
   /** Leaves the room, closes every mesh connection and fails pending operations with `closed`. */
@@ -382,13 +360,9 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     if (this.closed) return;
     this.closed = true;
     for (const off of this.cleanups.splice(0)) off();
-    this.active?.fail(fail('closed', 'mesh closed'));
-    const closing: Promise<unknown>[] = [];
-    for (const slot of this.slots.values()) {
-      this.stopWaiting(slot, fail('closed', 'mesh closed'));
-      if (slot.conn?.isOpen) closing.push(slot.conn.close(MeshCloseCode.CLOSED, 'mesh closed'));
-      slot.conn = undefined;
-    }
+    const error = fail('closed', 'mesh closed');
+    this.scheduler.close(error);
+    const closing: Promise<unknown>[] = [this.pool.close(error)];
     // leaveRoom forgets the room at once (no re-join after a reconnection) but would wait for a signaling
     // connection that may never come back: only wait for the answer of a live one.
     const leaving = this.host.signaling.leaveRoom(this.room).catch(() => {});
@@ -396,351 +370,25 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     await Promise.all(closing);
   }
 
-  // ------------------------------------------------------------------------------------------------
-  // Membership
-
-  private enqueueMembership(task: () => Promise<void>): Promise<void> {
-    const run = this.membership.then(() => (this.closed ? undefined : task()));
-    this.membership = run.catch(() => {});
-    return run;
-  }
-
-  private async refresh(): Promise<void> {
-    await this.sync(await this.host.signaling.roomMembers(this.room));
-  }
-
-  private async sync(members: PeerId[]): Promise<void> {
-    const present = new Set(members);
-    for (const p of [...this.memberSet]) if (!present.has(p)) this.removeMember(p);
-    for (const p of members) await this.addMember(p);
-  }
-
-  private async addMember(peerId: PeerId): Promise<void> {
-    if (peerId === this.self || this.memberSet.has(peerId)) return;
-    // Only paired peers are members: anyone may enter a room, nobody else can authenticate to us.
-    if (!(await this.host.peers.lookup(peerId))) return;
-    if (this.closed || this.memberSet.has(peerId)) return;
-    this.memberSet.add(peerId);
-    this.emit('joined', { peerId });
-  }
-
-  private removeMember(peerId: PeerId): void {
-    if (!this.memberSet.delete(peerId)) return;
-    const op = this.active;
-    if (op?.ring.includes(peerId)) {
-      op.fail(fail('mesh_member_left', `${op.name}: ${peerId} left mesh ${this.room} before it finished`));
-    }
-    const slot = this.slots.get(peerId);
-    if (slot) {
-      this.stopWaiting(slot, fail('mesh_not_member', `${peerId} left mesh ${this.room}`));
-      const conn = slot.conn;
-      slot.conn = undefined;
-      slot.lost = false;
-      if (conn?.isOpen) void conn.close(MeshCloseCode.LEFT, 'member left');
-    }
+  private memberLeft(peerId: PeerId): void {
+    this.scheduler.left(peerId, fail('mesh_member_left', `${peerId} left mesh ${this.room}`));
+    this.pool.memberGone(peerId, fail('mesh_not_member', `${peerId} left mesh ${this.room}`));
     this.emit('left', { peerId });
   }
 
-  // ------------------------------------------------------------------------------------------------
-  // Connections
-
-  private slot(peerId: PeerId): Slot {
-    let s = this.slots.get(peerId);
-    if (!s) {
-      s = {
-        peerId,
-        conn: undefined,
-        connectedAt: 0,
-        dialing: undefined,
-        waiters: [],
-        dialMeTimer: undefined,
-        dialMeDeadline: undefined,
-        reconnectTimer: undefined,
-        lost: false,
-        lastUsed: 0,
-        busy: 0,
-        counters: zeroCounters(),
-      };
-      this.slots.set(peerId, s);
-    }
-    return s;
-  }
-
-  private isDialer(peerId: PeerId): boolean {
-    return glareWinner(this.self, peerId) === this.self;
-  }
-
-  /** Takes an incoming dial from a member for which the member is the dialer. */
-  private claim(request: ConnectionRequest): boolean {
-    const from = request.peerId;
-    if (this.closed || !this.memberSet.has(from) || this.isDialer(from)) return false;
-    request.verify().then(
-      (conn) => this.adopt(this.slot(from), conn),
-      () => {},
-    );
-    return true;
-  }
-
-  private onSignal(from: PeerId, data: unknown): void {
-    const parsed = DialMe.safeParse(data);
-    if (!parsed.success || parsed.data.room !== this.room) return;
-    if (this.closed || !this.memberSet.has(from) || !this.isDialer(from)) return;
-    const slot = this.slot(from);
-    if (slot.conn?.isOpen) {
-      // The member has no connection to us: ours is a dead one it already gave up on.
-      if (Date.now() - slot.connectedAt < FRESH_CONNECTION_MS) return;
-      const stale = slot.conn;
-      slot.conn = undefined;
-      void stale.close(MeshCloseCode.REPLACED, 'replaced');
-    }
-    this.dial(slot).catch(() => {});
-  }
-
-  /** The open connection to a member, opening one if needed. */
-  private async connection(peerId: PeerId): Promise<Connection> {
-    if (this.closed) throw fail('closed', 'mesh closed');
-    if (!this.memberSet.has(peerId))
-      throw fail('mesh_not_member', `${peerId} is not a member of ${this.room}`);
-    const slot = this.slot(peerId);
-    slot.lastUsed = Date.now();
-    if (slot.conn?.isOpen) return slot.conn;
-    if (!slot.dialing && slot.waiters.length === 0) this.makeRoom(slot);
-    if (this.isDialer(peerId)) return this.dial(slot);
-    return new Promise<Connection>((resolve, reject) => {
-      slot.waiters.push({ resolve, reject });
-      if (!slot.dialMeTimer) {
-        const ask = () => {
-          this.host.signaling
-            .sendSignal(peerId, { p2ptlsMesh: 1, kind: 'dial-me', room: this.room })
-            .catch(() => {});
-        };
-        ask();
-        slot.dialMeTimer = setInterval(ask, DIAL_ME_INTERVAL_MS);
-        slot.dialMeDeadline = setTimeout(
-          () =>
-            this.stopWaiting(
-              slot,
-              fail('timeout', `${peerId} did not connect within ${this.opts.connectTimeoutMs} ms`),
-            ),
-          this.opts.connectTimeoutMs,
-        );
-      }
-    });
-  }
-
-  private stopWaiting(slot: Slot, error?: P2PTLSError, conn?: Connection): void {
-    if (slot.dialMeTimer) clearInterval(slot.dialMeTimer);
-    if (slot.dialMeDeadline) clearTimeout(slot.dialMeDeadline);
-    slot.dialMeTimer = undefined;
-    slot.dialMeDeadline = undefined;
-    if (slot.reconnectTimer && error) {
-      clearTimeout(slot.reconnectTimer);
-      slot.reconnectTimer = undefined;
-    }
-    for (const w of slot.waiters.splice(0)) {
-      if (conn) w.resolve(conn);
-      else w.reject(error ?? fail('closed', 'mesh closed'));
-    }
-  }
-
-  private dial(slot: Slot): Promise<Connection> {
-    if (slot.conn?.isOpen) return Promise.resolve(slot.conn);
-    if (!slot.dialing) {
-      slot.dialing = this.host
-        .connect(slot.peerId)
-        .then((conn) => {
-          if (this.closed || !this.memberSet.has(slot.peerId)) {
-            void conn.close(MeshCloseCode.CLOSED, 'mesh closed');
-            throw fail(this.closed ? 'closed' : 'mesh_not_member', `${slot.peerId} is no longer a member`);
-          }
-          this.adopt(slot, conn);
-          return conn;
-        })
-        .finally(() => {
-          slot.dialing = undefined;
-        });
-    }
-    return slot.dialing;
-  }
-
-  /** Makes the connection the member's current one and starts reading it. */
-  private adopt(slot: Slot, conn: Connection): void {
-    if (!conn.isOpen) return;
-    if (this.closed || !this.memberSet.has(slot.peerId)) {
-      void conn.close(MeshCloseCode.LEFT, 'not a member');
-      return;
-    }
-    const old = slot.conn;
-    if (old && old !== conn && old.isOpen) {
-      slot.conn = undefined;
-      void old.close(MeshCloseCode.REPLACED, 'replaced');
-    }
-    slot.conn = conn;
-    slot.connectedAt = Date.now();
-    slot.lastUsed = Date.now();
-    if (slot.reconnectTimer) clearTimeout(slot.reconnectTimer);
-    slot.reconnectTimer = undefined;
-    if (slot.lost) {
-      slot.lost = false;
-      slot.counters.reconnects++;
-      this.emit('reconnected', { peerId: slot.peerId });
-    }
-    conn.on('close', (info) => this.onClose(slot, conn, info));
-    void this.read(slot, conn);
-    this.stopWaiting(slot, undefined, conn);
-    if (this.openConnections > this.opts.maxConnections && !this.evictOne(slot)) {
-      // Every other link is busy: this one cannot stay (its dialer sees a deliberate close).
-      slot.conn = undefined;
-      void conn.close(MeshCloseCode.EVICTED, 'connection limit');
-    }
-  }
-
-  private async read(slot: Slot, conn: Connection): Promise<void> {
+  /** A message from a member: application bytes, or a collective frame. */
+  private received(from: PeerId, bytes: Uint8Array): void {
     try {
-      for await (const bytes of conn.messages()) {
-        slot.counters.framesReceived++;
-        slot.counters.bytesReceived += bytes.length;
-        try {
-          this.onFrame(slot.peerId, decodeFrame(bytes));
-        } catch (err) {
-          this.refuse(slot.peerId, asP2PTLSError(err, 'malformed'));
-        }
-      }
-    } catch {
-      // The connection ended with an error (truncated, timeout…): its close event (onClose) handles it.
+      const frame = decodeFrame(bytes);
+      if (frame.type === FrameType.DATA) this.emit('message', { from, data: frame.data });
+      else this.scheduler.onFrame(from, frame);
+    } catch (err) {
+      const error = asP2PTLSError(err, 'malformed');
+      this.pool.count(from, 'framesRefused');
+      // A member that sends nonsense during an operation breaks it: fail it everywhere rather than guess.
+      this.scheduler.refused(from, error);
+      this.emit('error', { peerId: from, error });
     }
-  }
-
-  private onClose(slot: Slot, conn: Connection, info: CloseInfo): void {
-    if (slot.conn !== conn) return;
-    slot.conn = undefined;
-    const op = this.active;
-    if (op && (op.prev === slot.peerId || op.next === slot.peerId)) {
-      op.fail(memberLost(slot.peerId, op.name, info.error ?? fail('closed', info.reason || 'closed')));
-    }
-    if (this.closed || !this.memberSet.has(slot.peerId) || isDeliberateClose(info)) return;
-    slot.lost = true;
-    if (this.isDialer(slot.peerId)) this.redial(slot, 1);
-  }
-
-  /** Keeps a member's failed connection coming back, with capped backoff, while it is in the room. */
-  private redial(slot: Slot, attempt: number): void {
-    const delay = Math.min(this.opts.maxReconnectDelayMs, this.opts.reconnectDelayMs * 2 ** (attempt - 1));
-    slot.reconnectTimer = setTimeout(() => {
-      slot.reconnectTimer = undefined;
-      if (this.closed || !this.memberSet.has(slot.peerId) || slot.conn?.isOpen) return;
-      this.dial(slot).catch((err: P2PTLSError) => {
-        if (!DIAL_REFUSALS.has(err.code) && !slot.conn?.isOpen) this.redial(slot, attempt + 1);
-      });
-    }, delay);
-  }
-
-  /** Closes the least recently used idle connection if the cap is reached. */
-  private makeRoom(keep: Slot): void {
-    if (this.openConnections < this.opts.maxConnections) return;
-    if (!this.evictOne(keep)) {
-      throw fail(
-        'mesh_connection_limit',
-        `all ${this.opts.maxConnections} mesh connections are busy; raise maxConnections`,
-      );
-    }
-  }
-
-  private evictOne(keep: Slot): boolean {
-    let victim: Slot | undefined;
-    for (const s of this.slots.values()) {
-      if (s === keep || !s.conn?.isOpen || s.busy > 0) continue;
-      if (!victim || s.lastUsed < victim.lastUsed) victim = s;
-    }
-    if (!victim) return false;
-    const conn = victim.conn!;
-    victim.conn = undefined;
-    void conn.close(MeshCloseCode.EVICTED, 'evicted');
-    return true;
-  }
-
-  /** Sends a mesh frame to a member; resolves once queued on the transport. */
-  private async sendFrame(peerId: PeerId, frame: Uint8Array): Promise<void> {
-    const slot = this.slot(peerId);
-    slot.busy++;
-    try {
-      const conn = await this.connection(peerId);
-      slot.counters.framesSent++;
-      slot.counters.bytesSent += frame.length;
-      await conn.send(frame);
-    } finally {
-      slot.busy--;
-      slot.lastUsed = Date.now();
-    }
-  }
-
-  /** Sends an ABORT without waiting: over the open connection, else by opening one in the background. */
-  private sendAbort(peerId: PeerId, frame: Uint8Array): void {
-    if (!this.memberSet.has(peerId)) return;
-    this.sendFrame(peerId, frame).catch(() => {});
-  }
-
-  // ------------------------------------------------------------------------------------------------
-  // Frames and collectives
-
-  private refuse(peerId: PeerId, error: P2PTLSError): void {
-    const slot = this.slots.get(peerId);
-    if (slot) slot.counters.framesRefused++;
-    const op = this.active;
-    // A member that sends nonsense during an operation breaks it: fail it everywhere rather than guess.
-    if (op?.isRunning && op.ring.includes(peerId)) op.fail(error);
-    this.emit('error', { peerId, error });
-  }
-
-  private onFrame(from: PeerId, frame: MeshFrame): void {
-    if (frame.type === FrameType.DATA) {
-      this.emit('message', { from, data: frame.data });
-      return;
-    }
-    const op = this.active;
-    if (op && frame.seq === op.seq) {
-      if (frame.type === FrameType.READY) op.onReady(from, frame);
-      else if (frame.type === FrameType.CHUNK) op.onChunk(from, frame);
-      else this.onAbort(from, frame);
-      return;
-    }
-    if (frame.seq <= this.startedSeq) {
-      // A straggler of an operation that already ended here (e.g. sent before the sender saw an abort).
-      this.slot(from).counters.framesStale++;
-      return;
-    }
-    if (frame.seq > this.startedSeq + MAX_SEQ_AHEAD) {
-      throw fail('unexpected_message', `frame for operation #${frame.seq}; ours is #${this.startedSeq}`);
-    }
-    if (frame.type === FrameType.CHUNK) {
-      // Nobody may send chunks before we said READY for that operation.
-      throw fail('unexpected_message', `chunk of operation #${frame.seq}, which has not started here`);
-    }
-    if (this.early.length >= MAX_EARLY_FRAMES) {
-      throw fail(
-        'unexpected_message',
-        `more than ${MAX_EARLY_FRAMES} frames for operations not started here`,
-      );
-    }
-    this.early.push({ from, frame });
-    if (frame.type === FrameType.ABORT) this.forwardAbort(from, frame);
-  }
-
-  /** An abort for an operation not running here: pass it on so it goes round the ring. */
-  private forwardAbort(from: PeerId, frame: AbortFrame): void {
-    if (this.abortsSeen.has(frame.seq)) return;
-    this.abortsSeen.add(frame.seq);
-    const ring = this.ring;
-    const r = ring.indexOf(this.self);
-    const bytes = encodeAbort(frame);
-    for (const to of new Set([ring[mod(r - 1, ring.length)]!, ring[mod(r + 1, ring.length)]!])) {
-      if (to !== from && to !== this.self) this.sendAbort(to, bytes);
-    }
-  }
-
-  private onAbort(from: PeerId, frame: AbortFrame): void {
-    this.abortsSeen.add(frame.seq);
-    this.active?.onAbort(from, frame.code, frame.reason);
   }
 
   private run(
@@ -748,76 +396,28 @@ export class Mesh extends TypedEmitter<MeshEvents> {
     tensor: Float32Array | undefined,
     param: number | PeerId,
     options: CollectiveOptions,
-  ) {
-    if (this.closed) return Promise.reject(fail('closed', 'mesh closed'));
-    const seq = this.nextSeq++;
-    const p = this.tail.then(() => this.execute(seq, kind, tensor, param, options));
-    this.tail = p.catch(() => {});
-    return p;
-  }
-
-  private async execute(
-    seq: number,
-    kind: OpKind,
-    input: Float32Array | undefined,
-    param: number | PeerId,
-    options: CollectiveOptions,
+    codec: Codec = Codec.NONE,
+    residual?: Float32Array,
   ): Promise<readonly PeerId[]> {
-    if (this.closed) throw fail('closed', 'mesh closed');
-    const ring = this.ring;
-    let p = typeof param === 'number' ? param : ring.indexOf(param);
-    if (kind === OpKind.BROADCAST && p < 0) {
-      this.startedSeq = seq;
-      const error = fail(
-        'mesh_not_member',
-        `broadcast root ${String(param)} is not a member of ${this.room}`,
-      );
-      this.forwardAbort(this.self, { type: FrameType.ABORT, seq, code: error.code, reason: error.message });
-      throw error;
-    }
-    // A barrier is an all-reduce of one element per member: nobody can finish before all have sent.
-    const tensor = input ?? new Float32Array(ring.length);
-    if (kind === OpKind.BARRIER) p = 0;
-    const ctx: OpContext = {
-      self: this.self,
-      send: (to, frame) => this.sendFrame(to, frame),
-      sendAbort: (to, frame) => this.sendAbort(to, frame),
-      chunkElements: this.opts.chunkElements,
-      window: this.opts.window,
-    };
-    const op = new CollectiveOp(ctx, { kind, seq, ring, tensor, param: p });
-    this.active = op;
-    this.startedSeq = seq;
-    const pinned = [op.prev, op.next].filter((x): x is PeerId => x !== undefined).map((x) => this.slot(x));
-    for (const s of pinned) s.busy++;
-    const timer =
-      options.timeoutMs === undefined
-        ? undefined
-        : setTimeout(
-            () => op.fail(fail('timeout', `${op.name} did not finish within ${options.timeoutMs} ms`)),
-            options.timeoutMs,
-          );
-    try {
-      op.start();
-      const early = this.early.filter((e) => e.frame.seq === seq);
-      this.early = this.early.filter((e) => e.frame.seq > seq);
-      for (const { from, frame } of early) {
-        if (frame.type === FrameType.READY) op.onReady(from, frame);
-        else if (frame.type === FrameType.ABORT) op.onAbort(from, frame.code, frame.reason);
-      }
-      // A member that left between the snapshot and now: fail at once rather than wait for it.
-      for (const m of ring) {
-        if (m !== this.self && !this.memberSet.has(m)) {
-          op.fail(fail('mesh_member_left', `${op.name}: ${m} left mesh ${this.room}`));
-        }
-      }
-      await op.done;
-      return ring;
-    } finally {
-      if (timer) clearTimeout(timer);
-      for (const s of pinned) s.busy--;
-      if (this.active === op) this.active = undefined;
-      for (const s of [...this.abortsSeen]) if (s < seq - MAX_SEQ_AHEAD) this.abortsSeen.delete(s);
-    }
+    if (this.closed) return Promise.reject(fail('closed', 'mesh closed'));
+    return this.scheduler.run({
+      kind,
+      tensor,
+      param,
+      elastic: this.opts.elastic,
+      codec,
+      residual,
+      timeoutMs: options.timeoutMs,
+    });
   }
+}
+
+/**
+ * Joins the mesh of paired peers in a signaling room (see {@link Mesh}): messages, broadcast and
+ * collective operations over connections opened as needed. One mesh per host at a time
+ * (`invalid_argument` otherwise); while it is open, dials from its members go to the mesh, not to the
+ * host's `incoming()`, and closing the host closes the mesh.
+ */
+export function joinMesh(host: MeshHost, room: string, options?: MeshOptions): Promise<Mesh> {
+  return Mesh.join(host, room, options);
 }

@@ -3,15 +3,20 @@
  * I/O, no timers. Every decoder checks lengths exactly and throws a `malformed` P2PTLSError for anything
  * else, so a hostile peer can make a frame fail but never make it mean something it does not say.
  *
- * Header integers are big-endian (as in the rest of the protocol); tensor payloads are IEEE-754 binary32
- * little-endian, the byte order of every platform p2ptls runs on, so a chunk is copied, never converted
- * element by element (a big-endian host would still read and write it correctly, only slower).
+ * Header integers are big-endian (as in the rest of the protocol); tensor payloads are little-endian in
+ * one of the encodings of codec.ts — for binary32 the byte order of every platform p2ptls runs on, so a
+ * float32 chunk is copied, never converted element by element.
  */
 import { fail } from '../errors.js';
+import { isPeerId, type PeerId } from '../identity/peer-id.js';
 import { fromUtf8, utf8 } from '../util/bytes.js';
+import { type Codec, decodeInto, encodedLength, encodeInto, isCodec } from './codec.js';
 
-/** Version byte of every mesh frame. */
-export const MESH_WIRE_VERSION = 1;
+/**
+ * Version byte of every mesh frame. 2: READY carries the mode (elastic, encoding) and the attempt's
+ * view, CHUNK its encoding and view; LOST and RESULT frames (elastic operations).
+ */
+export const MESH_WIRE_VERSION = 2;
 
 /** Frame types (second byte). */
 export const FrameType = {
@@ -23,6 +28,18 @@ export const FrameType = {
   CHUNK: 0x03,
   /** The operation failed on the sender: fail it too, with this code. */
   ABORT: 0x04,
+  /** Elastic operations: this member is out of the operation; go on without it. */
+  LOST: 0x05,
+  /** Elastic operations: the sender completed the operation already; its result follows in chunks. */
+  RESULT: 0x06,
+} as const;
+
+/** READY byte 3: the operation's mode. */
+export const ReadyFlags = {
+  /** Bits 0–1: the {@link Codec} of the operation's chunks. */
+  CODEC_MASK: 0x03,
+  /** The operation is elastic (goes on without lost members). */
+  ELASTIC: 0x80,
 } as const;
 
 /** Collective kinds, agreed in READY. */
@@ -38,6 +55,8 @@ export const Phase = {
   REDUCE_SCATTER: 0,
   ALL_GATHER: 1,
   BROADCAST: 2,
+  /** A completed operation's result, sent to a member that is still at it (after a RESULT frame). */
+  RESULT: 3,
 } as const;
 export type Phase = (typeof Phase)[keyof typeof Phase];
 
@@ -60,18 +79,43 @@ export interface ReadyFrame {
   length: number;
   /** Kind-specific: reduction (0 sum, 1 mean) for all-reduce, the root's rank for broadcast. */
   param: number;
+  /** The encoding of the operation's reduce-scatter and all-gather chunks. */
+  codec: Codec;
+  elastic: boolean;
+  /** Fingerprint of the members this attempt runs over (`group` minus the members lost so far). */
+  view: number;
 }
 
 export interface ChunkFrame {
   type: typeof FrameType.CHUNK;
   phase: Phase;
+  codec: Codec;
   seq: number;
   step: number;
   /** Element offset of the chunk within the tensor. */
   offset: number;
-  /** Little-endian binary32 values: `count` × 4 bytes, a view into the received message. */
-  payload: Uint8Array;
   count: number;
+  /** The attempt (READY's `view`) the chunk belongs to. */
+  view: number;
+  /** `count` values in `codec`: a view into the received message. */
+  payload: Uint8Array;
+}
+
+export interface LostFrame {
+  type: typeof FrameType.LOST;
+  seq: number;
+  /** The member the operation goes on without. */
+  peerId: PeerId;
+}
+
+export interface ResultFrame {
+  type: typeof FrameType.RESULT;
+  seq: number;
+  /** The receiver's attempt (its READY's `view`), which the result replaces. */
+  view: number;
+  length: number;
+  /** The members whose tensors the result is made of, in ring order. */
+  contributors: PeerId[];
 }
 
 export interface AbortFrame {
@@ -87,9 +131,10 @@ export interface DataFrame {
   data: Uint8Array;
 }
 
-export type MeshFrame = DataFrame | ReadyFrame | ChunkFrame | AbortFrame;
+export type MeshFrame = DataFrame | ReadyFrame | ChunkFrame | AbortFrame | LostFrame | ResultFrame;
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Most contributors a RESULT may list. */
+export const MAX_CONTRIBUTORS = 1024;
 
 function header(type: number, length: number): { bytes: Uint8Array; view: DataView } {
   const bytes = new Uint8Array(length);
@@ -107,28 +152,69 @@ export function encodeData(data: Uint8Array): Uint8Array {
 export function encodeReady(f: Omit<ReadyFrame, 'type'>): Uint8Array {
   const { bytes, view } = header(FrameType.READY, READY_LEN);
   bytes[2] = f.kind;
+  bytes[3] = f.codec | (f.elastic ? ReadyFlags.ELASTIC : 0);
   view.setUint32(4, f.seq);
   view.setUint32(8, f.group);
   view.setUint32(12, f.length);
   view.setUint32(16, f.param);
+  view.setUint32(20, f.view);
   return bytes;
 }
 
-/** A CHUNK frame carrying `values` (copied, so the caller may change them afterwards). */
-export function encodeChunk(
-  f: { phase: Phase; seq: number; step: number; offset: number },
-  values: Float32Array,
-): Uint8Array {
-  const { bytes, view } = header(FrameType.CHUNK, CHUNK_HEADER_LEN + values.length * 4);
+interface ChunkHeader {
+  phase: Phase;
+  codec: Codec;
+  seq: number;
+  step: number;
+  offset: number;
+  view: number;
+}
+
+/** A CHUNK frame carrying `values` encoded with `f.codec` (copied: the caller may change them after). */
+export function encodeChunk(f: ChunkHeader, values: Float32Array): Uint8Array {
+  const { bytes, view } = header(FrameType.CHUNK, CHUNK_HEADER_LEN + encodedLength(f.codec, values.length));
+  writeChunkHeader(bytes, view, f, values.length);
+  return encodeInto(f.codec, values, bytes, CHUNK_HEADER_LEN);
+}
+
+/** A CHUNK frame carrying an already encoded payload of `count` elements (forwarded unchanged). */
+export function encodeChunkPayload(f: ChunkHeader, count: number, payload: Uint8Array): Uint8Array {
+  const { bytes, view } = header(FrameType.CHUNK, CHUNK_HEADER_LEN + payload.length);
+  writeChunkHeader(bytes, view, f, count);
+  bytes.set(payload, CHUNK_HEADER_LEN);
+  return bytes;
+}
+
+function writeChunkHeader(bytes: Uint8Array, view: DataView, f: ChunkHeader, count: number): void {
   bytes[2] = f.phase;
+  bytes[3] = f.codec;
   view.setUint32(4, f.seq);
   view.setUint32(8, f.step);
   view.setUint32(12, f.offset);
-  view.setUint32(16, values.length);
-  if (LITTLE_ENDIAN) {
-    bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.length * 4), CHUNK_HEADER_LEN);
-  } else {
-    for (let i = 0; i < values.length; i++) view.setFloat32(CHUNK_HEADER_LEN + 4 * i, values[i]!, true);
+  view.setUint32(16, count);
+  view.setUint32(20, f.view);
+}
+
+export function encodeLost(f: { seq: number; peerId: PeerId }): Uint8Array {
+  const id = utf8(f.peerId);
+  const { bytes, view } = header(FrameType.LOST, 8 + id.length);
+  view.setUint32(4, f.seq);
+  bytes.set(id, 8);
+  return bytes;
+}
+
+export function encodeResult(f: Omit<ResultFrame, 'type'>): Uint8Array {
+  const ids = f.contributors.map((p) => utf8(p));
+  const { bytes, view } = header(FrameType.RESULT, 18 + ids.reduce((a, b) => a + 1 + b.length, 0));
+  view.setUint32(4, f.seq);
+  view.setUint32(8, f.view);
+  view.setUint32(12, f.length);
+  view.setUint16(16, ids.length);
+  let p = 18;
+  for (const id of ids) {
+    bytes[p++] = id.length;
+    bytes.set(id, p);
+    p += id.length;
   }
   return bytes;
 }
@@ -160,7 +246,11 @@ export function decodeFrame(bytes: Uint8Array): MeshFrame {
       if (kind !== OpKind.ALL_REDUCE && kind !== OpKind.BROADCAST && kind !== OpKind.BARRIER) {
         throw fail('malformed', `READY with unknown operation kind ${kind}`);
       }
-      if (bytes[3] !== 0 || view.getUint32(20) !== 0) throw fail('malformed', 'READY reserved bytes set');
+      const flags = bytes[3]!;
+      const codec = flags & ReadyFlags.CODEC_MASK;
+      if ((flags & ~(ReadyFlags.CODEC_MASK | ReadyFlags.ELASTIC)) !== 0 || !isCodec(codec)) {
+        throw fail('malformed', `READY with unknown mode 0x${flags.toString(16)}`);
+      }
       return {
         type,
         kind,
@@ -168,17 +258,19 @@ export function decodeFrame(bytes: Uint8Array): MeshFrame {
         group: view.getUint32(8),
         length: view.getUint32(12),
         param: view.getUint32(16),
+        codec,
+        elastic: (flags & ReadyFlags.ELASTIC) !== 0,
+        view: view.getUint32(20),
       };
     }
     case FrameType.CHUNK: {
       if (bytes.length < CHUNK_HEADER_LEN) throw fail('malformed', `CHUNK of ${bytes.length} bytes`);
       const phase = bytes[2]!;
-      if (phase !== Phase.REDUCE_SCATTER && phase !== Phase.ALL_GATHER && phase !== Phase.BROADCAST) {
-        throw fail('malformed', `CHUNK with unknown phase ${phase}`);
-      }
-      if (bytes[3] !== 0 || view.getUint32(20) !== 0) throw fail('malformed', 'CHUNK reserved bytes set');
+      if (phase > Phase.RESULT) throw fail('malformed', `CHUNK with unknown phase ${phase}`);
+      const codec = bytes[3]!;
+      if (!isCodec(codec)) throw fail('malformed', `CHUNK with unknown encoding ${codec}`);
       const count = view.getUint32(16);
-      if (bytes.length !== CHUNK_HEADER_LEN + 4 * count) {
+      if (bytes.length !== CHUNK_HEADER_LEN + encodedLength(codec, count)) {
         throw fail(
           'malformed',
           `CHUNK says ${count} elements but carries ${bytes.length - CHUNK_HEADER_LEN} bytes`,
@@ -187,11 +279,13 @@ export function decodeFrame(bytes: Uint8Array): MeshFrame {
       if (count === 0) throw fail('malformed', 'empty CHUNK');
       return {
         type,
-        phase,
+        phase: phase as Phase,
+        codec,
         seq: view.getUint32(4),
         step: view.getUint32(8),
         offset: view.getUint32(12),
         count,
+        view: view.getUint32(20),
         payload: bytes.subarray(CHUNK_HEADER_LEN),
       };
     }
@@ -208,29 +302,41 @@ export function decodeFrame(bytes: Uint8Array): MeshFrame {
         reason: fromUtf8(bytes.subarray(9 + codeLen)),
       };
     }
+    case FrameType.LOST: {
+      if (bytes.length < 8 || bytes[2] !== 0 || bytes[3] !== 0) throw fail('malformed', 'LOST header');
+      const peerId = fromUtf8(bytes.subarray(8));
+      if (!isPeerId(peerId)) throw fail('malformed', 'LOST without a peerId');
+      return { type, seq: view.getUint32(4), peerId };
+    }
+    case FrameType.RESULT: {
+      if (bytes.length < 18 || bytes[2] !== 0 || bytes[3] !== 0) throw fail('malformed', 'RESULT header');
+      const n = view.getUint16(16);
+      if (n === 0 || n > MAX_CONTRIBUTORS) throw fail('malformed', `RESULT with ${n} contributors`);
+      const contributors: PeerId[] = [];
+      let p = 18;
+      for (let i = 0; i < n; i++) {
+        const len = bytes[p++];
+        if (len === undefined || p + len > bytes.length) throw fail('malformed', 'RESULT contributor list');
+        const id = fromUtf8(bytes.subarray(p, p + len));
+        if (!isPeerId(id)) throw fail('malformed', 'RESULT contributor is not a peerId');
+        contributors.push(id);
+        p += len;
+      }
+      if (p !== bytes.length) throw fail('malformed', 'RESULT has trailing bytes');
+      return {
+        type,
+        seq: view.getUint32(4),
+        view: view.getUint32(8),
+        length: view.getUint32(12),
+        contributors,
+      };
+    }
     default:
       throw fail('malformed', `unknown mesh frame type ${type}`);
   }
 }
 
-/**
- * Applies `payload` (little-endian binary32) to `target` starting at `at`: adds (reduce) or copies.
- * Works whatever the payload's alignment within its message.
- */
-export function applyChunk(target: Float32Array, at: number, payload: Uint8Array, add: boolean): void {
-  const count = payload.length >>> 2;
-  let values: Float32Array;
-  if (LITTLE_ENDIAN) {
-    values =
-      payload.byteOffset % 4 === 0
-        ? new Float32Array(payload.buffer, payload.byteOffset, count)
-        : new Float32Array(payload.slice().buffer);
-  } else {
-    const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-    values = new Float32Array(count);
-    for (let i = 0; i < count; i++) values[i] = view.getFloat32(4 * i, true);
-  }
-  if (add) {
-    for (let i = 0; i < count; i++) target[at + i]! += values[i]!;
-  } else target.set(values, at);
+/** Applies a CHUNK's values to `target` at its offset: adds them (reduce) or copies them. */
+export function applyChunk(target: Float32Array, f: ChunkFrame, add: boolean): void {
+  decodeInto(f.codec, f.payload, f.count, target, f.offset, add);
 }

@@ -4,7 +4,7 @@
  */
 import type { Host } from '../../src/host/host.js';
 import type { Identity } from '../../src/identity/identity.js';
-import type { Mesh, MeshOptions } from '../../src/mesh/index.js';
+import { joinMesh, type Mesh, type MeshOptions } from '../../src/mesh/index.js';
 import { type Env, type TestHostOptions, within } from '../helpers/hosts.js';
 
 export interface MeshGroup {
@@ -24,7 +24,7 @@ export async function startMeshGroup(
   const hosts = await Promise.all(
     ids.map((id) => env.host(id, { peers: paired.filter((p) => p !== id), ...options.host })),
   );
-  const meshes = await Promise.all(hosts.map((h) => h.joinMesh(room, options.mesh)));
+  const meshes = await Promise.all(hosts.map((h) => joinMesh(h, room, options.mesh)));
   await within(
     Promise.all(meshes.map((m) => m.waitForMembers(ids.length))),
     30_000,

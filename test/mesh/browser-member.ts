@@ -4,6 +4,7 @@
 import {
   Identity,
   isP2PTLSError,
+  joinMesh,
   loopbackOnly,
   type Mesh,
   openMemoryPeerStore,
@@ -40,7 +41,7 @@ const api = {
       candidateFilter: loopbackOnly,
       handshakeTimeoutMs: 15_000,
     });
-    mesh = await host.joinMesh(opts.room);
+    mesh = await joinMesh(host, opts.room);
     return { peerId: host.peerId };
   },
   async waitForMembers(count: number) {

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { isP2PTLSError, type P2PTLSError } from '../../src/errors.js';
 import type { Connection } from '../../src/host/connection.js';
 import type { Host } from '../../src/host/host.js';
-import type { Mesh } from '../../src/mesh/index.js';
+import { joinMesh, type Mesh } from '../../src/mesh/index.js';
 import {
   CHUNK_HEADER_LEN,
   decodeFrame,
@@ -17,6 +17,7 @@ import {
   encodeData,
   encodeReady,
   FrameType,
+  MESH_WIRE_VERSION,
   OpKind,
   Phase,
 } from '../../src/mesh/wire.js';
@@ -27,7 +28,7 @@ describe('mesh frames: decoding', () => {
   it('random bytes parse as a frame or fail with malformed, nothing else', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), fc.boolean(), (bytes, versioned) => {
-        if (versioned && bytes.length > 0) bytes[0] = 1;
+        if (versioned && bytes.length > 0) bytes[0] = MESH_WIRE_VERSION;
         try {
           decodeFrame(bytes);
         } catch (err) {
@@ -40,8 +41,20 @@ describe('mesh frames: decoding', () => {
 
   it('every truncation of a valid frame is refused, and each frame round-trips', () => {
     const frames = [
-      encodeReady({ kind: OpKind.ALL_REDUCE, seq: 7, group: 0xdeadbeef, length: 5, param: 1 }),
-      encodeChunk({ phase: Phase.ALL_GATHER, seq: 3, step: 2, offset: 10 }, new Float32Array([1.5, -2, 3])),
+      encodeReady({
+        kind: OpKind.ALL_REDUCE,
+        seq: 7,
+        group: 0xdeadbeef,
+        length: 5,
+        param: 1,
+        codec: 2,
+        elastic: true,
+        view: 0x01020304,
+      }),
+      encodeChunk(
+        { phase: Phase.ALL_GATHER, codec: 0, seq: 3, step: 2, offset: 10, view: 5 },
+        new Float32Array([1.5, -2, 3]),
+      ),
       encodeAbort({ seq: 9, code: 'mesh_member_left', reason: 'gone' }),
     ];
     for (const f of frames) {
@@ -63,6 +76,9 @@ describe('mesh frames: decoding', () => {
       group: 0xdeadbeef,
       length: 5,
       param: 1,
+      codec: 2,
+      elastic: true,
+      view: 0x01020304,
     });
     const chunk = decodeFrame(frames[1]!);
     assert.equal(chunk.type, FrameType.CHUNK);
@@ -80,7 +96,7 @@ describe('mesh frames: decoding', () => {
 
   it('refuses a chunk whose count disagrees with its bytes, unknown types, versions and kinds', () => {
     const chunk = encodeChunk(
-      { phase: Phase.REDUCE_SCATTER, seq: 0, step: 0, offset: 0 },
+      { phase: Phase.REDUCE_SCATTER, codec: 0, seq: 0, step: 0, offset: 0, view: 0 },
       new Float32Array(4),
     );
     const longer = new Uint8Array(chunk.length + 4);
@@ -88,10 +104,19 @@ describe('mesh frames: decoding', () => {
     const bad = [
       longer, // 5 values of bytes, header says 4
       chunk.subarray(0, CHUNK_HEADER_LEN + 6), // not a whole number of values
-      Uint8Array.of(2, FrameType.DATA), // version 2
+      Uint8Array.of(1, FrameType.DATA), // version 1 (before elastic operations)
       Uint8Array.of(1, 0x7f), // unknown type
       (() => {
-        const r = encodeReady({ kind: OpKind.BARRIER, seq: 0, group: 0, length: 1, param: 0 });
+        const r = encodeReady({
+          kind: OpKind.BARRIER,
+          seq: 0,
+          group: 0,
+          length: 1,
+          param: 0,
+          codec: 0,
+          elastic: true,
+          view: 0,
+        });
         r[2] = 9; // unknown kind
         return r;
       })(),
@@ -145,7 +170,7 @@ describe('mesh frames from a hostile member', () => {
     hostilePeerId = hostile.peerId;
     autoAccept(hostile);
     victimHost = await env.host(victimId, { peers: [hostileId] });
-    victim = await victimHost.joinMesh('hostile');
+    victim = await joinMesh(victimHost, 'hostile');
     victim.on('error', ({ error }) => errors.push(error));
     await env.signalingOf(hostile).joinRoom('hostile');
     await within(victim.waitForMembers(2), 20_000, 'the hostile peer is a member');
@@ -161,10 +186,10 @@ describe('mesh frames from a hostile member', () => {
       Uint8Array.of(1),
       Uint8Array.of(9, 1, 2, 3),
       Uint8Array.of(1, 0x55, 0, 0),
-      encodeChunk({ phase: Phase.REDUCE_SCATTER, seq: 0, step: 0, offset: 0 }, new Float32Array(3)).subarray(
-        0,
-        30,
-      ),
+      encodeChunk(
+        { phase: Phase.REDUCE_SCATTER, codec: 0, seq: 0, step: 0, offset: 0, view: 0 },
+        new Float32Array(3),
+      ).subarray(0, 30),
     ]) {
       const e = nextError();
       await raw.send(bytes);
@@ -181,11 +206,25 @@ describe('mesh frames from a hostile member', () => {
   it('a chunk for an operation that has not started, or far in the future, is unexpected_message', async () => {
     let e = nextError();
     await raw.send(
-      encodeChunk({ phase: Phase.REDUCE_SCATTER, seq: 0, step: 0, offset: 0 }, new Float32Array(1)),
+      encodeChunk(
+        { phase: Phase.REDUCE_SCATTER, codec: 0, seq: 0, step: 0, offset: 0, view: 0 },
+        new Float32Array(1),
+      ),
     );
     assert.equal((await e).code, 'unexpected_message');
     e = nextError();
-    await raw.send(encodeReady({ kind: OpKind.ALL_REDUCE, seq: 0xffffff00, group: 1, length: 1, param: 0 }));
+    await raw.send(
+      encodeReady({
+        kind: OpKind.ALL_REDUCE,
+        seq: 0xffffff00,
+        group: 1,
+        length: 1,
+        param: 0,
+        codec: 0,
+        elastic: true,
+        view: 1,
+      }),
+    );
     assert.equal((await e).code, 'unexpected_message');
   });
 
@@ -213,29 +252,68 @@ describe('mesh frames from a hostile member', () => {
   it('inside an operation: a wrong-length chunk, a wrong op id and a wrong READY fail it with a typed code', async () => {
     // 2 members: the hostile peer is both predecessor and successor; the victim expects elements 0..4.
     let { op, seq, group } = await startOp();
-    await raw.send(encodeReady({ kind: OpKind.ALL_REDUCE, seq, group, length: 10, param: 0 }));
     await raw.send(
-      encodeChunk({ phase: Phase.REDUCE_SCATTER, seq, step: 0, offset: 0 }, new Float32Array(7)),
+      encodeReady({
+        kind: OpKind.ALL_REDUCE,
+        seq,
+        group,
+        length: 10,
+        param: 0,
+        codec: 0,
+        elastic: true,
+        view: group,
+      }),
+    );
+    await raw.send(
+      encodeChunk(
+        { phase: Phase.REDUCE_SCATTER, codec: 0, seq, step: 0, offset: 0, view: group },
+        new Float32Array(7),
+      ),
     );
     await assert.rejects(within(op, 10_000, 'op'), withCode('unexpected_message'));
 
     ({ op, seq, group } = await startOp());
     // A chunk whose header is right but whose operation id is the next one.
     await raw.send(
-      encodeChunk({ phase: Phase.REDUCE_SCATTER, seq: seq + 1, step: 0, offset: 0 }, new Float32Array(5)),
+      encodeChunk(
+        { phase: Phase.REDUCE_SCATTER, codec: 0, seq: seq + 1, step: 0, offset: 0, view: group },
+        new Float32Array(5),
+      ),
     );
     await assert.rejects(within(op, 10_000, 'op'), withCode('unexpected_message'));
 
     ({ op, seq, group } = await startOp());
-    await raw.send(encodeReady({ kind: OpKind.ALL_REDUCE, seq, group, length: 11, param: 0 }));
+    await raw.send(
+      encodeReady({
+        kind: OpKind.ALL_REDUCE,
+        seq,
+        group,
+        length: 11,
+        param: 0,
+        codec: 0,
+        elastic: true,
+        view: group,
+      }),
+    );
     await assert.rejects(within(op, 10_000, 'op'), withCode('mesh_mismatch'));
 
     ({ op, seq, group } = await startOp());
     const truncated = encodeChunk(
-      { phase: Phase.REDUCE_SCATTER, seq, step: 0, offset: 0 },
+      { phase: Phase.REDUCE_SCATTER, codec: 0, seq, step: 0, offset: 0, view: group },
       new Float32Array(5),
     );
-    await raw.send(encodeReady({ kind: OpKind.ALL_REDUCE, seq, group, length: 10, param: 0 }));
+    await raw.send(
+      encodeReady({
+        kind: OpKind.ALL_REDUCE,
+        seq,
+        group,
+        length: 10,
+        param: 0,
+        codec: 0,
+        elastic: true,
+        view: group,
+      }),
+    );
     await raw.send(truncated.subarray(0, truncated.length - 2));
     await assert.rejects(within(op, 10_000, 'op'), withCode('malformed'));
 
@@ -246,18 +324,32 @@ describe('mesh frames from a hostile member', () => {
 
     // And an honest exchange still works: play the other member by hand for 10 elements.
     ({ op, seq, group } = await startOp());
-    await raw.send(encodeReady({ kind: OpKind.ALL_REDUCE, seq, group, length: 10, param: 0 }));
+    await raw.send(
+      encodeReady({
+        kind: OpKind.ALL_REDUCE,
+        seq,
+        group,
+        length: 10,
+        param: 0,
+        codec: 0,
+        elastic: true,
+        view: group,
+      }),
+    );
     // Ring of 2: in reduce-scatter the victim receives our segment (ours is rank h), in all-gather its own.
     const h = victim.ring.indexOf(hostilePeerId);
     const v = 1 - h;
     await raw.send(
       encodeChunk(
-        { phase: Phase.REDUCE_SCATTER, seq, step: 0, offset: 5 * h },
+        { phase: Phase.REDUCE_SCATTER, codec: 0, seq, step: 0, offset: 5 * h, view: group },
         Float32Array.of(1, 1, 1, 1, 1),
       ),
     );
     await raw.send(
-      encodeChunk({ phase: Phase.ALL_GATHER, seq, step: 0, offset: 5 * v }, Float32Array.of(2, 2, 2, 2, 2)),
+      encodeChunk(
+        { phase: Phase.ALL_GATHER, codec: 0, seq, step: 0, offset: 5 * v, view: group },
+        Float32Array.of(2, 2, 2, 2, 2),
+      ),
     );
     const result = await within(op, 10_000, 'honest op');
     const expected = new Float32Array(10);

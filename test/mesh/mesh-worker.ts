@@ -6,13 +6,14 @@
  *   ready <peerId>          once its host has started
  *   members <count>         once the mesh has them all
  *   op <i> started          just before calling allReduce
- *   op <i> ok <sum>         when it finished (sum of the result)
+ *   op <i> ok <sum> <k>     when it finished (sum of the result, k contributors)
  *   op <i> error <code>     when it failed
  * and then waits until it is killed. Loopback only.
  */
 import { Host } from '../../src/host/host.js';
 import { Identity, PublicIdentity } from '../../src/identity/identity.js';
 import type { PublicIdentityJson, SecretIdentityJson } from '../../src/identity/index.js';
+import { joinMesh } from '../../src/mesh/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { nodeRtc } from '../../src/runtime/node-rtc.js';
 import { SignalingClient } from '../../src/signaling/client.js';
@@ -29,6 +30,9 @@ export interface MeshWorkerConfig {
   peers: { identity: PublicIdentityJson; psk: string }[];
   members: number;
   ops: { n: number; seed: number }[];
+  /** Mesh mode (default elastic) and reduction (default sum). */
+  elastic?: boolean;
+  reduce?: 'sum' | 'mean';
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
 }
@@ -50,17 +54,17 @@ const host = await Host.start({
   heartbeatTimeoutMs: config.heartbeatTimeoutMs,
 });
 console.log(`ready ${identity.peerId}`);
-const mesh = await host.joinMesh(config.room);
+const mesh = await joinMesh(host, config.room, { elastic: config.elastic ?? true });
 await mesh.waitForMembers(config.members);
 console.log(`members ${mesh.members.length + 1}`);
 for (const [i, op] of config.ops.entries()) {
   const tensor = randomTensor(op.n, op.seed);
   console.log(`op ${i} started`);
   try {
-    await mesh.allReduce(tensor);
+    await mesh.allReduce(tensor, config.reduce ?? 'sum');
     let sum = 0;
     for (const x of tensor) sum += x;
-    console.log(`op ${i} ok ${sum}`);
+    console.log(`op ${i} ok ${sum} ${mesh.lastContributors.length}`);
   } catch (err) {
     console.log(`op ${i} error ${(err as { code?: string }).code ?? String(err)}`);
   }
