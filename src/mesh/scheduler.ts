@@ -6,7 +6,7 @@
  * An operation runs in attempts. The first runs over the members present when it starts. In elastic
  * mode (the default), a member lost meanwhile — it left the room, its process died, its link to a ring
  * neighbour failed — is passed round as LOST, and every member starts a new attempt over the others from
- * its untouched input; a member that had already completed sends its result to whoever asks for the
+ * its untouched input (the caller's tensor, written only on success); a member that had already completed sends its result to whoever asks for the
  * operation again (RESULT), so every member ends with the same tensor. Strict mode fails the operation on
  * every member instead. Either way the caller's tensor changes only when its operation succeeds.
  */
@@ -268,7 +268,11 @@ export class Scheduler {
     if (step.lost.has(peerId) || !step.base.includes(peerId)) return;
     step.lost.add(peerId);
     const survivors = step.base.filter((p) => p === this.host.self || !step.lost.has(p));
-    this.flood(survivors, encodeLost({ seq: step.seq, peerId }), from, peerId);
+    const frame = encodeLost({ seq: step.seq, peerId });
+    this.flood(survivors, frame, from, peerId);
+    // And to the member itself: one that is alive but was left out (its links failed) must learn it, or
+    // it would wait for survivors that no longer answer its attempts.
+    if (peerId !== this.host.self && peerId !== from) this.host.post(peerId, frame);
     const op = step.op;
     if (op?.isRunning && op.ring.includes(peerId)) {
       step.retry = true;
@@ -389,7 +393,6 @@ export class Scheduler {
         throw fail('mesh_member_left', `operation #${seq}: ${gone[0]} left mesh ${this.host.room}`);
       }
       for (const m of gone) step.lost.add(m);
-      const input = this.input(spec);
       for (;;) {
         const ring = base.filter((p) => !step.lost.has(p));
         if (!ring.includes(self)) {
@@ -399,12 +402,10 @@ export class Scheduler {
         if (spec.kind === OpKind.BROADCAST && rootRank < 0) {
           throw fail('mesh_member_left', `broadcast #${seq}: the root ${String(spec.param)} was lost`);
         }
-        const work =
-          spec.kind === OpKind.BARRIER
-            ? new Float32Array(ring.length)
-            : spec.elastic
-              ? input.values.slice()
-              : input.values;
+        // Made again for every attempt from the caller's tensor and residual, which only change when
+        // the operation succeeds: one working copy at a time, not a kept input plus a working copy.
+        const input = this.input(spec);
+        const work = spec.kind === OpKind.BARRIER ? new Float32Array(ring.length) : input.values;
         const op = new CollectiveOp(this.opContext(), {
           kind: spec.kind,
           seq,
