@@ -107,6 +107,7 @@ const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
  * signals that arrive meanwhile (its ICE candidates), at most {@link MAX_ADMISSION_SIGNALS}.
  */
 const MAX_ADMITTING = 64;
+const MAX_REFUSED_DIALS = 1024;
 const MAX_ADMISSION_SIGNALS = 32;
 
 /** A `connect` call whose dial lost a glare and now waits for the peer's dial. */
@@ -136,6 +137,12 @@ export class Host extends TypedEmitter<HostEvents> {
   private readonly dials = new Map<string, DialAttempt>();
   /** Incoming dial ids being admitted: who sent them, and their signals so far (see {@link admit}). */
   private readonly admitting = new Map<string, { from: PeerId; signals: unknown[] }>();
+  /**
+   * Dial ids refused at admission (bounded, oldest forgotten first): their later signals are dropped, not
+   * answered with an abort each, which let a burst of one stranger's dial signals (a dozen per dial)
+   * spend our whole signaling rate budget on aborts.
+   */
+  private readonly refusedDials = new Set<string>();
   private readonly admission: DialAdmission;
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
@@ -383,6 +390,7 @@ export class Host extends TypedEmitter<HostEvents> {
       }
       return;
     }
+    if (this.refusedDials.has(msg.dial)) return;
     const admitting = this.admitting.get(msg.dial);
     if (admitting) {
       if (admitting.from !== from) return;
@@ -424,6 +432,10 @@ export class Host extends TypedEmitter<HostEvents> {
     const pending = [...this.dials.values()].filter((d) => !d.outgoing);
     const verdict = this.admission.decide(from, paired, admitUnpaired, pending);
     if (verdict !== 'admit') {
+      this.refusedDials.add(id);
+      if (this.refusedDials.size > MAX_REFUSED_DIALS) {
+        this.refusedDials.delete(this.refusedDials.values().next().value as string);
+      }
       this.send(from, { p2ptls: 1, kind: 'abort', dial: id, reason: verdict });
       const why = verdict === 'unknown_peer' ? 'is not a paired peer' : 'has too many dials pending';
       const code = verdict === 'unknown_peer' ? 'unknown_peer' : 'rate_limited';
