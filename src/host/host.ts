@@ -166,6 +166,8 @@ export class Host extends TypedEmitter<HostEvents> {
       maxPaired: options.maxPendingIncoming ?? DEFAULT_ADMISSION.maxPaired,
     });
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
+    // Paired peers' signals are verified ahead of strangers' (issue 17, point 3).
+    options.signaling.usePeers(options.peers);
     const peers = options.peers;
     this.ownsPairing = options.pairing === undefined;
     this.pairing =
