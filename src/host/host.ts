@@ -121,6 +121,7 @@ const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
  * meanwhile (its ICE candidates), at most {@link MAX_ADMISSION_SIGNALS}.
  */
 const MAX_ADMITTING = 64;
+const MAX_REFUSED_DIALS = 1024;
 const MAX_ADMISSION_SIGNALS = 32;
 
 /** A `connect` call whose dial lost a glare and now waits for the peer's dial. */
@@ -156,6 +157,12 @@ export class Host extends TypedEmitter<HostEvents> {
     string,
     { from: PeerId; offer: DialSignalData | undefined; signals: unknown[] }
   >();
+  /**
+   * Dial ids refused at admission (bounded, oldest forgotten first): their later signals are dropped, not
+   * answered with an abort each, which let a burst of one stranger's dial signals (a dozen per dial)
+   * spend our whole signaling rate budget on aborts.
+   */
+  private readonly refusedDials = new Set<string>();
   private readonly admission: DialAdmission;
   private readonly requests = new AsyncQueue<ConnectionRequest>();
   private readonly connections = new Set<Connection>();
@@ -435,6 +442,7 @@ export class Host extends TypedEmitter<HostEvents> {
       }
       return;
     }
+    if (this.refusedDials.has(msg.dial)) return;
     const admitting = this.admitting.get(msg.dial);
     if (admitting) {
       if (admitting.from !== from) return;
@@ -489,6 +497,10 @@ export class Host extends TypedEmitter<HostEvents> {
     const pending = [...this.dials.values()].filter((d) => !d.outgoing);
     const verdict = this.admission.decide(from, paired, admitUnpaired, pending);
     if (verdict !== 'admit') {
+      this.refusedDials.add(id);
+      if (this.refusedDials.size > MAX_REFUSED_DIALS) {
+        this.refusedDials.delete(this.refusedDials.values().next().value as string);
+      }
       this.send(from, { kind: 'abort', dial: id, reason: verdict });
       const why = verdict === 'unknown_peer' ? 'is not a paired peer' : 'has too many dials pending';
       const code = verdict === 'unknown_peer' ? 'unknown_peer' : 'rate_limited';

@@ -47,15 +47,25 @@ export interface PairedPeers {
  * strangers; one beyond its lane's bound is dropped unread and counted (`stats().dropped`).
  */
 export interface SignalingInboundOptions {
-  /** Signals from paired peers that may wait for verification. Default 1024. */
+  /**
+   * Signals from paired peers that may wait for verification. Default 4096. A signal is at most 64 KiB
+   * and typically 0.2–2 KB (SDP, ICE candidates); one dial sends about a dozen.
+   */
   maxPaired?: number;
-  /** Signals from strangers that may wait. Default 256. */
+  /**
+   * Signals from strangers that may wait. Default 1024: 32 dials at once from unpaired peers (about 200
+   * signals, test/host/rejections.test.ts) must all reach the host so it can refuse each.
+   */
   maxStrangers?: number;
   /** While paired signals wait, strangers still get one verification in this many. Default 8. */
   strangerShare?: number;
-  /** Senders whose paired-ness is being looked up, and signals held per such sender. Default 64 and 32. */
+  /**
+   * Unknown senders being resolved at once (PeerStore, then the server for a stranger's key). Default 64.
+   * Their signals are held meanwhile: at most `maxStrangers` while the PeerStore is asked (a local read,
+   * so a paired peer's first signals find room even during a flood) and `maxStrangers` more from senders
+   * known to be strangers while their key is fetched.
+   */
   maxClassifying?: number;
-  maxHeldPerSender?: number;
   /** Server lookups of strangers' keys per second (each costs our own request budget). Default 20. */
   strangerLookupsPerSecond?: number;
   /** Length of a reporting window. Default 10 000 ms. */
@@ -169,8 +179,12 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   private readonly strangerKeys = new Map<PeerId, PublicIdentity>();
   /** Senders the PeerStore said are not paired (bounded). */
   private readonly knownStrangers = new Map<PeerId, true>();
-  /** Senders being looked up in the PeerStore, with their signals held meanwhile. */
-  private readonly classifying = new Map<PeerId, unknown[]>();
+  /**
+   * Senders being resolved, with their signals held meanwhile; `stranger` once the PeerStore said so.
+   * `held` counts the signals held in each stage: PeerStore lookup (unknown) and key fetch (stranger).
+   */
+  private readonly classifying = new Map<PeerId, { signals: unknown[]; stranger: boolean }>();
+  private held = { unknown: 0, stranger: 0 };
   private peers: PairedPeers | undefined;
   private readonly rooms = new Set<string>();
   private readonly inbound: Required<SignalingInboundOptions>;
@@ -204,11 +218,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.peers = options.peers;
     const inbound = options.inbound ?? {};
     this.inbound = {
-      maxPaired: inbound.maxPaired ?? 1024,
-      maxStrangers: inbound.maxStrangers ?? 256,
+      maxPaired: inbound.maxPaired ?? 4096,
+      maxStrangers: inbound.maxStrangers ?? 1024,
       strangerShare: inbound.strangerShare ?? 8,
       maxClassifying: inbound.maxClassifying ?? 64,
-      maxHeldPerSender: inbound.maxHeldPerSender ?? 32,
       strangerLookupsPerSecond: inbound.strangerLookupsPerSecond ?? 20,
       reportWindowMs: inbound.reportWindowMs ?? 10_000,
       rejectedEventsPerWindow: inbound.rejectedEventsPerWindow ?? 10,
@@ -281,12 +294,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   /** Counters of the inbound signal path (issue 17, point 3). */
   stats(): SignalingInboundStats {
-    let classifying = 0;
-    for (const held of this.classifying.values()) classifying += held.length;
     return {
       queuedPaired: this.inbox.queuedPaired,
       queuedStrangers: this.inbox.queuedStrangers,
-      classifying,
+      classifying: this.held.unknown + this.held.stranger,
       delivered: this.counters.delivered,
       dropped: this.counters.dropped,
       rejected: Object.fromEntries(this.counters.rejected),
@@ -444,18 +455,23 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       this.admit(raw, 'stranger');
       return;
     }
-    const held = this.classifying.get(from);
-    if (held) {
-      if (held.length < this.inbound.maxHeldPerSender) held.push(raw);
-      else this.drop();
-      return;
+    let pending = this.classifying.get(from);
+    if (!pending) {
+      if (this.classifying.size >= this.inbound.maxClassifying) {
+        this.drop();
+        return;
+      }
+      pending = { signals: [], stranger: !this.peers || this.knownStrangers.has(from) };
+      this.classifying.set(from, pending);
+      void this.resolveSender(from, pending);
     }
-    if (this.classifying.size >= this.inbound.maxClassifying) {
+    const stage = pending.stranger ? 'stranger' : 'unknown';
+    if (this.held[stage] >= this.inbound.maxStrangers) {
       this.drop();
       return;
     }
-    this.classifying.set(from, [raw]);
-    void this.resolveSender(from);
+    this.held[stage]++;
+    pending.signals.push(raw);
   }
 
   /**
@@ -463,16 +479,25 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    * with its pinned key) or a stranger, whose key is fetched from the server (rationed: each fetch spends
    * one of our own server requests). The held signals then join their lane in order, or are counted.
    */
-  private async resolveSender(from: PeerId): Promise<void> {
-    let paired: PublicIdentity | undefined;
-    if (this.peers && !this.knownStrangers.has(from)) {
+  private async resolveSender(
+    from: PeerId,
+    pending: { signals: unknown[]; stranger: boolean },
+  ): Promise<void> {
+    if (!pending.stranger && this.peers) {
+      let paired: PublicIdentity | undefined;
       try {
         paired = (await this.peers.lookup(from))?.publicIdentity;
       } catch {
         paired = undefined;
       }
       if (paired?.peerId === from) this.trustPeer(paired);
-      else remember(this.knownStrangers, from, true, MAX_KNOWN_STRANGERS);
+      else {
+        remember(this.knownStrangers, from, true, MAX_KNOWN_STRANGERS);
+        // Its held signals move to the key-fetch stage (which may exceed its bound by these).
+        pending.stranger = true;
+        this.held.unknown -= pending.signals.length;
+        this.held.stranger += pending.signals.length;
+      }
     }
     let refusal: { code: ErrorCode; message: string } | 'dropped' | undefined;
     if (!this.trusted.has(from) && !this.strangerKeys.has(from)) {
@@ -487,9 +512,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         }
       }
     }
-    const held = this.classifying.get(from) ?? [];
-    this.classifying.delete(from);
     if (this.closed) return;
+    const held = pending.signals;
+    this.classifying.delete(from);
+    this.held[pending.stranger ? 'stranger' : 'unknown'] -= held.length;
     const lane: InboxLane = this.trusted.has(from) ? 'paired' : 'stranger';
     log('sender %s resolved: %s (%d held)', shortId(from), refusal ? 'refused' : lane, held.length);
     for (const raw of held) {
@@ -619,6 +645,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.authenticated = false;
     this.inbox.clear();
     this.classifying.clear();
+    this.held = { unknown: 0, stranger: 0 };
     const err = this.closedError();
     for (const w of this.waiters) w.reject(err);
     this.waiters.clear();
