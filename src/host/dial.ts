@@ -225,6 +225,10 @@ export class DialAttempt implements RequestTarget {
     // The caller of connect() may give up on it; nobody else must see its rejection as unhandled.
     this.result.catch(() => {});
     this.early = new EarlyRecords((error) => this.fail(error));
+    this.log('%s dial %s: %s', outgoing ? 'outgoing' : 'incoming', id, this.current);
+    // The link first: a stack that refuses the options (relay-only on node-datachannel) throws here, and
+    // must not leave the timer behind to hold the process for a whole handshake timeout.
+    if (outgoing) this.createLink();
     this.timer = setTimeout(() => {
       this.fail(
         fail(
@@ -233,9 +237,7 @@ export class DialAttempt implements RequestTarget {
         ),
       );
     }, ctx.handshakeTimeoutMs);
-    this.log('%s dial %s: %s', outgoing ? 'outgoing' : 'incoming', id, this.current);
     if (outgoing) {
-      this.createLink();
       this.run(this.initiate());
     } else {
       this.heldSignals = [];

@@ -37,7 +37,16 @@ describe('a SignalingClient under a signal flood (real server process, LevelDB P
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'p2ptls-flood-'));
     server = await startSignalingProcess({
-      args: ['--events-per-second', '0', '--ip-events-per-second', '0'],
+      args: [
+        '--events-per-second',
+        '0',
+        '--ip-events-per-second',
+        '0',
+        '--recipient-signals-per-second',
+        '0',
+        '--max-pending-packets',
+        '0',
+      ],
     });
   });
   after(async () => {
