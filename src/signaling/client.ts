@@ -91,7 +91,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   private readonly identities = new Map<PeerId, PublicIdentity>();
   private readonly rooms = new Set<string>();
   private inbox: Promise<void> = Promise.resolve();
-  /** The last signal being signed: each waits for the one before (see {@link sendSignal}). */
+  /** Settles once the last signal was handed to the socket: the next one waits for it (see {@link sendSignal}). */
   private outbox: Promise<unknown> = Promise.resolve();
   private authenticated = false;
   private closed = false;
@@ -156,21 +156,29 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   }
 
   /**
-   * Sends `data` (any JSON value, e.g. SDP or an ICE candidate) to `to`, signed. Signals are signed one
-   * at a time and leave in the order of the calls. Signed concurrently (in the thread pool) they left
-   * in whatever order their signatures finished: a dial's answer, sent first, shared the 2-core bench
-   * machine with its ICE candidates' signatures, took 0.6–1.8 ms instead of 0.5–0.8 ms, and in one of
-   * three traced dials reached the initiator after the candidates (bench:transport --only setup, wrtc).
+   * Sends `data` (any JSON value, e.g. SDP or an ICE candidate) to `to`, signed. Signals reach the socket
+   * in the order of the calls; their signatures still run concurrently. Before, each was sent when its
+   * own signature (in the thread pool) finished: in one of three traced wrtc dials the answer reached
+   * the initiator after its ICE candidates. Signing one at a time instead kept the order but slowed
+   * trickle ICE (raw WebRTC connect over this client: median 26.7 ms against 24.3 ms, 5 runs each of
+   * bench:transport --only setup).
    */
   async sendSignal(to: PeerId, data: unknown): Promise<void> {
     if (!isPeerId(to)) throw fail('invalid_argument', 'sendSignal: not a peerId');
-    const signing = this.outbox.then(() => createSignedSignal(this.identity, to, data));
-    this.outbox = signing.catch(() => {});
-    const env = await signing;
-    if (env.payload.length > MAX_PAYLOAD_BYTES - 2048) {
-      throw fail('payload_too_large', `signal payload of ${env.payload.length} bytes is too large`);
-    }
-    await this.request('signal', { env });
+    const signing = createSignedSignal(this.identity, to, data);
+    signing.catch(() => {});
+    const emitted = this.outbox.then(async () => {
+      const env = await signing;
+      if (env.payload.length > MAX_PAYLOAD_BYTES - 2048) {
+        throw fail('payload_too_large', `signal payload of ${env.payload.length} bytes is too large`);
+      }
+      await this.whenReady();
+      // rawRequest emits before it returns; wrapped, so the next signal waits for the emit, not the ack.
+      return { ack: this.rawRequest('signal', { env }) };
+    });
+    this.outbox = emitted.catch(() => {});
+    const { ack } = await emitted;
+    await ack;
   }
 
   /**
