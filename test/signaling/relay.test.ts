@@ -52,6 +52,27 @@ describe('signal relay, lookup, rooms, reconnection (real server process)', () =
     assert.deepEqual(rejected, []);
   });
 
+  it('delivers signals sent without waiting in the order of the calls (a dial sends its SDP, then candidates)', async () => {
+    const [a, b] = [client(ids[0]!), client(ids[1]!)];
+    await Promise.all([a.connect(), b.connect()]);
+    const n = 24;
+    const got: number[] = [];
+    const all = new Promise<void>((resolve) => {
+      b.on('signal', (s) => {
+        got.push((s.data as { i: number }).i);
+        if (got.length === n) resolve();
+      });
+    });
+    // Not awaited one by one: each envelope's RSA signature runs in the thread pool; signed concurrently
+    // they finished, and were sent, in whatever order the pool completed them.
+    await Promise.all(Array.from({ length: n }, (_, i) => a.sendSignal(b.peerId, { i })));
+    await all;
+    assert.deepEqual(
+      got,
+      Array.from({ length: n }, (_, i) => i),
+    );
+  });
+
   it('answers peer_offline for a peer that is not connected, and lookups with verified keys', async () => {
     const a = client(ids[0]!);
     await a.connect();
