@@ -83,6 +83,9 @@ export type Verdict = 'serve' | 'refuse' | 'drop' | 'disconnect';
  * `maxStrikes` times within `strikeWindowMs` is flooding and gets disconnected; a well-behaved client
  * that overshoots its burst by a few events only sees `rate_limited`.
  */
+/** Seconds of a connection's event rate it may spend at once (see {@link EventBudget}). */
+export const EVENT_BURST_SECONDS = 4;
+
 export class EventBudget {
   private readonly bucket: TokenBucket | null;
   private strikes = 0;
@@ -94,7 +97,10 @@ export class EventBudget {
     private readonly strikeWindowMs: number,
     now: number,
   ) {
-    this.bucket = rate > 0 ? new TokenBucket(rate, rate, now) : null;
+    // Four seconds' worth of burst: a host that dials ten peers at once sends ~300 signals in its first
+    // second (an offer and trickled candidates per dial, both stacks; test/host/dialing.test.ts), and
+    // with a burst of one second's worth it was cut off as a flooder and every dial timed out.
+    this.bucket = rate > 0 ? new TokenBucket(rate, rate * EVENT_BURST_SECONDS, now) : null;
   }
 
   /** Charges one event against the connection's own budget. */

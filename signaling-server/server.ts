@@ -42,7 +42,7 @@ import { serveStatic } from './static.js';
 
 /** Abuse limits. A value of 0 disables that limit (e.g. for a benchmark from one address). */
 export interface SignalingLimits {
-  /** Events per second one authenticated connection may send (also its burst). Default 100. */
+  /** Events per second one authenticated connection may send (burst: four seconds' worth). Default 100. */
   eventsPerSecond?: number;
   /** Events per second all connections of one IP address may send together. Default 5000. */
   ipEventsPerSecond?: number;

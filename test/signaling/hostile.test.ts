@@ -142,14 +142,14 @@ describe('hostile input battery (real server process)', () => {
     const s = await rawAuthed(server.url, attacker);
     const closed = disconnected(s);
     const acks = await Promise.all(
-      Array.from({ length: 600 }, () => ask(s, 'lookup', { peerId: carol.peerId }).catch(() => null)),
+      Array.from({ length: 1000 }, () => ask(s, 'lookup', { peerId: carol.peerId }).catch(() => null)),
     );
     const limited = acks.filter((a) => errorCode(a) === 'rate_limited').length;
     const answered = acks.filter((a) => (a as { ok?: boolean } | null)?.ok === true).length;
-    // The budget (100 events, the default) is served, but answers still being worked on when the door
-    // closes are lost; the first refusal is answered, the rest are not.
+    // The burst (400 events: 4 s of the default 100/s) is served, but answers still being worked on when
+    // the door closes are lost; the first refusal is answered, the rest are not.
     assert.equal(limited, 1);
-    assert.ok(answered <= 200, `${answered} answered`);
+    assert.ok(answered <= 500, `${answered} answered`);
     assert.equal(await closed, 'io server disconnect');
     await wellBehavedStillWorks();
   });

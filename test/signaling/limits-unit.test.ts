@@ -4,15 +4,21 @@
 // changes that undo each other within a tick are never sent.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EventBudget, KeyedBuckets, RecipientBudget } from '../../signaling-server/limits.js';
+import {
+  EVENT_BURST_SECONDS,
+  EventBudget,
+  KeyedBuckets,
+  RecipientBudget,
+} from '../../signaling-server/limits.js';
 import { type RoomChange, RoomChanges } from '../../signaling-server/rooms.js';
 
 describe('signaling budgets', () => {
   it('EventBudget: serves the burst, answers the first refusal, drops the next, disconnects past maxStrikes', () => {
     const b = new EventBudget(10, 3, 10_000, 0);
-    const verdicts = Array.from({ length: 16 }, () => b.take(0));
+    const burst = 10 * EVENT_BURST_SECONDS;
+    const verdicts = Array.from({ length: burst + 6 }, () => b.take(0));
     assert.deepEqual(verdicts, [
-      ...Array(10).fill('serve'),
+      ...Array(burst).fill('serve'),
       'refuse',
       'drop',
       'drop',
@@ -22,7 +28,7 @@ describe('signaling budgets', () => {
     ]);
     // A new strike window starts over, and the bucket refilled meanwhile.
     const later = new EventBudget(10, 3, 10_000, 0);
-    for (let i = 0; i < 11; i++) later.take(0);
+    for (let i = 0; i < burst + 1; i++) later.take(0);
     assert.equal(later.take(20_000), 'serve');
     assert.equal(later.strike(20_000), 'refuse');
   });
