@@ -12,6 +12,7 @@
  */
 import type { RedisClientType } from 'redis';
 import type { PublicIdentityJson } from '../src/identity/index.js';
+import { rememberKey } from '../src/util/bounded.js';
 
 /** A peer as the directory knows it. */
 export interface DirectoryEntry {
@@ -197,10 +198,7 @@ export class RedisDirectory implements Directory {
     const alive = await Promise.all(others.map((p) => this.redis.exists(this.key('proc', p))));
     for (const [i, p] of others.entries()) {
       if (alive[i] === 1) continue;
-      if (!this.dead.has(p)) {
-        this.dead.add(p);
-        if (this.dead.size > MAX_DEAD) this.dead.delete(this.dead.values().next().value as string);
-      }
+      if (!this.dead.has(p)) rememberKey(this.dead, p, MAX_DEAD);
       await this.reap(p);
     }
   }

@@ -18,6 +18,7 @@ import {
 import { type AeadProvider, glareWinner, type Suite } from '../protocol/index.js';
 import type { SignalingClient } from '../signaling/client.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
+import { rememberKey } from '../util/bounded.js';
 import { fromBase64Url, toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { DEFAULT_ADMISSION, DialAdmission } from './admission.js';
@@ -497,10 +498,7 @@ export class Host extends TypedEmitter<HostEvents> {
     const pending = [...this.dials.values()].filter((d) => !d.outgoing);
     const verdict = this.admission.decide(from, paired, admitUnpaired, pending);
     if (verdict !== 'admit') {
-      this.refusedDials.add(id);
-      if (this.refusedDials.size > MAX_REFUSED_DIALS) {
-        this.refusedDials.delete(this.refusedDials.values().next().value as string);
-      }
+      rememberKey(this.refusedDials, id, MAX_REFUSED_DIALS);
       this.send(from, { kind: 'abort', dial: id, reason: verdict });
       const why = verdict === 'unknown_peer' ? 'is not a paired peer' : 'has too many dials pending';
       const code = verdict === 'unknown_peer' ? 'unknown_peer' : 'rate_limited';

@@ -75,20 +75,6 @@ export interface MeshEvents {
   error: { peerId: PeerId; error: P2PTLSError };
 }
 
-/** Events of a {@link Mesh}. */
-export interface MeshEvents {
-  /** A paired peer entered the room. */
-  joined: { peerId: PeerId };
-  /** A member left the room; its connection is closed, operations go on without it (strict mode: fail). */
-  left: { peerId: PeerId };
-  /** The connection to a member failed and a new one replaced it. */
-  reconnected: { peerId: PeerId };
-  /** Bytes a member sent with `send` or `broadcast`. */
-  message: { from: PeerId; data: Uint8Array };
-  /** A member sent a frame that was refused (malformed, out of order, for no operation). */
-  error: { peerId: PeerId; error: P2PTLSError };
-}
-
 /** Outcome of {@link Mesh.broadcast}: who got the message queued, and who could not be reached. */
 export interface BroadcastResult {
   sent: PeerId[];

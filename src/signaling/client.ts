@@ -17,6 +17,7 @@ import {
 } from '../errors.js';
 import { type Identity, PublicIdentity } from '../identity/identity.js';
 import { isPeerId, type PeerId } from '../identity/peer-id.js';
+import { remember } from '../util/bounded.js';
 import { fromBase64Url, toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { logger, shortId } from '../util/log.js';
@@ -145,13 +146,6 @@ const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 /** Strangers' public keys kept from lookups, and senders known not to be paired (LRU bounds). */
 const MAX_STRANGER_KEYS = 1024;
 const MAX_KNOWN_STRANGERS = 4096;
-
-/** Sets `key` as the newest entry of an insertion-ordered map, dropping the oldest beyond `max`. */
-function remember<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > max) map.delete(map.keys().next().value as K);
-}
 
 /** The server-stamped sender of a relayed signal, read without parsing the rest (that waits its turn). */
 function senderOf(raw: unknown): PeerId | undefined {

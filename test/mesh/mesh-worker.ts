@@ -10,50 +10,22 @@
  *   op <i> error <code>     when it failed
  * and then waits until it is killed. Loopback only.
  */
-import { Host } from '../../src/host/host.js';
-import { Identity, PublicIdentity } from '../../src/identity/identity.js';
-import type { PublicIdentityJson, SecretIdentityJson } from '../../src/identity/index.js';
+
 import { joinMesh } from '../../src/mesh/index.js';
-import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
-import { nodeRtc } from '../../src/runtime/node-rtc.js';
-import { SignalingClient } from '../../src/signaling/client.js';
-import { openMemoryPeerStore } from '../../src/store/index.js';
-import { loopbackOnly } from '../../src/transport/rtc.js';
-import { fromBase64Url } from '../../src/util/bytes.js';
+import { startWorkerHost, type WorkerHostConfig } from '../helpers/worker-host.js';
 import { randomTensor } from './_mesh.js';
 
-export interface MeshWorkerConfig {
-  url: string;
+export interface MeshWorkerConfig extends WorkerHostConfig {
   room: string;
-  identity: SecretIdentityJson;
-  /** Paired peers: public identity and base64url PSK. */
-  peers: { identity: PublicIdentityJson; psk: string }[];
   members: number;
   ops: { n: number; seed: number }[];
   /** Mesh mode (default elastic) and reduction (default sum). */
   elastic?: boolean;
   reduce?: 'sum' | 'mean';
-  heartbeatIntervalMs: number;
-  heartbeatTimeoutMs: number;
 }
 
 const config = JSON.parse(process.env.P2PTLS_MESH_WORKER ?? '') as MeshWorkerConfig;
-const identity = await Identity.importSecret(config.identity);
-const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
-for (const p of config.peers) {
-  await store.put({ publicIdentity: await PublicIdentity.import(p.identity), psk: fromBase64Url(p.psk) });
-}
-const host = await Host.start({
-  identity,
-  peers: store,
-  signaling: new SignalingClient({ url: config.url, identity }),
-  rtc: await nodeRtc('wrtc'),
-  candidateFilter: loopbackOnly,
-  aead: nodeCryptoAead,
-  heartbeatIntervalMs: config.heartbeatIntervalMs,
-  heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-});
-console.log(`ready ${identity.peerId}`);
+const host = await startWorkerHost(config);
 const mesh = await joinMesh(host, config.room, { elastic: config.elastic ?? true });
 await mesh.waitForMembers(config.members);
 console.log(`members ${mesh.members.length + 1}`);

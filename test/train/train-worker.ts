@@ -11,14 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { Host } from '../../src/host/host.js';
-import { Identity, PublicIdentity } from '../../src/identity/identity.js';
-import type { PublicIdentityJson, SecretIdentityJson } from '../../src/identity/index.js';
 import { joinMesh } from '../../src/mesh/index.js';
-import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
-import { nodeRtc } from '../../src/runtime/node-rtc.js';
-import { SignalingClient } from '../../src/signaling/client.js';
-import { openMemoryPeerStore } from '../../src/store/index.js';
 import {
   accuracy,
   batchOf,
@@ -28,15 +21,10 @@ import {
   spiralModel,
   spiralShard,
 } from '../../src/train/index.js';
-import { loopbackOnly } from '../../src/transport/rtc.js';
-import { fromBase64Url } from '../../src/util/bytes.js';
+import { startWorkerHost, type WorkerHostConfig } from '../helpers/worker-host.js';
 
-export interface TrainWorkerConfig {
-  url: string;
+export interface TrainWorkerConfig extends WorkerHostConfig {
   room: string;
-  identity: SecretIdentityJson;
-  /** Paired peers: public identity and base64url PSK. */
-  peers: { identity: PublicIdentityJson; psk: string }[];
   /** Members (including this one) to wait for before the first step. */
   waitFor: number;
   seed: number;
@@ -47,30 +35,13 @@ export interface TrainWorkerConfig {
   maxSteps: number;
   stop?: { when: 'at-most' | 'at-least'; members: number; after: number };
   lossBelow?: number;
-  heartbeatIntervalMs: number;
-  heartbeatTimeoutMs: number;
   timeoutMs: number;
 }
 
 const config = JSON.parse(process.env.P2PTLS_TRAIN_WORKER ?? '') as TrainWorkerConfig;
 tf.enableProdMode();
 await tf.setBackend('cpu');
-const identity = await Identity.importSecret(config.identity);
-const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
-for (const p of config.peers) {
-  await store.put({ publicIdentity: await PublicIdentity.import(p.identity), psk: fromBase64Url(p.psk) });
-}
-const host = await Host.start({
-  identity,
-  peers: store,
-  signaling: new SignalingClient({ url: config.url, identity }),
-  rtc: await nodeRtc('wrtc'),
-  candidateFilter: loopbackOnly,
-  aead: nodeCryptoAead,
-  heartbeatIntervalMs: config.heartbeatIntervalMs,
-  heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-});
-console.log(`ready ${identity.peerId}`);
+const host = await startWorkerHost(config);
 const mesh = await joinMesh(host, config.room);
 await mesh.waitForMembers(config.waitFor, 120_000);
 const shard = spiralShard(config.seed, config.shard, 512);
