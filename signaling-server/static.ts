@@ -19,6 +19,12 @@ const TYPES: Record<string, string> = {
 };
 
 /**
+ * Browsers ask for /favicon.ico on every page that names no icon (a stylesheet opened directly, say), and
+ * logged a 404 for it in the demo's console-watching e2e specs; the demo only ships an SVG icon.
+ */
+const ALIASES: Record<string, string> = { '/favicon.ico': '/favicon.svg' };
+
+/**
  * Serves files under `root` for GET/HEAD (index.html for directories). Returns false when nothing
  * matched so the caller can answer 404. Paths that escape `root` are refused.
  */
@@ -35,7 +41,12 @@ export async function serveStatic(root: string, req: IncomingMessage, res: Serve
   let file = normalize(join(base, pathname));
   if (file !== base && !file.startsWith(base + sep)) return false;
   try {
-    let st = await stat(file);
+    let st = await stat(file).catch(async (err: unknown) => {
+      const alias = ALIASES[pathname];
+      if (!alias) throw err;
+      file = join(base, alias);
+      return stat(file);
+    });
     if (st.isDirectory()) {
       file = join(file, 'index.html');
       st = await stat(file);

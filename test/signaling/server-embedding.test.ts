@@ -54,6 +54,12 @@ describe('embedding the signaling server', () => {
       assert.equal((await httpGet(server.url, '/app.js')).text, 'console.log(1)');
       assert.equal((await httpGet(server.url, '/api/hello')).text, 'hello');
       assert.equal((await httpGet(server.url, '/missing')).status, 404);
+      // No favicon.svg in this directory: /favicon.ico is still a 404, not some other file.
+      assert.equal((await httpGet(server.url, '/favicon.ico')).status, 404);
+      writeFileSync(join(dir, 'favicon.svg'), '<svg/>');
+      const icon = await httpGet(server.url, '/favicon.ico');
+      assert.equal(icon.status, 200, "the browser's automatic /favicon.ico gets the SVG icon");
+      assert.equal(icon.text, '<svg/>');
       assert.equal(await rawGet(server.url, '/../package.json'), 404);
       assert.equal(await rawGet(server.url, '/%2e%2e/package.json'), 404);
       assert.equal((await httpGet(server.url, '/healthz')).status, 200);
