@@ -19,6 +19,9 @@ import { glareWinner } from '../protocol/handshake.js';
 import type { CloseInfo } from '../protocol/session.js';
 import type { SignalingClient } from '../signaling/client.js';
 import { RoomNameSchema } from '../signaling/messages.js';
+import { logger, shortId } from '../util/log.js';
+
+const debug = logger('mesh:pool');
 
 /** Close codes the mesh uses on its connections (application range: a peer does not redial them). */
 export const MeshCloseCode = {
@@ -106,6 +109,8 @@ interface Slot {
   dialMeTimer: ReturnType<typeof setInterval> | undefined;
   dialMeDeadline: ReturnType<typeof setTimeout> | undefined;
   reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A failed dial waiting to be tried again ({@link ConnectionPool.dialUntilDeadline}); ended early on close. */
+  dialRetry: { timer: ReturnType<typeof setTimeout>; wake: () => void } | undefined;
   /** The last connection failed (not closed on purpose): the next one counts as a reconnect. */
   lost: boolean;
   lastUsed: number;
@@ -217,6 +222,7 @@ export class ConnectionPool {
         dialMeTimer: undefined,
         dialMeDeadline: undefined,
         reconnectTimer: undefined,
+        dialRetry: undefined,
         lost: false,
         lastUsed: 0,
         busy: 0,
@@ -298,6 +304,11 @@ export class ConnectionPool {
       clearTimeout(slot.reconnectTimer);
       slot.reconnectTimer = undefined;
     }
+    if (slot.dialRetry && error) {
+      clearTimeout(slot.dialRetry.timer);
+      slot.dialRetry.wake();
+      slot.dialRetry = undefined;
+    }
     for (const w of slot.waiters.splice(0)) {
       if (conn) w.resolve(conn);
       else w.reject(error ?? fail('closed', 'mesh closed'));
@@ -306,25 +317,57 @@ export class ConnectionPool {
 
   private dial(slot: Slot): Promise<Connection> {
     if (slot.conn?.isOpen) return Promise.resolve(slot.conn);
-    if (!slot.dialing) {
-      slot.dialing = this.ctx.host
-        .connect(slot.peerId)
-        .then((conn) => {
-          if (!this.ctx.isOpen() || !this.ctx.isMember(slot.peerId)) {
-            void conn.close(MeshCloseCode.CLOSED, 'mesh closed');
-            throw fail(
-              !this.ctx.isOpen() ? 'closed' : 'mesh_not_member',
-              `${slot.peerId} is no longer a member`,
-            );
-          }
-          this.adopt(slot, conn);
-          return conn;
-        })
-        .finally(() => {
-          slot.dialing = undefined;
-        });
-    }
+    slot.dialing ??= this.dialUntilDeadline(slot).finally(() => {
+      slot.dialing = undefined;
+    });
     return slot.dialing;
+  }
+
+  /**
+   * Dials a member until it answers, for at most `connectTimeoutMs`, with capped backoff between tries.
+   * A failed dial is not a lost member: the first operation of a mesh opens every ring link at once, and
+   * a dial that failed then (a refused or timed-out WebRTC set-up on a loaded machine) made an elastic
+   * operation go on without a member that was alive and in the room, which then failed with
+   * `mesh_member_left` (a clean-clone CI run, test/mesh/browser.test.ts). Nothing was sent on a link
+   * that never opened, so trying again loses nothing. Stops at once when the member refuses us
+   * (DIAL_REFUSALS), leaves the room, or the mesh closes.
+   */
+  private async dialUntilDeadline(slot: Slot): Promise<Connection> {
+    const deadline = Date.now() + this.opts.connectTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const conn = await this.ctx.host.connect(slot.peerId);
+        if (!this.ctx.isOpen() || !this.ctx.isMember(slot.peerId)) {
+          void conn.close(MeshCloseCode.CLOSED, 'mesh closed');
+          throw this.goneError(slot.peerId);
+        }
+        this.adopt(slot, conn);
+        return conn;
+      } catch (err) {
+        const error = err as P2PTLSError;
+        const wait = Math.min(this.opts.maxReconnectDelayMs, this.opts.reconnectDelayMs * 2 ** (attempt - 1));
+        if (!this.ctx.isOpen() || !this.ctx.isMember(slot.peerId)) throw this.goneError(slot.peerId);
+        if (DIAL_REFUSALS.has(error.code) || Date.now() + wait > deadline) throw error;
+        debug(
+          '%s: dial %d to %s failed (%s); again in %d ms',
+          this.ctx.room,
+          attempt,
+          shortId(slot.peerId),
+          error.message,
+          wait,
+        );
+        await new Promise<void>((wake) => {
+          slot.dialRetry = { timer: setTimeout(wake, wait), wake };
+        });
+        slot.dialRetry = undefined;
+      }
+    }
+  }
+
+  private goneError(peerId: PeerId): P2PTLSError {
+    return !this.ctx.isOpen()
+      ? fail('closed', 'mesh closed')
+      : fail('mesh_not_member', `${peerId} is no longer a member of ${this.ctx.room}`);
   }
 
   /** Makes the connection the member's current one and starts reading it. */

@@ -91,6 +91,8 @@ interface Step {
   group: number;
   elastic: boolean;
   lost: Set<PeerId>;
+  /** The member that told us the operation goes on without us (its link to us failed), if one did. */
+  leftOutBy: PeerId | undefined;
   /** The latest READY of this operation from each member (any attempt). */
   readies: Map<PeerId, ReadyFrame>;
   op: CollectiveOp | undefined;
@@ -267,6 +269,7 @@ export class Scheduler {
   private exclude(step: Step, peerId: PeerId, from: PeerId | undefined): void {
     if (step.lost.has(peerId) || !step.base.includes(peerId)) return;
     step.lost.add(peerId);
+    if (peerId === this.host.self) step.leftOutBy ??= from;
     const survivors = step.base.filter((p) => p === this.host.self || !step.lost.has(p));
     const frame = encodeLost({ seq: step.seq, peerId });
     this.flood(survivors, frame, from, peerId);
@@ -358,6 +361,7 @@ export class Scheduler {
       group: groupFingerprint(base),
       elastic: spec.elastic,
       lost: new Set(),
+      leftOutBy: undefined,
       readies: new Map(),
       op: undefined,
       retry: false,
@@ -375,8 +379,10 @@ export class Scheduler {
       let abort: { from: PeerId; frame: AbortFrame } | undefined;
       for (const { from, frame } of this.early.filter((e) => e.frame.seq === seq)) {
         if (frame.type === FrameType.READY) step.readies.set(from, frame);
-        else if (frame.type === FrameType.LOST && spec.elastic) step.lost.add(frame.peerId);
-        else if (frame.type === FrameType.ABORT) abort = { from, frame };
+        else if (frame.type === FrameType.LOST && spec.elastic) {
+          step.lost.add(frame.peerId);
+          if (frame.peerId === self) step.leftOutBy ??= from;
+        } else if (frame.type === FrameType.ABORT) abort = { from, frame };
       }
       this.early = this.early.filter((e) => e.frame.seq > seq);
       if (spec.kind === OpKind.BROADCAST && !base.includes(spec.param as PeerId)) {
@@ -396,7 +402,8 @@ export class Scheduler {
       for (;;) {
         const ring = base.filter((p) => !step.lost.has(p));
         if (!ring.includes(self)) {
-          throw fail('mesh_member_left', `operation #${seq} went on without us (our links to it failed)`);
+          const why = step.leftOutBy ? `${step.leftOutBy} reported us lost` : 'our links to it failed';
+          throw fail('mesh_member_left', `operation #${seq} went on without us (${why})`);
         }
         const rootRank = spec.kind === OpKind.BROADCAST ? ring.indexOf(spec.param as PeerId) : -1;
         if (spec.kind === OpKind.BROADCAST && rootRank < 0) {

@@ -5,8 +5,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fail } from '../../src/errors.js';
 import type { Connection } from '../../src/host/connection.js';
+import type { Host } from '../../src/host/host.js';
 import { joinMesh, type Mesh } from '../../src/mesh/index.js';
+import type { MeshHost } from '../../src/mesh/pool.js';
 import type { PeerLink } from '../../src/transport/peer-link.js';
 import { toBase64Url } from '../../src/util/bytes.js';
 import { type Env, startEnv, until, withCode, within } from '../helpers/hosts.js';
@@ -271,4 +274,52 @@ describe('mesh failures', () => {
       for (const h of g.hosts) await env.closeHost(h);
     }
   });
+
+  it('elastic: dials that fail at first are tried again; the first operation completes with every member', async () => {
+    const ids = env.ids.slice(0, 3);
+    const hosts = await Promise.all(ids.map((id) => env.host(id, { peers: ids.filter((p) => p !== id) })));
+    try {
+      // Each host's first two dials to each member fail the way a WebRTC set-up on a loaded machine does
+      // (not a refusal). They used to make the first operation go on without a live member.
+      const flaky = hosts.map((h) => failingFirstDials(h, 2));
+      const meshes = await Promise.all(
+        flaky.map((h) => joinMesh(h, 'flaky-dials', { reconnectDelayMs: 50 })),
+      );
+      await within(Promise.all(meshes.map((m) => m.waitForMembers(3))), 30_000, 'members');
+      const inputs = ids.map((_, i) => randomTensor(5_000, 90 + i));
+      const tensors = inputs.map((x) => x.slice());
+      await within(Promise.all(meshes.map((m, i) => m.allReduce(tensors[i]!))), 60_000, 'first allReduce');
+      assert.ok(
+        flaky.reduce((n, h) => n + h.failed, 0) >= 3,
+        'the ring needs three links, and every first dial of each fails',
+      );
+      for (const [i, m] of meshes.entries()) {
+        assert.equal(firstMismatch(tensors[i]!, inputs), -1, `member ${i}'s result`);
+        assert.deepEqual([...m.lastContributors].sort(), hosts.map((h) => h.peerId).sort());
+      }
+      await Promise.all(meshes.map((m) => m.close()));
+    } finally {
+      for (const h of hosts) await env.closeHost(h);
+    }
+  });
 });
+
+/** A host whose first `n` dials to each peer fail with `timeout` before anything is sent. */
+function failingFirstDials(host: Host, n: number): MeshHost & { failed: number } {
+  const left = new Map<string, number>();
+  const wrapper = {
+    failed: 0,
+    peerId: host.peerId,
+    signaling: host.signaling,
+    peers: host.peers,
+    claimIncoming: host.claimIncoming.bind(host),
+    connect(peerId: Parameters<Host['connect']>[0]) {
+      const remaining = left.get(peerId) ?? n;
+      if (remaining === 0) return host.connect(peerId);
+      left.set(peerId, remaining - 1);
+      wrapper.failed++;
+      return Promise.reject(fail('timeout', 'injected: the WebRTC set-up failed'));
+    },
+  };
+  return wrapper;
+}
