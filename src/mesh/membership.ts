@@ -4,8 +4,8 @@
  * than it, so the queue keeps them in order).
  *
  * A `room:left` for a member with an open connection does not end its membership: that ends when the
- * connection closes (a member that leaves closes its connections; a dead one fails the heartbeat) or
- * the member is in the room again. A signaling server that restarts tells every room that everyone
+ * connection closes (a member that leaves closes its connections; a dead one fails the probe that the
+ * `room:left` starts, well before its heartbeat would) or the member is in the room again. A signaling server that restarts tells every room that everyone
  * left, and a running operation must not lose members that only lost the server (PROTOCOL.md §12.1).
  */
 import type { PeerId } from '../identity/peer-id.js';
@@ -22,6 +22,8 @@ export interface MembershipContext {
   readonly host: MeshHost;
   isOpen(): boolean;
   isConnected(peerId: PeerId): boolean;
+  /** Checks now that a connected member is alive; a dead one's connection closes (`connectionClosed`). */
+  probe(peerId: PeerId): void;
   joined(peerId: PeerId): void;
   left(peerId: PeerId): void;
 }
@@ -71,6 +73,7 @@ export class Membership {
     if (this.set.has(peerId) && this.ctx.isConnected(peerId)) {
       debug('%s: %s left the room; a member until its connection closes', this.ctx.room, shortId(peerId));
       this.leaving.add(peerId);
+      this.ctx.probe(peerId);
       return;
     }
     this.remove(peerId);

@@ -130,6 +130,7 @@ export class Mesh extends TypedEmitter<MeshEvents> {
       host,
       isOpen,
       isConnected: (peerId) => this.pool.isConnected(peerId),
+      probe: (peerId) => this.pool.probe(peerId),
       joined: (peerId) => this.emit('joined', { peerId }),
       left: (peerId) => this.memberLeft(peerId),
     });

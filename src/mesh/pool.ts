@@ -181,6 +181,11 @@ export class ConnectionPool {
     return this.slots.get(peerId)?.conn?.isOpen === true;
   }
 
+  /** Checks that a connected member is alive ({@link Connection.probe}); a dead one's connection closes. */
+  probe(peerId: PeerId): void {
+    void this.slots.get(peerId)?.conn?.probe();
+  }
+
   /** How many connections are open now (never more than `maxConnections`). */
   get openConnections(): number {
     let n = 0;

@@ -231,6 +231,24 @@ describe('connection lifecycle over an in-memory link', () => {
     }
   });
 
+  it('probe(): a live peer answers and the connection stays; a silent one is closed with timeout long before the heartbeat', async () => {
+    // A heartbeat timeout of 60 s: only the probe can end the connection within this test.
+    const { net, a, b } = pair({ heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 60_000 });
+    assert.equal(await a.probe(2_000), true, 'a live peer answers the probe');
+    assert.equal(a.state, 'open');
+    // The peer goes silent (a killed process): the probe's window, not the heartbeat, ends it.
+    net.hold('ba');
+    net.datagramFate = (_r, direction) => (direction === 'ba' ? 'drop' : 'deliver');
+    const started = Date.now();
+    const [heard, info] = await Promise.all([a.probe(300), a.closed]);
+    assert.equal(heard, false);
+    assert.equal(info.error?.code, 'timeout');
+    assert.match(info.error?.message ?? '', /probe/);
+    assert.ok(Date.now() - started < 30_000, 'ended by the probe, not by the heartbeat');
+    assert.equal(await a.probe(), false, 'a closed connection answers no probe');
+    b.close().catch(() => {});
+  });
+
   it('a message that stops arriving halfway ends the connection with timeout (reassembly budget in time)', async () => {
     const net = new InMemoryNetwork();
     net.open();

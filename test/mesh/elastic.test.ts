@@ -13,10 +13,10 @@ import { ROOT, type SignalingProcess, spawnProcess, startSignalingProcess } from
 import { firstMismatch, randomTensor, startMeshGroup } from './_mesh.js';
 import type { MeshWorkerConfig } from './mesh-worker.js';
 
-// Three members share this process's event loop: a heartbeat timeout short enough to make the test
-// quick but long enough that a stall of the loaded machine does not look like a dead link (which the
-// elastic operation would, rightly, leave out).
-const HEARTBEAT = { heartbeatIntervalMs: 250, heartbeatTimeoutMs: 4_000 };
+// A heartbeat timeout of a minute: survivors must learn of a killed member from the room (its signaling
+// socket closes) and a probe of its connections, not from the heartbeat; and a stall of the loaded
+// machine (three members share this process's event loop) never looks like a dead link.
+const HEARTBEAT = { heartbeatIntervalMs: 250, heartbeatTimeoutMs: 60_000 };
 const bytesOf = (t: Float32Array) => Buffer.from(t.buffer, t.byteOffset, t.byteLength);
 
 describe('elastic collectives', () => {
@@ -28,7 +28,7 @@ describe('elastic collectives', () => {
     await env?.close();
   });
 
-  it('a member process killed mid-allReduce: the other three complete it alike and go on', async (t) => {
+  it('a member process killed mid-allReduce: the other three complete it alike and go on, long before a heartbeat timeout', async (t) => {
     const ids = env.ids.slice(0, 4);
     const [w, ...local] = ids as [(typeof ids)[0], ...typeof ids];
     const N = 2 * 1024 * 1024;
@@ -69,7 +69,7 @@ describe('elastic collectives', () => {
       await worker.waitForLine(/^op 1 started$/, 30_000);
       worker.child.kill('SIGKILL');
       const killedAt = performance.now();
-      await within(ops, 3 * HEARTBEAT.heartbeatTimeoutMs + 20_000, 'the survivors complete');
+      await within(ops, 20_000, 'the survivors complete (a third of the heartbeat timeout)');
       const contributors = g.meshes[0]!.lastContributors;
       t.diagnostic(
         `completed ${(performance.now() - killedAt).toFixed(0)} ms after the kill, over ${contributors.length} members`,
