@@ -28,6 +28,13 @@ let raw: PeerLink | undefined;
 let rawOpened: Promise<void> = Promise.resolve();
 const accepted: Connection[] = [];
 
+/** Sent behind a bulk transfer when the other page asks (drainBulk): what came before it has arrived. */
+const MARKER = new TextEncoder().encode('drained');
+new BroadcastChannel('bench-drain').onmessage = (e: MessageEvent<Kind>) => {
+  if (e.data === 'raw') raw?.sendReliable(MARKER);
+  else conn?.send(MARKER).catch(() => {});
+};
+
 function quantile(sorted: number[], q: number): number {
   return sorted.length === 0
     ? Number.NaN
@@ -62,25 +69,14 @@ async function makeFrames(count: number): Promise<Uint8Array[]> {
 }
 
 /**
- * Sends `size`-byte TCP-mode messages while `more(bytesSentSoFar)` holds, at most `paceMiBps` when given;
- * returns the bytes sent. The raw link gets the flow control p2ptls applies (wait below 1 MiB buffered);
+ * Sends `size`-byte TCP-mode messages while `more(bytesSentSoFar)` holds; returns the bytes sent. The raw link gets the flow control p2ptls applies (wait below 1 MiB buffered);
  * p2ptls waits every 64 sends.
  */
-async function pump(
-  kind: Kind,
-  size: number,
-  more: (sent: number) => boolean,
-  paceMiBps?: number,
-): Promise<number> {
+async function pump(kind: Kind, size: number, more: (sent: number) => boolean): Promise<number> {
   const msg = new Uint8Array(size);
-  const t0 = performance.now();
   let sent = 0;
   let last: Promise<void> = Promise.resolve();
   for (let n = 0; more(sent); n++, sent += size) {
-    if (paceMiBps) {
-      const due = t0 + (sent / (paceMiBps * 1024 * 1024)) * 1000;
-      if (due > performance.now()) await sleep(due - performance.now());
-    }
     if (kind === 'raw') {
       const link = raw!;
       while (link.bufferedAmount >= HIGH_WATER) {
@@ -162,10 +158,25 @@ const api = {
       const off = kind === 'raw' ? raw!.on('reliable', on) : conn!.on('message', on);
     });
   },
-  /** Sends `size`-byte messages for `seconds` (at most `paceMiBps` when given); returns the bytes sent. */
-  sendBulkFor(kind: Kind, seconds: number, size: number, paceMiBps?: number) {
+  /** Sends `size`-byte messages for `seconds`, unpaced; returns the bytes sent. */
+  sendBulkFor(kind: Kind, seconds: number, size: number) {
     const end = performance.now() + seconds * 1000;
-    return pump(kind, size, () => performance.now() < end, paceMiBps);
+    return pump(kind, size, () => performance.now() < end);
+  },
+  /**
+   * Resolves once the bulk data still in flight has arrived: asks the sender page (over a
+   * BroadcastChannel) for a marker message behind it, and reads until the marker comes.
+   */
+  drainBulk(kind: Kind) {
+    return new Promise<void>((resolve) => {
+      const on = (m: Uint8Array) => {
+        if (m.length !== MARKER.length || !m.every((b, i) => b === MARKER[i])) return;
+        off();
+        resolve();
+      };
+      const off = kind === 'raw' ? raw!.on('reliable', on) : conn!.on('message', on);
+      new BroadcastChannel('bench-drain').postMessage(kind);
+    });
   },
   /** Counts TCP-mode bytes received for `seconds`; MiB/s. */
   async countBulk(kind: Kind, seconds: number) {
@@ -220,8 +231,15 @@ const api = {
       if (frame) latencies.push(epoch() - frame.captureMs);
     };
     const off = kind === 'raw' ? raw!.on('datagram', on) : conn!.datagrams.on('datagram', (d) => on(d.data));
+    const before = kind === 'p2ptls' ? (await conn!.stats()).datagrams : undefined;
     await sleep(seconds * 1000 + 500);
     off();
+    const after = kind === 'p2ptls' ? (await conn!.stats()).datagrams : undefined;
+    // Datagrams that reached p2ptls and that it dropped (forged, replayed, too late, unread): any other
+    // missing piece was lost below it, in SCTP or the network.
+    const dropped = (d: typeof before) =>
+      d ? Object.values(d.dropped as Record<string, number>).reduce((a, b) => a + b, 0) : 0;
+    const droppedHere = dropped(after) - dropped(before);
     latencies.sort((a, b) => a - b);
     return {
       frames: assembler.stats.framesCompleted,
@@ -231,6 +249,7 @@ const api = {
       fps: assembler.stats.framesCompleted / seconds,
       p50: quantile(latencies, 0.5),
       p95: quantile(latencies, 0.95),
+      droppedHere,
     };
   },
 };
