@@ -522,9 +522,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * connection with `timeout` (as a heartbeat timeout does) if nothing authenticated arrives within
    * `withinMs`. Resolves true once the peer is heard from, false if the connection closed instead. For a
    * peer that something else says is gone (a mesh member the signaling room says left): a live peer
-   * answers within a round trip, a killed process never does, and waiting the whole heartbeat timeout
-   * for it made an elastic all-reduce take 2.2 s instead of ~0.2 s after a member was SIGKILLed
-   * (test/train/elastic.test.ts, 2 s heartbeat timeout; 0.76 s with the probe). The default window is 8
+   * answers within a round trip, a killed process never does. Waiting the whole heartbeat timeout for it
+   * made the first training step after a member was SIGKILLed take 2.2 s; with the probe, 0.73 s
+   * (test/train/elastic.test.ts, 2 s heartbeat timeout, steps of ~50 ms otherwise). The default window is 8
    * round trips, at least 500 ms, at most half the heartbeat timeout or 5 s; records still being
    * decrypted count as being heard.
    */

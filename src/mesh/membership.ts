@@ -5,8 +5,9 @@
  *
  * A `room:left` for a member with an open connection does not end its membership: that ends when the
  * connection closes (a member that leaves closes its connections; a dead one fails the probe that the
- * `room:left` starts, well before its heartbeat would) or the member is in the room again. A signaling server that restarts tells every room that everyone
- * left, and a running operation must not lose members that only lost the server (PROTOCOL.md §12.1).
+ * `room:left` starts, well before its heartbeat would) or the member is in the room again. A signaling
+ * server that restarts tells every room that everyone left, and a running operation must not lose
+ * members that only lost the server (PROTOCOL.md §12.1).
  */
 import type { PeerId } from '../identity/peer-id.js';
 import { logger, shortId } from '../util/log.js';
