@@ -41,7 +41,12 @@ import { AsyncQueue } from './async-queue.js';
  */
 const DEFAULT_RECORD_SIZE = 128 * 1024 + 256;
 
-/** The longest default window of {@link Connection.probe}: one slow pong must not make it a heartbeat. */
+/**
+ * The default window of {@link Connection.probe} is 8 round trips, within these bounds: at least a
+ * second, because a live peer on a loaded machine must not fail it (a false alarm leaves a live mesh
+ * member out of an operation), and at most 5 s, so that one slow pong does not make it a heartbeat.
+ */
+const PROBE_MIN_MS = 1_000;
 const PROBE_MAX_MS = 5_000;
 
 /** Header and tag of a reliable record (PROTOCOL.md §5.1). */
@@ -523,17 +528,21 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * `withinMs`. Resolves true once the peer is heard from, false if the connection closed instead. For a
    * peer that something else says is gone (a mesh member the signaling room says left): a live peer
    * answers within a round trip, a killed process never does. Waiting the whole heartbeat timeout for it
-   * made the first training step after a member was SIGKILLed take 2.2 s; with the probe, 0.73 s
-   * (test/train/elastic.test.ts, 2 s heartbeat timeout, steps of ~50 ms otherwise). The default window is 8
-   * round trips, at least 500 ms, at most half the heartbeat timeout or 5 s; records still being
-   * decrypted count as being heard.
+   * made the first training step after a member was SIGKILLed take 2.2 s; with the probe, 1.2 s
+   * (test/train/elastic.test.ts, 2 s heartbeat timeout, so a 1 s window; steps of ~50 ms otherwise). The default window is 8
+   * round trips, at least 1 s, at most half the heartbeat timeout or 5 s; records still being decrypted
+   * count as being heard.
    */
   probe(withinMs?: number): Promise<boolean> {
     if (this.current !== 'open' && this.current !== 'draining') return Promise.resolve(false);
     if (!this.probing) {
       const window =
         withinMs ??
-        Math.min(this.heartbeatTimeout / 2, PROBE_MAX_MS, Math.max(500, 8 * (this.heartbeatRtt ?? 0)));
+        Math.min(
+          this.heartbeatTimeout / 2,
+          PROBE_MAX_MS,
+          Math.max(PROBE_MIN_MS, 8 * (this.heartbeatRtt ?? 0)),
+        );
       let settle!: (heard: boolean) => void;
       const done = new Promise<boolean>((resolve) => {
         settle = resolve;
