@@ -22,8 +22,8 @@ const FILE_CHUNK_BYTES = 256 * 1024;
 const VIDEO_DATAGRAM_BYTES = 16_000;
 /**
  * File bytes per second while video runs either way. At full speed the receiving page spends its CPU
- * decrypting the file, the OS drops UDP packets and the video loses frames (npm run bench:browser:
- * 12 fps unpaced, 29 fps at this rate, on two cores).
+ * decrypting the file, the OS drops UDP packets and the video loses frames (npm run bench:browser, two
+ * cores: 22.6 of 30 fps beside an unpaced transfer, 29.8 at this rate; p2ptls itself dropped none).
  */
 const FILE_BYTES_PER_SECOND_WITH_VIDEO = 8 * 1024 * 1024;
 /** Chat lines kept on the page. */
