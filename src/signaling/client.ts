@@ -62,9 +62,10 @@ export interface SignalingInboundOptions {
   strangerShare?: number;
   /**
    * Unknown senders being resolved at once (PeerStore, then the server for a stranger's key). Default 64.
-   * Their signals are held meanwhile: at most `maxStrangers` while the PeerStore is asked (a local read,
-   * so a paired peer's first signals find room even during a flood) and `maxStrangers` more from senders
-   * known to be strangers while their key is fetched.
+   * Their signals are held meanwhile: at most `maxStrangers` while the PeerStore is asked and
+   * `maxStrangers` more from senders known to be strangers while their key is fetched. A full hold is
+   * shared: the sender holding the most gives up its newest signal to one holding fewer, so a flood
+   * cannot keep a paired peer's first signals out.
    */
   maxClassifying?: number;
   /** Server lookups of strangers' keys per second (each costs our own request budget). Default 20. */
@@ -478,12 +479,31 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       void this.resolveSender(from, pending);
     }
     const stage = pending.stranger ? 'stranger' : 'unknown';
-    if (this.held[stage] >= this.inbound.maxStrangers) {
+    if (this.held[stage] >= this.inbound.maxStrangers && !this.makeRoomInHold(pending)) {
       this.drop();
       return;
     }
     this.held[stage]++;
     pending.signals.push(raw);
+  }
+
+  /**
+   * A stage of the hold is full: the sender holding the most there gives up its newest signal, if it
+   * holds more than `newcomer` would after this one. So a flooder can fill the hold while its sender is
+   * looked up, but not keep a paired peer's first signals out of it. They were dropped that way while
+   * the PeerStore lookups behind an 8,000-signal stranger flood were slow: a clean-clone CI run of
+   * test/signaling/inbound-flood.test.ts waited 120 s for legitimate signals that never came.
+   */
+  private makeRoomInHold(newcomer: { signals: unknown[]; stranger: boolean }): boolean {
+    let hog: { signals: unknown[]; stranger: boolean } | undefined;
+    for (const p of this.classifying.values()) {
+      if (p.stranger === newcomer.stranger && (!hog || p.signals.length > hog.signals.length)) hog = p;
+    }
+    if (!hog || hog === newcomer || hog.signals.length <= newcomer.signals.length + 1) return false;
+    hog.signals.pop();
+    this.held[hog.stranger ? 'stranger' : 'unknown']--;
+    this.drop();
+    return true;
   }
 
   /**

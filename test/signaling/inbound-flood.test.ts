@@ -151,4 +151,43 @@ describe('a SignalingClient under a signal flood (real server process, LevelDB P
     );
     assert.deepEqual([s.queuedPaired, s.queuedStrangers, s.classifying], [0, 0, 0]);
   });
+
+  it("a paired peer's first signals find room while a flood fills the hold of unknown senders", async () => {
+    const [me, paired, flooder] = await Promise.all([0, 1, 2].map(() => Identity.generate()));
+    // The PeerStore answers only when the test lets it: until then every sender is unknown, and the
+    // flooder's signals fill the hold (64 signals) before the paired peer's first one arrives.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const peers = {
+      lookup: async (peerId: string) => {
+        await gate;
+        return peerId === paired!.peerId ? { publicIdentity: paired!.publicIdentity } : undefined;
+      },
+    };
+    const client = new SignalingClient({ url: server.url, identity: me!, peers, inbound: LIMITS });
+    const friendly = new SignalingClient({ url: server.url, identity: paired! });
+    const socket = await rawAuthed(server.url, flooder!);
+    try {
+      await Promise.all([client.connect(), friendly.connect()]);
+      const got: unknown[] = [];
+      client.on('signal', ({ from, data }) => {
+        if (from === paired!.peerId) got.push(data);
+      });
+      const env = await createSignedSignal(flooder!, me!.peerId, { flood: true });
+      for (let i = 0; i < 500; i++) socket.emit('signal', { env });
+      await until(() => client.stats().classifying >= LIMITS.maxStrangers, 30_000, 'the hold is full');
+      // Acknowledged by the server once handed to our socket: each one reached the client.
+      for (let n = 0; n < 3; n++) await friendly.sendSignal(me!.peerId, { n });
+      assert.ok(client.stats().classifying <= LIMITS.maxStrangers, 'the hold stays within its bound');
+      open();
+      await until(() => got.length === 3, 30_000, "the paired peer's signals delivered");
+      assert.deepEqual(got, [{ n: 0 }, { n: 1 }, { n: 2 }]);
+      assert.ok(client.stats().dropped > 0, "the flooder's signals beyond the hold were dropped");
+    } finally {
+      socket.disconnect();
+      await Promise.all([client.close(), friendly.close()]);
+    }
+  });
 });
