@@ -31,6 +31,7 @@ import { io, type Socket } from 'socket.io-client';
 import { PublicIdentity, type PublicIdentityJson, peerIdOf } from '../src/identity/index.js';
 import { authSignedBytes, signalingOrigin } from '../src/signaling/wire.js';
 import { concat, fromBase64Url, toBase64Url, utf8 } from '../src/util/bytes.js';
+import { rsaKeyFromPrimes } from '../test/helpers/rsa-keys.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const IDENTITY_CACHE = join(ROOT, '.tmp', 'bench-identities.jsonl');
@@ -86,42 +87,10 @@ function readCache(): CachedLine[] {
     });
 }
 
-const b64 = (x: bigint) => {
-  const hex = x.toString(16);
-  return Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex').toString('base64url');
-};
-const mod = (a: bigint, m: bigint) => ((a % m) + m) % m;
-
-/** a⁻¹ mod m, or null when they share a factor. */
-function inverse(a: bigint, m: bigint): bigint | null {
-  let [r0, r1, s0, s1] = [mod(a, m), m, 1n, 0n];
-  while (r1 !== 0n) {
-    const q = r0 / r1;
-    [r0, r1] = [r1, r0 - q * r1];
-    [s0, s1] = [s1, s0 - q * s1];
-  }
-  return r0 === 1n ? mod(s0, m) : null;
-}
-
 /** The RSA-2048 private key with primes p and q, or null when they do not make one. */
 function rsaFromPrimes(p: bigint, q: bigint): KeyObject | null {
-  const n = p * q;
-  if (n.toString(2).length !== 2048) return null;
-  const d = inverse(E, (p - 1n) * (q - 1n));
-  const qi = inverse(q, p);
-  if (d === null || qi === null) return null;
-  const jwk = {
-    kty: 'RSA',
-    n: b64(n),
-    e: b64(E),
-    d: b64(d),
-    p: b64(p),
-    q: b64(q),
-    dp: b64(d % (p - 1n)),
-    dq: b64(d % (q - 1n)),
-    qi: b64(qi),
-  };
-  return createPrivateKey({ key: jwk, format: 'jwk' });
+  if ((p * q).toString(2).length !== 2048) return null;
+  return rsaKeyFromPrimes(p, q, E) ?? null;
 }
 
 /** Loads `n` cached identities, generating (from a pool of primes) and appending the missing ones. */

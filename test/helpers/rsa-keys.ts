@@ -40,6 +40,31 @@ function modInverse(a: bigint, m: bigint): bigint | undefined {
 }
 
 /**
+ * The RSA private key with primes `p`, `q` and public exponent `e`, imported as a JWK; undefined when
+ * they make none (`e` shares a factor with φ(n), or p = q). Also bench/signaling-clients.ts's way to
+ * many identities from a small pool of primes.
+ */
+export function rsaKeyFromPrimes(p: bigint, q: bigint, e: bigint): KeyObject | undefined {
+  const d = modInverse(e, (p - 1n) * (q - 1n));
+  const qi = modInverse(q, p);
+  if (d === undefined || qi === undefined || p === q) return undefined;
+  return createPrivateKey({
+    format: 'jwk',
+    key: {
+      kty: 'RSA',
+      n: b64u(p * q),
+      e: b64u(e),
+      d: b64u(d),
+      p: b64u(p),
+      q: b64u(q),
+      dp: b64u(d % (p - 1n)),
+      dq: b64u(d % (q - 1n)),
+      qi: b64u(qi),
+    },
+  });
+}
+
+/**
  * A 2048-bit RSA key whose public exponent has 2038 bits. OpenSSL will not generate one, so pick two
  * primes and an odd exponent coprime to φ(n), and import the result as a JWK.
  */
@@ -47,26 +72,9 @@ function hugeExponentKey(): KeyObject {
   for (;;) {
     const p = generatePrimeSync(1024, { bigint: true });
     const q = generatePrimeSync(1024, { bigint: true });
-    const phi = (p - 1n) * (q - 1n);
     const random = BigInt(`0x${Buffer.from(crypto.getRandomValues(new Uint8Array(255))).toString('hex')}`);
-    const e = (random & ((1n << 2038n) - 1n)) | (1n << 2037n) | 1n;
-    const d = modInverse(e, phi);
-    const qi = modInverse(q, p);
-    if (d === undefined || qi === undefined || p === q) continue;
-    return createPrivateKey({
-      format: 'jwk',
-      key: {
-        kty: 'RSA',
-        n: b64u(p * q),
-        e: b64u(e),
-        d: b64u(d),
-        p: b64u(p),
-        q: b64u(q),
-        dp: b64u(d % (p - 1n)),
-        dq: b64u(d % (q - 1n)),
-        qi: b64u(qi),
-      },
-    });
+    const key = rsaKeyFromPrimes(p, q, (random & ((1n << 2038n) - 1n)) | (1n << 2037n) | 1n);
+    if (key) return key;
   }
 }
 
