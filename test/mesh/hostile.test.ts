@@ -249,21 +249,23 @@ describe('mesh frames from a hostile member', () => {
     return { op, seq: f.seq, group: f.group };
   }
 
+  /** Our READY for the victim's operation `seq`: an elastic all-reduce of `length` elements, no compression. */
+  const readyFor = (seq: number, group: number, length = 10) =>
+    encodeReady({
+      kind: OpKind.ALL_REDUCE,
+      seq,
+      group,
+      length,
+      param: 0,
+      codec: 0,
+      elastic: true,
+      view: group,
+    });
+
   it('inside an operation: a wrong-length chunk, a wrong op id and a wrong READY fail it with a typed code', async () => {
     // 2 members: the hostile peer is both predecessor and successor; the victim expects elements 0..4.
     let { op, seq, group } = await startOp();
-    await raw.send(
-      encodeReady({
-        kind: OpKind.ALL_REDUCE,
-        seq,
-        group,
-        length: 10,
-        param: 0,
-        codec: 0,
-        elastic: true,
-        view: group,
-      }),
-    );
+    await raw.send(readyFor(seq, group));
     await raw.send(
       encodeChunk(
         { phase: Phase.REDUCE_SCATTER, codec: 0, seq, step: 0, offset: 0, view: group },
@@ -283,18 +285,7 @@ describe('mesh frames from a hostile member', () => {
     await assert.rejects(within(op, 10_000, 'op'), withCode('unexpected_message'));
 
     ({ op, seq, group } = await startOp());
-    await raw.send(
-      encodeReady({
-        kind: OpKind.ALL_REDUCE,
-        seq,
-        group,
-        length: 11,
-        param: 0,
-        codec: 0,
-        elastic: true,
-        view: group,
-      }),
-    );
+    await raw.send(readyFor(seq, group, 11)); // one element more than the victim's
     await assert.rejects(within(op, 10_000, 'op'), withCode('mesh_mismatch'));
 
     ({ op, seq, group } = await startOp());
@@ -302,18 +293,7 @@ describe('mesh frames from a hostile member', () => {
       { phase: Phase.REDUCE_SCATTER, codec: 0, seq, step: 0, offset: 0, view: group },
       new Float32Array(5),
     );
-    await raw.send(
-      encodeReady({
-        kind: OpKind.ALL_REDUCE,
-        seq,
-        group,
-        length: 10,
-        param: 0,
-        codec: 0,
-        elastic: true,
-        view: group,
-      }),
-    );
+    await raw.send(readyFor(seq, group));
     await raw.send(truncated.subarray(0, truncated.length - 2));
     await assert.rejects(within(op, 10_000, 'op'), withCode('malformed'));
 
@@ -324,18 +304,7 @@ describe('mesh frames from a hostile member', () => {
 
     // And an honest exchange still works: play the other member by hand for 10 elements.
     ({ op, seq, group } = await startOp());
-    await raw.send(
-      encodeReady({
-        kind: OpKind.ALL_REDUCE,
-        seq,
-        group,
-        length: 10,
-        param: 0,
-        codec: 0,
-        elastic: true,
-        view: group,
-      }),
-    );
+    await raw.send(readyFor(seq, group));
     // Ring of 2: in reduce-scatter the victim receives our segment (ours is rank h), in all-gather its own.
     const h = victim.ring.indexOf(hostilePeerId);
     const v = 1 - h;
