@@ -118,42 +118,37 @@ async function main(): Promise<void> {
     console.log(
       `webcam demo under load: the same video while an unpaced bulk transfer runs on the same connection`,
     );
+    /** One round of the video beside a bulk transfer on the same connection (paced when `pace` is given). */
+    const videoBesideBulk = async (kind: 'raw' | 'p2ptls', label: string, pace?: number) => {
+      const got = call(receiver, 'receiveVideo', kind, VIDEO_SECONDS);
+      const bulkIn = call(receiver, 'countBulk', kind, VIDEO_SECONDS);
+      const bulkOut = call(sender, 'sendBulkFor', kind, VIDEO_SECONDS, MESSAGE, pace);
+      const sent = await call(sender, 'sendVideo', kind, VIDEO_SECONDS, 30);
+      const [v, mibs] = await Promise.all([got, bulkIn, bulkOut]);
+      console.log(
+        `  ${label}: sent ${sent.sent} frames, shown ${v.frames} (${v.fps.toFixed(1)} fps), ` +
+          `pieces received ${v.pieces}/${sent.pieces} (${sent.droppedLocally} dropped locally, ` +
+          `${v.droppedHere} dropped by p2ptls), latency p50 ${v.p50.toFixed(1)} ms p95 ${v.p95.toFixed(1)} ms, ` +
+          `bulk alongside ${mibs.toFixed(1)} MiB/s`,
+      );
+      // What is still in flight arrives before the next measurement starts counting.
+      await call(receiver, 'drainBulk', kind);
+      return { fps: v.fps, mibs };
+    };
     const loaded = { raw: [] as number[], p2ptls: [] as number[] };
     const beside = { raw: [] as number[], p2ptls: [] as number[] };
     for (let r = 0; r < VIDEO_ROUNDS; r++) {
       for (const kind of ['raw', 'p2ptls'] as const) {
-        const got = call(receiver, 'receiveVideo', kind, VIDEO_SECONDS);
-        const bulkIn = call(receiver, 'countBulk', kind, VIDEO_SECONDS);
-        const bulkOut = call(sender, 'sendBulkFor', kind, VIDEO_SECONDS, MESSAGE);
-        const sent = await call(sender, 'sendVideo', kind, VIDEO_SECONDS, 30);
-        const [v, mibs] = await Promise.all([got, bulkIn, bulkOut]);
-        console.log(
-          `  round ${r + 1} ${kind.padEnd(6)} sent ${sent.sent} frames, shown ${v.frames} (${v.fps.toFixed(1)} fps), ` +
-            `pieces received ${v.pieces}/${sent.pieces} (${sent.droppedLocally} dropped locally, ` +
-            `${v.droppedHere} dropped by p2ptls), latency p50 ${v.p50.toFixed(1)} ms p95 ${v.p95.toFixed(1)} ms, ` +
-            `bulk alongside ${mibs.toFixed(1)} MiB/s`,
-        );
-        loaded[kind].push(v.fps);
+        const { fps, mibs } = await videoBesideBulk(kind, `round ${r + 1} ${kind.padEnd(6)}`);
+        loaded[kind].push(fps);
         beside[kind].push(mibs);
-        // What is still in flight arrives before the next measurement starts counting.
-        await call(receiver, 'drainBulk', kind);
       }
     }
     // What the web demo does while its video runs: file chunks paced to 8 MiB/s.
     const paced: number[] = [];
     for (let r = 0; r < VIDEO_ROUNDS; r++) {
-      const got = call(receiver, 'receiveVideo', 'p2ptls', VIDEO_SECONDS);
-      const bulkIn = call(receiver, 'countBulk', 'p2ptls', VIDEO_SECONDS);
-      const bulkOut = call(sender, 'sendBulkFor', 'p2ptls', VIDEO_SECONDS, MESSAGE, DEMO_PACE_MIBPS);
-      const sent = await call(sender, 'sendVideo', 'p2ptls', VIDEO_SECONDS, 30);
-      const [v, mibs] = await Promise.all([got, bulkIn, bulkOut]);
-      console.log(
-        `  round ${r + 1} p2ptls, bulk paced at ${DEMO_PACE_MIBPS} MiB/s as the web demo does: shown ${v.frames} ` +
-          `(${v.fps.toFixed(1)} fps), pieces received ${v.pieces}/${sent.pieces}, latency p50 ${v.p50.toFixed(1)} ms, ` +
-          `bulk alongside ${mibs.toFixed(1)} MiB/s`,
-      );
-      paced.push(v.fps);
-      await call(receiver, 'drainBulk', 'p2ptls');
+      const label = `round ${r + 1} p2ptls, bulk paced at ${DEMO_PACE_MIBPS} MiB/s as the web demo does`;
+      paced.push((await videoBesideBulk('p2ptls', label, DEMO_PACE_MIBPS)).fps);
     }
     const fpsRatio = (kind: 'raw' | 'p2ptls') => loaded[kind].map((x, i) => x / alone[kind][i]!);
     const besideRatio = (kind: 'raw' | 'p2ptls') => beside[kind].map((x) => x / median(bulk.raw));
