@@ -124,7 +124,7 @@ describe('docs/API.md', () => {
       /alice got "hello alice" and 3145728 bytes/,
       /alice streamed in: one two three/,
       /alice got 10 datagrams; last seq \d+, \d+ ms old/,
-      /bob → alice: host\/host, \d+ messages, 10 datagrams sent, 0 replays dropped/,
+      /bob → alice: host\/(?:host|prflx), \d+ messages, 10 datagrams sent, 0 replays dropped/,
       /not paired: unknown_peer/,
       /closed: done; alice saw 1000 "done" \(by peer: true\)/,
       /guide finished/,
