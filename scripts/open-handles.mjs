@@ -3,6 +3,7 @@
 // timer) is a leak that `--test-force-exit` would hide. If the process is still alive GRACE_MS after the
 // last test, this prints what holds it and exits with status 3, which fails the file.
 import { createHook } from 'node:async_hooks';
+import Module from 'node:module';
 import { after } from 'node:test';
 
 /** Time to let closes that were started but not awaited finish (a child's exit, a socket's FIN). */
@@ -23,6 +24,34 @@ if (process.env.P2PTLS_OPEN_HANDLES_TRACE === '1') {
     },
   }).enable();
 }
+
+/**
+ * RTCPeerConnections of @roamhq/wrtc (the default stack) created by this file and not yet closed. A
+ * peer connection holds native threads that no JavaScript handle shows, so without this count an unclosed
+ * one would look like "only native code holds the process" below. wrtc is loaded through require()
+ * (src/runtime/node-rtc.ts), so wrapping Module._load sees it without loading it into every file;
+ * node-datachannel's ESM polyfill is not seen this way.
+ */
+const livePeerConnections = new Set();
+const load = Module._load;
+Module._load = function loadTracked(request, ...rest) {
+  const exports = load.call(this, request, ...rest);
+  if (request !== '@roamhq/wrtc' || exports.RTCPeerConnection?.tracked) return exports;
+  const Base = exports.RTCPeerConnection;
+  class TrackedPeerConnection extends Base {
+    static tracked = true;
+    constructor(...args) {
+      super(...args);
+      livePeerConnections.add(this);
+    }
+    close() {
+      livePeerConnections.delete(this);
+      return super.close();
+    }
+  }
+  exports.RTCPeerConnection = TrackedPeerConnection;
+  return exports;
+};
 
 /** Where the still-pending timers were created (first frames outside node:internal). */
 function timerOrigins() {
@@ -85,6 +114,9 @@ after(() => {
     else if (timers > 0)
       lines.push(`${timers} pending timer(s) (P2PTLS_OPEN_HANDLES_TRACE=1 says where from)`);
     lines.push(...other);
+    const openPeerConnections = [...livePeerConnections].filter((pc) => pc.connectionState !== 'closed');
+    if (openPeerConnections.length > 0)
+      lines.push(`${openPeerConnections.length} wrtc RTCPeerConnection(s) never closed`);
     if (lines.length === 0) {
       // Nothing of ours is left: a WebRTC stack's native thread outlives its last peer connection now and
       // then (seen once in link-timers.test.ts, whose own checks showed no timer or handle). Not a leak

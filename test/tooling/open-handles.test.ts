@@ -57,6 +57,24 @@ it('passes but leaks', async () => {
     assert.match(output, /timer \(60000 ms\) created .*leaky\.test\.mjs:6/);
   });
 
+  it('fails a file that leaves a wrtc RTCPeerConnection open, and says so (no JavaScript handle shows it)', async () => {
+    const { code, output } = await runUnderCheck(
+      'peer-connection.test.mjs',
+      `import { createRequire } from 'node:module';
+import { it } from 'node:test';
+const require = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});
+it('passes but leaves its peer connection open', async () => {
+  const { RTCPeerConnection } = require('@roamhq/wrtc');
+  const pc = new RTCPeerConnection();
+  pc.createDataChannel('leak');
+  await pc.setLocalDescription(await pc.createOffer());
+});
+`,
+    );
+    assert.notEqual(code, 0, output);
+    assert.match(output, /1 wrtc RTCPeerConnection\(s\) never closed/);
+  });
+
   it('lets a file that closes what it opened pass', async () => {
     const { code, output } = await runUnderCheck(
       'clean.test.mjs',
