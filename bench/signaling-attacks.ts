@@ -1,12 +1,18 @@
 /**
- * `npm run bench:signaling -- --attacks [--runs R (default 1)] [--seconds S (default 5)] [--server PATH]`
+ * `npm run bench:signaling -- --attacks [--pair raw|client] [--runs R (default 1)] [--seconds S (default 5)] [--server PATH]`
  *
  * A legitimate pair's relay latency while the signaling server is under each attack of issue 17, beside
  * the unloaded figure measured in the same run. The server is signaling-server/main.ts (or PATH, e.g.
- * another checkout's, for a before/after) in its own process with DEFAULT limits. The pair, two raw
- * authenticated clients on 127.0.0.1, each sends the other a signed signal every 20 ms, and the latency
- * is send → delivery on one clock. Attackers run in a child process of their own (so that generating the
- * attack does not slow the measuring process) from other 127.x addresses:
+ * another checkout's, for a before/after) in its own process with DEFAULT limits. The pair, on 127.0.0.1,
+ * each sends the other a signal every 20 ms, and the latency is send → delivery on one clock:
+ *
+ *   --pair raw     two raw authenticated socket.io clients; signals signed before the clock starts, so
+ *                  the figure is the server's relay alone (default)
+ *   --pair client  two SignalingClients, paired (each pins the other's key), as a Host uses them: the
+ *                  figure adds signing, verification and the client's inbound queue (issue 17 point 3)
+ *
+ * Attackers run in a child process of their own (so that generating the attack does not slow the
+ * measuring process) from other 127.x addresses:
  *
  *   preauth   50 unauthenticated sockets from 5 addresses, 600 events/s each (30k/s), reconnecting when dropped
  *   recipient 40 authenticated senders from one address, each within its 100/s budget, all to the pair's B
@@ -21,6 +27,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
+import { isP2PTLSError } from '../src/errors.js';
+import { Identity } from '../src/identity/identity.js';
+import { SignalingClient } from '../src/signaling/client.js';
 import type { SignedSignal } from '../src/signaling/messages.js';
 import { randomNonce, signalSignedBytes } from '../src/signaling/wire.js';
 import { toBase64Url } from '../src/util/bytes.js';
@@ -74,7 +83,136 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function measurePair(url: string, ids: BenchIdentity[], phase: Phase, seconds: number) {
+type PairResult = Omit<PhaseResult, 'phase' | 'attack'>;
+
+/** /healthz every 250 ms until `stop()`: probes that failed or took over 1 s, and the slowest. */
+function healthProber(url: string): { stop(): Promise<{ failures: number; maxMs: number }> } {
+  const health = { failures: 0, maxMs: 0 };
+  let running = true;
+  const probing = (async () => {
+    while (running) {
+      const t = performance.now();
+      try {
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        await res.text();
+        if (!res.ok) health.failures++;
+      } catch {
+        health.failures++;
+      }
+      health.maxMs = Math.max(health.maxMs, performance.now() - t);
+      await sleep(250);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await probing;
+      return health;
+    },
+  };
+}
+
+/** What a phase measured, from the delivery latencies and the counts. */
+function pairResult(
+  latencies: number[],
+  sent: number,
+  refused: Record<string, number>,
+  health: { failures: number; maxMs: number },
+): PairResult {
+  const sorted = [...latencies].sort((x, y) => x - y);
+  return {
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    sent,
+    delivered: latencies.length,
+    refused,
+    healthFailures: health.failures,
+    healthMaxMs: health.maxMs,
+  };
+}
+
+/** The legitimate pair: raw clients (the server's relay alone) or SignalingClients (as a Host uses them). */
+interface LegitPair {
+  /** Whom the recipient attack floods: the pair's second member. */
+  victim: string;
+  measure(url: string, phase: Phase, seconds: number): Promise<PairResult>;
+}
+
+function rawPair(ids: BenchIdentity[]): LegitPair {
+  return {
+    victim: ids[1]!.peerId,
+    measure: (url, phase, seconds) => measureRawPair(url, ids, phase, seconds),
+  };
+}
+
+async function clientPair(): Promise<LegitPair> {
+  const ids = (await Promise.all([Identity.generate(), Identity.generate()])) as [Identity, Identity];
+  return {
+    victim: ids[1].peerId,
+    measure: (url, phase, seconds) => measureClientPair(url, ids, phase, seconds),
+  };
+}
+
+async function measureClientPair(
+  url: string,
+  ids: [Identity, Identity],
+  phase: Phase,
+  seconds: number,
+): Promise<PairResult> {
+  const [a, b] = ids.map((identity) => new SignalingClient({ url, identity })) as [
+    SignalingClient,
+    SignalingClient,
+  ];
+  a.trustPeer(ids[1].publicIdentity);
+  b.trustPeer(ids[0].publicIdentity);
+  try {
+    await Promise.all([a.connect(), b.connect()]);
+    if (phase === 'room') for (const c of [a, b]) await c.joinRoom('bench');
+    const sentAt = new Map<number, number>();
+    const latencies: number[] = [];
+    const refused: Record<string, number> = {};
+    for (const c of [a, b]) {
+      c.on('signal', ({ data }) => {
+        const k = (data as { k?: unknown }).k;
+        const t = typeof k === 'number' ? sentAt.get(k) : undefined;
+        if (t === undefined) return;
+        sentAt.delete(k as number);
+        latencies.push(performance.now() - t);
+      });
+    }
+    const prober = healthProber(url);
+    const sends: Promise<void>[] = [];
+    const end = performance.now() + seconds * 1000;
+    let sent = 0;
+    let k = 0;
+    while (performance.now() < end) {
+      const tick = performance.now();
+      for (const [from, to] of [
+        [a, ids[1]],
+        [b, ids[0]],
+      ] as const) {
+        const n = k++;
+        sentAt.set(n, performance.now());
+        sent++;
+        sends.push(
+          from.sendSignal(to.peerId, { type: 'candidate', k: n }).catch((err: unknown) => {
+            sentAt.delete(n);
+            const code = isP2PTLSError(err) ? err.code : 'error';
+            refused[code] = (refused[code] ?? 0) + 1;
+          }),
+        );
+      }
+      await sleep(Math.max(0, PAIR_INTERVAL_MS - (performance.now() - tick)));
+    }
+    await Promise.all(sends);
+    await sleep(1000); // stragglers
+    return pairResult(latencies, sent, refused, await prober.stop());
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+}
+
+async function measureRawPair(url: string, ids: BenchIdentity[], phase: Phase, seconds: number) {
   const [a, b] = await Promise.all([
     connectOurs(url, ids[0]!, '127.0.0.1'),
     connectOurs(url, ids[1]!, '127.0.0.1'),
@@ -94,22 +232,7 @@ async function measurePair(url: string, ids: BenchIdentity[], phase: Phase, seco
       latencies.push(performance.now() - t);
     });
   }
-  let health = { failures: 0, maxMs: 0 };
-  let running = true;
-  const prober = (async () => {
-    while (running) {
-      const t = performance.now();
-      try {
-        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-        await res.text();
-        if (!res.ok) health.failures++;
-      } catch {
-        health.failures++;
-      }
-      health.maxMs = Math.max(health.maxMs, performance.now() - t);
-      await sleep(250);
-    }
-  })();
+  const prober = healthProber(url);
   const end = performance.now() + seconds * 1000;
   const pairs: [Socket, BenchIdentity, BenchIdentity][] = [
     [a, ids[0]!, ids[1]!],
@@ -132,20 +255,10 @@ async function measurePair(url: string, ids: BenchIdentity[], phase: Phase, seco
     await sleep(Math.max(0, PAIR_INTERVAL_MS - (performance.now() - tick)));
   }
   await sleep(1000); // stragglers
-  running = false;
-  await prober;
+  const health = await prober.stop();
   a.disconnect();
   b.disconnect();
-  const sorted = latencies.sort((x, y) => x - y);
-  const result = {
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    sent,
-    delivered: latencies.length,
-    refused,
-  };
-  health = { ...health };
-  return { ...result, healthFailures: health.failures, healthMaxMs: health.maxMs };
+  return pairResult(latencies, sent, refused, health);
 }
 
 function startAttacker(kind: string, url: string, victim: string): Promise<ChildProcess> {
@@ -198,12 +311,14 @@ function spread(values: number[], d = 1): string {
 
 export async function runAttacks(opts: {
   serverEntry: string;
+  pair: 'raw' | 'client';
   runs: number;
   seconds: number;
 }): Promise<void> {
   const ids = await loadIdentities(IDENTITIES);
+  const pair = opts.pair === 'client' ? await clientPair() : rawPair(ids);
   console.log(
-    `signaling attack bench: legitimate pair, one signal each way every ${PAIR_INTERVAL_MS} ms, ${opts.seconds} s per phase, ${opts.runs} run(s); server ${opts.serverEntry} with default limits`,
+    `signaling attack bench: legitimate ${opts.pair === 'client' ? 'SignalingClient' : 'raw-client'} pair, one signal each way every ${PAIR_INTERVAL_MS} ms, ${opts.seconds} s per phase, ${opts.runs} run(s); server ${opts.serverEntry} with default limits`,
   );
   const byPhase = new Map<Phase, PhaseResult[]>();
   for (let run = 0; run < opts.runs; run++) {
@@ -212,13 +327,13 @@ export async function runAttacks(opts: {
       for (const phase of ['unloaded', ...ATTACKS] as Phase[]) {
         await waitHealthy(url);
         await sleep(1000);
-        const attacker = phase === 'unloaded' ? null : await startAttacker(phase, url, ids[1]!.peerId);
+        const attacker = phase === 'unloaded' ? null : await startAttacker(phase, url, pair.victim);
         try {
           if (attacker) await sleep(1000); // let the attack build up
           // The idle sockets' auth timeout is part of that attack: measure through it.
           const seconds = phase === 'idle' ? Math.max(opts.seconds, 12) : opts.seconds;
           // A server that cannot even let the pair log in fails the phase (p99 = ∞), not the bench.
-          const r = await measurePair(url, ids, phase, seconds).catch((err: unknown) => ({
+          const r = await pair.measure(url, phase, seconds).catch((err: unknown) => ({
             p50: Number.POSITIVE_INFINITY,
             p99: Number.POSITIVE_INFINITY,
             sent: 0,

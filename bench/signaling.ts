@@ -347,6 +347,7 @@ async function main(): Promise<void> {
       server: { type: 'string' },
       runs: { type: 'string' },
       seconds: { type: 'string' },
+      pair: { type: 'string' },
     },
   });
   if (values['baseline-server']) return runBaselineServer();
@@ -354,6 +355,7 @@ async function main(): Promise<void> {
   if (values.attacks) {
     await runAttacks({
       serverEntry: values.server ?? 'signaling-server/main.ts',
+      pair: values.pair === 'client' ? 'client' : 'raw',
       runs: Number(values.runs ?? 1),
       seconds: Number(values.seconds ?? 5),
     });
