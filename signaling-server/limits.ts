@@ -71,6 +71,49 @@ export class KeyedBuckets {
   }
 }
 
+/** How long after its last join or leave a peer's next change in the same room counts as churn. */
+export const ROOM_CHURN_MEMORY_MS = 10_000;
+
+/**
+ * Joins and leaves one room takes per second (issue 17, point 4), without letting churners lock everyone
+ * else out. Only churn is charged to the room's token bucket: a change by a peer that changed nothing in
+ * this room for {@link ROOM_CHURN_MEMORY_MS}. The first such change, a member arriving or leaving,
+ * always passes. Before, one bucket took every change: 20 join/leave spammers, each within its own 2/s,
+ * kept the room's 20/s spent, and a legitimate client's `room:join` was refused `rate_limited` in the
+ * attack bench (`bench:signaling --attacks --pair client`, room phase). What passes uncharged is bounded
+ * all the same: one change per peer per 10 s, and joins by the room's size cap.
+ */
+export class RoomChurn {
+  private readonly buckets: KeyedBuckets;
+  /** Per room: when each peer last changed its membership (refused changes included). */
+  private readonly recent = new Map<string, Map<string, number>>();
+
+  constructor(rate: number) {
+    this.buckets = new KeyedBuckets(rate, 2 * rate);
+  }
+
+  take(room: string, peer: string, now: number): boolean {
+    let peers = this.recent.get(room);
+    if (!peers) {
+      peers = new Map();
+      this.recent.set(room, peers);
+    }
+    const last = peers.get(peer);
+    peers.set(peer, now);
+    if (last === undefined || now - last >= ROOM_CHURN_MEMORY_MS) return true;
+    return this.buckets.take(room, now);
+  }
+
+  /** Forgets changes older than the churn memory and full buckets. Call every few seconds. */
+  sweep(now: number): void {
+    this.buckets.sweep(now);
+    for (const [room, peers] of this.recent) {
+      for (const [peer, at] of peers) if (now - at >= ROOM_CHURN_MEMORY_MS) peers.delete(peer);
+      if (peers.size === 0) this.recent.delete(room);
+    }
+  }
+}
+
 /**
  * What to do with one event of a connection: serve it; refuse it with an answer (the first refusal in a
  * strike window, so a client that overshoots learns why); refuse it silently (an answer per refused

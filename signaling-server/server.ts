@@ -33,7 +33,15 @@ import {
 import { authSignedBytes, signalingOrigin } from '../src/signaling/wire.js';
 import { fromBase64Url, toBase64Url } from '../src/util/bytes.js';
 import { type Directory, MemoryDirectory, RedisDirectory } from './directory.js';
-import { Counts, EventBudget, KeyedBuckets, RecipientBudget, TokenBucket, type Verdict } from './limits.js';
+import {
+  Counts,
+  EventBudget,
+  KeyedBuckets,
+  RecipientBudget,
+  RoomChurn,
+  TokenBucket,
+  type Verdict,
+} from './limits.js';
 import { SignalingMetrics } from './metrics.js';
 import { RedisRelay } from './relay.js';
 import { RoomChanges } from './rooms.js';
@@ -218,7 +226,7 @@ export async function startSignalingServer(
   );
   // Keyed by peerId, not connection: reconnecting must not buy a sender a fresh pairing budget.
   const pairing = bucketsOrNull(limits.pairingPerPeerPerMinute / 60, limits.pairingPerPeerPerMinute);
-  const roomChurn = bucketsOrNull(limits.roomChangesPerSecond, 2 * limits.roomChangesPerSecond);
+  const roomChurn = limits.roomChangesPerSecond > 0 ? new RoomChurn(limits.roomChangesPerSecond) : null;
   const recipients = new RecipientBudget(limits.recipientSignalsPerSecond);
   const unauthenticated = new Counts();
   const sweeper = setInterval(() => {
@@ -538,7 +546,7 @@ export async function startSignalingServer(
     if (conn.roomChanges && !conn.roomChanges.take(now)) {
       throw fail('rate_limited', `at most ${limits.peerRoomChangesPerSecond} room joins/leaves per second`);
     }
-    if (roomChurn && !roomChurn.take(room, now)) {
+    if (roomChurn && !roomChurn.take(room, conn.peerId!, now)) {
       throw fail(
         'rate_limited',
         `room ${room} takes at most ${limits.roomChangesPerSecond} joins/leaves per second`,
