@@ -18,6 +18,7 @@ import type { HandshakeResult } from '../protocol/handshake.js';
 import {
   CloseCode,
   type CloseInfo,
+  type DatagramResult,
   frameMessages,
   type PlainRecord,
   Session,
@@ -383,7 +384,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       this.resolveClosed = resolve;
     });
     link.on('reliable', (r) => this.onReliable(r));
-    link.on('datagram', (d) => void this.onDatagram(d));
+    link.on('datagram', (d) => this.onDatagram(d));
     link.on('drain', () => this.wake());
     link.on('close', ({ error }) => this.transportEnded(error));
     // Open the receive window beyond the initial 256 KiB right away (§5.5).
@@ -830,8 +831,14 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     else this.session.release(cost);
   }
 
-  private async onDatagram(bytes: Uint8Array): Promise<void> {
-    const r = await this.session.receiveDatagram(bytes);
+  private onDatagram(bytes: Uint8Array): void {
+    const r = this.session.receiveDatagram(bytes);
+    // Within the call when the AEAD is synchronous (node:crypto): no promise per datagram.
+    if (r instanceof Promise) void r.then((d) => this.datagramOpened(d));
+    else this.datagramOpened(r);
+  }
+
+  private datagramOpened(r: DatagramResult): void {
     if (!r.ok) return;
     this.peerHeard();
     if (r.kind === 'data') {

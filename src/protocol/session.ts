@@ -563,14 +563,19 @@ export class Session {
    * Processes one datagram. Never throws: forged, replayed, stale or malformed datagrams come back as
    * `{ ok: false, reason }` and are counted in {@link Session.datagramStats}. A CLOSE datagram from the
    * peer ends SLLP only: no datagram is delivered or sent after it, while the reliable channel goes on to
-   * the peer's reliable CLOSE, behind the data it sent before closing (§5.3).
+   * the peer's reliable CLOSE, behind the data it sent before closing (§5.3). With a synchronous AEAD
+   * and the epoch's key derived, the result comes within the call, not as a promise.
    */
-  async receiveDatagram(datagram: Uint8Array): Promise<DatagramResult> {
+  receiveDatagram(datagram: Uint8Array): DatagramResult | Promise<DatagramResult> {
     if (this.current !== 'open' || !this.datagramsOpen) {
       this.dgRx.stats.dropped.stale++;
       return { ok: false, reason: 'stale' };
     }
-    const r = await this.dgRx.open(datagram);
+    const r = this.dgRx.open(datagram);
+    return r instanceof Promise ? r.then((d) => this.datagramOpened(d)) : this.datagramOpened(r);
+  }
+
+  private datagramOpened(r: DatagramResult): DatagramResult {
     if (r.ok && r.kind === 'control') this.datagramsOpen = false;
     return r;
   }

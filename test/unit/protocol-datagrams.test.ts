@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
+import { DatagramReader, DatagramWriter } from '../../src/protocol/datagram.js';
 import { CloseCode, type DatagramResult } from '../../src/protocol/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { type InMemoryEnd, pumpDatagrams } from '../../src/testing/in-memory.js';
 import { utf8 } from '../../src/util/bytes.js';
 import {
@@ -323,7 +325,7 @@ describe('protocol datagrams (SLLP mode)', () => {
     const order: number[] = [];
     await Promise.all(
       shuffle(sent, prng(3)).map((d) =>
-        c.responder.session.receiveDatagram(d).then((r) => {
+        Promise.resolve(c.responder.session.receiveDatagram(d)).then((r) => {
           if (r.ok && r.kind === 'data') order.push(r.seq);
         }),
       ),
@@ -523,6 +525,29 @@ describe('protocol datagrams (SLLP mode)', () => {
       await pumpDatagrams(viaDatagram.initiator, viaDatagram.responder);
       assert.equal(viaDatagram.responder.session.closed, undefined);
       assert.equal(viaDatagram.responder.session.state, 'open');
+    }
+  });
+
+  it('with a synchronous AEAD (node:crypto), datagrams are sealed and opened within the call once the epoch key exists, across an epoch change', async () => {
+    const secret = crypto.getRandomValues(new Uint8Array(32));
+    const writer = new DatagramWriter(nodeCryptoAead, secret, 1000);
+    const reader = new DatagramReader(nodeCryptoAead, secret, {
+      replayWindow: 1024,
+      dropStale: false,
+      maxDatagramBytes: 1024,
+    });
+    for (let epoch = 0; epoch < 2; epoch++) {
+      if (epoch > 0) writer.rotate();
+      // The epoch's first datagram waits for its key on both sides.
+      const first = await reader.open((await writer.sealData(utf8(`first ${epoch}`), 1)).record);
+      assert.equal(first.ok && first.kind === 'data' && first.epoch, epoch);
+      const sealed = writer.sealData(utf8(`second ${epoch}`), 2);
+      assert.ok(!(sealed instanceof Promise), 'sealed within the call');
+      const opened = reader.open(sealed.record);
+      assert.ok(!(opened instanceof Promise), `epoch ${epoch}: opened within the call, not as a promise`);
+      assert.ok(opened.ok && opened.kind === 'data');
+      assert.equal(new TextDecoder().decode(opened.data), `second ${epoch}`);
+      assert.equal(opened.sentAt, 2);
     }
   });
 
