@@ -4,7 +4,10 @@
 // fits one page is answered as before paging, and a member-list flood is refused and cut off. In one
 // process and in Redis mode. Nothing here waits on time: answers and disconnects decide.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { Server } from 'socket.io';
 import type { Socket } from 'socket.io-client';
 import { type BenchIdentity, connectOurs, loadIdentities } from '../../bench/signaling-clients.js';
 import { Identity } from '../../src/identity/index.js';
@@ -16,7 +19,7 @@ import {
   startRedis,
   startSignalingProcess,
 } from '../helpers/processes.js';
-import { ask, disconnected, errorCode, httpGet, metricValue } from './_util.js';
+import { ask, disconnected, errorCode, httpGet, metricValue, withCode } from './_util.js';
 
 interface MembersAck {
   ok: boolean;
@@ -200,5 +203,70 @@ describe('room member lists are paged in Redis mode (two processes, real redis-s
     const expected = ids.map((id) => id.peerId).sort();
     await checkPaging(members[0]!, 'big', expected);
     await checkPaging(members[1]!, 'big', expected);
+  });
+});
+
+describe('SignalingClient against a server that pages wrongly (in-process fake, in addition)', () => {
+  const http = createServer();
+  const fake = new Server(http);
+  /** What the fake answers to `room:join` and to `room:members` (given the request). */
+  let answers: { join: unknown; members: (req: { after?: string }) => unknown };
+  let client: SignalingClient;
+  let ids: string[];
+
+  before(async () => {
+    fake.on('connection', (socket) => {
+      socket.emit('challenge', { v: 1, nonce: 'A'.repeat(43) });
+      socket.on('auth', (req: { identity: { peerId: string } }, ack: (a: unknown) => void) =>
+        ack({ ok: true, peerId: req.identity.peerId }),
+      );
+      socket.on('room:join', (_req: unknown, ack: (a: unknown) => void) => ack(answers.join));
+      socket.on('room:members', (req: { after?: string }, ack: (a: unknown) => void) =>
+        ack(answers.members(req)),
+      );
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    const [identity, bench] = await Promise.all([Identity.generate(), loadIdentities(3)]);
+    ids = bench.map((b) => b.peerId).sort();
+    client = new SignalingClient({ url, identity });
+    await client.connect();
+  });
+  after(async () => {
+    await client?.close();
+    await fake.close();
+  });
+
+  it('a server from before paging: the whole list in one answer is the list', async () => {
+    answers = { join: { ok: true, members: ids }, members: () => ({ ok: true, members: ids }) };
+    assert.deepEqual(await client.joinRoom('r'), ids);
+    assert.deepEqual(await client.roomMembers('r'), ids);
+  });
+
+  it('a cursor that does not move forward fails malformed instead of looping', async () => {
+    const [a, b, c] = ids as [string, string, string];
+    // `next` is not the last member of its page.
+    answers = {
+      join: { ok: true, members: [a, b], count: 3, next: a },
+      members: () => ({ ok: true, members: [] }),
+    };
+    await assert.rejects(client.joinRoom('r'), withCode('malformed'));
+    // The following page starts at or before the cursor, again and again.
+    answers = {
+      join: { ok: true, members: [a], count: 3, next: a },
+      members: () => ({ ok: true, members: [a], count: 3, next: a }),
+    };
+    await assert.rejects(client.roomMembers('r'), withCode('malformed'));
+    // A well-formed paging is followed to its end.
+    answers = {
+      join: { ok: true, members: [a], count: 3, next: a },
+      members: (req) => {
+        if (req.after === undefined) return { ok: true, members: [a], count: 3, next: a };
+        if (req.after === a) return { ok: true, members: [b], count: 3, next: b };
+        return { ok: true, members: [c], count: 3 };
+      },
+    };
+    assert.deepEqual(await client.joinRoom('r'), [a, b, c]);
+    assert.deepEqual(await client.roomMembers('r'), [a, b, c]);
   });
 });
