@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { Server } from 'socket.io';
 import type { Socket } from 'socket.io-client';
 import { type BenchIdentity, connectOurs, loadIdentities } from '../../bench/signaling-clients.js';
+import { memberPage } from '../../signaling-server/member-pages.js';
 import { Identity } from '../../src/identity/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { MAX_MEMBERS_PAGE } from '../../src/signaling/messages.js';
@@ -268,5 +269,21 @@ describe('SignalingClient against a server that pages wrongly (in-process fake, 
     };
     assert.deepEqual(await client.joinRoom('r'), [a, b, c]);
     assert.deepEqual(await client.roomMembers('r'), [a, b, c]);
+  });
+});
+
+describe('memberPage (unit, in addition)', () => {
+  const sorted = Array.from({ length: 130 }, (_, i) => `m${String(i).padStart(3, '0')}`);
+
+  it('a cursor whose member left meanwhile continues after where it would be; past the end: empty, no next', () => {
+    const first = memberPage(sorted, undefined);
+    assert.equal(first.next, 'm063');
+    // m063 left between two pages: the cursor still works, nothing is skipped or repeated.
+    const gone = sorted.filter((m) => m !== 'm063');
+    assert.deepEqual(memberPage(gone, 'm063'), { members: gone.slice(63, 127), count: 129, next: 'm127' });
+    assert.deepEqual(memberPage(sorted, 'm129'), { members: [], count: 130 });
+    assert.deepEqual(memberPage(sorted, 'a'), { members: sorted.slice(0, 64), count: 130, next: 'm063' });
+    assert.deepEqual(memberPage(sorted, undefined, 1), { members: ['m000'], count: 130, next: 'm000' });
+    assert.deepEqual(memberPage(sorted.slice(0, 64), undefined), { members: sorted.slice(0, 64) });
   });
 });
