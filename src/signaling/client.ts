@@ -29,6 +29,7 @@ import {
   ClientAcks,
   type ClientEventName,
   type ClientRequest,
+  MAX_LISTED_MEMBERS,
   MAX_MESSAGE_AGE_MS,
   MAX_PAYLOAD_BYTES,
   type PairingMessage,
@@ -37,9 +38,6 @@ import {
 import { authSignedBytes, checkSignedSignal, createSignedSignal, signalingOrigin } from './wire.js';
 
 const log = logger('signaling');
-
-/** Members a room's list may have in all its pages together (what one answer could hold before paging). */
-const MAX_ROOM_MEMBERS = 100_000;
 
 /** Where the client learns which senders are paired peers (a `PeerStore` satisfies it). */
 export interface PairedPeers {
@@ -388,8 +386,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       if (firstOfPage !== undefined && firstOfPage <= after) {
         throw fail('malformed', 'room:members: a page does not start after its cursor');
       }
-      if (members.length + page.members.length > MAX_ROOM_MEMBERS) {
-        throw fail('malformed', `room:members: more than ${MAX_ROOM_MEMBERS} members`);
+      if (members.length + page.members.length > MAX_LISTED_MEMBERS) {
+        throw fail('malformed', `room:members: more than ${MAX_LISTED_MEMBERS} members`);
       }
       members.push(...page.members);
     }

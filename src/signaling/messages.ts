@@ -85,6 +85,9 @@ export const RoomRequestSchema = z.object({ room: RoomNameSchema }).strict();
  */
 export const MAX_MEMBERS_PAGE = 64;
 
+/** Most members a client takes for one room, over all its pages (what one answer held before paging). */
+export const MAX_LISTED_MEMBERS = 100_000;
+
 /**
  * `room:members`: one page of the room's members in peerId order, those after `after` (from the first
  * when absent), at most `limit` of them (capped at {@link MAX_MEMBERS_PAGE}, which is also the default).
@@ -135,7 +138,7 @@ export const LookupAckSchema = z
 export const MembersAckSchema = z
   .object({
     ok: z.literal(true),
-    members: z.array(PeerIdSchema).max(100_000),
+    members: z.array(PeerIdSchema).max(MAX_LISTED_MEMBERS),
     count: z.number().int().min(0).max(1_000_000).optional(),
     next: PeerIdSchema.optional(),
   })
