@@ -15,7 +15,7 @@ const USAGE = `usage: signaling [--port N] [--host ADDR] [--redis-url URL] [--lo
                  [--flood-strikes N] [--ip-connections-per-minute N] [--ip-unauthenticated N]
                  [--auth-timeout-ms N] [--max-pending-packets N] [--recipient-signals-per-second N]
                  [--max-room-members N] [--room-changes-per-second N] [--peer-room-changes-per-second N]
-                 [--pairing-per-minute N]
+                 [--member-pages-per-second N] [--pairing-per-minute N]
                  (0 disables a limit; defaults and meaning in signaling-server/README.md)`;
 
 function int(name: string, value: string | undefined, fallback: number): number {
@@ -49,6 +49,7 @@ async function main(): Promise<void> {
       'max-room-members': { type: 'string' },
       'room-changes-per-second': { type: 'string' },
       'peer-room-changes-per-second': { type: 'string' },
+      'member-pages-per-second': { type: 'string' },
       'pairing-per-minute': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
         values['peer-room-changes-per-second'],
         2,
       ),
+      memberPagesPerSecond: int('member-pages-per-second', values['member-pages-per-second'], 8),
       pairingPerPeerPerMinute: int('pairing-per-minute', values['pairing-per-minute'], 20),
     },
   });

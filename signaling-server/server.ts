@@ -42,6 +42,7 @@ import {
   TokenBucket,
   type Verdict,
 } from './limits.js';
+import { memberPage } from './member-pages.js';
 import { SignalingMetrics } from './metrics.js';
 import { RedisRelay } from './relay.js';
 import { RoomChanges } from './rooms.js';
@@ -84,6 +85,12 @@ export interface SignalingLimits {
   roomChangesPerSecond?: number;
   /** Joins and leaves per second of one connection (burst `maxRoomsPerPeer`). Default 2. */
   peerRoomChangesPerSecond?: number;
+  /**
+   * Member-list pages per second of one connection: each `room:members`, and each `room:join` of a room
+   * it is already in (burst eight seconds' worth). Beyond, they are refused like events over the event
+   * budget (`rate_limited`, then silence, then `flood`). Default 8.
+   */
+  memberPagesPerSecond?: number;
   /**
    * Pairing messages one authenticated peer may send per minute, across its connections and whatever
    * their kind. Default 20: pairing is a rare, human-paced act, and every request costs its recipient
@@ -171,6 +178,8 @@ interface Conn {
   budget: EventBudget;
   /** Joins and leaves of this connection. */
   roomChanges: TokenBucket | null;
+  /** Member-list pages of this connection (`room:members`, a repeated `room:join`). */
+  memberPages: TokenBucket | null;
   /** Counted in `unauthenticated` until it authenticates or goes away. */
   counted: boolean;
 }
@@ -201,6 +210,7 @@ export async function startSignalingServer(
     maxRoomMembers: options.limits?.maxRoomMembers ?? 256,
     roomChangesPerSecond: options.limits?.roomChangesPerSecond ?? 20,
     peerRoomChangesPerSecond: options.limits?.peerRoomChangesPerSecond ?? 2,
+    memberPagesPerSecond: options.limits?.memberPagesPerSecond ?? 8,
     pairingPerPeerPerMinute: options.limits?.pairingPerPeerPerMinute ?? 20,
   };
   const publicOrigins = (options.publicOrigins ?? []).map(signalingOrigin);
@@ -395,12 +405,15 @@ export async function startSignalingServer(
       : Promise.resolve(deliverLocal(peerId, event, arg));
   }
 
+  /** A room's members, sorted: at most `maxRoomMembers` (and a dying process's leftovers in Redis). */
   async function membersOf(key: string): Promise<string[]> {
     // In Redis mode from Redis alone: no request to other processes, so a dying one cannot stall it.
     if (shared) return shared.directory.roomMembers(key.slice('room:'.length));
-    const sockets = await io.in(key).fetchSockets();
     const ids = new Set<string>();
-    for (const s of sockets) if (typeof s.data.peerId === 'string') ids.add(s.data.peerId);
+    for (const id of io.of('/').adapter.rooms.get(key) ?? []) {
+      const peerId = conns.get(id)?.peerId;
+      if (peerId) ids.add(peerId);
+    }
     return [...ids].sort();
   }
 
@@ -454,7 +467,8 @@ export async function startSignalingServer(
 
     'room:join': async (conn, req) => {
       const key = roomKey(req.room);
-      if (conn.socket.rooms.has(key)) return { members: await membersOf(key) };
+      // Already in it: the first page again, paid for by the member-page budget (see `dispatch`).
+      if (conn.socket.rooms.has(key)) return memberPage(await membersOf(key), undefined);
       let n = 0;
       for (const r of conn.socket.rooms) if (r.startsWith('room:')) n++;
       if (n >= limits.maxRoomsPerPeer) throw fail('rate_limited', `at most ${limits.maxRoomsPerPeer} rooms`);
@@ -470,7 +484,7 @@ export async function startSignalingServer(
         if (!conn.socket.connected) await shared.directory.leaveRoom(req.room, conn.peerId!, conn.socket.id);
       }
       roomChanges.add(req.room, conn.peerId!, 'joined');
-      return { members: insertSorted(members, conn.peerId!) };
+      return memberPage(insertSorted(members, conn.peerId!), undefined);
     },
 
     'room:leave': async (conn, req) => {
@@ -484,7 +498,8 @@ export async function startSignalingServer(
       return EMPTY;
     },
 
-    'room:members': async (_conn, req) => ({ members: await membersOf(roomKey(req.room)) }),
+    'room:members': async (_conn, req) =>
+      memberPage(await membersOf(roomKey(req.room)), req.after, req.limit),
   };
 
   // The signal path's refusals, made once: a refused signal must not cost a stack trace each.
@@ -631,6 +646,10 @@ export async function startSignalingServer(
     const now = Date.now();
     let verdict: Verdict = conn.budget.take(now);
     if (verdict === 'serve' && ipEvents && !ipEvents.take(conn.ip, now)) verdict = conn.budget.strike(now);
+    // Member lists have their own, smaller budget, charged before anything is parsed or listed.
+    if (verdict === 'serve' && conn.memberPages && asksMemberPage(conn.socket, event, args)) {
+      if (!conn.memberPages.take(now)) verdict = conn.budget.strike(now);
+    }
     if (verdict !== 'serve') {
       metrics.rejectedRateLimited.inc();
       if (verdict === 'refuse') ack?.(RATE_LIMITED_ACK);
@@ -712,6 +731,14 @@ export async function startSignalingServer(
       roomChanges:
         limits.peerRoomChangesPerSecond > 0
           ? new TokenBucket(limits.peerRoomChangesPerSecond, Math.max(1, limits.maxRoomsPerPeer), now)
+          : null,
+      memberPages:
+        limits.memberPagesPerSecond > 0
+          ? new TokenBucket(
+              limits.memberPagesPerSecond,
+              limits.memberPagesPerSecond * MEMBER_PAGE_BURST_SECONDS,
+              now,
+            )
           : null,
       counted: true,
     };
@@ -797,6 +824,14 @@ export async function startSignalingServer(
 
 /** How often coalesced room changes go out (PROTOCOL.md §9, rooms). */
 const ROOM_TICK_MS = 100;
+/**
+ * Seconds of `memberPagesPerSecond` a connection may spend at once. With the default 8/s: 64 pages, the
+ * whole lists of 16 full rooms (256 members: 4 pages) at once, e.g. a mesh host re-reading its rooms
+ * after a reconnection; and a connection joining full rooms at its join rate (2/s) follows the 3 further
+ * pages of each with 6 of its 8 pages per second (src/mesh/mesh.ts reads the list once per join and
+ * once per reconnection).
+ */
+const MEMBER_PAGE_BURST_SECONDS = 8;
 /** The window in which a connection's refused events count towards `floodStrikes`. */
 const STRIKE_WINDOW_MS = 10_000;
 
@@ -812,6 +847,18 @@ const RATE_LIMITED_ACK = Object.freeze({
 
 function errorAck(e: P2PTLSError): { ok: false; error: { code: string; message: string } } {
   return { ok: false, error: { code: e.code, message: e.message.slice(0, 500) } };
+}
+
+/**
+ * Whether an event asks for a member-list page: `room:members`, or a `room:join` of a room the
+ * connection is already in (a fresh join is paid for by the churn caps). Looks at the raw argument, so
+ * that a refusal costs no parsing.
+ */
+function asksMemberPage(socket: IoSocket, event: unknown, args: unknown[]): boolean {
+  if (event === 'room:members') return true;
+  if (event !== 'room:join') return false;
+  const room = (args[0] as { room?: unknown } | null | undefined)?.room;
+  return typeof room === 'string' && socket.rooms.has(roomKey(room));
 }
 
 function unknownEvent(event: unknown): P2PTLSError | undefined {

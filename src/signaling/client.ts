@@ -29,6 +29,7 @@ import {
   ClientAcks,
   type ClientEventName,
   type ClientRequest,
+  MAX_LISTED_MEMBERS,
   MAX_MESSAGE_AGE_MS,
   MAX_PAYLOAD_BYTES,
   type PairingMessage,
@@ -344,11 +345,14 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     return { identity, online: ack.online };
   }
 
-  /** Joins a room; resolves with its members (including us). Re-joined automatically after reconnecting. */
+  /**
+   * Joins a room; resolves with all its members (including us), read page by page like
+   * {@link roomMembers}. Re-joined automatically after reconnecting.
+   */
   async joinRoom(room: string): Promise<PeerId[]> {
     const ack = await this.request('room:join', { room });
     this.rooms.add(room);
-    return ack.members;
+    return this.allPages(room, ack);
   }
 
   async leaveRoom(room: string): Promise<void> {
@@ -356,9 +360,38 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     await this.request('room:leave', { room });
   }
 
-  /** Current members of a room (across all server processes). */
+  /**
+   * Current members of a room (across all server processes), in peerId order. The server answers at most
+   * MAX_MEMBERS_PAGE (64) per request; this follows every page. Pages are read one after another, not
+   * at one instant: a member that joins or leaves meanwhile may be missing or still listed, and its
+   * `room:joined` / `room:left` event follows.
+   */
   async roomMembers(room: string): Promise<PeerId[]> {
-    return (await this.request('room:members', { room })).members;
+    return this.allPages(room, await this.request('room:members', { room }));
+  }
+
+  /** The members of `first` and of every page after it (`room:members` from each page's `next`). */
+  private async allPages(room: string, first: ClientAck<'room:members'>): Promise<PeerId[]> {
+    const members = [...first.members];
+    let page = first;
+    while (page.next !== undefined) {
+      // A server that does not move forward would keep us here: each page must end at its cursor, and
+      // the list grows by at least one member per page up to the answer's own bound.
+      if (page.members.length === 0 || page.next !== page.members[page.members.length - 1]) {
+        throw fail('malformed', 'room:members: the next cursor is not the last member of its page');
+      }
+      const after = page.next;
+      page = await this.request('room:members', { room, after });
+      const firstOfPage = page.members[0];
+      if (firstOfPage !== undefined && firstOfPage <= after) {
+        throw fail('malformed', 'room:members: a page does not start after its cursor');
+      }
+      if (members.length + page.members.length > MAX_LISTED_MEMBERS) {
+        throw fail('malformed', `room:members: more than ${MAX_LISTED_MEMBERS} members`);
+      }
+      members.push(...page.members);
+    }
+    return members;
   }
 
   /** Sends a pairing message (built and signed by the pairing service) to `msg.to`. */

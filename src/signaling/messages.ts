@@ -78,6 +78,28 @@ export const PairingRequestSchema = z.object({ msg: PairingMessageSchema }).stri
 export const LookupRequestSchema = z.object({ peerId: PeerIdSchema }).strict();
 export const RoomRequestSchema = z.object({ room: RoomNameSchema }).strict();
 
+/**
+ * Most members one `room:join` or `room:members` answer holds. A page of 64 peerIds is about 3.5 kB of
+ * JSON; before paging, every such answer held the whole room (issue 17, point 4: 1.85 MB/s of member
+ * lists to 20 spammers of a 61-member room).
+ */
+export const MAX_MEMBERS_PAGE = 64;
+
+/** Most members a client takes for one room, over all its pages (what one answer held before paging). */
+export const MAX_LISTED_MEMBERS = 100_000;
+
+/**
+ * `room:members`: one page of the room's members in peerId order, those after `after` (from the first
+ * when absent), at most `limit` of them (capped at {@link MAX_MEMBERS_PAGE}, which is also the default).
+ */
+export const RoomMembersRequestSchema = z
+  .object({
+    room: RoomNameSchema,
+    after: PeerIdSchema.optional(),
+    limit: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .strict();
+
 /** The client → server events and the schema of each one's argument. */
 export const ClientEvents = {
   auth: AuthRequestSchema,
@@ -86,7 +108,7 @@ export const ClientEvents = {
   lookup: LookupRequestSchema,
   'room:join': RoomRequestSchema,
   'room:leave': RoomRequestSchema,
-  'room:members': RoomRequestSchema,
+  'room:members': RoomMembersRequestSchema,
 } as const;
 export type ClientEventName = keyof typeof ClientEvents;
 
@@ -106,8 +128,20 @@ export const EmptyAckSchema = z.object({ ok: z.literal(true) }).strict();
 export const LookupAckSchema = z
   .object({ ok: z.literal(true), identity: PublicIdentityJsonSchema.nullable(), online: z.boolean() })
   .strict();
+/**
+ * A page of a room's members, in peerId order. `count` (the room's size) and `next` (the cursor to pass
+ * as `after` for the following page; absent on the last page) are present only when the list is paged,
+ * that is, when it does not fit one page or the request named `after`: so the answer for a room that
+ * fits one page is `{ok, members}` exactly as before paging, which clients from before accept. A server
+ * from before paging sends the whole list and neither field.
+ */
 export const MembersAckSchema = z
-  .object({ ok: z.literal(true), members: z.array(PeerIdSchema).max(100_000) })
+  .object({
+    ok: z.literal(true),
+    members: z.array(PeerIdSchema).max(MAX_LISTED_MEMBERS),
+    count: z.number().int().min(0).max(1_000_000).optional(),
+    next: PeerIdSchema.optional(),
+  })
   .strict();
 
 /** The success acknowledgement schema of each client event. */
