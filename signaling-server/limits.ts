@@ -210,6 +210,11 @@ const PARTNER_MS = 30_000;
  * fairly: each at most `3/4 · rate / n`, n being the number of strangers active in this or the last
  * window. So 40 flooders cannot take more than 3/4 of the budget between them, a conversation in
  * progress keeps the rest, and a new legitimate dialer still gets its 1/41 of the strangers' part.
+ *
+ * With several processes, the process holding the recipient's connection charges its budget (every
+ * sender, wherever connected, is counted in one place), and the process holding the sender's connection
+ * records the conversation with {@link talked} once the signal was delivered: the recipient's answers
+ * are charged there.
  */
 export class RecipientBudget {
   private readonly windows = new Map<string, RecipientWindow>();
@@ -239,6 +244,11 @@ export class RecipientBudget {
     return true;
   }
 
+  /** Records that `sender` signalled `recipient` (delivered): `recipient`'s answers are a conversation. */
+  talked(sender: string, recipient: string, now: number): void {
+    if (this.rate > 0) this.window(sender, now).partners.set(recipient, now);
+  }
+
   /** Forgets recipients nobody signalled, and who signalled nobody, for a while. Call every few seconds. */
   sweep(now: number): void {
     for (const [recipient, w] of this.windows) {
@@ -253,8 +263,7 @@ export class RecipientBudget {
 
   private accept(w: RecipientWindow, recipient: string, sender: string, now: number): void {
     w.total++;
-    // The sender now talks to this recipient: its answers come back as a conversation.
-    this.window(sender, now).partners.set(recipient, now);
+    this.talked(sender, recipient, now);
   }
 
   private window(peer: string, now: number): RecipientWindow {

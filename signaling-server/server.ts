@@ -44,7 +44,7 @@ import {
 } from './limits.js';
 import { memberPage } from './member-pages.js';
 import { SignalingMetrics } from './metrics.js';
-import { RedisRelay } from './relay.js';
+import { type Delivery, RedisRelay } from './relay.js';
 import { RoomChanges } from './rooms.js';
 import { isSignalRequest } from './signal-check.js';
 import { serveStatic } from './static.js';
@@ -74,7 +74,8 @@ export interface SignalingLimits {
   maxPendingPackets?: number;
   /**
    * Signals one peer is delivered per second, shared fairly among its senders; the rest are refused
-   * with `recipient_busy`. Per process. Default 400.
+   * with `recipient_busy`. In Redis mode the process holding the recipient's connection counts its
+   * senders on every process. Default 400.
    */
   recipientSignalsPerSecond?: number;
   /** Rooms one connection may be in. Default 64. */
@@ -315,7 +316,14 @@ export async function startSignalingServer(
         io.local.disconnectSockets(true);
       },
     });
-    const relay = new RedisRelay({ pub, sub: relaySub, directory: dir, prefix, deliverLocal, log: logInfo });
+    const relay = new RedisRelay({
+      pub,
+      sub: relaySub,
+      directory: dir,
+      prefix,
+      deliverLocal: deliverHere,
+      log: logInfo,
+    });
     await relay.listen(dir.processId);
     await dir.start();
     directory = dir;
@@ -398,10 +406,25 @@ export async function startSignalingServer(
     return delivered;
   }
 
+  /**
+   * The relay's hand-off to a peer connected to this process: a signal only within the recipient's
+   * budgets (see {@link deliverSignal}), so that in Redis mode the process holding the recipient charges
+   * them for senders on every process.
+   */
+  function deliverHere(peerId: string, event: 'signal' | 'pairing', arg: unknown): Delivery {
+    if (event === 'signal') {
+      const from = (arg as { from?: unknown } | null)?.from;
+      const local = io.of('/').adapter.rooms.get(peerRoom(peerId));
+      if (typeof from !== 'string' || !local?.size) return 'offline';
+      return deliverSignal(peerId, from, arg, local);
+    }
+    return deliverLocal(peerId, event, arg) ? 'delivered' : 'offline';
+  }
+
   /** Delivers wherever the peer is connected; true only once a connected socket took it. */
   function deliver(peerId: string, event: 'signal' | 'pairing', arg: unknown): Promise<boolean> {
     return shared
-      ? shared.relay.deliver(peerId, event, arg)
+      ? shared.relay.deliver(peerId, event, arg).then((result) => result === 'delivered')
       : Promise.resolve(deliverLocal(peerId, event, arg));
   }
 
@@ -502,16 +525,17 @@ export async function startSignalingServer(
       memberPage(await membersOf(roomKey(req.room)), req.after, req.limit),
   };
 
-  // The signal path's refusals, made once: a refused signal must not cost a stack trace each.
+  // The signal path's refusals, made once (a refused signal must not cost a stack trace each); the last
+  // three are named after the {@link Delivery} they answer.
   const refusals = {
     notFromYou: fail('peer_id_mismatch', 'env.from must be your own peerId'),
     toYourself: fail('invalid_argument', 'cannot signal yourself'),
     offline: fail('peer_offline', 'the recipient is not connected'),
-    overBudget: fail(
+    over_budget: fail(
       'recipient_busy',
       `the recipient takes at most ${limits.recipientSignalsPerSecond} signals/s`,
     ),
-    notReading: fail('recipient_busy', 'the recipient is not reading its signals'),
+    not_reading: fail('recipient_busy', 'the recipient is not reading its signals'),
   };
 
   /**
@@ -525,22 +549,29 @@ export async function startSignalingServer(
     const me = conn.peerId!;
     if (env.from !== me) return refusals.notFromYou;
     if (env.to === me) return refusals.toYourself;
+    const arg = { from: me, env };
     const local = io.of('/').adapter.rooms.get(peerRoom(env.to));
-    if (local?.size) return deliverSignal(me, env, local);
+    if (local?.size) return signalRefusal(deliverSignal(env.to, me, arg, local));
     if (!shared) return refusals.offline;
-    // Redis mode: `ok` only once the owning process handed it to a connected socket (issue 17, point 6).
-    if (!recipients.take(env.to, me, Date.now())) return refusals.overBudget;
-    return shared.relay.deliver(env.to, 'signal', { from: me, env }).then((delivered) => {
-      if (!delivered) return refusals.offline;
-      metrics.relayedSignals.inc();
-      return undefined;
+    // Redis mode: `ok` only once the owning process handed it to a connected socket (issue 17, point 6),
+    // after charging the recipient's budgets there.
+    return shared.relay.deliver(env.to, 'signal', arg).then((result) => {
+      // The recipient's answers are charged on this process, the sender's: they are a conversation.
+      if (result === 'delivered') recipients.talked(me, env.to, Date.now());
+      return signalRefusal(result);
     });
   }
 
-  function deliverSignal(me: string, env: SignedSignal, local: ReadonlySet<string>) {
-    if (!recipients.take(env.to, me, Date.now())) return refusals.overBudget;
-    if (recipientBacklogged(local)) return refusals.notReading;
-    if (!deliverLocal(env.to, 'signal', { from: me, env })) return refusals.offline;
+  /** Hands a signal to a recipient connected here, within its budget and only while it reads. */
+  function deliverSignal(to: string, from: string, arg: unknown, local: ReadonlySet<string>): Delivery {
+    if (!recipients.take(to, from, Date.now())) return 'over_budget';
+    if (recipientBacklogged(local)) return 'not_reading';
+    return deliverLocal(to, 'signal', arg) ? 'delivered' : 'offline';
+  }
+
+  /** A signal's answer: undefined once delivered (and counted), else the refusal of that name. */
+  function signalRefusal(result: Delivery): P2PTLSError | undefined {
+    if (result !== 'delivered') return refusals[result];
     metrics.relayedSignals.inc();
     return undefined;
   }

@@ -32,6 +32,30 @@ export function rawConnect(url: string, headers?: Record<string, string>): RawCo
   return { socket, challenge };
 }
 
+/**
+ * A raw socket.io connection from `localAddress` (a loopback address such as 127.0.0.2, so that the
+ * server sees another client address) and the server's challenge; `challenge` rejects on a refused
+ * handshake (`rate_limited`).
+ */
+export function connectFrom(url: string, localAddress: string): RawConn {
+  // engine.io-client passes `localAddress` on to the `ws` package in Node; its types only omit it.
+  const options = { transports: ['websocket'], reconnection: false, forceNew: true, localAddress };
+  const socket = io(url, options as Parameters<typeof io>[1]);
+  const challenge = new Promise<string>((resolve, reject) => {
+    socket.once('challenge', (c: { nonce: string }) => resolve(c.nonce));
+    socket.once('connect_error', reject);
+  });
+  return { socket, challenge };
+}
+
+/** Connects from `localAddress` and authenticates correctly. */
+export async function authedFrom(url: string, identity: Identity, localAddress: string): Promise<Socket> {
+  const c = connectFrom(url, localAddress);
+  const ack = await ask(c.socket, 'auth', await authRequest(identity, url, await c.challenge));
+  if ((ack as { ok?: boolean }).ok !== true) throw new Error(`auth failed: ${JSON.stringify(ack)}`);
+  return c.socket;
+}
+
 /** Emits with an acknowledgement and resolves with the answer. */
 export async function ask(socket: Socket, event: string, ...args: unknown[]): Promise<unknown> {
   return socket.timeout(10_000).emitWithAck(event, ...args);

@@ -3,12 +3,28 @@
 // the server must stay up, and well-behaved clients must not notice.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { io } from 'socket.io-client';
+import { io, type Socket } from 'socket.io-client';
 import { Identity } from '../../src/identity/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { createSignedSignal } from '../../src/signaling/wire.js';
 import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
-import { ask, disconnected, errorCode, httpGet, metricValue, next, rawAuthed, rawConnect } from './_util.js';
+import {
+  ask,
+  authedFrom,
+  connectFrom,
+  disconnected,
+  errorCode,
+  httpGet,
+  metricValue,
+  next,
+  rawAuthed,
+  rawConnect,
+  sleep,
+} from './_util.js';
+
+/** The value below which `q` of the sorted `values` lie. */
+const quantile = (values: number[], q: number) =>
+  [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))] ?? NaN;
 
 describe('hostile input battery (real server process)', () => {
   let server: SignalingProcess;
@@ -180,6 +196,98 @@ describe('hostile input battery (real server process)', () => {
     } finally {
       await limited.kill();
     }
+  });
+
+  it('legitimate clients are not charged for the server backlog: a pair sending 50 signals/s through a pre-auth and flood storm gets every one delivered, none refused', async (t) => {
+    // Bounds of the waits below; each says so when it fires.
+    const BOUND_MS = 10_000;
+    let stop = false;
+    const storm = { connections: 0, refusedHandshakes: 0, events: 0 };
+    const lookup = { peerId: dave.peerId };
+    /** Connects, sends lookups until it is cut off, comes back; until `stop`. */
+    const attacker = async (connect: () => Promise<Socket>) => {
+      while (!stop) {
+        let s: Socket;
+        try {
+          s = await connect();
+        } catch {
+          // Refused at the handshake (`rate_limited`: the address's connection budget).
+          storm.refusedHandshakes++;
+          await sleep(50); // pacing the next attempt, not a wait for anything
+          continue;
+        }
+        storm.connections++;
+        while (!stop && s.connected) {
+          for (let k = 0; k < 100; k++) s.emit('lookup', lookup);
+          storm.events += 100;
+          await new Promise((r) => setImmediate(r));
+        }
+        s.disconnect();
+      }
+    };
+    // 50 strangers from five addresses flooding without authenticating (the first event is answered,
+    // then the door); 5 authenticated flooders from a sixth (cut off once over their budget).
+    const strangers = Array.from({ length: 50 }, (_, i) =>
+      attacker(async () => {
+        const c = connectFrom(server.url, `127.0.0.${2 + (i % 5)}`);
+        await c.challenge.catch((err: unknown) => {
+          c.socket.disconnect();
+          throw err;
+        });
+        return c.socket;
+      }),
+    );
+    const flooderIds = await Promise.all(Array.from({ length: 5 }, () => Identity.generate()));
+    const flooders = flooderIds.map((id) => attacker(() => authedFrom(server.url, id, '127.0.0.7')));
+
+    const received = new Set<number>();
+    const offDave = dave.on('signal', (e) => {
+      const n = (e.data as { backlog?: unknown } | null)?.backlog;
+      if (e.from === carol.peerId && typeof n === 'number') received.add(n);
+    });
+    const latencies: number[] = [];
+    const sends: Promise<string>[] = [];
+    let health: Promise<string> = Promise.resolve('not asked');
+    for (let n = 0; n < 100; n++) {
+      const t0 = performance.now();
+      sends.push(
+        carol.sendSignal(dave.peerId, { backlog: n }).then(
+          () => {
+            latencies.push(performance.now() - t0);
+            return 'ok';
+          },
+          (err: unknown) => String((err as { code?: unknown }).code ?? err),
+        ),
+      );
+      if (n === 50) {
+        health = fetch(new URL('/healthz', server.url), { signal: AbortSignal.timeout(BOUND_MS) }).then(
+          async (res) => `${res.status} ${(JSON.parse(await res.text()) as { ok?: boolean }).ok}`,
+          (err: unknown) => `no answer within ${BOUND_MS} ms (${String(err)})`,
+        );
+      }
+      await sleep(20); // pacing: 50 signals/s
+    }
+    // Each send is bounded by the client's request timeout (10 s): a timeout shows up as its code.
+    const results = await Promise.all(sends);
+    const healthz = await health;
+    stop = true;
+    await Promise.all([...strangers, ...flooders]);
+    const deliveredBy = performance.now() + BOUND_MS;
+    while (received.size < 100 && performance.now() < deliveredBy) await sleep(20);
+    offDave();
+
+    const codes = new Map<string, number>();
+    for (const r of results) codes.set(r, (codes.get(r) ?? 0) + 1);
+    assert.deepEqual(Object.fromEntries(codes), { ok: 100 }, 'every signal of the pair acknowledged ok');
+    assert.equal(received.size, 100, `${received.size} of 100 delivered when the ${BOUND_MS} ms bound fired`);
+    assert.equal(healthz, '200 true', '/healthz during the storm');
+    assert.ok(storm.connections > 50, `the storm made ${storm.connections} connections`);
+    t.diagnostic(
+      `storm: ${storm.connections} connections (${storm.refusedHandshakes} handshakes refused), ` +
+        `${storm.events} events; pair acks p50 ${quantile(latencies, 0.5).toFixed(1)} ms, ` +
+        `p99 ${quantile(latencies, 0.99).toFixed(1)} ms`,
+    );
+    await wellBehavedStillWorks();
   });
 
   it('the server is still alive and counted the rejections', async () => {

@@ -70,6 +70,16 @@ describe('signaling budgets', () => {
     assert.equal(r.size, 0);
   });
 
+  it('RecipientBudget: a conversation recorded with talked() (the sender on another process) counts as one', () => {
+    const r = new RecipientBudget(4); // strangers: 3 per window
+    const taken = (sender: string) => Array.from({ length: 4 }, () => r.take('V', sender, 0)).filter(Boolean);
+    assert.equal(taken('stranger').length, 3);
+    assert.equal(r.take('V', 'P', 0), false); // P is a stranger too: the strangers' part is spent
+    r.talked('V', 'P', 0); // V's signal to P was delivered (charged on P's process)
+    assert.equal(r.take('V', 'P', 0), true); // P's answer gets the rest of V's budget
+    assert.equal(r.take('V', 'P', 0), false); // but not more than the whole budget
+  });
+
   it('RoomChanges: a join and a leave within a tick cancel; what remains is sent once per tick', async () => {
     const sent: string[] = [];
     let flushedTick: () => void = () => {};

@@ -5,31 +5,22 @@
 // events and counts decide; timeouts only bound the waits.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { Identity } from '../../src/identity/index.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { createSignedSignal } from '../../src/signaling/wire.js';
 import { type SignalingProcess, startSignalingProcess } from '../helpers/processes.js';
-import { ask, authRequest, disconnected, errorCode, httpGet, metricValue, next } from './_util.js';
-
-/** A raw socket.io connection from `localAddress` (a loopback address) and the server's challenge. */
-function connectFrom(url: string, localAddress: string): { socket: Socket; challenge: Promise<string> } {
-  // engine.io-client passes `localAddress` on to the `ws` package in Node; its types only omit it.
-  const options = { transports: ['websocket'], reconnection: false, forceNew: true, localAddress };
-  const socket = io(url, options as Parameters<typeof io>[1]);
-  const challenge = new Promise<string>((resolve, reject) => {
-    socket.once('challenge', (c: { nonce: string }) => resolve(c.nonce));
-    socket.once('connect_error', reject);
-  });
-  return { socket, challenge };
-}
-
-async function authedFrom(url: string, identity: Identity, localAddress: string): Promise<Socket> {
-  const c = connectFrom(url, localAddress);
-  const ack = await ask(c.socket, 'auth', await authRequest(identity, url, await c.challenge));
-  assert.equal((ack as { ok?: boolean }).ok, true, JSON.stringify(ack));
-  return c.socket;
-}
+import {
+  ask,
+  authedFrom,
+  authRequest,
+  connectFrom,
+  disconnected,
+  errorCode,
+  httpGet,
+  metricValue,
+  next,
+} from './_util.js';
 
 /** Joins `room`, retrying while the room's churn budget refuses (`rate_limited`); returns the ack. */
 async function joinWhenAllowed(socket: Socket, room: string): Promise<unknown> {
@@ -42,6 +33,12 @@ async function joinWhenAllowed(socket: Socket, room: string): Promise<unknown> {
   return ack;
 }
 
+/** The TCP socket under a websocket socket.io connection: `pause()` stops reading it. */
+function pausable(s: Socket): { pause(): void; resume(): void } {
+  return (s.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } }).ws
+    ._socket;
+}
+
 async function disconnectCount(url: string, reason: string): Promise<number> {
   const text = (await httpGet(url, '/metrics')).text;
   return metricValue(text, `p2ptls_signaling_disconnects_total{reason="${reason}"}`);
@@ -49,6 +46,8 @@ async function disconnectCount(url: string, reason: string): Promise<number> {
 
 describe('abuse limits (real server process, issue 17)', () => {
   let server: SignalingProcess;
+  /** Without event budgets and recipient budget; at most 200 packets queued for a connection. */
+  let unlimited: SignalingProcess;
   let carol: SignalingClient;
   let dave: SignalingClient;
   const ids: Identity[] = [];
@@ -60,9 +59,31 @@ describe('abuse limits (real server process, issue 17)', () => {
   }
 
   before(async () => {
-    server = await startSignalingProcess({
-      args: ['--recipient-signals-per-second', '20', '--max-room-members', '4', '--ip-unauthenticated', '8'],
-    });
+    [server, unlimited] = await Promise.all([
+      startSignalingProcess({
+        args: [
+          '--recipient-signals-per-second',
+          '20',
+          '--max-room-members',
+          '4',
+          '--ip-unauthenticated',
+          '8',
+        ],
+      }),
+      startSignalingProcess({
+        args: [
+          ...[
+            '--events-per-second',
+            '0',
+            '--ip-events-per-second',
+            '0',
+            '--recipient-signals-per-second',
+            '0',
+          ],
+          ...['--max-pending-packets', '200'],
+        ],
+      }),
+    ]);
     ids.push(...(await Promise.all(Array.from({ length: 8 }, () => Identity.generate()))));
     carol = new SignalingClient({ url: server.url, identity: ids[0]! });
     dave = new SignalingClient({ url: server.url, identity: ids[1]! });
@@ -70,7 +91,7 @@ describe('abuse limits (real server process, issue 17)', () => {
   });
   after(async () => {
     await Promise.all([carol?.close(), dave?.close()]);
-    await server?.kill();
+    await Promise.all([server?.kill(), unlimited?.kill()]);
   });
 
   it('pre-auth: an event other than auth gets one answer and a disconnect; /healthz answers throughout', async () => {
@@ -183,9 +204,11 @@ describe('abuse limits (real server process, issue 17)', () => {
     member.on('room:left', (e: { peerId: string }) => events.push(`left ${e.peerId}`));
     assert.equal(((await ask(member, 'room:join', { room: 'churn' })) as { ok?: boolean }).ok, true);
     const spammer = await authedFrom(server.url, ids[5]!, '127.0.0.9');
-    // 30 join/leave pairs back to back, then one last join that stays.
+    // 50 join/leave pairs back to back, then one last join that stays. Sent at once, every join is
+    // checked before the first takes effect, so each is charged and each leave finds nothing to leave:
+    // 50 joins and the member's are within the connection's own burst (64), over the room's (40).
     const acks = await Promise.all(
-      Array.from({ length: 30 }, () => [
+      Array.from({ length: 50 }, () => [
         ask(spammer, 'room:join', { room: 'churn' }),
         ask(spammer, 'room:leave', { room: 'churn' }),
       ]).flat(),
@@ -193,6 +216,7 @@ describe('abuse limits (real server process, issue 17)', () => {
     const accepted = acks.filter((a) => (a as { ok?: boolean }).ok === true).length;
     const refused = acks.filter((a) => errorCode(a) === 'rate_limited').length;
     assert.equal(accepted + refused, acks.length);
+    assert.ok(refused > 0, `the room's churn cap refused none of ${acks.length} changes`);
     const last = `joined ${ids[5]!.peerId}`;
     const joinedAtLast = new Promise<void>((resolve) => {
       const check = () => {
@@ -215,14 +239,10 @@ describe('abuse limits (real server process, issue 17)', () => {
   });
 
   it('a client that floods lookups without reading the answers is disconnected (slow_consumer)', async () => {
-    const unlimited = await startSignalingProcess({
-      args: ['--events-per-second', '0', '--ip-events-per-second', '0', '--max-pending-packets', '200'],
-    });
-    try {
+    {
       const s = await authedFrom(unlimited.url, ids[2]!, '127.0.0.11');
       // Stop reading: the server's answers pile up in the kernel's buffers, then in engine.io's queue.
-      const raw = (s.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } })
-        .ws._socket;
+      const raw = pausable(s);
       raw.pause();
       for (let i = 0; i < 20_000 && unlimited.proc.child.exitCode === null; i++) {
         s.emit('lookup', { peerId: ids[2]!.peerId }, () => {});
@@ -235,8 +255,65 @@ describe('abuse limits (real server process, issue 17)', () => {
       raw.resume();
       assert.equal((await httpGet(unlimited.url, '/healthz')).status, 200);
       s.disconnect();
+    }
+  });
+
+  it('a recipient that stops reading: its sender is refused recipient_busy, not queued more', async () => {
+    const victim = await authedFrom(unlimited.url, ids[3]!, '127.0.0.12');
+    const sender = await authedFrom(unlimited.url, ids[4]!, '127.0.0.13');
+    // The victim stops reading: what the server writes to it piles up in the kernel's buffers, then in
+    // engine.io's queue, which the server measures before handing it another signal.
+    const raw = pausable(victim);
+    raw.pause();
+    // 16 KB each: a few hundred fill the loopback socket's buffers and the 200-packet cap behind them.
+    const env = await createSignedSignal(ids[4]!, ids[3]!.peerId, 'x'.repeat(16 * 1024));
+    let refusal: unknown;
+    let sent = 0;
+    while (refusal === undefined && sent < 3000) {
+      const acks = await Promise.all(Array.from({ length: 50 }, () => ask(sender, 'signal', { env })));
+      sent += acks.length;
+      refusal = acks.find((a) => (a as { ok?: boolean }).ok !== true);
+    }
+    raw.resume();
+    assert.equal(errorCode(refusal), 'recipient_busy', `after ${sent} signals: ${JSON.stringify(refusal)}`);
+    assert.match((refusal as { error: { message: string } }).error.message, /not reading/);
+    for (const s of [victim, sender]) s.disconnect();
+  });
+
+  it('an address over its event budget: each of its connections is answered rate_limited once, then closed (flood); another address is not affected', async () => {
+    const limited = await startSignalingProcess({
+      args: ['--events-per-second', '0', '--ip-events-per-second', '20'],
+    });
+    try {
+      const before = await disconnectCount(limited.url, 'flood');
+      const flooders = await Promise.all(
+        [2, 3, 4].map((i) => authedFrom(limited.url, ids[i]!, '127.0.0.14')),
+      );
+      const other = await authedFrom(limited.url, ids[5]!, '127.0.0.15');
+      const lookup = (s: Socket) => ask(s, 'lookup', { peerId: ids[5]!.peerId }).catch(() => null);
+      const [flooded, otherAcks] = await Promise.all([
+        // 3 × 200 events against the address's 20/s: each connection's own budget is unlimited.
+        Promise.all(
+          flooders.map(async (s) => {
+            const closed = disconnected(s);
+            const acks = await Promise.all(Array.from({ length: 200 }, () => lookup(s)));
+            return { reason: await closed, acks };
+          }),
+        ),
+        Promise.all(Array.from({ length: 10 }, () => lookup(other))),
+      ]);
+      for (const { reason, acks } of flooded) {
+        assert.equal(reason, 'io server disconnect');
+        assert.equal(acks.filter((a) => errorCode(a) === 'rate_limited').length, 1);
+      }
+      assert.equal((await disconnectCount(limited.url, 'flood')) - before, 3);
+      assert.deepEqual(
+        otherAcks.map((a) => (a as { ok?: boolean } | null)?.ok),
+        Array(10).fill(true),
+      );
+      other.disconnect();
     } finally {
-      await unlimited.kill();
+      await limited.kill();
     }
   });
 
