@@ -71,21 +71,21 @@ export class KeyedBuckets {
   }
 }
 
-/** How long after its last join or leave a peer's next change in the same room counts as churn. */
+/** How long after its last join a peer's next join of the same room counts as churn. */
 export const ROOM_CHURN_MEMORY_MS = 10_000;
 
 /**
- * Joins and leaves one room takes per second (issue 17, point 4), without letting churners lock everyone
- * else out. Only churn is charged to the room's token bucket: a change by a peer that changed nothing in
- * this room for {@link ROOM_CHURN_MEMORY_MS}. The first such change, a member arriving or leaving,
- * always passes. Before, one bucket took every change: 20 join/leave spammers, each within its own 2/s,
- * kept the room's 20/s spent, and a legitimate client's `room:join` was refused `rate_limited` in the
- * attack bench (`bench:signaling --attacks --pair client`, room phase). What passes uncharged is bounded
- * all the same: one change per peer per 10 s, and joins by the room's size cap.
+ * Joins one room takes per second (issue 17, point 4; leaves are never refused, each follows an admitted
+ * join), without letting churners lock everyone else out. Only churn is charged to the room's token
+ * bucket: a join by a peer that tried to join this room within {@link ROOM_CHURN_MEMORY_MS}. A peer's
+ * first join in that time always passes. Before, one bucket took every change: 20 join/leave spammers,
+ * each within its own 2/s, kept the room's 20/s spent, and a legitimate client's `room:join` was
+ * refused `rate_limited` in the attack bench (`bench:signaling --attacks --pair client`, room phase).
+ * What passes uncharged is bounded all the same: one join per peer per 10 s, and the room's size cap.
  */
 export class RoomChurn {
   private readonly buckets: KeyedBuckets;
-  /** Per room: when each peer last changed its membership (refused changes included). */
+  /** Per room: when each peer last tried to join it (refused joins included). */
   private readonly recent = new Map<string, Map<string, number>>();
 
   constructor(rate: number) {

@@ -82,9 +82,12 @@ export interface SignalingLimits {
   maxRoomsPerPeer?: number;
   /** Members one room may have (`room_full` beyond). Default 256. */
   maxRoomMembers?: number;
-  /** Joins and leaves per second in one room, all members together (burst twice that). Default 20. */
+  /**
+   * Repeated joins per second in one room, all peers together (burst twice that): a peer's first join of
+   * the room in 10 s is not charged. Leaves are never refused. Default 20.
+   */
   roomChangesPerSecond?: number;
-  /** Joins and leaves per second of one connection (burst `maxRoomsPerPeer`). Default 2. */
+  /** Room joins per second of one connection (burst `maxRoomsPerPeer`). Default 2. */
   peerRoomChangesPerSecond?: number;
   /**
    * Member-list pages per second of one connection: each `room:members`, and each `room:join` of a room
@@ -499,7 +502,7 @@ export async function startSignalingServer(
       if (limits.maxRoomMembers > 0 && members.length >= limits.maxRoomMembers) {
         throw fail('room_full', `room has ${limits.maxRoomMembers} members`);
       }
-      chargeRoomChange(conn, req.room);
+      chargeRoomJoin(conn, req.room);
       await conn.socket.join(key);
       if (shared) {
         await shared.directory.joinRoom(req.room, conn.peerId!, conn.socket.id);
@@ -513,7 +516,6 @@ export async function startSignalingServer(
     'room:leave': async (conn, req) => {
       const key = roomKey(req.room);
       if (conn.socket.rooms.has(key)) {
-        chargeRoomChange(conn, req.room);
         await conn.socket.leave(key);
         await shared?.directory.leaveRoom(req.room, conn.peerId!, conn.socket.id);
         roomChanges.add(req.room, conn.peerId!, 'left');
@@ -586,16 +588,20 @@ export async function startSignalingServer(
     ack?.(errorAck(refusal));
   }
 
-  /** Churn caps of point 4: the connection's own, then the room's (every member's events pay for it). */
-  function chargeRoomChange(conn: Conn, room: string): void {
+  /**
+   * Churn caps of point 4 on a join: the connection's own, then the room's (every member's events pay for
+   * it). Leaves are never refused nor charged: each follows a join that was admitted, so admitted joins
+   * bound the churn twice over, and a refused leave would only keep a member that wants to go.
+   */
+  function chargeRoomJoin(conn: Conn, room: string): void {
     const now = Date.now();
     if (conn.roomChanges && !conn.roomChanges.take(now)) {
-      throw fail('rate_limited', `at most ${limits.peerRoomChangesPerSecond} room joins/leaves per second`);
+      throw fail('rate_limited', `at most ${limits.peerRoomChangesPerSecond} room joins per second`);
     }
     if (roomChurn && !roomChurn.take(room, conn.peerId!, now)) {
       throw fail(
         'rate_limited',
-        `room ${room} takes at most ${limits.roomChangesPerSecond} joins/leaves per second`,
+        `room ${room} takes at most ${limits.roomChangesPerSecond} joins per second`,
       );
     }
   }

@@ -1,8 +1,8 @@
 /**
  * Room churn caps without a lock-out (issue 17, point 4; real server process). Spammers that join and
  * leave a room as fast as their own budgets allow keep the room's churn budget spent, and still a peer
- * that arrives, or a member that leaves, is never refused for their churn: only a peer's repeated changes
- * are charged to the room (signaling-server/limits.ts RoomChurn). With one bucket for every change, the
+ * that arrives is never refused for their churn, and a member that leaves never is: only a peer's
+ * repeated joins are charged to the room (signaling-server/limits.ts RoomChurn). With one bucket for every change, the
  * arriving peers here are refused `rate_limited` (the attack bench's SignalingClient pair could not join
  * its room at all).
  */
