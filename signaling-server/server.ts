@@ -4,9 +4,11 @@
  * peers, answers public-key lookups and keeps rooms. It can drop messages but not forge them, and it
  * never sees a pair's key (shares travel RSA-OAEP-encrypted between the peers).
  *
- * With `redisUrl`, several processes form one network through @socket.io/redis-adapter: every peer sits
- * in a socket.io room named after its peerId (so `io.to(peer:<id>)` reaches it on any process), and
- * registered identities and presence live in Redis.
+ * With `redisUrl`, several processes form one network: registered identities, presence, room members
+ * and per-process heartbeats live in Redis (directory.ts); a signal or pairing message for a peer on
+ * another process goes through RedisRelay (relay.ts), which the owning process answers once it handed
+ * the message to a connected socket or refused it (budget, not reading); room events reach every
+ * process through @socket.io/redis-adapter.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type AddressInfo, isIP } from 'node:net';
