@@ -138,3 +138,28 @@ export function metricValue(text: string, sample: string): number {
   }
   return 0;
 }
+
+/** The TCP socket under a raw client's websocket: paused, the client stops reading what the server writes. */
+export function pausable(s: Socket): { pause(): void; resume(): void } {
+  return (s.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } }).ws
+    ._socket;
+}
+
+/**
+ * Sends `env` through `sender` in batches of 50 until the server refuses one (or `max` went through):
+ * how a test finds the refusal of a recipient that stopped reading.
+ */
+export async function signalUntilRefused(
+  sender: Socket,
+  env: unknown,
+  max = 3000,
+): Promise<{ refusal: unknown; sent: number }> {
+  let refusal: unknown;
+  let sent = 0;
+  while (refusal === undefined && sent < max) {
+    const acks = await Promise.all(Array.from({ length: 50 }, () => ask(sender, 'signal', { env })));
+    sent += acks.length;
+    refusal = acks.find((a) => (a as { ok?: boolean }).ok !== true);
+  }
+  return { refusal, sent };
+}

@@ -20,6 +20,8 @@ import {
   httpGet,
   metricValue,
   next,
+  pausable,
+  signalUntilRefused,
 } from './_util.js';
 
 /** Joins `room`, retrying while the room's churn budget refuses (`rate_limited`); returns the ack. */
@@ -34,11 +36,6 @@ async function joinWhenAllowed(socket: Socket, room: string): Promise<unknown> {
 }
 
 /** The TCP socket under a websocket socket.io connection: `pause()` stops reading it. */
-function pausable(s: Socket): { pause(): void; resume(): void } {
-  return (s.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } }).ws
-    ._socket;
-}
-
 async function disconnectCount(url: string, reason: string): Promise<number> {
   const text = (await httpGet(url, '/metrics')).text;
   return metricValue(text, `p2ptls_signaling_disconnects_total{reason="${reason}"}`);
@@ -267,13 +264,7 @@ describe('abuse limits (real server process, issue 17)', () => {
     raw.pause();
     // 16 KB each: a few hundred fill the loopback socket's buffers and the 200-packet cap behind them.
     const env = await createSignedSignal(ids[4]!, ids[3]!.peerId, 'x'.repeat(16 * 1024));
-    let refusal: unknown;
-    let sent = 0;
-    while (refusal === undefined && sent < 3000) {
-      const acks = await Promise.all(Array.from({ length: 50 }, () => ask(sender, 'signal', { env })));
-      sent += acks.length;
-      refusal = acks.find((a) => (a as { ok?: boolean }).ok !== true);
-    }
+    const { refusal, sent } = await signalUntilRefused(sender, env);
     raw.resume();
     assert.equal(errorCode(refusal), 'recipient_busy', `after ${sent} signals: ${JSON.stringify(refusal)}`);
     assert.match((refusal as { error: { message: string } }).error.message, /not reading/);

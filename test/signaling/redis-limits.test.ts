@@ -15,7 +15,7 @@ import {
   startRedis,
   startSignalingProcess,
 } from '../helpers/processes.js';
-import { ask, errorCode, rawAuthed, sleep } from './_util.js';
+import { ask, errorCode, pausable, rawAuthed, signalUntilRefused, sleep } from './_util.js';
 
 const RECIPIENT_BUDGET = 20;
 const MAX_PENDING = 100;
@@ -95,19 +95,11 @@ describe('recipient limits across processes (three processes, real redis-server)
     const sender = await authed(s1.url, senderId!);
     // Stop reading: what s2 writes to the victim piles up in the kernel's buffers, then in engine.io's
     // queue, which s2 measures before handing it another signal.
-    const raw = (
-      victim.io.engine.transport as unknown as { ws: { _socket: { pause(): void; resume(): void } } }
-    ).ws._socket;
+    const raw = pausable(victim);
     raw.pause();
     // 16 KB each: a few hundred fill the loopback socket's buffers and the 100-packet cap behind them.
     const env = await createSignedSignal(senderId!, victimId!.peerId, 'x'.repeat(16 * 1024));
-    let refusal: unknown;
-    let sent = 0;
-    while (refusal === undefined && sent < 3000) {
-      const acks = await Promise.all(Array.from({ length: 50 }, () => ask(sender, 'signal', { env })));
-      sent += acks.length;
-      refusal = acks.find((a) => (a as { ok?: boolean }).ok !== true);
-    }
+    const { refusal, sent } = await signalUntilRefused(sender, env);
     raw.resume();
     assert.equal(errorCode(refusal), 'recipient_busy', `after ${sent} signals: ${JSON.stringify(refusal)}`);
     assert.match((refusal as { error: { message: string } }).error.message, /not reading/);
