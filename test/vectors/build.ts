@@ -53,6 +53,30 @@ const DIAL_ID = 'AAECAwQFBgcICQoL';
 
 type Signer = (role: 'initiator' | 'responder', data: Uint8Array) => Promise<Uint8Array>;
 
+/** Records a session hands out, and a wait for the i-th (bounded: a vector that never completes fails). */
+class Records {
+  readonly list: Uint8Array[] = [];
+  private readonly waiters = new Map<number, (r: Uint8Array) => void>();
+
+  push(record: Uint8Array): void {
+    this.list.push(record);
+    this.waiters.get(this.list.length - 1)?.(record);
+  }
+
+  at(i: number): Promise<Uint8Array> {
+    const ready = this.list[i];
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`record ${i} was never sent (waited 10 s)`)), 10_000);
+      this.waiters.set(i, (r) => {
+        clearTimeout(timer);
+        this.waiters.delete(i);
+        resolve(r);
+      });
+    });
+  }
+}
+
 /** Reads the signature out of an Auth message body: type (1) ‖ u16 length ‖ signature ‖ finished. */
 function signatureOf(authPlaintext: Uint8Array): Uint8Array {
   const len = (authPlaintext[1]! << 8) | authPlaintext[2]!;
@@ -110,12 +134,13 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
   const iTcpKey = await trafficKey(app.initiatorTcp);
 
   // Application records: fixed content, small records so fragmentation shows.
-  const out: Uint8Array[] = [];
+  const sent = new Records();
+  const out = sent.list;
   const dgrams: Uint8Array[] = [];
   const session = new Session(
     result!,
     {
-      reliable: (r) => out.push(r),
+      reliable: (r) => sent.push(r),
       datagram: (d) => {
         dgrams.push(d);
         return true;
@@ -123,10 +148,11 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
     },
     { recordSize: 64 },
   );
-  const rxOut: Uint8Array[] = [];
+  const answered = new Records();
+  const rxOut = answered.list;
   const rx = new Session(
     rResult,
-    { reliable: (r) => rxOut.push(r), datagram: () => true },
+    { reliable: (r) => answered.push(r), datagram: () => true },
     { recordSize: 64, receiveWindow: 1024 * 1024 },
   );
   // The responder opens its window beyond the initial 256 KiB (§5.5).
@@ -143,11 +169,14 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
   // update and the CLOSE (with its own CLOSE and a CLOSE_ACK, §5.3).
   const dg = await rx.receiveDatagram(dgrams[0]!);
   if (!dg.ok) throw new Error(`datagram vector does not open (${dg.reason})`);
-  for (const r of out) await rx.receive(r);
+  // Records are sealed asynchronously (WebCrypto): each side takes the other's as they come out, as many
+  // as the vector lists below. (Taking only those already out raced the sealing: on a loaded CI machine
+  // the last of them was not out yet.)
+  for (let i = 0; i < 9; i++) await rx.receive(await sent.at(i));
   if (rx.state !== 'closed') throw new Error('close vector not applied');
-  for (const r of rxOut) await session.receive(r);
+  for (let i = 0; i < 5; i++) await session.receive(await answered.at(i));
   if (session.state !== 'closed') throw new Error('close reply vector not applied');
-  const acked = await rx.receive(out[9]!);
+  const acked = await rx.receive(await sent.at(9));
   if (acked[0]?.type !== 'close-ack') throw new Error('close-ack vector not applied');
 
   return {
