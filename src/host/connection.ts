@@ -530,9 +530,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * peer that something else says is gone (a mesh member the signaling room says left): a live peer
    * answers within a round trip, a killed process never does. Waiting the whole heartbeat timeout for it
    * made the first training step after a member was SIGKILLed take 2.2 s; with the probe, 1.2 s
-   * (test/train/elastic.test.ts, 2 s heartbeat timeout, so a 1 s window; steps of ~50 ms otherwise). The default window is 8
-   * round trips, at least 1 s, at most half the heartbeat timeout or 5 s; records still being decrypted
-   * count as being heard.
+   * (test/train/elastic.test.ts, 2 s heartbeat timeout, so a 1 s window; steps of ~50 ms otherwise). The
+   * default window is 8 round trips within {@link PROBE_MIN_MS}..{@link PROBE_MAX_MS}, and at most half
+   * the heartbeat timeout; records still being decrypted count as being heard.
    */
   probe(withinMs?: number): Promise<boolean> {
     if (this.current !== 'open' && this.current !== 'draining') return Promise.resolve(false);

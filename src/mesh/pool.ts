@@ -350,7 +350,7 @@ export class ConnectionPool {
         return conn;
       } catch (err) {
         const error = err as P2PTLSError;
-        const wait = Math.min(this.opts.maxReconnectDelayMs, this.opts.reconnectDelayMs * 2 ** (attempt - 1));
+        const wait = this.backoff(attempt);
         if (!this.ctx.isOpen() || !this.ctx.isMember(slot.peerId)) throw this.goneError(slot.peerId);
         if (DIAL_REFUSALS.has(error.code) || Date.now() + wait > deadline) throw error;
         debug(
@@ -430,14 +430,18 @@ export class ConnectionPool {
 
   /** Keeps a member's failed connection coming back, with capped backoff, while it is in the room. */
   private redial(slot: Slot, attempt: number): void {
-    const delay = Math.min(this.opts.maxReconnectDelayMs, this.opts.reconnectDelayMs * 2 ** (attempt - 1));
     slot.reconnectTimer = setTimeout(() => {
       slot.reconnectTimer = undefined;
       if (!this.ctx.isOpen() || !this.ctx.isMember(slot.peerId) || slot.conn?.isOpen) return;
       this.dial(slot).catch((err: P2PTLSError) => {
         if (!DIAL_REFUSALS.has(err.code) && !slot.conn?.isOpen) this.redial(slot, attempt + 1);
       });
-    }, delay);
+    }, this.backoff(attempt));
+  }
+
+  /** The wait before try `attempt` (1, 2, …) of a dial: doubling from `reconnectDelayMs`, capped. */
+  private backoff(attempt: number): number {
+    return Math.min(this.opts.maxReconnectDelayMs, this.opts.reconnectDelayMs * 2 ** (attempt - 1));
   }
 
   /** Closes the least recently used idle connection if the cap is reached. */
