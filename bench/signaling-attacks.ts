@@ -112,23 +112,53 @@ function healthProber(url: string): { stop(): Promise<{ failures: number; maxMs:
   };
 }
 
-/** What a phase measured, from the delivery latencies and the counts. */
-function pairResult(
-  latencies: number[],
-  sent: number,
-  refused: Record<string, number>,
-  health: { failures: number; maxMs: number },
-): PairResult {
-  const sorted = [...latencies].sort((x, y) => x - y);
-  return {
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    sent,
-    delivered: latencies.length,
-    refused,
-    healthFailures: health.failures,
-    healthMaxMs: health.maxMs,
-  };
+/** The pair's signals by key: when each was sent, its delivery latency, or why it was refused. */
+class Deliveries<K> {
+  private readonly sentAt = new Map<K, number>();
+  private readonly latencies: number[] = [];
+  private readonly refused: Record<string, number> = {};
+  private sent = 0;
+
+  send(key: K): void {
+    this.sentAt.set(key, performance.now());
+    this.sent++;
+  }
+
+  arrived(key: K): void {
+    const t = this.sentAt.get(key);
+    if (t === undefined) return;
+    this.sentAt.delete(key);
+    this.latencies.push(performance.now() - t);
+  }
+
+  refuse(key: K, code: string): void {
+    this.sentAt.delete(key);
+    this.refused[code] = (this.refused[code] ?? 0) + 1;
+  }
+
+  /** What the phase measured, with the /healthz probes of the same span. */
+  result(health: { failures: number; maxMs: number }): PairResult {
+    const sorted = [...this.latencies].sort((x, y) => x - y);
+    return {
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      sent: this.sent,
+      delivered: sorted.length,
+      refused: this.refused,
+      healthFailures: health.failures,
+      healthMaxMs: health.maxMs,
+    };
+  }
+}
+
+/** Runs `tick` every {@link PAIR_INTERVAL_MS} for `seconds`. */
+async function paced(seconds: number, tick: () => Promise<void>): Promise<void> {
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const started = performance.now();
+    await tick();
+    await sleep(Math.max(0, PAIR_INTERVAL_MS - (performance.now() - started)));
+  }
 }
 
 /** The legitimate pair: raw clients (the server's relay alone) or SignalingClients (as a Host uses them). */
@@ -168,45 +198,33 @@ async function measureClientPair(
   try {
     await Promise.all([a.connect(), b.connect()]);
     if (phase === 'room') for (const c of [a, b]) await c.joinRoom('bench');
-    const sentAt = new Map<number, number>();
-    const latencies: number[] = [];
-    const refused: Record<string, number> = {};
+    const log = new Deliveries<number>();
     for (const c of [a, b]) {
       c.on('signal', ({ data }) => {
         const k = (data as { k?: unknown }).k;
-        const t = typeof k === 'number' ? sentAt.get(k) : undefined;
-        if (t === undefined) return;
-        sentAt.delete(k as number);
-        latencies.push(performance.now() - t);
+        if (typeof k === 'number') log.arrived(k);
       });
     }
     const prober = healthProber(url);
     const sends: Promise<void>[] = [];
-    const end = performance.now() + seconds * 1000;
-    let sent = 0;
     let k = 0;
-    while (performance.now() < end) {
-      const tick = performance.now();
+    await paced(seconds, async () => {
       for (const [from, to] of [
         [a, ids[1]],
         [b, ids[0]],
       ] as const) {
         const n = k++;
-        sentAt.set(n, performance.now());
-        sent++;
+        log.send(n);
         sends.push(
           from.sendSignal(to.peerId, { type: 'candidate', k: n }).catch((err: unknown) => {
-            sentAt.delete(n);
-            const code = isP2PTLSError(err) ? err.code : 'error';
-            refused[code] = (refused[code] ?? 0) + 1;
+            log.refuse(n, isP2PTLSError(err) ? err.code : 'error');
           }),
         );
       }
-      await sleep(Math.max(0, PAIR_INTERVAL_MS - (performance.now() - tick)));
-    }
+    });
     await Promise.all(sends);
     await sleep(1000); // stragglers
-    return pairResult(latencies, sent, refused, await prober.stop());
+    return log.result(await prober.stop());
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
@@ -220,45 +238,30 @@ async function measureRawPair(url: string, ids: BenchIdentity[], phase: Phase, s
   if (phase === 'room') {
     for (const s of [a, b]) await s.timeout(10_000).emitWithAck('room:join', { room: 'bench' });
   }
-  const sentAt = new Map<string, number>();
-  const latencies: number[] = [];
-  const refused: Record<string, number> = {};
-  let sent = 0;
+  const log = new Deliveries<string>();
   for (const s of [a, b]) {
-    s.on('signal', (msg: { env: { nonce: string } }) => {
-      const t = sentAt.get(msg.env.nonce);
-      if (t === undefined) return;
-      sentAt.delete(msg.env.nonce);
-      latencies.push(performance.now() - t);
-    });
+    s.on('signal', (msg: { env: { nonce: string } }) => log.arrived(msg.env.nonce));
   }
   const prober = healthProber(url);
-  const end = performance.now() + seconds * 1000;
   const pairs: [Socket, BenchIdentity, BenchIdentity][] = [
     [a, ids[0]!, ids[1]!],
     [b, ids[1]!, ids[0]!],
   ];
   let k = 0;
-  while (performance.now() < end) {
-    const tick = performance.now();
+  await paced(seconds, async () => {
     for (const [socket, from, to] of pairs) {
       const env = await signal(from, to.peerId, JSON.stringify({ type: 'candidate', k: k++ }));
-      sentAt.set(env.nonce, performance.now());
-      sent++;
+      log.send(env.nonce);
       socket.emit('signal', { env }, (ack: { ok?: boolean; error?: { code?: string } }) => {
-        if (ack?.ok) return;
-        sentAt.delete(env.nonce);
-        const code = ack?.error?.code ?? 'no answer';
-        refused[code] = (refused[code] ?? 0) + 1;
+        if (!ack?.ok) log.refuse(env.nonce, ack?.error?.code ?? 'no answer');
       });
     }
-    await sleep(Math.max(0, PAIR_INTERVAL_MS - (performance.now() - tick)));
-  }
+  });
   await sleep(1000); // stragglers
   const health = await prober.stop();
   a.disconnect();
   b.disconnect();
-  return pairResult(latencies, sent, refused, health);
+  return log.result(health);
 }
 
 function startAttacker(kind: string, url: string, victim: string): Promise<ChildProcess> {
