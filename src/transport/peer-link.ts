@@ -100,6 +100,28 @@ interface SimplePeerInternals {
   _channel: RTCDataChannel | null;
 }
 
+type StatsCallback = (err: Error | null, reports?: Record<string, unknown>[]) => void;
+
+/**
+ * The peer's DTLS certificate fingerprint named by a connection's stats (the `transport`'s
+ * `remoteCertificateId` → `certificate`), normalised as in PROTOCOL.md §8; undefined where the stack
+ * does not report it.
+ */
+function remoteCertificateIn(stats: Record<string, unknown>[]): string | undefined {
+  const byId = new Map<unknown, Record<string, unknown>>();
+  for (const v of stats) byId.set(v.id, v);
+  for (const v of stats) {
+    if (v.type !== 'transport' || typeof v.remoteCertificateId !== 'string') continue;
+    const cert = byId.get(v.remoteCertificateId);
+    const algorithm = cert?.fingerprintAlgorithm;
+    const fingerprint = cert?.fingerprint;
+    if (typeof algorithm === 'string' && typeof fingerprint === 'string') {
+      return `${algorithm.toLowerCase()} ${fingerprint.toUpperCase()}`;
+    }
+  }
+  return undefined;
+}
+
 function toBytes(data: unknown): Uint8Array {
   if (data instanceof Uint8Array) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -144,7 +166,7 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /** The SCTP max-message-size, read once when the link opens: after a teardown the stack has no SCTP. */
   private maxMessage = 65536;
   readonly timeline: LinkTimeline = { created: performance.now() };
-  /** The peer's DTLS certificate fingerprint, asked for once DTLS is up (see {@link remoteCertificate}). */
+  /** The peer's DTLS certificate fingerprint, from simple-peer's stats at connect or asked for (see {@link teeStats}). */
   private liveCertificate: Promise<string | undefined> | undefined;
 
   constructor(options: PeerLinkOptions) {
@@ -223,12 +245,9 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     const simplePeerHandler = pc.onconnectionstatechange;
     pc.onconnectionstatechange = (event: Event) => {
       simplePeerHandler?.call(pc, event);
-      if (pc.connectionState !== 'connected' || this.timeline.dtlsConnected !== undefined) return;
-      this.timeline.dtlsConnected = performance.now();
-      // Asked now, answered by the time the channels open: getStats is not free on every stack.
-      this.liveCertificate = this.readRemoteCertificate();
-      this.liveCertificate.catch(() => {});
+      if (pc.connectionState === 'connected') this.timeline.dtlsConnected ??= performance.now();
     };
+    this.teeStats();
     this.peer.on('error', (err: Error & { code?: string }) => {
       this.shutdown(fail('closed', `WebRTC connection failed: ${err.code ?? err.message}`, err));
     });
@@ -292,27 +311,39 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   }
 
   remoteCertificate(): Promise<string | undefined> {
-    this.liveCertificate ??= this.readRemoteCertificate();
+    if (this.liveCertificate === undefined) {
+      const pc = this.internals._pc;
+      if (this.closed || !pc) return Promise.reject(fail('closed', 'the WebRTC link is closed'));
+      this.liveCertificate = pc.getStats().then((report: RTCStatsReport) => {
+        const stats: Record<string, unknown>[] = [];
+        report.forEach((v: Record<string, unknown>) => {
+          stats.push(v);
+        });
+        return remoteCertificateIn(stats);
+      });
+    }
     return this.liveCertificate;
   }
 
-  private async readRemoteCertificate(): Promise<string | undefined> {
-    const pc = this.internals._pc;
-    if (this.closed || !pc) throw fail('closed', 'the WebRTC link is closed');
-    const byId = new Map<string, Record<string, unknown>>();
-    (await pc.getStats()).forEach((v: Record<string, unknown>) => {
-      byId.set(v.id as string, v);
-    });
-    for (const v of byId.values()) {
-      if (v.type !== 'transport' || typeof v.remoteCertificateId !== 'string') continue;
-      const cert = byId.get(v.remoteCertificateId);
-      const algorithm = cert?.fingerprintAlgorithm;
-      const fingerprint = cert?.fingerprint;
-      if (typeof algorithm === 'string' && typeof fingerprint === 'string') {
-        return `${algorithm.toLowerCase()} ${fingerprint.toUpperCase()}`;
-      }
-    }
-    return undefined;
+  /**
+   * simple-peer reads the connection's stats once, when ICE and the reliable channel are up, just before
+   * it reports `connect` (it looks for the selected candidate pair). Those stats also name the peer's
+   * DTLS certificate, so {@link remoteCertificate} takes it from them instead of asking again. Why: each
+   * getStats blocks the JavaScript thread on wrtc's signaling thread, 0.2–2.2 ms during a set-up (timed
+   * per native call over 12 wrtc dials), and a p2ptls set-up made two per side where raw WebRTC makes one.
+   * (Its effect on the set-up time is within bench:transport's noise; the CPU it saves is not.)
+   */
+  private teeStats(): void {
+    const peer = this.peer as unknown as { getStats(cb: StatsCallback): void };
+    const getStats = peer.getStats.bind(peer);
+    peer.getStats = (cb) =>
+      getStats((err, reports) => {
+        if (!err && reports && this.liveCertificate === undefined && !this.closed) {
+          const live = remoteCertificateIn(reports);
+          if (live !== undefined) this.liveCertificate = Promise.resolve(live);
+        }
+        cb(err, reports);
+      });
   }
 
   /** Bytes queued on the reliable channel, including sends the channel may not yet count. */
