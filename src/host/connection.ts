@@ -371,6 +371,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           }
         },
         datagram: (d) => this.sendOrHoldDatagram(d),
+        copiesReliable: link.copiesOnSend,
       },
       {
         ...options.session,
@@ -720,7 +721,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       if (this.creditStalled)
         this.log('flow control: window open again (credit %d)', this.session.sendCredit);
       this.creditStalled = false;
-      this.sealing += record.plaintext.length + RECORD_OVERHEAD;
+      this.sealing += record.length + RECORD_OVERHEAD;
       const done = this.session.sendRecord(record);
       if (batch > 0) {
         const sent = this.outbox.splice(0, batch);
@@ -730,7 +731,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
       }
       const head = this.outbox[0]!;
       head.next++;
-      head.sent += record.plaintext.length;
+      head.sent += record.length;
       if (head.options?.onProgress) {
         const sent = Math.min(head.sent, head.data.length);
         done.then(() => head.options?.onProgress?.(sent, head.data.length)).catch(() => {});

@@ -33,10 +33,47 @@ export interface AeadProvider {
   readonly sync?: SyncAead;
 }
 
+/**
+ * A plaintext given as pieces sealed back to back, as if joined: a batch of messages with their length
+ * prefixes, or a message's first fragment behind its length, need not be copied into one buffer first.
+ */
+export type Plaintext = Uint8Array | readonly Uint8Array[];
+
+/** Total bytes of a {@link Plaintext}. */
+export function plaintextLength(plaintext: Plaintext): number {
+  if (plaintext instanceof Uint8Array) return plaintext.length;
+  let n = 0;
+  for (const piece of plaintext) n += piece.length;
+  return n;
+}
+
+/** A {@link Plaintext} as one buffer (a copy only when it has several pieces). */
+export function joinPlaintext(plaintext: Plaintext): Uint8Array {
+  if (plaintext instanceof Uint8Array) return plaintext;
+  if (plaintext.length === 1) return plaintext[0]!;
+  const out = new Uint8Array(plaintextLength(plaintext));
+  let at = 0;
+  for (const piece of plaintext) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}
+
 /** Synchronous AES-256-GCM: the same operations as {@link AeadProvider}, for in-thread implementations. */
 export interface SyncAead {
-  /** `header ‖ seal(key, nonce, aad = header, plaintext)` in one buffer. */
-  sealWithHeader(key: AeadKey, nonce: Uint8Array, header: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /**
+   * `header ‖ seal(key, nonce, aad = header, plaintext)` in one buffer. With `into` (at least header +
+   * plaintext + tag bytes long), the record is written at its start and a view of it returned, so a
+   * caller that hands each record over before sealing the next can keep one buffer for all of them.
+   */
+  sealWithHeader(
+    key: AeadKey,
+    nonce: Uint8Array,
+    header: Uint8Array,
+    plaintext: Plaintext,
+    into?: Uint8Array,
+  ): Uint8Array;
   /** The plaintext, or null if authentication fails. Never throws for bad input. */
   open(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Uint8Array | null;
 }
@@ -47,10 +84,11 @@ export async function sealWithHeader(
   key: AeadKey,
   nonce: Uint8Array,
   header: Uint8Array,
-  plaintext: Uint8Array,
+  plaintext: Plaintext,
 ): Promise<Uint8Array> {
-  if (aead.sealWithHeader) return aead.sealWithHeader(key, nonce, header, plaintext);
-  const ct = await aead.seal(key, nonce, header, plaintext);
+  const joined = joinPlaintext(plaintext);
+  if (aead.sealWithHeader) return aead.sealWithHeader(key, nonce, header, joined);
+  const ct = await aead.seal(key, nonce, header, joined);
   const out = new Uint8Array(header.length + ct.length);
   out.set(header);
   out.set(ct, header.length);

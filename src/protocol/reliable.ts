@@ -3,8 +3,8 @@
  * numbers, messages of any size split into records and reassembled, small messages batched.
  */
 import { fail } from '../errors.js';
-import { ByteReader, ByteWriter } from '../util/bytes.js';
-import { type AeadProvider, type SyncAead, sealWithHeader } from './aead.js';
+import { ByteReader } from '../util/bytes.js';
+import { type AeadProvider, type Plaintext, type SyncAead, sealWithHeader } from './aead.js';
 import { DataFlag, MAX_CONTROL_RECORD_BYTES, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
 import { type ReceiveWindow, recordCost } from './flow-control.js';
@@ -15,7 +15,13 @@ import type { RecordProtection, TrafficKeys } from './traffic-keys.js';
 export interface PlainRecord {
   type: number;
   flags: number;
-  plaintext: Uint8Array;
+  /**
+   * The plaintext as pieces sealed back to back: a batch is its messages behind their length prefixes,
+   * a first fragment the message's first bytes behind its length, none of them copied into one buffer.
+   */
+  plaintext: readonly Uint8Array[];
+  /** Bytes of plaintext. */
+  length: number;
   /** DATA records: how many messages start in it (0 for a continuation), for its credit (§5.5). */
   starts: number;
 }
@@ -25,22 +31,26 @@ export async function sealRecord(
   aead: AeadProvider,
   p: RecordProtection,
   header: Uint8Array,
-  plaintext: Uint8Array,
+  plaintext: Plaintext,
 ): Promise<Uint8Array> {
   // The key is usually derived already: no need to wait a turn for it.
   const { key, iv } = p.ready ?? (await p.material);
   return sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext);
 }
 
-/** {@link sealRecord} within the call, for a synchronous provider once the key is derived. */
+/**
+ * {@link sealRecord} within the call, for a synchronous provider once the key is derived; into `into`
+ * when given (see {@link SyncAead.sealWithHeader}).
+ */
 export function sealRecordNow(
   aead: SyncAead,
   p: RecordProtection,
   header: Uint8Array,
-  plaintext: Uint8Array,
+  plaintext: Plaintext,
+  into?: Uint8Array,
 ): Uint8Array {
   const { key, iv } = p.ready!;
-  return aead.sealWithHeader(key, recordNonce(iv, p.seq), header, plaintext);
+  return aead.sealWithHeader(key, recordNonce(iv, p.seq), header, plaintext, into);
 }
 
 /**
@@ -53,19 +63,28 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
   let batchBytes = 0;
   const flushBatch = () => {
     if (batch.length === 1) {
+      const m = batch[0]!;
       out.push({
         type: RecordType.DATA,
         flags: DataFlag.FIRST | DataFlag.LAST,
-        plaintext: batch[0]!,
+        plaintext: [m],
+        length: m.length,
         starts: 1,
       });
     } else if (batch.length > 1) {
-      const w = new ByteWriter(batchBytes);
-      for (const m of batch) w.u32(m.length).bytes(m);
+      // The messages themselves are pieces of the plaintext: only their prefixes are new bytes.
+      const prefixes = new Uint8Array(4 * batch.length);
+      const view = new DataView(prefixes.buffer);
+      const plaintext: Uint8Array[] = [];
+      batch.forEach((m, i) => {
+        view.setUint32(4 * i, m.length);
+        plaintext.push(prefixes.subarray(4 * i, 4 * i + 4), m);
+      });
       out.push({
         type: RecordType.DATA,
         flags: DataFlag.FIRST | DataFlag.LAST | DataFlag.BATCH,
-        plaintext: w.finish(),
+        plaintext,
+        length: batchBytes,
         starts: batch.length,
       });
     }
@@ -75,17 +94,22 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
   for (const m of messages) {
     if (m.length > recordSize) {
       flushBatch();
-      const first = new ByteWriter(recordSize)
-        .u32(m.length)
-        .bytes(m.subarray(0, recordSize - 4))
-        .finish();
-      out.push({ type: RecordType.DATA, flags: DataFlag.FIRST, plaintext: first, starts: 1 });
+      const prefix = new Uint8Array(4);
+      new DataView(prefix.buffer).setUint32(0, m.length);
+      out.push({
+        type: RecordType.DATA,
+        flags: DataFlag.FIRST,
+        plaintext: [prefix, m.subarray(0, recordSize - 4)],
+        length: recordSize,
+        starts: 1,
+      });
       for (let off = recordSize - 4; off < m.length; off += recordSize) {
         const end = Math.min(off + recordSize, m.length);
         out.push({
           type: RecordType.DATA,
           flags: end === m.length ? DataFlag.LAST : 0,
-          plaintext: m.subarray(off, end),
+          plaintext: [m.subarray(off, end)],
+          length: end - off,
           starts: 0,
         });
       }

@@ -4,23 +4,38 @@
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { fail } from '../errors.js';
-import type { AeadKey, AeadProvider } from '../protocol/aead.js';
+import { type AeadKey, type AeadProvider, type Plaintext, plaintextLength } from '../protocol/aead.js';
 import { KEY_LEN, TAG_LEN } from '../protocol/constants.js';
 
 interface NodeAeadKey extends AeadKey {
   readonly key: KeyObject;
 }
 
-/** Encrypts into one buffer: `aad` itself first when `prefix` > 0 (the record header), then ciphertext ‖ tag. */
-function sealInto(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, prefix: number) {
+/**
+ * Encrypts into one buffer: `aad` itself first when `prefix` > 0 (the record header), then ciphertext ‖
+ * tag; the plaintext's pieces back to back. Into `into` when given (it is long enough: the caller sized it).
+ */
+function sealInto(
+  key: AeadKey,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Plaintext,
+  prefix: number,
+  into?: Uint8Array,
+) {
   const c = createCipheriv('aes-256-gcm', (key as NodeAeadKey).key, nonce, { authTagLength: TAG_LEN });
   c.setAAD(aad);
-  const body = c.update(plaintext);
-  c.final(); // GCM is a stream mode: final() produces no bytes, it computes the tag
-  const out = new Uint8Array(prefix + body.length + TAG_LEN);
+  const size = prefix + plaintextLength(plaintext) + TAG_LEN;
+  const out = into ? into.subarray(0, size) : new Uint8Array(size);
   if (prefix > 0) out.set(aad);
-  out.set(body, prefix);
-  out.set(c.getAuthTag(), prefix + body.length);
+  let at = prefix;
+  for (const piece of plaintext instanceof Uint8Array ? [plaintext] : plaintext) {
+    const ct = c.update(piece);
+    out.set(ct, at);
+    at += ct.length;
+  }
+  c.final(); // GCM is a stream mode: final() produces no bytes, it computes the tag
+  out.set(c.getAuthTag(), at);
   return out;
 }
 
@@ -55,7 +70,8 @@ export const nodeCryptoAead: AeadProvider = {
     return openSync(key, nonce, aad, ciphertext);
   },
   sync: {
-    sealWithHeader: (key, nonce, header, plaintext) => sealInto(key, nonce, header, plaintext, header.length),
+    sealWithHeader: (key, nonce, header, plaintext, into) =>
+      sealInto(key, nonce, header, plaintext, header.length, into),
     open: openSync,
   },
 };

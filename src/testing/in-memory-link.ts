@@ -117,6 +117,8 @@ function sdpOf(direction: Direction): string {
  * the channels is still the test's call ({@link InMemoryNetwork.open}).
  */
 export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
+  /** The records are kept (delivered later, held, inspected by tests): never write into a sent one. */
+  readonly copiesOnSend = false;
   private state: 'new' | 'open' | 'closed' = 'new';
   private everOpened = false;
   private offered = false;

@@ -32,6 +32,11 @@ export async function connectInMemory(options: {
   responderPsk?: Uint8Array;
   handshake?: Partial<HandshakeOptions>;
   session?: SessionOptions;
+  /**
+   * Behave like a data channel's send, which copies: each record is copied as it is handed over, and
+   * the sessions are told so (`copiesReliable`), so they may seal into one buffer of their own.
+   */
+  copies?: boolean;
 }): Promise<{ initiator: InMemoryEnd; responder: InMemoryEnd }> {
   const { initiator: a, responder: b } = options;
   const init = await InitiatorHandshake.start({
@@ -62,11 +67,12 @@ export async function connectInMemory(options: {
     end.session = new Session(
       result,
       {
-        reliable: (r) => end.sentReliable.push(r),
+        reliable: (r) => end.sentReliable.push(options.copies ? r.slice() : r),
         datagram: (d) => {
           end.sentDatagrams.push(d);
           return true;
         },
+        copiesReliable: options.copies === true,
       },
       options.session,
     );

@@ -77,6 +77,11 @@ export interface Link {
   readonly timeline: LinkTimeline;
   /** Throws `closed` when the channel is not open or refuses the record. */
   sendReliable(record: Uint8Array): void;
+  /**
+   * True when {@link sendReliable} is done with the record once it returns (sent or copied), so the
+   * caller may write the next record into the same buffer.
+   */
+  readonly copiesOnSend: boolean;
   /** False when the datagram was dropped locally. Never throws. */
   sendDatagram(record: Uint8Array): boolean;
   stats(): Promise<LinkStats>;
@@ -153,6 +158,8 @@ function filterSignal(data: unknown, keep: CandidateFilter | undefined): unknown
 
 /** A WebRTC connection to one peer with both p2ptls channels. */
 export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
+  /** RTCDataChannel.send copies the data it queues (browsers per the spec, @roamhq/wrtc, node-datachannel). */
+  readonly copiesOnSend = true;
   private readonly peer: SimplePeer.Instance;
   private readonly internals: SimplePeerInternals;
   private readonly sllp: RTCDataChannel;

@@ -230,7 +230,13 @@ describe('flow control, bounded reassembly and the close handshake (protocol lay
       () => a.session.updateKeys(),
       () => a.session.sendDatagram('x', 0),
       () =>
-        a.session.sendRecord({ type: RecordType.DATA, flags: 3, plaintext: new Uint8Array(1), starts: 1 }),
+        a.session.sendRecord({
+          type: RecordType.DATA,
+          flags: 3,
+          plaintext: [new Uint8Array(1)],
+          length: 1,
+          starts: 1,
+        }),
     ]) {
       let p: Promise<unknown> | undefined;
       assert.doesNotThrow(() => {
