@@ -46,7 +46,7 @@ export interface SchedulerHost {
   /** Members including us, in ring order, now. */
   ring(): PeerId[];
   isMember(peerId: PeerId): boolean;
-  /** Sends a frame, connecting first if needed; resolves once queued. */
+  /** Sends a frame, connecting first if needed; resolves once the transport is done with it (see OpContext.send). */
   send(to: PeerId, frame: Uint8Array): Promise<void>;
   /** Sends a frame in the background (best effort). */
   post(to: PeerId, frame: Uint8Array): void;

@@ -136,11 +136,12 @@ export type MeshFrame = DataFrame | ReadyFrame | ChunkFrame | AbortFrame | LostF
 /** Most contributors a RESULT may list. */
 export const MAX_CONTRIBUTORS = 1024;
 
-function header(type: number, length: number): { bytes: Uint8Array; view: DataView } {
-  const bytes = new Uint8Array(length);
+/** A frame of `length` bytes, its version and type written: at the start of `into` when it fits, else new. */
+function header(type: number, length: number, into?: Uint8Array): { bytes: Uint8Array; view: DataView } {
+  const bytes = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
   bytes[0] = MESH_WIRE_VERSION;
   bytes[1] = type;
-  return { bytes, view: new DataView(bytes.buffer) };
+  return { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
 export function encodeData(data: Uint8Array): Uint8Array {
@@ -170,16 +171,25 @@ interface ChunkHeader {
   view: number;
 }
 
-/** A CHUNK frame carrying `values` encoded with `f.codec` (copied: the caller may change them after). */
-export function encodeChunk(f: ChunkHeader, values: Float32Array): Uint8Array {
-  const { bytes, view } = header(FrameType.CHUNK, CHUNK_HEADER_LEN + encodedLength(f.codec, values.length));
+/**
+ * A CHUNK frame carrying `values` encoded with `f.codec` (copied: the caller may change them after).
+ * Written into `into` when it is long enough (every byte of the frame is written).
+ */
+export function encodeChunk(f: ChunkHeader, values: Float32Array, into?: Uint8Array): Uint8Array {
+  const length = CHUNK_HEADER_LEN + encodedLength(f.codec, values.length);
+  const { bytes, view } = header(FrameType.CHUNK, length, into);
   writeChunkHeader(bytes, view, f, values.length);
   return encodeInto(f.codec, values, bytes, CHUNK_HEADER_LEN);
 }
 
 /** A CHUNK frame carrying an already encoded payload of `count` elements (forwarded unchanged). */
-export function encodeChunkPayload(f: ChunkHeader, count: number, payload: Uint8Array): Uint8Array {
-  const { bytes, view } = header(FrameType.CHUNK, CHUNK_HEADER_LEN + payload.length);
+export function encodeChunkPayload(
+  f: ChunkHeader,
+  count: number,
+  payload: Uint8Array,
+  into?: Uint8Array,
+): Uint8Array {
+  const { bytes, view } = header(FrameType.CHUNK, CHUNK_HEADER_LEN + payload.length, into);
   writeChunkHeader(bytes, view, f, count);
   bytes.set(payload, CHUNK_HEADER_LEN);
   return bytes;

@@ -24,8 +24,9 @@ function network() {
       window: 8,
       ring: () => [...ids],
       isMember: () => true,
+      // A copy, as a connection's send seals it: the operation writes its next chunk over a sent frame.
       send: async (to, bytes) => {
-        queue.push({ from: self, to, frame: decodeFrame(bytes) });
+        queue.push({ from: self, to, frame: decodeFrame(bytes.slice()) });
       },
       post: (to, bytes) => {
         queue.push({ from: self, to, frame: decodeFrame(bytes) });
