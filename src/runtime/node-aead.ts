@@ -4,11 +4,29 @@
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import { fail } from '../errors.js';
-import { type AeadKey, type AeadProvider, type Plaintext, plaintextLength } from '../protocol/aead.js';
+import {
+  type AeadKey,
+  type AeadProvider,
+  joinPlaintext,
+  type Plaintext,
+  plaintextLength,
+} from '../protocol/aead.js';
 import { KEY_LEN, TAG_LEN } from '../protocol/constants.js';
 
 interface NodeAeadKey extends AeadKey {
   readonly key: KeyObject;
+}
+
+/**
+ * The pieces to feed the cipher one by one. Small ones are joined first: each update() is a call into
+ * OpenSSL and a new Buffer, so a batch of 64 messages of 64 B sealed piece by piece ran at 22.6 MB/s
+ * against 111 MB/s joined (bench:protocol --quick); pieces of a few KiB and more (mesh chunks, fragments)
+ * are sealed where they are, which spares a copy of the whole record.
+ */
+function pieces(plaintext: Plaintext): readonly Uint8Array[] {
+  if (plaintext instanceof Uint8Array) return [plaintext];
+  const small = plaintext.length > 2 && plaintextLength(plaintext) < 4096 * plaintext.length;
+  return small ? [joinPlaintext(plaintext)] : plaintext;
 }
 
 /**
@@ -29,7 +47,7 @@ function sealInto(
   const out = into ? into.subarray(0, size) : new Uint8Array(size);
   if (prefix > 0) out.set(aad);
   let at = prefix;
-  for (const piece of plaintext instanceof Uint8Array ? [plaintext] : plaintext) {
+  for (const piece of pieces(plaintext)) {
     const ct = c.update(piece);
     out.set(ct, at);
     at += ct.length;
