@@ -7,7 +7,12 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import { DatagramReader, DatagramWriter } from '../../src/protocol/datagram.js';
-import { CloseCode, type DatagramResult } from '../../src/protocol/index.js';
+import {
+  type AeadProvider,
+  CloseCode,
+  type DatagramResult,
+  webCryptoAead,
+} from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { type InMemoryEnd, pumpDatagrams } from '../../src/testing/in-memory.js';
 import { utf8 } from '../../src/util/bytes.js';
@@ -404,6 +409,42 @@ describe('protocol datagrams (SLLP mode)', () => {
       results.map((r) => (r.ok ? `ok:${r.epoch}:${r.seq}` : r.reason)),
       ['ok:2:0', 'ok:2:1', 'ok:2:2'],
     );
+  });
+
+  it('a datagram whose epoch retires while it decrypts is still delivered, once', async () => {
+    // The receiver's AEAD holds back the first datagram's decryption until the others were accepted: by then
+    // a datagram two epochs newer retired its epoch. Deterministic form of a CI flake.
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let opens = 0;
+    const gated: AeadProvider = {
+      ...webCryptoAead,
+      name: 'gated',
+      async open(key, nonce, aad, ciphertext) {
+        if (opens++ === 0) await held;
+        return webCryptoAead.open(key, nonce, aad, ciphertext);
+      },
+    };
+    const { initiator: a, responder: b } = pairFrom(run, {
+      initiator: { maxRecordsPerKey: 2 },
+      responder: { maxRecordsPerKey: 2, aead: gated },
+    });
+    const sent = await sendTagged(a, 6);
+    const first = b.session.receiveDatagram(sent[0]!);
+    const rest = await Promise.all(sent.slice(1).map((d) => b.session.receiveDatagram(d)));
+    assert.deepEqual(
+      rest.map((r) => (r.ok ? `ok:${r.epoch}:${r.seq}` : r.reason)),
+      ['ok:0:1', 'ok:1:0', 'ok:1:1', 'ok:2:0', 'ok:2:1'],
+    );
+    release();
+    const r0 = await first;
+    assert.ok(r0.ok && r0.kind === 'data' && indexOf(r0) === 0, 'the held datagram is delivered');
+    assert.equal(r0.ok && r0.reordered, true);
+    // Its copy now meets a retired epoch at the door.
+    const again = await b.session.receiveDatagram(sent[0]!);
+    assert.deepEqual(again, { ok: false, reason: 'stale' });
   });
 
   it('in-order datagrams spanning two epoch changes, received concurrently (as a transport does), all arrive', async () => {
