@@ -132,23 +132,37 @@ export function autoAccept(host: Host): Acceptor {
       );
     }
   })();
-  const waitFor = async <T>(take: () => T | undefined, ms: number, label: string): Promise<T> => {
+  const waitFor = async <T>(take: () => T | undefined, ms: number, label: () => string): Promise<T> => {
     const deadline = Date.now() + ms;
     for (;;) {
       const v = take();
       if (v !== undefined) return v;
       const left = deadline - Date.now();
-      if (left <= 0) assert.fail(`${label} within ${ms} ms`);
-      await within(new Promise<void>((r) => waiters.push(r)), left, label).catch(() => {});
+      if (left <= 0) assert.fail(`${label()} within ${ms} ms`);
+      await within(new Promise<void>((r) => waiters.push(r)), left, 'acceptor').catch(() => {});
     }
   };
+  // A dial that failed on this side says why (e.g. where its handshake was stuck): name it when waiting
+  // for a connection fails, so that a flaky run can be explained from its log.
+  const failures = () =>
+    errors.length === 0
+      ? ''
+      : ` (verify failed: ${errors.map((e) => (e instanceof Error ? `${(e as { code?: string }).code}: ${e.message}` : String(e))).join('; ')})`;
   return {
     accepted,
     errors,
     next: (ms = 20_000) =>
-      waitFor(() => (taken < accepted.length ? accepted[taken++] : undefined), ms, 'no accepted connection'),
+      waitFor(
+        () => (taken < accepted.length ? accepted[taken++] : undefined),
+        ms,
+        () => `no accepted connection${failures()}`,
+      ),
     nextError: (ms = 20_000) =>
-      waitFor(() => (errorsTaken < errors.length ? errors[errorsTaken++] : undefined), ms, 'no verify error'),
+      waitFor(
+        () => (errorsTaken < errors.length ? errors[errorsTaken++] : undefined),
+        ms,
+        () => 'no verify error',
+      ),
   };
 }
 
