@@ -16,13 +16,13 @@ export interface AeadProvider {
   open(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array | null>;
   /**
    * Optional: `header ‖ seal(key, nonce, aad = header, plaintext)` in one buffer, for providers that can
-   * write there directly and save a copy of every record.
+   * write there directly and save a copy of every record (and seal a {@link Plaintext}'s pieces unjoined).
    */
   sealWithHeader?(
     key: AeadKey,
     nonce: Uint8Array,
     header: Uint8Array,
-    plaintext: Uint8Array,
+    plaintext: Plaintext,
   ): Promise<Uint8Array>;
   /**
    * Optional synchronous forms, for providers whose AES-GCM runs on the calling thread (node:crypto).
@@ -86,9 +86,8 @@ export async function sealWithHeader(
   header: Uint8Array,
   plaintext: Plaintext,
 ): Promise<Uint8Array> {
-  const joined = joinPlaintext(plaintext);
-  if (aead.sealWithHeader) return aead.sealWithHeader(key, nonce, header, joined);
-  const ct = await aead.seal(key, nonce, header, joined);
+  if (aead.sealWithHeader) return aead.sealWithHeader(key, nonce, header, plaintext);
+  const ct = await aead.seal(key, nonce, header, joinPlaintext(plaintext));
   const out = new Uint8Array(header.length + ct.length);
   out.set(header);
   out.set(ct, header.length);
