@@ -27,6 +27,16 @@ let conn: Connection | undefined;
 let raw: PeerLink | undefined;
 let rawOpened: Promise<void> = Promise.resolve();
 const accepted: Connection[] = [];
+/** The video reception in progress ({@link api.startVideo} to {@link api.stopVideo}). */
+let videoReceiver:
+  | {
+      kind: Kind;
+      assembler: FrameAssembler;
+      latencies: number[];
+      off: () => void;
+      before: Awaited<ReturnType<Connection['stats']>>['datagrams'] | undefined;
+    }
+  | undefined;
 
 /** Sent behind a bulk transfer when the other page asks (drainBulk): what came before it has arrived. */
 const MARKER = new TextEncoder().encode('drained');
@@ -200,7 +210,11 @@ const api = {
     off();
     return received / (1024 * 1024) / seconds;
   },
-  /** Streams pre-encoded 640×480 frames at `fps` for `seconds` as the demo does (split over datagrams). */
+  /**
+   * Streams pre-encoded 640×480 frames at `fps` for `seconds` as the demo does (split over datagrams).
+   * Returns, with the counts, how long it actually streamed: on a page busy sending bulk data this call
+   * itself may start late, and the receiver must count over the sender's window, not its own.
+   */
   async sendVideo(kind: Kind, seconds: number, fps: number) {
     const frames = await makeFrames(30);
     const splitter = new FrameSplitter(VIDEO_DATAGRAM_BYTES);
@@ -230,11 +244,15 @@ const api = {
       const next = start + (sent * 1000) / fps;
       await sleep(Math.max(0, next - performance.now()));
     }
-    await sleep(200);
-    return { sent, pieces, meanFrameBytes: Math.round(bytes / sent), droppedLocally };
+    const streamedSeconds = (performance.now() - start) / 1000;
+    return { sent, pieces, meanFrameBytes: Math.round(bytes / sent), droppedLocally, streamedSeconds };
   },
-  /** Reassembles frames for `seconds`; returns fps and capture-to-reassembled latency percentiles. */
-  async receiveVideo(kind: Kind, seconds: number) {
+  /**
+   * Starts reassembling frames; {@link stopVideo} ends it. The receiver counts from before the sender
+   * starts until the sender is done (and what it sent has had time to arrive), so that a sender that
+   * starts late is not charged with frames the receiver stopped listening for.
+   */
+  async startVideo(kind: Kind) {
     const assembler = new FrameAssembler();
     const latencies: number[] = [];
     const on = (data: Uint8Array) => {
@@ -243,7 +261,16 @@ const api = {
     };
     const off = kind === 'raw' ? raw!.on('datagram', on) : conn!.datagrams.on('datagram', (d) => on(d.data));
     const before = kind === 'p2ptls' ? (await conn!.stats()).datagrams : undefined;
-    await sleep(seconds * 1000 + 500);
+    videoReceiver = { kind, assembler, latencies, off, before };
+  },
+  /**
+   * Waits `graceMs` for datagrams still in flight, stops reassembling, and returns the frames shown per
+   * second of the sender's `streamedSeconds` with capture-to-reassembled latency percentiles.
+   */
+  async stopVideo(streamedSeconds: number, graceMs: number) {
+    const { kind, assembler, latencies, off, before } = videoReceiver!;
+    videoReceiver = undefined;
+    await sleep(graceMs);
     off();
     const after = kind === 'p2ptls' ? (await conn!.stats()).datagrams : undefined;
     // Datagrams that reached p2ptls and that it dropped (forged, replayed, too late, unread): any other
@@ -257,7 +284,7 @@ const api = {
       pieces: assembler.stats.piecesReceived,
       incomplete: assembler.stats.framesIncomplete,
       late: assembler.stats.framesLate,
-      fps: assembler.stats.framesCompleted / seconds,
+      fps: assembler.stats.framesCompleted / streamedSeconds,
       p50: quantile(latencies, 0.5),
       p95: quantile(latencies, 0.95),
       droppedHere,
