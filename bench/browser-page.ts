@@ -79,25 +79,14 @@ async function makeFrames(count: number): Promise<Uint8Array[]> {
 }
 
 /**
- * Sends `size`-byte TCP-mode messages while `more(bytesSentSoFar)` holds, at most `paceMiBps` when given
- * (what the web demo does while video runs); returns the bytes sent. The raw link gets the flow control p2ptls applies (wait below 1 MiB buffered);
+ * Sends `size`-byte TCP-mode messages while `more(bytesSentSoFar)` holds; returns the bytes sent. The raw link gets the flow control p2ptls applies (wait below 1 MiB buffered);
  * p2ptls waits every 64 sends.
  */
-async function pump(
-  kind: Kind,
-  size: number,
-  more: (sent: number) => boolean,
-  paceMiBps?: number,
-): Promise<number> {
+async function pump(kind: Kind, size: number, more: (sent: number) => boolean): Promise<number> {
   const msg = new Uint8Array(size);
-  const t0 = performance.now();
   let sent = 0;
   let last: Promise<void> = Promise.resolve();
   for (let n = 0; more(sent); n++, sent += size) {
-    if (paceMiBps) {
-      const due = t0 + (sent / (paceMiBps * 1024 * 1024)) * 1000;
-      if (due > performance.now()) await sleep(due - performance.now());
-    }
     if (kind === 'raw') {
       const link = raw!;
       while (link.bufferedAmount >= HIGH_WATER) {
@@ -179,10 +168,10 @@ const api = {
       const off = kind === 'raw' ? raw!.on('reliable', on) : conn!.on('message', on);
     });
   },
-  /** Sends `size`-byte messages for `seconds` (at most `paceMiBps` when given); returns the bytes sent. */
-  sendBulkFor(kind: Kind, seconds: number, size: number, paceMiBps?: number) {
+  /** Sends `size`-byte messages for `seconds`; returns the bytes sent. */
+  sendBulkFor(kind: Kind, seconds: number, size: number) {
     const end = performance.now() + seconds * 1000;
-    return pump(kind, size, () => performance.now() < end, paceMiBps);
+    return pump(kind, size, () => performance.now() < end);
   },
   /**
    * Resolves once the bulk data still in flight has arrived: asks the sender page (over a

@@ -8,8 +8,7 @@
  *                         capture-to-reassembled latency (one browser, one clock)
  *
  *   webcam under load     the same video beside an unpaced TCP-mode transfer on the same connection:
- *                         fps ÷ fps alone, and the transfer ÷ raw bulk alone; and beside a transfer
- *                         paced to 8 MiB/s, as the web demo paces files while its video runs
+ *                         fps ÷ fps alone, and the transfer ÷ raw bulk alone
  *
  * Each measurement alternates raw / p2ptls over several rounds and prints the median (min–max), ratios
  * pair by pair. Runs in a loopback-only network namespace when it can create one. Flags: --quick.
@@ -34,7 +33,6 @@ async function main(): Promise<void> {
   const ROUNDS = quick ? 3 : 5;
   const VIDEO_ROUNDS = quick ? 1 : 3;
   const VIDEO_SECONDS = quick ? 4 : 8;
-  const DEMO_PACE_MIBPS = 8;
   /**
    * How long the receiver keeps reassembling after the sender's last frame: frame latency beside a bulk
    * transfer was 15–40 ms (p50–p95), so 500 ms lets everything in flight arrive.
@@ -123,11 +121,11 @@ async function main(): Promise<void> {
     console.log(
       `webcam demo under load: the same video while an unpaced bulk transfer runs on the same connection`,
     );
-    /** One round of the video beside a bulk transfer on the same connection (paced when `pace` is given). */
-    const videoBesideBulk = async (kind: 'raw' | 'p2ptls', label: string, pace?: number) => {
+    /** One round of the video beside a bulk transfer on the same connection. */
+    const videoBesideBulk = async (kind: 'raw' | 'p2ptls', label: string) => {
       await call(receiver, 'startVideo', kind);
       const bulkIn = call(receiver, 'countBulk', kind, VIDEO_SECONDS);
-      const bulkOut = call(sender, 'sendBulkFor', kind, VIDEO_SECONDS, MESSAGE, pace);
+      const bulkOut = call(sender, 'sendBulkFor', kind, VIDEO_SECONDS, MESSAGE);
       const sent = await call(sender, 'sendVideo', kind, VIDEO_SECONDS, 30);
       const v = await call(receiver, 'stopVideo', sent.streamedSeconds, GRACE_MS);
       const [mibs] = await Promise.all([bulkIn, bulkOut]);
@@ -150,12 +148,6 @@ async function main(): Promise<void> {
         beside[kind].push(mibs);
       }
     }
-    // What the web demo does while its video runs: file chunks paced to 8 MiB/s.
-    const paced: number[] = [];
-    for (let r = 0; r < VIDEO_ROUNDS; r++) {
-      const label = `round ${r + 1} p2ptls, bulk paced at ${DEMO_PACE_MIBPS} MiB/s as the web demo does`;
-      paced.push((await videoBesideBulk('p2ptls', label, DEMO_PACE_MIBPS)).fps);
-    }
     const fpsRatio = (kind: 'raw' | 'p2ptls') => loaded[kind].map((x, i) => x / alone[kind][i]!);
     const besideRatio = (kind: 'raw' | 'p2ptls') => beside[kind].map((x) => x / median(bulk.raw));
     for (const kind of ['raw', 'p2ptls'] as const) {
@@ -164,7 +156,6 @@ async function main(): Promise<void> {
           `transfer ${spread(beside[kind])} MiB/s, ${spread(besideRatio(kind), 2)} of raw bulk alone (median)`,
       );
     }
-    console.log(`  p2ptls video beside a paced transfer ${spread(paced)} fps`);
     console.log(
       `headline: tcp-throughput-64KiB-chromium-MiBps ours=${median(bulk.p2ptls).toFixed(1)} baseline=${median(bulk.raw).toFixed(1)} ratio=${median(bulkRatios).toFixed(2)}`,
     );

@@ -20,12 +20,6 @@ import { FrameAssembler, FrameSplitter, VIDEO_MAGIC } from './video.js';
 const FILE_CHUNK_BYTES = 256 * 1024;
 /** Pieces of video frames stay well under the SCTP message size every browser accepts. */
 const VIDEO_DATAGRAM_BYTES = 16_000;
-/**
- * File bytes per second while video runs either way. At full speed the receiving page spends its CPU
- * decrypting the file, the OS drops UDP packets and the video loses frames (npm run bench:browser, two
- * cores: 22.6 of 30 fps beside an unpaced transfer, 29.8 at this rate; p2ptls itself dropped none).
- */
-const FILE_BYTES_PER_SECOND_WITH_VIDEO = 8 * 1024 * 1024;
 /** Chat lines kept on the page. */
 const MAX_CHAT_LINES = 500;
 /** Files a peer may have in flight to us at once (each is held in memory until verified). */
@@ -181,11 +175,6 @@ export class PeerSession {
       ),
     );
     this.setStatus('idle');
-  }
-
-  /** Video runs in either direction on this connection. */
-  private get videoLive(): boolean {
-    return this.peerVideo === 'on' || this.camera?.running === true;
   }
 
   /** Follows a {@link ReconnectingConnection} we dialed: each new connection is attached as it comes. */
@@ -352,20 +341,13 @@ export class PeerSession {
         sha256,
       });
       for (let offset = 0; offset < file.size; offset += FILE_CHUNK_BYTES) {
-        const chunkStarted = performance.now();
         const slice = new Uint8Array(await file.slice(offset, offset + FILE_CHUNK_BYTES).arrayBuffer());
         const conn = this.connection;
         if (!conn?.isOpen) throw new Error('the connection closed during the transfer');
         await conn.send(encodeFileChunk(id, offset, slice));
-        const paced = this.videoLive;
-        if (paced) {
-          transfer.row.dataset.paced = 'true';
-          const due = chunkStarted + (slice.length / FILE_BYTES_PER_SECOND_WITH_VIDEO) * 1000;
-          if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
-        }
         transfer.bar.value = offset + slice.length;
         const rate = formatRate((transfer.bar.value / (performance.now() - started)) * 1000);
-        transfer.note.textContent = `sending… ${rate}${paced ? ' (paced while video runs)' : ''}`;
+        transfer.note.textContent = `sending… ${rate}`;
       }
       transfer.note.textContent = 'sent, waiting for the peer to check it…';
       const ok = await verified;
