@@ -59,9 +59,52 @@ export function sealRecordNow(
  */
 export function frameMessages(messages: readonly Uint8Array[], recordSize: number): PlainRecord[] {
   const out: PlainRecord[] = [];
-  let batch: Uint8Array[] = [];
-  let batchBytes = 0;
-  const flushBatch = () => {
+  const batch = new Batch();
+  for (const m of messages) {
+    if (m.length > recordSize) {
+      batch.flushInto(out);
+      const prefix = new Uint8Array(4);
+      new DataView(prefix.buffer).setUint32(0, m.length);
+      out.push({
+        type: RecordType.DATA,
+        flags: DataFlag.FIRST,
+        plaintext: [prefix, m.subarray(0, recordSize - 4)],
+        length: recordSize,
+        starts: 1,
+      });
+      for (let off = recordSize - 4; off < m.length; off += recordSize) {
+        const end = Math.min(off + recordSize, m.length);
+        out.push({
+          type: RecordType.DATA,
+          flags: end === m.length ? DataFlag.LAST : 0,
+          plaintext: [m.subarray(off, end)],
+          length: end - off,
+          starts: 0,
+        });
+      }
+      continue;
+    }
+    if (batch.bytes + 4 + m.length > recordSize) batch.flushInto(out);
+    batch.add(m);
+  }
+  batch.flushInto(out);
+  return out;
+}
+
+/** Messages that will share one record (§5.2), each behind its length in a BATCH record of several. */
+class Batch {
+  private messages: Uint8Array[] = [];
+  /** Plaintext bytes of the record, length prefixes included. */
+  bytes = 0;
+
+  add(m: Uint8Array): void {
+    this.messages.push(m);
+    this.bytes += 4 + m.length;
+  }
+
+  /** Appends the batch's record (if any) to `out` and starts a new batch. */
+  flushInto(out: PlainRecord[]): void {
+    const batch = this.messages;
     if (batch.length === 1) {
       const m = batch[0]!;
       out.push({
@@ -84,43 +127,13 @@ export function frameMessages(messages: readonly Uint8Array[], recordSize: numbe
         type: RecordType.DATA,
         flags: DataFlag.FIRST | DataFlag.LAST | DataFlag.BATCH,
         plaintext,
-        length: batchBytes,
+        length: this.bytes,
         starts: batch.length,
       });
     }
-    batch = [];
-    batchBytes = 0;
-  };
-  for (const m of messages) {
-    if (m.length > recordSize) {
-      flushBatch();
-      const prefix = new Uint8Array(4);
-      new DataView(prefix.buffer).setUint32(0, m.length);
-      out.push({
-        type: RecordType.DATA,
-        flags: DataFlag.FIRST,
-        plaintext: [prefix, m.subarray(0, recordSize - 4)],
-        length: recordSize,
-        starts: 1,
-      });
-      for (let off = recordSize - 4; off < m.length; off += recordSize) {
-        const end = Math.min(off + recordSize, m.length);
-        out.push({
-          type: RecordType.DATA,
-          flags: end === m.length ? DataFlag.LAST : 0,
-          plaintext: [m.subarray(off, end)],
-          length: end - off,
-          starts: 0,
-        });
-      }
-      continue;
-    }
-    if (batchBytes + 4 + m.length > recordSize) flushBatch();
-    batch.push(m);
-    batchBytes += 4 + m.length;
+    if (batch.length > 0) this.messages = [];
+    this.bytes = 0;
   }
-  flushBatch();
-  return out;
 }
 
 /** What the reliable channel delivers upwards, in order. `cost` is the message's credit (§5.5). */
