@@ -58,6 +58,30 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * How long a step may make no progress (a connection accepted, a transfer's sends taken, a channel
+ * draining) before the run fails and says which step stalled, instead of hanging: one run of
+ * --only datagrams on node-datachannel hung for 15 minutes and never said where (not reproduced in 9 more).
+ */
+const STALL_MS = 30_000;
+
+/** `p`, or a rejection naming `what` when it has not settled within {@link STALL_MS}. */
+async function within<T>(p: Promise<T>, what: () => Promise<string> | string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void Promise.resolve()
+        .then(what)
+        .catch((err: unknown) => `(and its state could not be read: ${String(err)})`)
+        .then((w) => reject(new Error(`stalled ${STALL_MS / 1000} s: ${w}`)));
+    }, STALL_MS);
+  });
+  try {
+    return await Promise.race([p, stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 async function rawPair(rtc: RtcImplementation): Promise<{ a: PeerLink; b: PeerLink; ms: number }> {
   const t0 = performance.now();
@@ -130,19 +154,29 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
   const { host: ha, signaling: sa } = await mk(a, b);
   const { host: hb, signaling: sb } = await mk(b, a);
   const waiting: ((c: Connection) => void)[] = [];
+  /** Why the responder last refused a dial: what a run that stalls waiting for a connection reports. */
+  let lastRefusal: unknown;
   void (async () => {
     for await (const req of hb.incoming())
       req.verify().then(
         (c) => waiting.shift()?.(c),
-        () => {},
+        (err: unknown) => {
+          lastRefusal = err;
+        },
       );
   })();
+  // A stall fails the run, so a waiter left behind by one does not matter.
+  const accepted = () =>
+    within(
+      new Promise<Connection>((resolve) => waiting.push(resolve)),
+      () => `no connection accepted (last refusal: ${String(lastRefusal)})`,
+    );
   return {
     ha,
     hb,
     sa,
     sb,
-    accepted: () => new Promise((resolve) => waiting.push(resolve)),
+    accepted,
     close: async () => {
       await ha.close();
       await hb.close();
@@ -284,6 +318,11 @@ async function rawVideoAndBulk(
   const bulk = (async () => {
     while (parts.bulk && performance.now() < end) {
       while (a.bufferedAmount >= HIGH_WATER) {
+        if (performance.now() > end + STALL_MS) {
+          throw new Error(
+            `stalled: the raw channel kept ${a.bufferedAmount} B buffered for ${STALL_MS / 1000} s`,
+          );
+        }
         await Promise.race([new Promise((r) => a.once('drain', r)), sleep(5)]);
         a.settle();
       }
@@ -335,7 +374,10 @@ async function oursVideo(
   const ms = performance.now() - t0;
   const [frames, bytes] = [counter.frames(), bulkBytes];
   stopped = true;
-  await bulk;
+  await within(
+    bulk,
+    async () => `the transfer's last send was never taken: ${JSON.stringify(await conn.stats())}`,
+  );
   await conn.close();
   return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
 }
