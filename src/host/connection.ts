@@ -335,6 +335,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
    * (always, on the responder's side).
    */
   private heldDatagrams: Uint8Array[] | undefined;
+  /**
+   * The initiator's reliable records after InitiatorAuth, held until the responder has been heard
+   * (PROTOCOL.md §8 step 4): @roamhq/wrtc delivered the first messages of a channel its peer opened out of
+   * order in 9 of 100 set-ups (three messages sent as the channel opened), and a responder that gets any
+   * record before InitiatorAuth fails the dial (`unexpected_message`, seen in CI). The responder speaks
+   * first (its WINDOW right after the handshake, §5.5), and only after its channel delivered InitiatorAuth.
+   * Until then the pump seals no data, so only control records are held (the WINDOW, a ping, a CLOSE);
+   * they are copies, as the session may seal the next record into the same buffer. Undefined once the
+   * peer has been heard (always, on the responder's side).
+   */
+  private heldRecords: Uint8Array[] | undefined;
   private readonly log: Log;
 
   /** @internal */
@@ -353,6 +364,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.datagramsDroppedEarly = early.datagramsDropped;
     this.setup = early.setup;
     this.heldDatagrams = keys.role === 'initiator' ? [] : undefined;
+    this.heldRecords = keys.role === 'initiator' ? [] : undefined;
     const maxRecordBytes = Math.min(link.maxMessageSize, options.session?.maxRecordBytes ?? 256 * 1024);
     this.session = new Session(
       keys,
@@ -361,14 +373,11 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           this.sealing = Math.max(0, this.sealing - r.length);
           // A record sealed asynchronously frees a sealing slot: the pump may go on (see pump()).
           if (!this.pumping) this.schedulePump();
-          try {
-            this.link.sendReliable(r);
-          } catch (err) {
-            // The send itself fails (its message rejects with this); the connection ends as the
-            // transport's end decides, after what already arrived is processed.
-            this.transportEnded(asP2PTLSError(err, 'closed'));
-            throw err;
+          if (this.heldRecords) {
+            this.heldRecords.push(r.slice());
+            return;
           }
+          this.sendRecord(r);
         },
         datagram: (d) => this.sendOrHoldDatagram(d),
         copiesReliable: link.copiesOnSend,
@@ -408,10 +417,33 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     return true;
   }
 
-  /** Something authenticated came from the peer: it is ready for our datagrams. */
+  /** Hands a record to the link; a refusal ends the connection and rejects the send it belongs to. */
+  private sendRecord(r: Uint8Array): void {
+    try {
+      this.link.sendReliable(r);
+    } catch (err) {
+      // The send itself fails (its message rejects with this); the connection ends as the transport's
+      // end decides, after what already arrived is processed.
+      this.transportEnded(asP2PTLSError(err, 'closed'));
+      throw err;
+    }
+  }
+
+  /** Something authenticated came from the peer: it is ready for our records and datagrams. */
   private peerHeard(): void {
     this.lastReceived = Date.now();
     if (this.probing) this.probeSettled(true);
+    const records = this.heldRecords;
+    if (records) {
+      this.heldRecords = undefined;
+      if (records.length > 0) this.log('peer heard: sending %d held records', records.length);
+      try {
+        for (const r of records) this.sendRecord(r);
+      } catch {
+        return; // the connection is ending (sendRecord said why)
+      }
+      this.schedulePump();
+    }
     const held = this.heldDatagrams;
     if (!held) return;
     this.heldDatagrams = undefined;
@@ -699,6 +731,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
 
   private pumpRecords(): void {
     if ((this.current !== 'open' && this.current !== 'draining') || this.session.state !== 'open') return;
+    // Nothing is sealed for the link while it may not carry it yet: peerHeard() pumps again.
+    if (this.heldRecords) return;
     // An asynchronous AEAD seals in call order too: while datagrams flow, one record at a time, so a
     // datagram's seal waits for one record at most (a synchronous one is never `sealing` here). The
     // reliable bytes queued in the channel are not capped lower while datagrams flow: a 512 KiB cap took

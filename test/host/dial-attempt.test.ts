@@ -10,7 +10,13 @@ import type { Connection } from '../../src/host/connection.js';
 import { DialAttempt, type DialContext, MAX_EARLY_RELIABLE_BYTES } from '../../src/host/dial.js';
 import type { ConnectionRequest } from '../../src/host/request.js';
 import type { Identity } from '../../src/identity/identity.js';
-import { InitiatorHandshake, parseClientHello, ResponderHandshake } from '../../src/protocol/index.js';
+import {
+  InitiatorHandshake,
+  parseClientHello,
+  ResponderHandshake,
+  Session,
+} from '../../src/protocol/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { dtlsChannelBinding, dtlsOfferBinding } from '../../src/transport/channel-binding.js';
 import type { RtcImplementation } from '../../src/transport/rtc.js';
@@ -113,6 +119,50 @@ describe('a dial before its handshake completes', () => {
     return { dial, init, request: await request, signals, links: () => links };
   }
 
+  it('the initiator sends nothing behind InitiatorAuth until the responder has spoken (§8 step 4)', async () => {
+    // @roamhq/wrtc delivered the first messages of a channel its peer opened out of order (9 of 100
+    // set-ups): a record right behind InitiatorAuth could reach the responder first and fail the dial.
+    const net = new InMemoryNetwork();
+    const psk = randomPsk();
+    const { ctx, signals } = context(net, alice);
+    // A synchronous AEAD: what the connection seals is handed over within the call, no timing involved.
+    ctx.aead = nodeCryptoAead;
+    const dial = new DialAttempt(
+      'd0',
+      bob.peerId,
+      { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
+      ctx,
+    );
+    net.hold('ab');
+    net.open();
+    const resp = await answer(dial, signals, psk);
+    const connection = await dial.result;
+    const sent = connection.send('right behind the handshake');
+    const ping = connection.probe(60_000);
+    await new Promise((r) => setImmediate(r));
+    // Its WINDOW (§5.5), the probe's ping and the message wait; only InitiatorAuth is out.
+    assert.equal(net.recordsInFlight('ab'), 1);
+    const inBob: Uint8Array[] = [];
+    net.b.on('reliable', (r) => inBob.push(r));
+    net.release('ab');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(inBob.length, 1);
+    const bobSide = new Session(await resp.receive(inBob[0]!), {
+      reliable: (r) => net.b.sendReliable(r),
+      datagram: () => true,
+    });
+    bobSide.release(0); // the responder's WINDOW right after the handshake: alice has heard bob
+    assert.equal(await ping, true);
+    await sent;
+    await new Promise((r) => setImmediate(r));
+    const events = (await Promise.all(inBob.slice(1).map((r) => bobSide.receive(r)))).flat();
+    assert.deepEqual(
+      events.filter((e) => e.type === 'message').map((e) => new TextDecoder().decode(e.data)),
+      ['right behind the handshake'],
+    );
+    void connection.close(0, '', { flushMs: 10 });
+  });
+
   it('datagrams that arrive before the handshake are dropped and counted, never kept', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
@@ -142,6 +192,8 @@ describe('a dial before its handshake completes', () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
     const { ctx, signals } = context(net, alice);
+    // A synchronous AEAD: what the connection seals is handed over within the call, no timing involved.
+    ctx.aead = nodeCryptoAead;
     const dial = new DialAttempt(
       'd0',
       bob.peerId,

@@ -98,6 +98,8 @@ describe('connection lifecycle over an in-memory link', () => {
     const { net, a, b } = pair();
     const ra = reader(a);
     const rb = reader(b);
+    // The initiator sends records only once it has heard the responder (PROTOCOL.md §8 step 4).
+    assert.equal(await a.probe(5_000), true);
     for (let i = 0; i < 20; i++) void a.send(`a${i}`);
     net.hold('ba');
     let closed = false;
@@ -304,6 +306,8 @@ describe('connection lifecycle over an in-memory link', () => {
         if (i !== 5) await typed;
       }
     };
+    // The initiator sends records only once it has heard the responder (PROTOCOL.md §8 step 4).
+    assert.equal(await a.probe(5_000), true);
     net.hold('ba');
     void a.close(0, 'bye');
     assert.equal(a.state, 'draining');
