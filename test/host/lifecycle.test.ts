@@ -213,6 +213,8 @@ describe('connection lifecycle over an in-memory link', () => {
 
   it('forged datagrams do not keep a silent peer alive: the heartbeat still times out', async () => {
     const { net, a } = pair({ heartbeatIntervalMs: 50, heartbeatTimeoutMs: 400 });
+    // The initiator sends records only once it has heard the responder (PROTOCOL.md §8 step 4).
+    assert.equal(await a.probe(5_000), true);
     // The peer goes silent: nothing of it reaches A any more.
     net.hold('ba');
     net.datagramFate = (_r, direction) => (direction === 'ba' ? 'drop' : 'deliver');
