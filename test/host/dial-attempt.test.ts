@@ -119,20 +119,26 @@ describe('a dial before its handshake completes', () => {
     return { dial, init, request: await request, signals, links: () => links };
   }
 
+  /** An outgoing dial from alice (side a) to bob with `psk`; the signals it sends. */
+  function outgoing(net: InMemoryNetwork, psk: Uint8Array, id: string, options: Partial<DialContext> = {}) {
+    const { ctx, signals } = context(net, alice);
+    Object.assign(ctx, options);
+    const dial = new DialAttempt(
+      id,
+      bob.peerId,
+      { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
+      ctx,
+    );
+    return { dial, signals };
+  }
+
   it('the initiator sends nothing behind InitiatorAuth until the responder has spoken (§8 step 4)', async () => {
     // @roamhq/wrtc delivered the first messages of a channel its peer opened out of order (9 of 100
     // set-ups): a record right behind InitiatorAuth could reach the responder first and fail the dial.
     const net = new InMemoryNetwork();
     const psk = randomPsk();
-    const { ctx, signals } = context(net, alice);
     // A synchronous AEAD: what the connection seals is handed over within the call, no timing involved.
-    ctx.aead = nodeCryptoAead;
-    const dial = new DialAttempt(
-      'd0',
-      bob.peerId,
-      { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
-      ctx,
-    );
+    const { dial, signals } = outgoing(net, psk, 'd0', { aead: nodeCryptoAead });
     net.hold('ab');
     net.open();
     const resp = await answer(dial, signals, psk);
@@ -166,13 +172,7 @@ describe('a dial before its handshake completes', () => {
   it('datagrams that arrive before the handshake are dropped and counted, never kept', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
-    const { ctx, signals } = context(net, alice);
-    const dial = new DialAttempt(
-      'd1',
-      bob.peerId,
-      { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
-      ctx,
-    );
+    const { dial, signals } = outgoing(net, psk, 'd1');
     const auth = nextRecord(net.b);
     net.open();
     // 256 datagrams of 60 KiB from the not yet authenticated peer (15 MiB) before its answer is in.
@@ -191,15 +191,7 @@ describe('a dial before its handshake completes', () => {
   it('the ClientHello rides with the offer, candidates behind it; the answer brings the responder authenticated', async () => {
     const net = new InMemoryNetwork();
     const psk = randomPsk();
-    const { ctx, signals } = context(net, alice);
-    // A synchronous AEAD: what the connection seals is handed over within the call, no timing involved.
-    ctx.aead = nodeCryptoAead;
-    const dial = new DialAttempt(
-      'd0',
-      bob.peerId,
-      { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
-      ctx,
-    );
+    const { dial, signals } = outgoing(net, psk, 'd0');
     const offer = await handshakeSignal(signals);
     assert.equal(signals[0], offer, 'the offer (with its ClientHello) is the first signal');
     assert.equal((offer.signal as { type: string }).type, 'offer');
