@@ -30,6 +30,7 @@ import { SignalingClient } from '../src/signaling/client.js';
 import { openMemoryPeerStore } from '../src/store/index.js';
 import { type LinkTimeline, PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
+import { within } from '../test/helpers/hosts.js';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv.includes('--backend')
@@ -64,24 +65,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * --only datagrams on node-datachannel hung for 15 minutes and never said where (not reproduced in 9 more).
  */
 const STALL_MS = 30_000;
-
-/** `p`, or a rejection naming `what` when it has not settled within {@link STALL_MS}. */
-async function within<T>(p: Promise<T>, what: () => Promise<string> | string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      void Promise.resolve()
-        .then(what)
-        .catch((err: unknown) => `(and its state could not be read: ${String(err)})`)
-        .then((w) => reject(new Error(`stalled ${STALL_MS / 1000} s: ${w}`)));
-    }, STALL_MS);
-  });
-  try {
-    return await Promise.race([p, stalled]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function rawPair(rtc: RtcImplementation): Promise<{ a: PeerLink; b: PeerLink; ms: number }> {
   const t0 = performance.now();
@@ -169,8 +152,11 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
   const accepted = () =>
     within(
       new Promise<Connection>((resolve) => waiting.push(resolve)),
-      () => `no connection accepted (last refusal: ${String(lastRefusal)})`,
-    );
+      STALL_MS,
+      'a connection accepted',
+    ).catch((err: Error) => {
+      throw new Error(`${err.message} (last refusal: ${String(lastRefusal)})`);
+    });
   return {
     ha,
     hb,
@@ -374,10 +360,9 @@ async function oursVideo(
   const ms = performance.now() - t0;
   const [frames, bytes] = [counter.frames(), bulkBytes];
   stopped = true;
-  await within(
-    bulk,
-    async () => `the transfer's last send was never taken: ${JSON.stringify(await conn.stats())}`,
-  );
+  await within(bulk, STALL_MS, "the transfer's last send taken").catch(async (err: Error) => {
+    throw new Error(`${err.message}; the connection: ${JSON.stringify(await conn.stats())}`);
+  });
   await conn.close();
   return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
 }
