@@ -329,23 +329,19 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private messagesReceived = 0;
   private readonly datagramsDroppedEarly: number;
   /**
-   * The initiator's datagrams sealed before anything authenticated came from the responder, held until it
-   * has: the responder drops datagrams that arrive before its own handshake completes (PROTOCOL.md §5.5),
-   * which for the initiator is half a round trip after its own. Undefined once the peer has been heard
-   * (always, on the responder's side).
+   * What the initiator holds until something authenticated has come from the responder; undefined once
+   * the peer has been heard (always, on the responder's side).
+   * - `records`: its reliable records after InitiatorAuth (PROTOCOL.md §8 step 4). @roamhq/wrtc delivered
+   *   the first messages of a channel its peer opened out of order in 9 of 100 set-ups (three messages
+   *   sent as the channel opened), and a responder that gets any record before InitiatorAuth fails the
+   *   dial (`unexpected_message`, seen in CI). The responder speaks first (its WINDOW right after the
+   *   handshake, §5.5), and only after its channel delivered InitiatorAuth. Until then the pump seals no
+   *   data, so only control records are held (the WINDOW, a ping, a CLOSE); they are copies, as the
+   *   session may seal the next record into the same buffer.
+   * - `datagrams`: the responder drops datagrams that arrive before its own handshake completes (§5.5),
+   *   which for the initiator is half a round trip after its own; at most {@link MAX_HELD_DATAGRAMS}.
    */
-  private heldDatagrams: Uint8Array[] | undefined;
-  /**
-   * The initiator's reliable records after InitiatorAuth, held until the responder has been heard
-   * (PROTOCOL.md §8 step 4): @roamhq/wrtc delivered the first messages of a channel its peer opened out of
-   * order in 9 of 100 set-ups (three messages sent as the channel opened), and a responder that gets any
-   * record before InitiatorAuth fails the dial (`unexpected_message`, seen in CI). The responder speaks
-   * first (its WINDOW right after the handshake, §5.5), and only after its channel delivered InitiatorAuth.
-   * Until then the pump seals no data, so only control records are held (the WINDOW, a ping, a CLOSE);
-   * they are copies, as the session may seal the next record into the same buffer. Undefined once the
-   * peer has been heard (always, on the responder's side).
-   */
-  private heldRecords: Uint8Array[] | undefined;
+  private untilHeard: { records: Uint8Array[]; datagrams: Uint8Array[] } | undefined;
   private readonly log: Log;
 
   /** @internal */
@@ -363,8 +359,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     this.reassemblyTimeout = options.reassemblyTimeoutMs ?? 30_000;
     this.datagramsDroppedEarly = early.datagramsDropped;
     this.setup = early.setup;
-    this.heldDatagrams = keys.role === 'initiator' ? [] : undefined;
-    this.heldRecords = keys.role === 'initiator' ? [] : undefined;
+    this.untilHeard = keys.role === 'initiator' ? { records: [], datagrams: [] } : undefined;
     const maxRecordBytes = Math.min(link.maxMessageSize, options.session?.maxRecordBytes ?? 256 * 1024);
     this.session = new Session(
       keys,
@@ -373,8 +368,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
           this.sealing = Math.max(0, this.sealing - r.length);
           // A record sealed asynchronously frees a sealing slot: the pump may go on (see pump()).
           if (!this.pumping) this.schedulePump();
-          if (this.heldRecords) {
-            this.heldRecords.push(r.slice());
+          if (this.untilHeard) {
+            this.untilHeard.records.push(r.slice());
             return;
           }
           this.sendRecord(r);
@@ -411,9 +406,10 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   }
 
   private sendOrHoldDatagram(record: Uint8Array): boolean {
-    if (!this.heldDatagrams) return this.link.sendDatagram(record);
-    if (this.heldDatagrams.length >= MAX_HELD_DATAGRAMS) return false;
-    this.heldDatagrams.push(record);
+    const held = this.untilHeard?.datagrams;
+    if (!held) return this.link.sendDatagram(record);
+    if (held.length >= MAX_HELD_DATAGRAMS) return false;
+    held.push(record);
     return true;
   }
 
@@ -433,21 +429,17 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private peerHeard(): void {
     this.lastReceived = Date.now();
     if (this.probing) this.probeSettled(true);
-    const records = this.heldRecords;
-    if (records) {
-      this.heldRecords = undefined;
-      if (records.length > 0) this.log('peer heard: sending %d held records', records.length);
-      try {
-        for (const r of records) this.sendRecord(r);
-      } catch {
-        return; // the connection is ending (sendRecord said why)
-      }
-      this.schedulePump();
-    }
-    const held = this.heldDatagrams;
+    const held = this.untilHeard;
     if (!held) return;
-    this.heldDatagrams = undefined;
-    for (const d of held) this.link.sendDatagram(d);
+    this.untilHeard = undefined;
+    if (held.records.length > 0) this.log('peer heard: sending %d held records', held.records.length);
+    try {
+      for (const r of held.records) this.sendRecord(r);
+    } catch {
+      return; // the connection is ending (sendRecord said why)
+    }
+    for (const d of held.datagrams) this.link.sendDatagram(d);
+    this.schedulePump();
   }
 
   /** @internal */
@@ -732,7 +724,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
   private pumpRecords(): void {
     if ((this.current !== 'open' && this.current !== 'draining') || this.session.state !== 'open') return;
     // Nothing is sealed for the link while it may not carry it yet: peerHeard() pumps again.
-    if (this.heldRecords) return;
+    if (this.untilHeard) return;
     // An asynchronous AEAD seals in call order too: while datagrams flow, one record at a time, so a
     // datagram's seal waits for one record at most (a synchronous one is never `sealing` here). The
     // reliable bytes queued in the channel are not capped lower while datagrams flow: a 512 KiB cap took
