@@ -16,15 +16,17 @@
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
  * pairs per size, default 5: medians and the min–max of the per-pair ratio are printed), --only tcp
  * (skip latency, set-up and memory), --only datagrams (latency and datagrams under bulk only), --only
- * latency (SLLP latency only, over --runs alternating raw/ours runs), --aead
- * webcrypto (the browsers' asynchronous AEAD instead of node:crypto).
+ * latency (SLLP latency only, over --runs alternating raw/ours runs), --crypto
+ * webcrypto (the browsers' WebCrypto for records and handshakes instead of node:crypto, Node's default).
  */
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection, SetupTimings } from '../src/host/connection.js';
+import { webCryptoHandshake } from '../src/host/dial.js';
 import { Host } from '../src/host/host.js';
 import { Identity } from '../src/identity/index.js';
 import { webCryptoAead } from '../src/protocol/index.js';
 import { nodeCryptoAead } from '../src/runtime/node-aead.js';
+import { nodeHandshakeCrypto } from '../src/runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
 import { SignalingClient } from '../src/signaling/client.js';
 import { openMemoryPeerStore } from '../src/store/index.js';
@@ -50,11 +52,12 @@ const SETUPS = process.argv.includes('--setups')
   : quick
     ? 5
     : 15;
-/** --aead webcrypto: the asynchronous AEAD browsers use, instead of node:crypto. */
-const AEAD =
-  process.argv.includes('--aead') && process.argv[process.argv.indexOf('--aead') + 1] === 'webcrypto'
-    ? webCryptoAead
-    : nodeCryptoAead;
+/** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
+const WEBCRYPTO =
+  process.argv.includes('--crypto') && process.argv[process.argv.indexOf('--crypto') + 1] === 'webcrypto';
+const CRYPTO = WEBCRYPTO
+  ? { aead: webCryptoAead, handshakeCrypto: webCryptoHandshake }
+  : { aead: nodeCryptoAead, handshakeCrypto: nodeHandshakeCrypto };
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
@@ -130,7 +133,7 @@ async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Ide
       signaling,
       rtc,
       candidateFilter: loopbackOnly,
-      aead: AEAD,
+      ...CRYPTO,
     });
     return { host, signaling };
   };

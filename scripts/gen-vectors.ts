@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Identity } from '../src/identity/index.js';
-import { generateEphemeral, Suite } from '../src/protocol/index.js';
+import { exportEphemeral, generateEphemeral, Suite } from '../src/protocol/index.js';
 import { dtlsChannelBinding, dtlsOfferBinding } from '../src/transport/channel-binding.js';
 import { toHex } from '../src/util/bytes.js';
 import { buildVector } from '../test/vectors/build.js';
@@ -27,12 +27,12 @@ for (const [name, suite] of [
       initiator: {
         identity: initiator.exportPublic(),
         random: filled(32, 0x20),
-        ephemeral: await crypto.subtle.exportKey('jwk', ie.keyPair.privateKey),
+        ephemeral: await exportEphemeral(ie),
       },
       responder: {
         identity: responder.exportPublic(),
         random: filled(32, 0x40),
-        ephemeral: await crypto.subtle.exportKey('jwk', re.keyPair.privateKey),
+        ephemeral: await exportEphemeral(re),
       },
     },
     (role, data) => (role === 'initiator' ? initiator : responder).sign(data),

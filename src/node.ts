@@ -1,25 +1,32 @@
 /**
  * Node entry point of p2ptls. Runtime-specific parts (WebRTC implementation, LevelDB store, node:crypto
- * AEAD provider) are wired here; everything else is shared with the browser build.
+ * AEAD and handshake crypto) are wired here; everything else is shared with the browser build.
  */
 export * from './index.js';
 export { nodeCryptoAead } from './runtime/node-aead.js';
+export { nodeHandshakeCrypto } from './runtime/node-handshake.js';
 export { type NodeRtcBackend, type NodeRtcOptions, nodeRtc } from './runtime/node-rtc.js';
 export * from './store/node.js';
 
 import { Host, type HostOptions } from './host/host.js';
 import { nodeCryptoAead } from './runtime/node-aead.js';
+import { nodeHandshakeCrypto } from './runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from './runtime/node-rtc.js';
 
 /**
  * Starts a {@link Host} with Node defaults: @roamhq/wrtc (or `backend: 'node-datachannel'`) and
- * node:crypto AES-GCM. Everything in `options` overrides the defaults.
+ * node:crypto for AES-GCM and the handshake's ECDHE and signatures. Everything in `options` overrides the defaults.
  */
 export async function startNodeHost(
   options: Omit<HostOptions, 'rtc'> & Partial<Pick<HostOptions, 'rtc'>> & { backend?: NodeRtcBackend },
 ): Promise<Host> {
   const { backend, ...rest } = options;
-  return Host.start({ aead: nodeCryptoAead, ...rest, rtc: rest.rtc ?? (await nodeRtc(backend)) });
+  return Host.start({
+    aead: nodeCryptoAead,
+    handshakeCrypto: nodeHandshakeCrypto,
+    ...rest,
+    rtc: rest.rtc ?? (await nodeRtc(backend)),
+  });
 }
 
 export type {

@@ -12,6 +12,7 @@ import type { WritablePeerList } from '../host/host.js';
 import { Host } from '../host/host.js';
 import type { Identity } from '../identity/identity.js';
 import { nodeCryptoAead } from '../runtime/node-aead.js';
+import { nodeHandshakeCrypto } from '../runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from '../runtime/node-rtc.js';
 import { SignalingClient } from '../signaling/client.js';
 import { openLevelPeerStore } from '../store/level.js';
@@ -232,6 +233,7 @@ export async function startHost(
     signaling,
     rtc,
     aead: nodeCryptoAead,
+    handshakeCrypto: nodeHandshakeCrypto,
     ...(loopback ? { candidateFilter: loopbackOnly } : {}),
   });
   scope.defer(() => host.close());

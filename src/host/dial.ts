@@ -16,10 +16,11 @@
  * window, PROTOCOL.md §5.5), datagrams are dropped and counted.
  */
 import { asP2PTLSError, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
-import type { Identity } from '../identity/identity.js';
+import type { Identity, PublicIdentity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
 import {
   type AeadProvider,
+  type HandshakeOptions,
   type HandshakeResult,
   INITIAL_WINDOW,
   type IncomingHello,
@@ -27,13 +28,21 @@ import {
   parseClientHello,
   ResponderHandshake,
   type Suite,
+  webCryptoKeyExchange,
 } from '../protocol/index.js';
 import { dtlsChannelBinding, dtlsOfferBinding, sdpFingerprint } from '../transport/channel-binding.js';
 import { type Link, PeerLink, type PeerLinkOptions } from '../transport/peer-link.js';
 import { type Log, logger, shortId } from '../util/log.js';
 import { Connection, type ConnectionOptions, type EarlyInput, type SetupTimings } from './connection.js';
 import { ConnectionRequest, type RequestTarget } from './request.js';
-import type { PeerCredentials, PeerList } from './types.js';
+import type { HandshakeCrypto, PeerCredentials, PeerList } from './types.js';
+
+/** The default {@link HandshakeCrypto}: WebCrypto, through the identities' own methods. */
+export const webCryptoHandshake: HandshakeCrypto = {
+  keyExchange: webCryptoKeyExchange,
+  signer: (identity) => identity,
+  verifier: (peer) => peer,
+};
 
 /**
  * What one dial signal carries (PROTOCOL.md §8): a WebRTC signal (simple-peer's offer, answer or
@@ -85,6 +94,8 @@ export interface DialContext {
   link: Omit<PeerLinkOptions, 'initiator'>;
   connection: ConnectionOptions;
   aead?: AeadProvider;
+  /** Where the handshake's ECDHE and signatures run (default WebCrypto). */
+  handshakeCrypto?: HandshakeCrypto;
   suite?: Suite;
   handshakeTimeoutMs: number;
   /** Sends one of our signals (SDP, ICE; handshake records with the SDP) or an abort to the peer. */
@@ -425,6 +436,18 @@ export class DialAttempt implements RequestTarget {
     }
   }
 
+  /** What both roles' handshakes take from the host: who signs, whom to verify, where the crypto runs. */
+  private handshakeOptions(peer: PublicIdentity, psk: Uint8Array): HandshakeOptions {
+    const crypto = this.ctx.handshakeCrypto ?? webCryptoHandshake;
+    return {
+      identity: crypto.signer(this.ctx.identity),
+      peer: crypto.verifier(peer),
+      psk,
+      keyExchange: crypto.keyExchange,
+      ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
+    };
+  }
+
   /**
    * Outgoing (§3, §8): offer + ClientHello out; answer + ServerHello + ResponderAuth in, checked while
    * ICE and DTLS run; once the link is open and its certificate checked, InitiatorAuth out.
@@ -435,12 +458,9 @@ export class DialAttempt implements RequestTarget {
     const localFp = this.description.promise.then(sdpFingerprint);
     // The ephemeral key and early secret are made while the link makes its offer.
     const init = await InitiatorHandshake.start({
-      identity: this.ctx.identity,
-      peer: peer.publicIdentity,
-      psk: peer.psk,
+      ...this.handshakeOptions(peer.publicIdentity, peer.psk),
       offerBinding: localFp.then(dtlsOfferBinding),
       ...(this.ctx.suite ? { suite: this.ctx.suite } : {}),
-      ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
     });
     if (!this.still('offering')) return;
     this.sendDescription([init.hello]);
@@ -509,11 +529,8 @@ export class DialAttempt implements RequestTarget {
       for (const psk of psks) {
         try {
           const resp = await ResponderHandshake.check(hello, {
-            identity: this.ctx.identity,
-            peer: credentials.publicIdentity,
-            psk,
+            ...this.handshakeOptions(credentials.publicIdentity, psk),
             offerBinding: dtlsOfferBinding(offerFp),
-            ...(this.ctx.aead ? { aead: this.ctx.aead } : {}),
           });
           accepted = { resp, psk };
           break;

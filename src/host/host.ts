@@ -26,12 +26,11 @@ import { AsyncQueue } from './async-queue.js';
 import type { Connection, ConnectionOptions } from './connection.js';
 import { DialAttempt, type DialContext, type DialPeer, type DialSignalData } from './dial.js';
 import { DIAL_REFUSALS, ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
-
 import type { ConnectionRequest } from './request.js';
-import type { PeerCredentials, PeerList, WritablePeerList } from './types.js';
+import type { HandshakeCrypto, PeerCredentials, PeerList, WritablePeerList } from './types.js';
 
 export { ConnectionRequest } from './request.js';
-export type { PeerCredentials, PeerList, WritablePeerList } from './types.js';
+export type { HandshakeCrypto, PeerCredentials, PeerList, WritablePeerList } from './types.js';
 
 function isWritable(list: PeerList): list is WritablePeerList {
   return typeof (list as Partial<WritablePeerList>).put === 'function';
@@ -58,6 +57,8 @@ export interface HostOptions extends ConnectionOptions {
   candidateFilter?: CandidateFilter;
   /** AES-GCM provider (Node passes node:crypto). */
   aead?: AeadProvider;
+  /** Where handshakes do their ECDHE and RSA-PSS work (default WebCrypto; Node passes node:crypto). */
+  handshakeCrypto?: HandshakeCrypto;
   /** Suite this host offers when dialing. */
   suite?: Suite;
   /** Dial → authenticated connection must finish within this (default 15 000 ms). */
@@ -329,6 +330,7 @@ export class Host extends TypedEmitter<HostEvents> {
       },
       connection: this.connectionOptions(),
       ...(o.aead ? { aead: o.aead } : {}),
+      ...(o.handshakeCrypto ? { handshakeCrypto: o.handshakeCrypto } : {}),
       ...(o.suite ? { suite: o.suite } : {}),
       handshakeTimeoutMs: o.handshakeTimeoutMs ?? 15_000,
       signal: (message) =>

@@ -9,8 +9,10 @@ export {
   DatagramChannel,
   type SendOptions,
 } from './connection.js';
+export { webCryptoHandshake } from './dial.js';
 export {
   ConnectionRequest,
+  type HandshakeCrypto,
   Host,
   type HostEvents,
   type HostOptions,

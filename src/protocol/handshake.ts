@@ -26,7 +26,7 @@ import {
   type Suite,
   TAG_LEN,
 } from './constants.js';
-import { deriveShared, type Ephemeral, generateEphemeral } from './ecdh.js';
+import { deriveShared, type Ephemeral, type KeyExchange, webCryptoKeyExchange } from './ecdh.js';
 import {
   type ClientHello,
   decodeAuth,
@@ -87,6 +87,8 @@ export interface HandshakeOptions {
   deterministic?: { random: Uint8Array; ephemeral: Ephemeral };
   /** Only the encrypted handshake message uses it; the session gets its own. */
   aead?: AeadProvider;
+  /** Where ECDHE runs (default WebCrypto). */
+  keyExchange?: KeyExchange;
 }
 
 export type Role = 'initiator' | 'responder';
@@ -153,12 +155,18 @@ export function bindingHash(channelBinding: Uint8Array | undefined): Promise<Uin
   return sha256(BINDING_CONTEXT, channelBinding ?? new Uint8Array(0));
 }
 
+function keyExchangeOf(options: HandshakeOptions): KeyExchange {
+  return options.keyExchange ?? webCryptoKeyExchange;
+}
+
 function freshInputs(options: HandshakeOptions, suite: Suite) {
   if (options.deterministic) return Promise.resolve(options.deterministic);
-  return generateEphemeral(suite).then((ephemeral) => ({
-    random: crypto.getRandomValues(new Uint8Array(RANDOM_LEN)),
-    ephemeral,
-  }));
+  return keyExchangeOf(options)
+    .generate(suite)
+    .then((ephemeral) => ({
+      random: crypto.getRandomValues(new Uint8Array(RANDOM_LEN)),
+      ephemeral,
+    }));
 }
 
 /**
@@ -229,7 +237,7 @@ export class InitiatorHandshake {
           'the peers saw different DTLS fingerprints (SDP swapped in transit)',
         );
       }
-      const ecdh = await deriveShared(this.suite, this.ephemeral, sh.keyShare);
+      const ecdh = await deriveShared(this.suite, this.ephemeral, sh.keyShare, keyExchangeOf(this.options));
       this.hs = await handshakeSecrets(this.early, ecdh, await sha256(this.helloBody, body));
       this.serverHello = body;
       return { records: [] };
@@ -372,7 +380,9 @@ export class ResponderHandshake {
     const { options } = this;
     const ch = this.incoming.hello;
     const inputs = freshInputs(options, ch.suite);
-    const shared = inputs.then(({ ephemeral }) => deriveShared(ch.suite, ephemeral, ch.keyShare));
+    const shared = inputs.then(({ ephemeral }) =>
+      deriveShared(ch.suite, ephemeral, ch.keyShare, keyExchangeOf(options)),
+    );
     shared.catch(() => {});
     const [{ random, ephemeral }, binding] = await Promise.all([inputs, channelBinding]);
     const shBody = encodeServerHello({

@@ -2,7 +2,14 @@ export { type AeadKey, type AeadProvider, webCryptoAead } from './aead.js';
 export { CloseCode, DEFAULT_SUITE, Defaults, INITIAL_WINDOW, SUPPORTED_SUITES, Suite } from './constants.js';
 export type { ControlMessage } from './control.js';
 export type { DatagramResult, DatagramStats, DropReason } from './datagram.js';
-export { type Ephemeral, generateEphemeral, importEphemeral } from './ecdh.js';
+export {
+  type Ephemeral,
+  exportEphemeral,
+  generateEphemeral,
+  importEphemeral,
+  type KeyExchange,
+  webCryptoKeyExchange,
+} from './ecdh.js';
 export { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 export {
   bindingHash,

@@ -18,6 +18,7 @@ import { Host, type HostOptions } from '../../src/host/host.js';
 import { Identity } from '../../src/identity/identity.js';
 import { InitiatorHandshake } from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
+import { nodeHandshakeCrypto } from '../../src/runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from '../../src/runtime/node-rtc.js';
 import { SignalingClient } from '../../src/signaling/client.js';
 import { openMemoryPeerStore, type PeerStore } from '../../src/store/index.js';
@@ -245,6 +246,7 @@ export async function startEnv(n: number): Promise<Env> {
         rtc: await loadRtc(backend),
         candidateFilter: loopbackOnly,
         aead: nodeCryptoAead,
+        handshakeCrypto: nodeHandshakeCrypto,
         handshakeTimeoutMs: 15_000,
         ...rest,
       });

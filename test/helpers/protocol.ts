@@ -268,3 +268,23 @@ export class RawSender {
     return out;
   }
 }
+
+/** X25519 u-coordinates of small order (RFC 7748 §6.1 / cr.yp.to/ecdh.html#validate): all-zero output. */
+export const X25519_LOW_ORDER = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+];
+
+/** P-256 shares that are not points on the curve: (0,0), all-ones, a real point with y changed. */
+export async function badP256Shares(): Promise<Uint8Array[]> {
+  const zero = new Uint8Array(65);
+  zero[0] = 0x04;
+  const ones = new Uint8Array(65).fill(0xff);
+  ones[0] = 0x04;
+  const real = (await generateEphemeral(SUITES[1].suite)).share.slice();
+  real[64]! ^= 1;
+  return [zero, ones, real];
+}

@@ -33,6 +33,7 @@ import {
 import { connectInMemory, pumpDatagrams } from '../../src/testing/in-memory.js';
 import { compareBytes, concat, fromHex, utf8 } from '../../src/util/bytes.js';
 import {
+  badP256Shares,
   cachingSigner,
   fixedInputs,
   flipBit,
@@ -43,6 +44,7 @@ import {
   runHandshake,
   SUITES,
   withCode,
+  X25519_LOW_ORDER,
 } from '../helpers/protocol.js';
 
 /** Layout of a ClientHello record (PROTOCOL.md §3): offsets of each field. */
@@ -108,26 +110,6 @@ function authRecordExpected(pos: number): string {
   if (pos === 0) return 'unexpected_message';
   if (pos === 1) return 'malformed';
   return 'bad_record_mac';
-}
-
-/** X25519 u-coordinates of small order (RFC 7748 §6.1 / cr.yp.to/ecdh.html#validate): all-zero output. */
-const X25519_LOW_ORDER = [
-  '0000000000000000000000000000000000000000000000000000000000000000',
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
-  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-];
-
-/** P-256 shares that are not points on the curve: (0,0), all-ones, a real point with y changed. */
-async function badP256Shares(): Promise<Uint8Array[]> {
-  const zero = new Uint8Array(65);
-  zero[0] = 0x04;
-  const ones = new Uint8Array(65).fill(0xff);
-  ones[0] = 0x04;
-  const real = (await generateEphemeral(SUITES[1].suite)).share.slice();
-  real[64]! ^= 1;
-  return [zero, ones, real];
 }
 
 function assertAllMatch(results: { pos: number; bit: number; got: string; want: string }[]) {
