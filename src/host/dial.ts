@@ -31,7 +31,7 @@ import {
   webCryptoKeyExchange,
 } from '../protocol/index.js';
 import { dtlsChannelBinding, dtlsOfferBinding, sdpFingerprint } from '../transport/channel-binding.js';
-import { type Link, PeerLink, type PeerLinkOptions } from '../transport/peer-link.js';
+import type { Link } from '../transport/peer-link.js';
 import { type Log, logger, shortId } from '../util/log.js';
 import { Connection, type ConnectionOptions, type EarlyInput, type SetupTimings } from './connection.js';
 import { ConnectionRequest, type RequestTarget } from './request.js';
@@ -91,7 +91,6 @@ export type DialState =
 /** What a dial needs from its host. */
 export interface DialContext {
   identity: Identity;
-  link: Omit<PeerLinkOptions, 'initiator'>;
   connection: ConnectionOptions;
   aead?: AeadProvider;
   /** Where the handshake's ECDHE and signatures run (default WebCrypto). */
@@ -100,8 +99,8 @@ export interface DialContext {
   handshakeTimeoutMs: number;
   /** Sends one of our signals (SDP, ICE; handshake records with the SDP) or an abort to the peer. */
   signal(message: ({ kind: 'signal' } & DialSignalData) | { kind: 'abort'; reason: string }): void;
-  /** Makes the link (default: a {@link PeerLink} over WebRTC); tests pass an in-memory one. */
-  createLink?: (options: PeerLinkOptions) => Link;
+  /** Makes the link: the host's WebRTC {@link LinkFactory}; tests pass in-memory ones. */
+  createLink(initiator: boolean): Link;
   /** The dial is over (either way): forget it. */
   ended(dial: DialAttempt): void;
 }
@@ -306,8 +305,7 @@ export class DialAttempt implements RequestTarget {
   }
 
   private createLink(): Link {
-    const linkOptions: PeerLinkOptions = { ...this.ctx.link, initiator: this.outgoing };
-    const link = this.ctx.createLink ? this.ctx.createLink(linkOptions) : new PeerLink(linkOptions);
+    const link = this.ctx.createLink(this.outgoing);
     this.currentLink = link;
     this.offLink.push(
       link.on('signal', (signal) => this.linkSignal(signal)),

@@ -17,6 +17,7 @@ import {
 } from '../pairing/service.js';
 import { type AeadProvider, glareWinner, type Suite } from '../protocol/index.js';
 import type { SignalingClient } from '../signaling/client.js';
+import { LinkFactory } from '../transport/link-factory.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { rememberKey } from '../util/bounded.js';
 import { fromBase64Url, toBase64Url } from '../util/bytes.js';
@@ -173,6 +174,8 @@ export class Host extends TypedEmitter<HostEvents> {
   private readonly glareWaiters = new Map<PeerId, GlareWaiter[]>();
   private readonly unsubscribe: () => void;
   private closed = false;
+  /** WebRTC links for dials, with an RTCPeerConnection made ahead of the next one. */
+  private readonly links: LinkFactory;
   /** Takes incoming requests before `incoming()` sees them (a mesh: its members' dials); one at a time. */
   private claimer: { claim: (request: ConnectionRequest) => boolean; close: () => Promise<void> } | undefined;
 
@@ -186,6 +189,13 @@ export class Host extends TypedEmitter<HostEvents> {
       ...DEFAULT_ADMISSION,
       maxPaired: options.maxPendingIncoming ?? DEFAULT_ADMISSION.maxPaired,
     });
+    this.links = new LinkFactory({
+      rtc: options.rtc,
+      ...(options.iceServers ? { iceServers: options.iceServers } : {}),
+      ...(options.iceTransportPolicy ? { iceTransportPolicy: options.iceTransportPolicy } : {}),
+      ...(options.candidateFilter ? { candidateFilter: options.candidateFilter } : {}),
+    });
+    this.links.prepare();
     const offSignal = options.signaling.on('signal', ({ from, data }) => this.onSignal(from, data));
     // Paired peers' signals are verified ahead of strangers' (issue 17, point 3).
     options.signaling.usePeers(options.peers);
@@ -322,12 +332,7 @@ export class Host extends TypedEmitter<HostEvents> {
     const o = this.options;
     const ctx: DialContext = {
       identity: o.identity,
-      link: {
-        rtc: o.rtc,
-        ...(o.iceServers ? { iceServers: o.iceServers } : {}),
-        ...(o.iceTransportPolicy ? { iceTransportPolicy: o.iceTransportPolicy } : {}),
-        ...(o.candidateFilter ? { candidateFilter: o.candidateFilter } : {}),
-      },
+      createLink: (initiator) => this.links.create(initiator),
       connection: this.connectionOptions(),
       ...(o.aead ? { aead: o.aead } : {}),
       ...(o.handshakeCrypto ? { handshakeCrypto: o.handshakeCrypto } : {}),
@@ -347,6 +352,7 @@ export class Host extends TypedEmitter<HostEvents> {
         ),
       ended: (dial) => {
         if (this.dials.get(dial.id) === dial) this.dials.delete(dial.id);
+        this.links.prepareSoon();
       },
     };
     const dial = new DialAttempt(id, peerId, peer, ctx);
@@ -584,6 +590,7 @@ export class Host extends TypedEmitter<HostEvents> {
     if (this.ownsPairing) this.pairing.close();
     this.requests.end();
     for (const d of [...this.dials.values()]) d.fail(fail('closed', 'host closed'));
+    this.links.close();
     for (const w of [...this.glareWaiters.values()].flat()) {
       clearTimeout(w.timer);
       w.reject(fail('closed', 'host closed'));

@@ -24,6 +24,16 @@ export interface PeerLinkOptions {
   iceTransportPolicy?: RTCIceTransportPolicy;
   /** Drops candidates (sent and received) whose address fails it. */
   candidateFilter?: CandidateFilter;
+  /** An unused RTCPeerConnection made earlier with {@link peerConnectionConfig} of these options. */
+  peerConnection?: RTCPeerConnection;
+}
+
+/** The RTCConfiguration a link's RTCPeerConnection is made with. */
+export function peerConnectionConfig(options: Omit<PeerLinkOptions, 'initiator'>): RTCConfiguration {
+  return {
+    iceServers: options.iceServers ?? [],
+    ...(options.iceTransportPolicy ? { iceTransportPolicy: options.iceTransportPolicy } : {}),
+  };
 }
 
 /** What the transport reports about a live connection. */
@@ -156,6 +166,17 @@ function filterSignal(data: unknown, keep: CandidateFilter | undefined): unknown
   return data;
 }
 
+/**
+ * `rtc` whose RTCPeerConnection constructor hands out `pc`: simple-peer makes its connection with
+ * `new wrtc.RTCPeerConnection(config)`, and a constructor that returns an object makes `new` return it.
+ */
+function madeAlready(rtc: RtcImplementation, pc: RTCPeerConnection): RtcImplementation {
+  const RTCPeerConnection = function PremadePeerConnection() {
+    return pc;
+  } as unknown as RtcImplementation['RTCPeerConnection'];
+  return { ...rtc, RTCPeerConnection };
+}
+
 /** A WebRTC connection to one peer with both p2ptls channels. */
 export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /** RTCDataChannel.send copies the data it queues (browsers per the spec, @roamhq/wrtc, node-datachannel). */
@@ -195,11 +216,8 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     this.peer = new SimplePeer({
       initiator: options.initiator,
       trickle: true,
-      wrtc: options.rtc,
-      config: {
-        iceServers: options.iceServers ?? [],
-        ...(options.iceTransportPolicy ? { iceTransportPolicy: options.iceTransportPolicy } : {}),
-      },
+      wrtc: options.peerConnection ? madeAlready(options.rtc, options.peerConnection) : options.rtc,
+      config: peerConnectionConfig(options),
       channelName: 'p2ptls-tcp',
     });
     this.internals = this.peer as unknown as SimplePeerInternals;

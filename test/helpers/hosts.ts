@@ -46,6 +46,19 @@ export function loadRtc(backend: Backend): Promise<RtcImplementation> {
   return p;
 }
 
+/** wrtc, counting (and keeping) every RTCPeerConnection made through it. */
+export async function countingRtc(): Promise<RtcImplementation & { made: RTCPeerConnection[] }> {
+  const base = await loadRtc('wrtc');
+  const made: RTCPeerConnection[] = [];
+  class Counted extends base.RTCPeerConnection {
+    constructor(config?: RTCConfiguration) {
+      super(config);
+      made.push(this);
+    }
+  }
+  return { ...base, name: 'wrtc+counted', RTCPeerConnection: Counted, made };
+}
+
 /** A random 32-byte pair PSK. */
 export function randomPsk(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(32));

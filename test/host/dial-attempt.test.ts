@@ -19,7 +19,6 @@ import {
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { dtlsChannelBinding, dtlsOfferBinding } from '../../src/transport/channel-binding.js';
-import type { RtcImplementation } from '../../src/transport/rtc.js';
 import { identities, randomPsk, withCode } from '../helpers/protocol.js';
 
 /** The dial's context, with its link taken from `net` (side a) and its signals recorded. */
@@ -27,7 +26,6 @@ function context(net: InMemoryNetwork, identity: Identity, side: 'a' | 'b' = 'a'
   const signals: unknown[] = [];
   const ctx: DialContext = {
     identity,
-    link: { rtc: {} as RtcImplementation },
     connection: {},
     handshakeTimeoutMs: 10_000,
     signal: (m) => signals.push(m),

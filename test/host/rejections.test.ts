@@ -10,6 +10,7 @@ import { dtlsOfferBinding } from '../../src/transport/channel-binding.js';
 import {
   type Acceptor,
   autoAccept,
+  countingRtc,
   type Env,
   nextMessage,
   randomPsk,
@@ -351,7 +352,14 @@ describe('rejected dials', () => {
     it('strangers cannot take the dial slots of paired peers (admission before allocation)', async () => {
       // Last in this suite: a second host for bob replaces bobHost's signaling connection. Its own, small
       // limit would have been filled by the flood before admission existed.
-      const hb = await env.host(bob, { peers: [alice], handshakeTimeoutMs: 3_000, maxPendingIncoming: 4 });
+      const rtc = await countingRtc();
+      const hb = await env.host(bob, {
+        peers: [alice],
+        handshakeTimeoutMs: 3_000,
+        maxPendingIncoming: 4,
+        rtc,
+      });
+      assert.equal(rtc.made.length, 1, 'the host keeps one RTCPeerConnection ready for its next dial');
       const acceptor = autoAccept(hb);
       const strangers = [env.signaling(dave), env.signaling(carol)];
       const refused: string[] = [];
@@ -368,6 +376,7 @@ describe('rejected dials', () => {
         await until(() => refused.length >= 32, 60_000, 'bob refused every stranger dial');
         assert.deepEqual(new Set(refused), new Set(['unknown_peer']));
         assert.equal(acceptor.accepted.length + acceptor.errors.length, 0);
+        assert.equal(rtc.made.length, 1, 'no RTCPeerConnection made for the strangers, the spare untouched');
         // The paired peer connects at once.
         await stillWorks(acceptor, 'after 32 stranger dials');
       } finally {

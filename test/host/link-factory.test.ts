@@ -1,0 +1,84 @@
+// The RTCPeerConnection a host makes ahead of its next dial (src/transport/link-factory.ts): one at most,
+// used by the next link of either role, made again only when asked, never after close; links over one
+// connect like any other. Real @roamhq/wrtc on loopback.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { LinkFactory } from '../../src/transport/link-factory.js';
+import type { PeerLink } from '../../src/transport/peer-link.js';
+import { loopbackOnly } from '../../src/transport/rtc.js';
+import { countingRtc, until, within } from '../helpers/hosts.js';
+
+const opened = (link: PeerLink) => new Promise<void>((resolve) => link.once('open', () => resolve()));
+
+describe('LinkFactory', () => {
+  it('keeps one spare at most; the next link of either role takes it, the one after makes its own', async () => {
+    const rtc = await countingRtc();
+    const factory = new LinkFactory({ rtc, candidateFilter: loopbackOnly });
+    const links: PeerLink[] = [];
+    try {
+      factory.prepare();
+      factory.prepare();
+      assert.equal(rtc.made.length, 1, 'one spare, however often prepared');
+      links.push(factory.create(true));
+      assert.equal(rtc.made.length, 1, 'the initiator link took the spare');
+      links.push(factory.create(false));
+      assert.equal(rtc.made.length, 2, 'no spare left: a new RTCPeerConnection');
+      factory.prepareSoon();
+      factory.prepareSoon();
+      assert.equal(rtc.made.length, 2, 'made later, not at once');
+      await until(() => rtc.made.length === 3, 10_000, 'the spare made soon after');
+      links.push(factory.create(false));
+      assert.equal(rtc.made.length, 3, 'the responder link took it');
+    } finally {
+      for (const l of links) l.close();
+      factory.close();
+    }
+  });
+
+  it('close() closes the spare and makes none after, now or later', async () => {
+    const rtc = await countingRtc();
+    const factory = new LinkFactory({ rtc, candidateFilter: loopbackOnly });
+    factory.prepare();
+    const spare = rtc.made[0]!;
+    factory.prepareSoon(); // no-op: there is a spare
+    factory.close();
+    assert.equal(spare.signalingState, 'closed');
+    factory.prepare();
+    factory.prepareSoon();
+    // Another factory's spare made later proves the closed one's timer had its chance to fire.
+    const other = new LinkFactory({ rtc, candidateFilter: loopbackOnly });
+    other.prepareSoon();
+    await until(() => rtc.made.length === 2, 10_000, "the other factory's spare");
+    other.close();
+    assert.equal(rtc.made.length, 2, 'nothing made by the closed factory');
+  });
+
+  it('links over spares connect and carry data, both roles', async () => {
+    const rtc = await countingRtc();
+    const [fa, fb] = [
+      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
+      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
+    ];
+    fa.prepare();
+    fb.prepare();
+    const [spareA, spareB] = rtc.made;
+    const a = fa.create(true);
+    const b = fb.create(false);
+    try {
+      assert.equal(rtc.made.length, 2, 'both links are over the spares');
+      a.on('signal', (s) => b.signal(s));
+      b.on('signal', (s) => a.signal(s));
+      await within(Promise.all([opened(a), opened(b)]), 20_000, 'both links open');
+      assert.equal(spareA!.connectionState, 'connected');
+      assert.equal(spareB!.connectionState, 'connected');
+      const got = new Promise<Uint8Array>((resolve) => b.once('reliable', resolve));
+      a.sendReliable(new Uint8Array([1, 2, 3]));
+      assert.deepEqual(await within(got, 10_000, 'the message'), new Uint8Array([1, 2, 3]));
+    } finally {
+      a.close();
+      b.close();
+      fa.close();
+      fb.close();
+    }
+  });
+});
