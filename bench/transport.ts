@@ -372,28 +372,48 @@ async function oursVideo(
 
 /**
  * A raw WebRTC connect whose signals go through the same signaling clients as p2ptls's (signed, relayed
- * by the same server): what any WebRTC application pays before its data channel opens.
+ * by the same server): what any WebRTC application pays before its data channel opens. The answering
+ * side makes its RTCPeerConnection when the offer arrives, as such an application must (the offer is how
+ * it learns of the call) and as a p2ptls responder does (PROTOCOL.md §8).
  */
 async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identity, Identity]) {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const tag = `bench-raw-${Math.random().toString(36).slice(2)}`;
   const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
-  const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
   a.on('signal', (signal) => void pair.sa.sendSignal(ids[1].peerId, { tag, signal }).catch(() => {}));
-  b.on('signal', (signal) => void pair.sb.sendSignal(ids[0].peerId, { tag, signal }).catch(() => {}));
-  const route = (link: PeerLink) => (m: { data: unknown }) => {
-    const d = m.data as { tag?: string; signal?: unknown };
-    if (d?.tag === tag) link.signal(d.signal);
+  let b: PeerLink | undefined;
+  let answered: (link: PeerLink) => void = () => {};
+  const answering = new Promise<PeerLink>((resolve) => {
+    answered = resolve;
+  });
+  const toB = (signal: unknown) => {
+    if (!b) {
+      b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
+      b.on('signal', (s) => void pair.sb.sendSignal(ids[0].peerId, { tag, signal: s }).catch(() => {}));
+      answered(b);
+    }
+    b.signal(signal);
   };
-  const offs = [pair.sb.on('signal', route(b)), pair.sa.on('signal', route(a))];
-  await Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
+  const route = (give: (signal: unknown) => void) => (m: { data: unknown }) => {
+    const d = m.data as { tag?: string; signal?: unknown };
+    if (d?.tag === tag) give(d.signal);
+  };
+  const offs = [
+    pair.sb.on('signal', route(toB)),
+    pair.sa.on(
+      'signal',
+      route((s) => a.signal(s)),
+    ),
+  ];
+  const bOpen = answering.then((link) => new Promise((r) => link.once('open', r)));
+  await Promise.all([new Promise((r) => a.once('open', r)), bOpen]);
   const ms = performance.now() - t0;
   const cpu = cpuMs(cpu0);
   for (const off of offs) off();
   const t = a.timeline as LinkTimeline | undefined;
   a.close();
-  b.close();
+  b?.close();
   return { ms, cpu, timeline: t };
 }
 
@@ -423,6 +443,15 @@ const fmt = (xs: number[]) =>
     ? `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`
     : 'n/a';
 
+/**
+ * A pause before each timed set-up, so that what the last one left running does not land in the next
+ * one's time: connections closing, and p2ptls hosts making the RTCPeerConnection they keep for their next
+ * dial (20 ms after a dial ends, src/transport/link-factory.ts; its certificate takes a few ms more on a
+ * WebRTC thread). Both raw and p2ptls set-ups start after one, as they would on hosts that are not
+ * dialing back to back.
+ */
+const settle = () => new Promise((r) => setTimeout(r, 60));
+
 /** Set-up time: dial → authenticated (both sides) against raw WebRTC connects, alternating, same run. */
 async function setupScenario(
   backend: string,
@@ -432,10 +461,12 @@ async function setupScenario(
 ): Promise<{ ours: number; raw: number; ratio: number }> {
   const samples: SetupSample[] = [];
   for (let i = 0; i < SETUPS; i++) {
+    await settle();
     const raw = await rawSignaledPair(pair, rtc, ids);
     const direct = await rawPair(rtc);
     direct.a.close();
     direct.b.close();
+    await settle();
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const accepted = pair.accepted();
