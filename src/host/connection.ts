@@ -392,8 +392,9 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     link.on('datagram', (d) => this.onDatagram(d));
     link.on('drain', () => this.wake());
     link.on('close', ({ error }) => this.transportEnded(error));
-    // Open the receive window beyond the initial 256 KiB right away (§5.5).
-    this.session.release(0);
+    // The WINDOW due right after the handshake (§5.5): our full receive window at once, and, from the
+    // responder, what lets the initiator's records follow InitiatorAuth (§8 step 4).
+    this.session.announceWindow();
     for (const r of early.reliable) this.onReliable(r);
     const interval = options.heartbeatIntervalMs ?? 2_000;
     this.heartbeat = setInterval(() => this.beat(), interval);

@@ -81,4 +81,14 @@ export class ReceiveWindow {
     this.advertised = limit;
     return limit;
   }
+
+  /**
+   * The limit to send in a WINDOW now, whether or not it grew: the one right after the handshake (§5.5),
+   * which is also what lets the initiator's records follow InitiatorAuth (§8 step 4), so it is sent
+   * even when the window is no larger than the initial one.
+   */
+  announce(): number {
+    this.advertised = Math.max(this.advertised, this.released + this.window);
+    return this.advertised;
+  }
 }

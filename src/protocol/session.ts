@@ -375,14 +375,24 @@ export class Session {
 
   /**
    * The application consumed `cost` bytes of received messages (the `cost` of their events). Sends a
-   * WINDOW when the peer's limit grew enough to be worth one (§5.5). Call it with 0 right after the
-   * handshake to open a window larger than the initial 256 KiB at once.
+   * WINDOW when the peer's limit grew enough to be worth one (§5.5).
    */
   release(cost: number): void {
     const limit = this.receiveWindow.release(cost);
-    if (limit !== undefined && this.current === 'open') {
-      this.sealControl({ type: 'window', maxData: limit }).catch(() => {});
-    }
+    if (limit !== undefined) this.advertise(limit);
+  }
+
+  /**
+   * Sends the WINDOW due right after the handshake (§5.5), whatever its size: it opens a receive window
+   * larger than the initial 256 KiB at once, and it is the first record the initiator hears from the
+   * responder, which its records behind InitiatorAuth wait for (§8 step 4).
+   */
+  announceWindow(): void {
+    this.advertise(this.receiveWindow.announce());
+  }
+
+  private advertise(maxData: number): void {
+    if (this.current === 'open') this.sealControl({ type: 'window', maxData }).catch(() => {});
   }
 
   /** Sends a ping; the peer answers with a pong carrying the same 8 bytes (see {@link SessionEvent}). */

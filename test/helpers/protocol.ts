@@ -247,8 +247,8 @@ export async function pumpReliable(from: InMemoryEnd, to: InMemoryEnd): Promise<
  * handshake, for tests that send more than that without reading in between.
  */
 export async function openWindows(a: InMemoryEnd, b: InMemoryEnd): Promise<void> {
-  a.session.release(0);
-  b.session.release(0);
+  a.session.announceWindow();
+  b.session.announceWindow();
   await waitForReliable(a, 1);
   await waitForReliable(b, 1);
   await pumpInMemory(a, b);

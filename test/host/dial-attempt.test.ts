@@ -155,7 +155,7 @@ describe('a dial before its handshake completes', () => {
       reliable: (r) => net.b.sendReliable(r),
       datagram: () => true,
     });
-    bobSide.release(0); // the responder's WINDOW right after the handshake: alice has heard bob
+    bobSide.announceWindow(); // the responder's WINDOW right after the handshake: alice has heard bob
     assert.equal(await ping, true);
     await sent;
     await new Promise((r) => setImmediate(r));

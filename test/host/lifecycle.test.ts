@@ -53,6 +53,28 @@ describe('connection lifecycle over an in-memory link', () => {
     return { net, a, b };
   }
 
+  it("a responder whose receive window is the initial 256 KiB still sends its WINDOW at once: the initiator's first message is not held (§5.5, §8 step 4)", async () => {
+    // No heartbeat within the test: only the responder's WINDOW right after the handshake lets the
+    // initiator's records follow InitiatorAuth. Before, a window that had not grown sent none, and the
+    // initiator's first message waited for the first heartbeat ping (2 s by default).
+    const { net, a, b } = pair({
+      session: { receiveWindow: 256 * 1024, maxRecordBytes: 128 * 1024 },
+      heartbeatIntervalMs: 600_000,
+    });
+    const r = reader(b);
+    try {
+      const sent = a.send('first'); // resolves once sealed and handed over: not while it is held
+      await until(() => r.got.length === 1, "the initiator's first message");
+      assert.deepEqual(r.got, ['first']);
+      await sent;
+      await a.close(0, 'done');
+      await r.done;
+      await b.closed;
+    } finally {
+      net.cut(); // a failed run ends both connections (their heartbeat timers with them)
+    }
+  });
+
   it('a link that dies with records in flight: the receiver ends with truncated, never a clean end', async () => {
     const { net, a, b } = pair();
     const r = reader(b);

@@ -11,7 +11,7 @@ import {
   MAX_CONTROL_RECORD_BYTES,
   RecordType,
 } from '../../src/protocol/constants.js';
-import { parseClientHello, recordCost, type SessionEvent } from '../../src/protocol/index.js';
+import { parseClientHello, ReceiveWindow, recordCost, type SessionEvent } from '../../src/protocol/index.js';
 import type { InMemoryEnd } from '../../src/testing/in-memory.js';
 import { ByteWriter, concat, utf8 } from '../../src/util/bytes.js';
 import {
@@ -118,6 +118,19 @@ describe('flow control, bounded reassembly and the close handshake (protocol lay
     assert.equal(b.session.closed?.code, CloseCode.PROTOCOL_ERROR);
     await waitForReliable(b, 1);
     assert.equal(b.sentReliable.length, 1, 'the CLOSE that tells the peer');
+  });
+
+  it('the WINDOW right after the handshake is sent whatever its size, and an announced limit never goes down', () => {
+    const initial = new ReceiveWindow(INITIAL_WINDOW);
+    assert.equal(initial.release(0), undefined, 'no growth, no WINDOW on release');
+    assert.equal(initial.announce(), INITIAL_WINDOW, 'but one right after the handshake');
+    const big = new ReceiveWindow(4 * INITIAL_WINDOW);
+    assert.equal(big.announce(), 4 * INITIAL_WINDOW);
+    big.accept(1000, true);
+    assert.equal(big.release(1000), undefined, 'a release below a quarter window sends none');
+    assert.equal(big.announce(), 4 * INITIAL_WINDOW + 1000);
+    assert.equal(big.release(INITIAL_WINDOW), 5 * INITIAL_WINDOW + 1000, 'a quarter window more');
+    assert.equal(big.announce(), 5 * INITIAL_WINDOW + 1000, 'never lower than what was advertised');
   });
 
   it('a WINDOW that lowers the limit is refused (flow_control)', async () => {

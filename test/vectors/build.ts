@@ -155,8 +155,8 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
     { reliable: (r) => answered.push(r), datagram: () => true },
     { recordSize: 64, receiveWindow: 1024 * 1024 },
   );
-  // The responder opens its window beyond the initial 256 KiB (§5.5).
-  rx.release(0);
+  // The WINDOW right after the handshake (§5.5): the responder opens its window beyond 256 KiB.
+  rx.announceWindow();
   await session.send('hello');
   await session.send('a', 'bc');
   await session.send(new Uint8Array(150).map((_, i) => i));
