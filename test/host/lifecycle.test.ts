@@ -10,7 +10,7 @@ import { Connection, type ConnectionOptions } from '../../src/host/connection.js
 import { ControlType, DataFlag, RecordType } from '../../src/protocol/constants.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { concat } from '../../src/util/bytes.js';
-import { withCode } from '../helpers/hosts.js';
+import { withCode, within } from '../helpers/hosts.js';
 import { type HandshakeRun, RawSender, twoRuns } from '../helpers/protocol.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -260,8 +260,12 @@ describe('connection lifecycle over an in-memory link', () => {
   it('probe(): a live peer answers and the connection stays; a silent one is closed with timeout long before the heartbeat', async () => {
     // A heartbeat timeout of 60 s: only the probe can end the connection within this test.
     const { net, a, b } = pair({ heartbeatIntervalMs: 30_000, heartbeatTimeoutMs: 60_000 });
+    const pong = new Promise((resolve) => a.once('rtt', resolve));
     assert.equal(await a.probe(2_000), true, 'a live peer answers the probe');
     assert.equal(a.state, 'open');
+    // The probe is settled by the first record heard, which may be the peer's WINDOW with the pong still
+    // on its way: silencing the peer before the pong is processed would let it answer the next probe.
+    await within(pong, 5_000, 'the pong');
     // The peer goes silent (a killed process): the probe's window, not the heartbeat, ends it.
     net.hold('ba');
     net.datagramFate = (_r, direction) => (direction === 'ba' ? 'drop' : 'deliver');
