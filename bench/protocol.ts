@@ -74,7 +74,7 @@ async function pair(aead: AeadProvider, a: Identity, b: Identity, recordSize?: n
   const session = { aead, receiveWindow: 256 * MiB, ...(recordSize ? { recordSize } : {}) };
   const { initiator, responder } = await connectInMemory({ initiator: a, responder: b, psk, session });
   // Open the full receive window at once, as a connection does (§5.5).
-  responder.session.release(0);
+  responder.session.announceWindow();
   while (responder.sentReliable.length === 0) await new Promise((r) => setTimeout(r, 0));
   await Promise.all(responder.sentReliable.splice(0).map((r) => initiator.session.receive(r)));
   return { tx: initiator.session, rx: responder.session, wire: initiator, back: responder };
