@@ -14,8 +14,9 @@ import { nodeHandshakeCrypto } from './runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from './runtime/node-rtc.js';
 
 /**
- * Starts a {@link Host} with Node defaults: @roamhq/wrtc (or `backend: 'node-datachannel'`) and
- * node:crypto for AES-GCM and the handshake's ECDHE and signatures. Everything in `options` overrides the defaults.
+ * Starts a {@link Host} with Node defaults: @roamhq/wrtc (or `backend: 'node-datachannel'`), and
+ * node:crypto for AES-GCM and for the handshake's ECDHE and signatures. Everything in `options` overrides
+ * the defaults.
  */
 export async function startNodeHost(
   options: Omit<HostOptions, 'rtc'> & Partial<Pick<HostOptions, 'rtc'>> & { backend?: NodeRtcBackend },
