@@ -23,10 +23,23 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const epoch = () => performance.timeOrigin + performance.now();
 
 let host: Host | undefined;
+let signaling: SignalingClient | undefined;
 let conn: Connection | undefined;
 let raw: PeerLink | undefined;
 let rawOpened: Promise<void> = Promise.resolve();
-const accepted: Connection[] = [];
+/** Incoming connections not taken yet, with when they were accepted; and who waits for the next one. */
+const accepted: { connection: Connection; at: number }[] = [];
+const acceptWaiters: ((a: { connection: Connection; at: number }) => void)[] = [];
+/** The raw links of the set-up measurement, until {@link api.closeSetupLinks}. */
+const setupLinks: PeerLink[] = [];
+
+/** The next incoming connection (and when the host accepted it, ms since the epoch). */
+function nextAccepted(): Promise<{ connection: Connection; at: number }> {
+  const ready = accepted.shift();
+  return ready ? Promise.resolve(ready) : new Promise((resolve) => acceptWaiters.push(resolve));
+}
+
+const rtc = () => ({ name: 'browser', RTCPeerConnection, RTCSessionDescription, RTCIceCandidate });
 /** The video reception in progress ({@link api.startVideo} to {@link api.stopVideo}). */
 let videoReceiver:
   | {
@@ -110,13 +123,18 @@ const api = {
     const identity = await Identity.importSecret(opts.secret);
     const peers = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
     await peers.put({ publicIdentity: await PublicIdentity.import(opts.peer), psk: fromBase64Url(opts.psk) });
-    const signaling = new SignalingClient({ url: opts.url, identity });
+    signaling = new SignalingClient({ url: opts.url, identity });
     host = await startBrowserHost({ identity, peers, signaling, candidateFilter: loopbackOnly });
     const h = host;
     void (async () => {
       for await (const req of h.incoming())
         req.verify().then(
-          (c) => accepted.push(c),
+          (connection) => {
+            const a = { connection, at: epoch() };
+            const waiter = acceptWaiters.shift();
+            if (waiter) waiter(a);
+            else accepted.push(a);
+          },
           () => {},
         );
     })();
@@ -125,8 +143,70 @@ const api = {
     conn = await host!.connect(peerId);
   },
   async accept() {
-    while (accepted.length === 0) await sleep(10);
-    conn = accepted.shift();
+    conn = (await nextAccepted()).connection;
+  },
+  /**
+   * Set-up, p2ptls: dials `peerId` (whose page called {@link acceptTimed}) and closes the connection.
+   * Returns when the dial started and when it resolved (ms since the epoch).
+   */
+  async dialTimed(peerId: string) {
+    const t0 = epoch();
+    const c = await host!.connect(peerId);
+    const at = epoch();
+    await c.close();
+    return { t0, at };
+  },
+  /** Set-up, p2ptls: when the next incoming connection was accepted (ms since the epoch). */
+  async acceptTimed() {
+    const { connection, at } = await nextAccepted();
+    await connection.closed;
+    return at;
+  },
+  /**
+   * Set-up, raw: a WebRTC connect whose signals go through the same signaling client as p2ptls's. The
+   * answering page makes its RTCPeerConnection when the offer arrives, as an application must. Resolves
+   * when its link opened (ms since the epoch); call it before {@link rawConnectTimed} on the other page.
+   */
+  rawAnswerTimed(peerId: string, tag: string) {
+    return new Promise<number>((resolve) => {
+      let link: PeerLink | undefined;
+      const off = signaling!.on('signal', ({ data }) => {
+        const d = data as { tag?: string; signal?: unknown };
+        if (d?.tag !== tag) return;
+        if (!link) {
+          const made = new PeerLink({ rtc: rtc(), initiator: false, candidateFilter: loopbackOnly });
+          made.on('signal', (signal) => void signaling!.sendSignal(peerId, { tag, signal }).catch(() => {}));
+          made.once('open', () => {
+            off();
+            resolve(epoch());
+          });
+          link = made;
+          setupLinks.push(made);
+        }
+        link.signal(d.signal);
+      });
+    });
+  },
+  /** Closes the raw set-up's links, once both sides have reported. */
+  closeSetupLinks() {
+    for (const link of setupLinks.splice(0)) link.close();
+  },
+  /** Set-up, raw: the dialing side of {@link rawAnswerTimed}; when it started and when its link opened. */
+  rawConnectTimed(peerId: string, tag: string) {
+    return new Promise<{ t0: number; at: number }>((resolve) => {
+      const t0 = epoch();
+      const link = new PeerLink({ rtc: rtc(), initiator: true, candidateFilter: loopbackOnly });
+      link.on('signal', (signal) => void signaling!.sendSignal(peerId, { tag, signal }).catch(() => {}));
+      const off = signaling!.on('signal', ({ data }) => {
+        const d = data as { tag?: string; signal?: unknown };
+        if (d?.tag === tag) link.signal(d.signal);
+      });
+      setupLinks.push(link);
+      link.once('open', () => {
+        off();
+        resolve({ t0, at: epoch() });
+      });
+    });
   },
   /**
    * Creates the raw PeerLink; signals cross between the pages over a BroadcastChannel. Call it on the
@@ -136,7 +216,7 @@ const api = {
     const inbox = new BroadcastChannel(`raw-${initiator ? 'b' : 'a'}`);
     const outbox = new BroadcastChannel(`raw-${initiator ? 'a' : 'b'}`);
     const link = new PeerLink({
-      rtc: { name: 'browser', RTCPeerConnection, RTCSessionDescription, RTCIceCandidate },
+      rtc: rtc(),
       initiator,
       candidateFilter: loopbackOnly,
     });

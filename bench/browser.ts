@@ -10,6 +10,9 @@
  *   webcam under load     the same video beside an unpaced TCP-mode transfer on the same connection:
  *                         fps ÷ fps alone, and the transfer ÷ raw bulk alone
  *
+ *   set-up                dial → authenticated on both pages vs a raw WebRTC connect (PeerLink) whose
+ *                         signals go through the same signaling server
+ *
  * Each measurement alternates raw / p2ptls over several rounds and prints the median (min–max), ratios
  * pair by pair. Runs in a loopback-only network namespace when it can create one. Flags: --quick.
  */
@@ -31,6 +34,7 @@ async function main(): Promise<void> {
   const TOTAL = (quick ? 16 : 64) * MiB;
   const MESSAGE = 64 * 1024;
   const ROUNDS = quick ? 3 : 5;
+  const SETUPS = quick ? 10 : 30;
   const VIDEO_ROUNDS = quick ? 1 : 3;
   const VIDEO_SECONDS = quick ? 4 : 8;
   /**
@@ -72,6 +76,28 @@ async function main(): Promise<void> {
     await call(sender, 'startHost', { url, secret: await a.exportSecret(), peer: b.exportPublic(), psk });
     await call(receiver, 'startHost', { url, secret: await b.exportSecret(), peer: a.exportPublic(), psk });
     await Promise.all([call(receiver, 'accept'), call(sender, 'dial', b.peerId)]);
+    // Set-up: dial → authenticated on both pages against a raw WebRTC connect over the same signaling.
+    const settle = () => new Promise((r) => setTimeout(r, 60)); // as bench:transport's, for the same reasons
+    const setup = { raw: [] as number[], p2ptls: [] as number[] };
+    for (let r = 0; r < SETUPS; r++) {
+      await settle();
+      const tag = `bench-raw-${r}`;
+      const answered = call(receiver, 'rawAnswerTimed', a.peerId, tag);
+      const dialed = await call(sender, 'rawConnectTimed', b.peerId, tag);
+      setup.raw.push(Math.max(dialed.at, await answered) - dialed.t0);
+      await Promise.all([call(sender, 'closeSetupLinks'), call(receiver, 'closeSetupLinks')]);
+      await settle();
+      const acceptedAt = call(receiver, 'acceptTimed');
+      const ours = await call(sender, 'dialTimed', b.peerId);
+      setup.p2ptls.push(Math.max(ours.at, await acceptedAt) - ours.t0);
+    }
+    const setupRatios = setup.raw.map((x, i) => x / setup.p2ptls[i]!);
+    console.log(`set-up, page → page, ms (median (min–max) of ${SETUPS} alternating set-ups)`);
+    console.log(`  raw WebRTC connect, same signaling   ${spread(setup.raw)}`);
+    console.log(
+      `  p2ptls dial → both authenticated     ${spread(setup.p2ptls)}   ratio raw/p2ptls ${spread(setupRatios, 2)}`,
+    );
+
     await call(receiver, 'rawOpen', false);
     await call(sender, 'rawOpen', true);
     await Promise.all([call(sender, 'rawReady'), call(receiver, 'rawReady')]);
