@@ -59,6 +59,44 @@ export async function countingRtc(): Promise<RtcImplementation & { made: RTCPeer
   return { ...base, name: 'wrtc+counted', RTCPeerConnection: Counted, made };
 }
 
+/**
+ * Two real PeerLinks wired to each other in-process (signals passed directly), open. A pair that fails before opening is made again, at most 3 times, as
+ * `Host.connect` retries such a set-up: under CPU load node-datachannel failed 3–9 of 100 in-process
+ * pairs with "libdatachannel error while adding remote description: Got a remote candidate without ICE
+ * transport" on the initiator's answer (`.tmp/ndcopen.ts` beside two busy loops), which left a test
+ * waiting for an open that never came until the runner's 10-minute timeout.
+ */
+export async function openLinkPair(rtc: RtcImplementation): Promise<[PeerLink, PeerLink]> {
+  const failures: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
+    const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
+    a.on('signal', (s) => b.signal(s));
+    b.on('signal', (s) => a.signal(s));
+    const opened = (link: PeerLink) => new Promise<void>((resolve) => link.once('open', () => resolve()));
+    // One side failing fails the pair: the other may then never open nor close.
+    const failed = (link: PeerLink, side: string) =>
+      new Promise<string>((resolve) =>
+        link.once('close', ({ error }) => resolve(`${side}: ${error?.message ?? 'closed'}`)),
+      );
+    const failure = await within(
+      Promise.race([
+        Promise.all([opened(a), opened(b)]).then(() => undefined),
+        failed(a, 'initiator'),
+        failed(b, 'responder'),
+      ]),
+      20_000,
+      'both links open, or one closed',
+    );
+    if (failure === undefined) return [a, b];
+    failures.push(`attempt ${attempt}: ${failure}`);
+    console.log(`# ${rtc.name}: a link pair failed before opening, made again (${failures.at(-1)})`);
+    a.close();
+    b.close();
+  }
+  throw new Error(`no link pair opened: ${failures.join('; ')}`);
+}
+
 /** A random 32-byte pair PSK. */
 export function randomPsk(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(32));

@@ -14,9 +14,16 @@ import {
 } from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { dtlsChannelBinding, dtlsOfferBinding } from '../../src/transport/channel-binding.js';
-import { PeerLink } from '../../src/transport/peer-link.js';
-import { loopbackOnly } from '../../src/transport/rtc.js';
-import { type Backend, type Env, loadRtc, startEnv, withCode, within } from '../helpers/hosts.js';
+import type { PeerLink } from '../../src/transport/peer-link.js';
+import {
+  type Backend,
+  type Env,
+  loadRtc,
+  openLinkPair,
+  startEnv,
+  withCode,
+  within,
+} from '../helpers/hosts.js';
 
 /** Reliable records of a link, read one at a time. */
 function reader(link: PeerLink) {
@@ -42,20 +49,11 @@ function reader(link: PeerLink) {
     );
 }
 
-/** Two real links wired to each other in-process (signals passed directly); resolves once both are open. */
+/** Two real links wired to each other in-process, open; kept in `links` for closing at the end. */
 async function linkPair(backend: Backend, links: PeerLink[]): Promise<[PeerLink, PeerLink]> {
-  const rtc = await loadRtc(backend);
-  const i = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
-  const r = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
-  links.push(i, r);
-  i.on('signal', (s) => r.signal(s));
-  r.on('signal', (s) => i.signal(s));
-  await within(
-    Promise.all([new Promise((ok) => i.once('open', ok)), new Promise((ok) => r.once('open', ok))]),
-    15_000,
-    'links open',
-  );
-  return [i, r];
+  const pair = await openLinkPair(await loadRtc(backend));
+  links.push(...pair);
+  return pair;
 }
 
 describe('channel binding against a man in the middle of DTLS', () => {
