@@ -383,15 +383,15 @@ async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identit
   const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
   a.on('signal', (signal) => void pair.sa.sendSignal(ids[1].peerId, { tag, signal }).catch(() => {}));
   let b: PeerLink | undefined;
-  let answered: (link: PeerLink) => void = () => {};
-  const answering = new Promise<PeerLink>((resolve) => {
-    answered = resolve;
+  let bOpened: () => void = () => {};
+  const bOpen = new Promise<void>((resolve) => {
+    bOpened = resolve;
   });
   const toB = (signal: unknown) => {
     if (!b) {
       b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
       b.on('signal', (s) => void pair.sb.sendSignal(ids[0].peerId, { tag, signal: s }).catch(() => {}));
-      answered(b);
+      b.once('open', () => bOpened());
     }
     b.signal(signal);
   };
@@ -406,7 +406,6 @@ async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identit
       route((s) => a.signal(s)),
     ),
   ];
-  const bOpen = answering.then((link) => new Promise((r) => link.once('open', r)));
   await Promise.all([new Promise((r) => a.once('open', r)), bOpen]);
   const ms = performance.now() - t0;
   const cpu = cpuMs(cpu0);
