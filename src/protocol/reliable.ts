@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import { ByteReader } from '../util/bytes.js';
-import { type AeadProvider, type Plaintext, type SyncAead, sealWithHeader } from './aead.js';
+import { type AeadKey, type AeadProvider, type Plaintext, type SyncAead, sealWithHeader } from './aead.js';
 import { DataFlag, MAX_CONTROL_RECORD_BYTES, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
 import { type ReceiveWindow, recordCost } from './flow-control.js';
@@ -26,16 +26,18 @@ export interface PlainRecord {
   starts: number;
 }
 
-/** Encrypts one record: header ‖ AES-GCM(plaintext) with the header as AAD. */
-export async function sealRecord(
+/** Encrypts one record: header ‖ AES-GCM(plaintext) with the header as AAD. Rejects, never throws. */
+export function sealRecord(
   aead: AeadProvider,
   p: RecordProtection,
   header: Uint8Array,
   plaintext: Plaintext,
 ): Promise<Uint8Array> {
   // The key is usually derived already: no need to wait a turn for it.
-  const { key, iv } = p.ready ?? (await p.material);
-  return sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext);
+  if (p.ready) return sealWithHeader(aead, p.ready.key, recordNonce(p.ready.iv, p.seq), header, plaintext);
+  return p.material.then(({ key, iv }) =>
+    sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext),
+  );
 }
 
 /**
@@ -168,18 +170,20 @@ interface CheckedRecord {
   body: Uint8Array;
 }
 
+/** A record decrypted and authenticated, to be delivered in its turn by {@link ReliableReader.deliver}. */
+export interface OpenedRecord {
+  type: number;
+  flags: number;
+  plaintext: Uint8Array;
+}
+
 /**
  * Receiving side of the reliable channel. Records may be passed in faster than they decrypt: each takes
- * its sequence number and key synchronously on arrival, decrypts concurrently, and is delivered in order.
- * With a synchronous provider and nothing pending, {@link openNow} does all of it within the call.
- * The first failure is fatal: it rejects that record and every later one with the same error.
+ * its sequence number and key synchronously on arrival ({@link open}) and decrypts concurrently; the
+ * caller delivers them in arrival order ({@link deliver}). With a synchronous provider and nothing
+ * pending, {@link openNow} does both within the call.
  */
 export class ReliableReader {
-  private tail: Promise<unknown> = Promise.resolve();
-  /** Records passed to {@link open} and not yet delivered. */
-  private pending = 0;
-  /** The first failure, once there was one (the failure of {@link openNow} included). */
-  private failure: { error: unknown } | undefined;
   private partial: Reassembly | null = null;
 
   constructor(
@@ -194,49 +198,41 @@ export class ReliableReader {
     return this.partial ? { received: this.partial.filled, total: this.partial.total } : undefined;
   }
 
-  /** Whether {@link openNow} may be called: a synchronous provider, the key derived, nothing queued. */
+  /** Whether {@link openNow} may be called: a synchronous provider and the key derived. */
   get canOpenNow(): boolean {
-    return this.aead.sync !== undefined && this.pending === 0 && !this.failure && this.keys.ready;
+    return this.aead.sync !== undefined && this.keys.ready;
   }
 
-  /** Decrypts and delivers one record within the call; only when {@link canOpenNow}. Throws on failure. */
+  /**
+   * Decrypts and delivers one record within the call; only when {@link canOpenNow} and no record passed
+   * to {@link open} is waiting for {@link deliver}. Throws on failure.
+   */
   openNow(record: Uint8Array): ReliableEvent[] {
-    try {
-      const r = this.check(record);
-      const { key, iv } = r.protection.ready!;
-      const plaintext = this.aead.sync!.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
-      return this.deliver(r.type, r.flags, this.authenticated(plaintext, r.protection));
-    } catch (err) {
-      this.failure = { error: err };
-      this.tail = Promise.reject(err);
-      this.tail.catch(() => {});
-      throw err;
-    }
+    const r = this.check(record);
+    const { key, iv } = r.protection.ready!;
+    const plaintext = this.aead.sync!.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
+    return this.deliver({
+      type: r.type,
+      flags: r.flags,
+      plaintext: this.authenticated(plaintext, r.protection),
+    });
   }
 
-  open(record: Uint8Array): Promise<ReliableEvent[]> {
-    let decrypted: Promise<{ type: number; flags: number; plaintext: Uint8Array }>;
+  /**
+   * Checks the header and takes the record's sequence number and key now, in arrival order; decrypts
+   * concurrently with the records around it. Rejects (never throws) with what makes the record fatal.
+   */
+  open(record: Uint8Array): Promise<OpenedRecord> {
+    let r: CheckedRecord;
     try {
-      decrypted = this.decrypt(this.check(record));
+      r = this.check(record);
     } catch (err) {
-      decrypted = Promise.reject(err);
+      return Promise.reject(err);
     }
-    // Once an earlier record failed, this one is never awaited through the chain: keep its own failure
-    // from surfacing as an unhandled rejection.
-    decrypted.catch(() => {});
-    this.pending++;
-    const result = this.tail.then(() => decrypted).then((r) => this.deliver(r.type, r.flags, r.plaintext));
-    this.tail = result;
-    result.then(
-      () => {
-        this.pending--;
-      },
-      (err: unknown) => {
-        this.pending--;
-        this.failure ??= { error: err };
-      },
-    );
-    return result;
+    const p = r.protection;
+    // The key is usually derived already: no need to wait a turn for it.
+    if (p.ready) return this.decrypt(r, p.ready.key, p.ready.iv);
+    return p.material.then(({ key, iv }) => this.decrypt(r, key, iv));
   }
 
   /** Checks the header and takes the record's sequence number and key; throws what makes it fatal. */
@@ -271,13 +267,19 @@ export class ReliableReader {
     );
   }
 
-  private async decrypt(r: CheckedRecord) {
-    const { key, iv } = r.protection.ready ?? (await r.protection.material);
-    const plaintext = await this.aead.open(key, recordNonce(iv, r.protection.seq), r.header, r.body);
-    return { type: r.type, flags: r.flags, plaintext: this.authenticated(plaintext, r.protection) };
+  private decrypt(r: CheckedRecord, key: AeadKey, iv: Uint8Array): Promise<OpenedRecord> {
+    return this.aead.open(key, recordNonce(iv, r.protection.seq), r.header, r.body).then((plaintext) => ({
+      type: r.type,
+      flags: r.flags,
+      plaintext: this.authenticated(plaintext, r.protection),
+    }));
   }
 
-  private deliver(type: number, flags: number, plaintext: Uint8Array): ReliableEvent[] {
+  /**
+   * Delivers a record {@link open} decrypted, strictly in the order the records were opened: flow
+   * control, reassembly and the record's meaning. Throws what makes it fatal.
+   */
+  deliver({ type, flags, plaintext }: OpenedRecord): ReliableEvent[] {
     if (type === RecordType.CONTROL) {
       if (flags !== 0) throw fail('malformed', 'control records have no flags');
       return [{ type: 'control', message: decodeControl(plaintext) }];

@@ -34,9 +34,11 @@ import {
 } from './datagram.js';
 import { ReceiveWindow, recordCost, SendWindow } from './flow-control.js';
 import type { HandshakeResult, Role } from './handshake.js';
+import { InOrder } from './in-order.js';
 import { expandLabel, hashOfEmpty, sha256 } from './key-schedule.js';
 import {
   frameMessages,
+  type OpenedRecord,
   type PlainRecord,
   type ReassemblyProgress,
   type ReliableEvent,
@@ -143,22 +145,25 @@ export class Session {
   private readonly dgRx: DatagramReader;
   private readonly sendWindow = new SendWindow();
   private readonly receiveWindow: ReceiveWindow;
-  private outTail: Promise<void> = Promise.resolve();
-  /** Reliable records queued behind {@link outTail}: while there are any, no record may skip it. */
-  private outPending = 0;
-  private rxTail: Promise<void> = Promise.resolve();
-  /** Received records queued behind {@link rxTail}. */
-  private rxPending = 0;
   /**
-   * The settle handlers of {@link outTail} and {@link rxTail}, made once: a closure made per record also
-   * cost a defineProperty of its name under tsx (esbuild keepNames), which the benchmarks run through.
+   * Reliable records sealing (an asynchronous AEAD seals several at once), handed to the output in
+   * sequence order. While any are, no record may skip the queue.
    */
-  private readonly outSettled = () => {
-    this.outPending--;
-  };
-  private readonly rxSettled = () => {
-    this.rxPending--;
-  };
+  private readonly outbox = new InOrder<Uint8Array, void>({
+    done: (record) => this.output.reliable(record),
+    failed: (error) => {
+      throw error;
+    },
+  });
+  /** Received records decrypting, delivered in the order they arrived; the first failure is fatal. */
+  private readonly inbox = new InOrder<OpenedRecord, SessionEvent[]>({
+    done: (record) => this.deliver(record),
+    failed: (error) => {
+      throw this.receiveFailed(error);
+    },
+  });
+  /** The first error of a received record: every record behind it is refused with it too. */
+  private rxFailure: P2PTLSError | undefined;
   private current: SessionState = 'open';
   private info: CloseInfo | undefined;
   /** The datagram channel's own end: the peer's CLOSE there ends SLLP only (§5.3). */
@@ -283,7 +288,7 @@ export class Session {
     const protection = this.tx.next();
     const header = new Uint8Array([type, flags]);
     const sync = this.aead.sync;
-    if (sync && protection.ready && this.outPending === 0) {
+    if (sync && protection.ready && this.outbox.idle) {
       // Nothing ahead of it: sealed and handed over within this call (no promise per record).
       try {
         const into = this.output.copiesReliable ? this.bufferFor(plaintextLength(plaintext)) : undefined;
@@ -293,11 +298,11 @@ export class Session {
         return Promise.reject(err);
       }
     }
-    const sealed = sealRecord(this.aead, protection, header, plaintext);
-    const done = this.outTail.then(() => sealed).then((record) => this.output.reliable(record));
-    this.outPending++;
-    this.outTail = done.then(this.outSettled, this.outSettled);
-    return done;
+    const sent = this.outbox.add(sealRecord(this.aead, protection, header, plaintext));
+    // Some callers keep only the last of several records' promises (send) or none (an automatic key
+    // update): a failed seal must not become an unhandled rejection. Whoever holds it still sees it.
+    sent.catch(ignore);
+    return sent;
   }
 
   /** The session's record buffer, grown (to the largest record so far) to hold a record of `plaintext` bytes. */
@@ -458,33 +463,42 @@ export class Session {
    */
   receive(record: Uint8Array): Promise<SessionEvent[]> {
     if (this.current === 'failed') return Promise.reject(this.closedError());
-    if (this.rxPending === 0 && this.rx.canOpenNow) {
+    if (this.inbox.idle && this.rxFailure === undefined && this.rx.canOpenNow) {
       // Nothing queued and a synchronous provider: processed within this call.
       try {
-        return this.settle(this.handle(this.rx.openNow(record)));
+        const events = this.settle(this.handle(this.rx.openNow(record)));
+        if (!(events instanceof Promise)) return Promise.resolve(events);
+        // Replies are being sealed: records passed in after this one resolve after it (InOrder.hold).
+        this.inbox.hold(events);
+        return events;
       } catch (err) {
-        return Promise.reject(this.fatal(err));
+        return Promise.reject(this.receiveFailed(err));
       }
     }
-    const opened = this.rx.open(record);
-    const result = this.rxTail
-      .then(() => opened)
-      .then((events) => {
-        // Checked here, in record order: a record behind a fatal error is never delivered.
-        if (this.current === 'failed') throw this.closedError();
-        return this.settle(this.handle(events));
-      })
-      .catch((err: unknown) => {
-        throw this.fatal(err);
-      });
-    this.rxPending++;
-    this.rxTail = result.then(this.rxSettled, this.rxSettled);
-    return result;
+    return this.inbox.add(this.rx.open(record));
   }
 
-  /** The events, once the replies they caused have been handed to the output. */
-  private settle({ out, replies }: Handled): Promise<SessionEvent[]> {
-    return replies.length === 0 ? Promise.resolve(out) : Promise.all(replies).then(() => out);
+  /** A decrypted record, in its turn (see {@link inbox}). */
+  private deliver(record: OpenedRecord): SessionEvent[] | Promise<SessionEvent[]> {
+    // Checked here, in record order: a record behind a fatal error is never delivered.
+    if (this.rxFailure) throw this.rxFailure;
+    if (this.current === 'failed') throw this.closedError();
+    try {
+      return this.settle(this.handle(this.rx.deliver(record)));
+    } catch (err) {
+      throw this.receiveFailed(err);
+    }
+  }
+
+  /** A received record failed: the first such error ends the session, and is every later one's. */
+  private receiveFailed(err: unknown): P2PTLSError {
+    this.rxFailure ??= this.fatal(err);
+    return this.rxFailure;
+  }
+
+  /** The events, once the replies they caused have been handed to the output (at once if none). */
+  private settle({ out, replies }: Handled): SessionEvent[] | Promise<SessionEvent[]> {
+    return replies.length === 0 ? out : Promise.all(replies).then(() => out);
   }
 
   /** Records a fatal receive error and tells the peer, as TLS sends an alert; returns the error. */
@@ -629,7 +643,7 @@ export class Session {
 
   /** Settles once every record passed to {@link receive} so far has been processed (or refused). */
   received(): Promise<void> {
-    return this.rxTail;
+    return this.inbox.settled();
   }
 
   /** Keying material for the application, bound to this session (RFC 8446 §7.5 style exporter). */
@@ -638,3 +652,5 @@ export class Session {
     return expandLabel(secret, 'exporter', await sha256(context), length);
   }
 }
+
+function ignore(): void {}

@@ -9,7 +9,8 @@ import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { CloseCode, DataFlag, RecordType } from '../../src/protocol/constants.js';
-import { type HandshakeResult, type SessionEvent, Suite } from '../../src/protocol/index.js';
+import { type HandshakeResult, type SessionEvent, Suite, webCryptoAead } from '../../src/protocol/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import type { InMemoryEnd } from '../../src/testing/in-memory.js';
 import { ByteWriter, concat, utf8 } from '../../src/util/bytes.js';
 import {
@@ -507,32 +508,51 @@ describe('protocol records (TCP mode)', () => {
       await assertFatal(victim, endFrom(run.initiator), 'bad_record_mac');
     });
 
-    it('receive() promises resolve in the order the records were passed in (as Session.receive documents)', async () => {
-      // Session.receive: "Results resolve in the order records were passed in, even if the caller does not
-      // wait between calls." A transport may therefore emit each record's events when its promise resolves.
-      const src = endFrom(run.initiator);
-      await src.session.ping(new Uint8Array(8)); // handling it seals a pong before resolving
-      await src.session.send('after the ping');
-      await src.session.updateKeys(); // handling it seals a key update before resolving
-      await src.session.send('after the update');
-      const victim = endFrom(run.responder);
-      const order: number[] = [];
-      const results = await Promise.all(
-        src.sentReliable.map((r, i) =>
-          victim.session.receive(r).then((events) => {
-            order.push(i);
-            return events;
-          }),
-        ),
-      );
-      assert.deepEqual(results.map(plain), [
-        [],
-        [{ type: 'message', data: utf8('after the ping') }],
-        [{ type: 'key-update' }],
-        [{ type: 'message', data: utf8('after the update') }],
-      ]);
-      assert.deepEqual(order, [0, 1, 2, 3]);
-    });
+    for (const aead of [webCryptoAead, nodeCryptoAead]) {
+      it(`receive() promises resolve in the order the records were passed in (as Session.receive documents), ${aead.name}`, async () => {
+        // Session.receive: "Results resolve in the order records were passed in, even if the caller does
+        // not wait between calls." A transport may therefore emit each record's events when its promise
+        // resolves. Records whose handling seals a reply (a pong, a key update) settle later than a plain
+        // message would: the records after them must not overtake them, whether they were decrypted in
+        // the call (node:crypto) or queued (WebCrypto).
+        const src = endFrom(run.initiator, { aead });
+        const victim = endFrom(run.responder, { aead });
+        // A first record received on its own: the keys are derived after it, so that a synchronous
+        // provider takes its within-the-call path for the records below.
+        await src.session.send('first');
+        assert.deepEqual(plain(await victim.session.receive(src.sentReliable.shift()!)), [
+          { type: 'message', data: utf8('first') },
+        ]);
+        await src.session.ping(new Uint8Array(8));
+        await src.session.send('after the ping');
+        await src.session.updateKeys();
+        await src.session.send('after the update');
+        await src.session.ping(new Uint8Array(8));
+        await src.session.send('after the second ping');
+        const order: number[] = [];
+        const results = await Promise.all(
+          src.sentReliable.map((r, i) =>
+            victim.session.receive(r).then((events) => {
+              order.push(i);
+              return events;
+            }),
+          ),
+        );
+        assert.deepEqual(results.map(plain), [
+          [],
+          [{ type: 'message', data: utf8('after the ping') }],
+          [{ type: 'key-update' }],
+          [{ type: 'message', data: utf8('after the update') }],
+          [],
+          [{ type: 'message', data: utf8('after the second ping') }],
+        ]);
+        assert.deepEqual(order, [0, 1, 2, 3, 4, 5]);
+        // The replies went out in the same order: pong, key update, pong.
+        const back = await Promise.all(victim.sentReliable.map((r) => src.session.receive(r)));
+        const pong = { type: 'pong', data: new Uint8Array(8) };
+        assert.deepEqual(back.map(plain), [[pong], [{ type: 'key-update' }], [pong]]);
+      });
+    }
   });
 
   describe('authentic but malformed records from a keyed peer', () => {
