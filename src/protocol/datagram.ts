@@ -122,12 +122,14 @@ export class DatagramWriter {
         seq,
       };
     }
-    const keyP = this.state.key;
-    return (async () => {
-      const { key, iv } = await keyP;
-      const record = await sealWithHeader(this.aead, key, recordNonce(iv, seq), h, plaintext);
-      return { record, seq };
-    })();
+    // An asynchronous provider: `then`s rather than an async function, one promise reaction fewer per
+    // datagram, and no wait for a key that is derived already.
+    const sealed = ready
+      ? sealWithHeader(this.aead, ready.key, recordNonce(ready.iv, seq), h, plaintext)
+      : this.state.key.then(({ key, iv }) =>
+          sealWithHeader(this.aead, key, recordNonce(iv, seq), h, plaintext),
+        );
+    return sealed.then((record) => ({ record, seq }));
   }
 }
 
@@ -248,16 +250,14 @@ export class DatagramReader {
       const { key, iv } = state.ready;
       return this.accept(this.aead.sync.open(key, recordNonce(iv, seq), aad, body), state, type, epoch, seq);
     }
-    return (async () => {
-      let plaintext: Uint8Array | null;
-      try {
-        const { key, iv } = await state.key;
-        plaintext = await this.aead.open(key, recordNonce(iv, seq), aad, body);
-      } catch {
-        plaintext = null;
-      }
-      return this.accept(plaintext, state, type, epoch, seq);
-    })();
+    const ready = state.ready;
+    const opened = ready
+      ? this.aead.open(ready.key, recordNonce(ready.iv, seq), aad, body)
+      : state.key.then(({ key, iv }) => this.aead.open(key, recordNonce(iv, seq), aad, body));
+    return opened.then(
+      (plaintext) => this.accept(plaintext, state, type, epoch, seq),
+      () => this.accept(null, state, type, epoch, seq),
+    );
   }
 
   /** The rest of {@link open} once decrypted: the replay window and the epoch move only for authentic input. */
