@@ -113,8 +113,7 @@ function gcm(nonce: Uint8Array, aad: Uint8Array): AesGcmParams {
 
 /**
  * The default provider: WebCrypto, identical in browsers and Node. Written with `then`, not `async` and
- * `await`: each of those is one more promise reaction per record, and per-record bookkeeping is what
- * bench:protocol's ratio to raw WebCrypto measures.
+ * `await`: each of those is one more promise reaction per record (see in-order.ts for what they cost).
  */
 export const webCryptoAead: AeadProvider = {
   name: 'webcrypto',
