@@ -111,6 +111,15 @@ function gcm(nonce: Uint8Array, aad: Uint8Array): AesGcmParams {
   return { name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad), tagLength: TAG_LEN * 8 };
 }
 
+/** WebCrypto's AES-GCM encryption: ciphertext ‖ tag. Rejects, never throws. */
+function encrypt(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array) {
+  try {
+    return crypto.subtle.encrypt(gcm(nonce, aad), (key as WebCryptoAeadKey).key, bs(plaintext));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 /**
  * The default provider: WebCrypto, identical in browsers and Node. Written with `then`, not `async` and
  * `await`: each of those is one more promise reaction per record (see in-order.ts for what they cost).
@@ -126,22 +135,13 @@ export const webCryptoAead: AeadProvider = {
     return { provider: 'webcrypto', key } as WebCryptoAeadKey;
   },
   seal(key, nonce, aad, plaintext) {
-    try {
-      return crypto.subtle
-        .encrypt(gcm(nonce, aad), (key as WebCryptoAeadKey).key, bs(plaintext))
-        .then((ct) => new Uint8Array(ct));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return encrypt(key, nonce, aad, plaintext).then(toBytes);
   },
+  // One reaction per record instead of the generic sealWithHeader's two (seal's, then the header's).
   sealWithHeader(key, nonce, header, plaintext) {
-    try {
-      return crypto.subtle
-        .encrypt(gcm(nonce, header), (key as WebCryptoAeadKey).key, bs(joinPlaintext(plaintext)))
-        .then((ct) => prepend(header, new Uint8Array(ct)));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return encrypt(key, nonce, header, joinPlaintext(plaintext)).then((ct) =>
+      prepend(header, new Uint8Array(ct)),
+    );
   },
   open(key, nonce, aad, ciphertext) {
     if (ciphertext.length < TAG_LEN) return Promise.resolve(null);
