@@ -40,6 +40,20 @@ function nextAccepted(): Promise<{ connection: Connection; at: number }> {
 }
 
 const rtc = () => ({ name: 'browser', RTCPeerConnection, RTCSessionDescription, RTCIceCandidate });
+
+/** A raw set-up link whose signals go to `peerId` through the signaling client, tagged `tag`. */
+function setupLink(peerId: string, tag: string, initiator: boolean): PeerLink {
+  const link = new PeerLink({ rtc: rtc(), initiator, candidateFilter: loopbackOnly });
+  link.on('signal', (signal) => void signaling!.sendSignal(peerId, { tag, signal }).catch(() => {}));
+  setupLinks.push(link);
+  return link;
+}
+
+/** The signal of a tagged set-up message, or undefined for any other message. */
+function taggedSignal(data: unknown, tag: string): unknown {
+  const d = data as { tag?: string; signal?: unknown } | null;
+  return d?.tag === tag ? d.signal : undefined;
+}
 /** The video reception in progress ({@link api.startVideo} to {@link api.stopVideo}). */
 let videoReceiver:
   | {
@@ -171,19 +185,16 @@ const api = {
     return new Promise<number>((resolve) => {
       let link: PeerLink | undefined;
       const off = signaling!.on('signal', ({ data }) => {
-        const d = data as { tag?: string; signal?: unknown };
-        if (d?.tag !== tag) return;
+        const signal = taggedSignal(data, tag);
+        if (signal === undefined) return;
         if (!link) {
-          const made = new PeerLink({ rtc: rtc(), initiator: false, candidateFilter: loopbackOnly });
-          made.on('signal', (signal) => void signaling!.sendSignal(peerId, { tag, signal }).catch(() => {}));
-          made.once('open', () => {
+          link = setupLink(peerId, tag, false);
+          link.once('open', () => {
             off();
             resolve(epoch());
           });
-          link = made;
-          setupLinks.push(made);
         }
-        link.signal(d.signal);
+        link.signal(signal);
       });
     });
   },
@@ -195,13 +206,11 @@ const api = {
   rawConnectTimed(peerId: string, tag: string) {
     return new Promise<{ t0: number; at: number }>((resolve) => {
       const t0 = epoch();
-      const link = new PeerLink({ rtc: rtc(), initiator: true, candidateFilter: loopbackOnly });
-      link.on('signal', (signal) => void signaling!.sendSignal(peerId, { tag, signal }).catch(() => {}));
+      const link = setupLink(peerId, tag, true);
       const off = signaling!.on('signal', ({ data }) => {
-        const d = data as { tag?: string; signal?: unknown };
-        if (d?.tag === tag) link.signal(d.signal);
+        const signal = taggedSignal(data, tag);
+        if (signal !== undefined) link.signal(signal);
       });
-      setupLinks.push(link);
       link.once('open', () => {
         off();
         resolve({ t0, at: epoch() });
