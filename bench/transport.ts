@@ -16,9 +16,14 @@
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
  * pairs per size, default 5: medians and the min–max of the per-pair ratio are printed), --only tcp
  * (skip latency, set-up and memory), --only datagrams (latency and datagrams under bulk only), --only
- * latency (SLLP latency only, over --runs alternating raw/ours runs), --crypto
- * webcrypto (the browsers' WebCrypto for records and handshakes instead of node:crypto, Node's default).
+ * latency (SLLP latency only, over --runs alternating raw/ours runs), --only setup (set-up time only,
+ * over --setups N alternating set-ups), --processes 2 (with --only setup: the set-up again with the
+ * responder in a process of its own, bench/setup-peer.ts, as on two machines: each event loop does one
+ * side's work only), --crypto webcrypto (the browsers' WebCrypto for records and handshakes instead of
+ * node:crypto, Node's default).
  */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection, SetupTimings } from '../src/host/connection.js';
 import { webCryptoHandshake } from '../src/host/dial.js';
@@ -33,6 +38,7 @@ import { openMemoryPeerStore } from '../src/store/index.js';
 import { type LinkTimeline, PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
 import { within } from '../test/helpers/hosts.js';
+import type { SetupPeerInit, SetupPeerReport } from './setup-peer.js';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv.includes('--backend')
@@ -46,6 +52,9 @@ const onlyPart = process.argv.includes('--only')
 const tcpOnly = onlyPart === 'tcp';
 const datagramsOnly = onlyPart === 'datagrams';
 const setupOnly = onlyPart === 'setup';
+/** --processes 2 (with --only setup): the set-up again with the responder in a process of its own. */
+const TWO_PROCESSES =
+  process.argv.includes('--processes') && process.argv[process.argv.indexOf('--processes') + 1] === '2';
 const latencyOnly = onlyPart === 'latency';
 const SETUPS = process.argv.includes('--setups')
   ? Number(process.argv[process.argv.indexOf('--setups') + 1])
@@ -116,27 +125,36 @@ interface Pair {
   close(): Promise<void>;
 }
 
+/** A host for `me` that knows `other` by `psk`, with its signaling client. */
+async function startHost(
+  url: string,
+  rtc: RtcImplementation,
+  me: Identity,
+  other: Identity,
+  psk: Uint8Array,
+) {
+  const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
+  await store.put({ publicIdentity: other.exportPublic(), psk });
+  const signaling = new SignalingClient({ url, identity: me });
+  signaling.on('rejected', (r) =>
+    console.error('signaling rejected', r.event, r.error.code, r.error.message),
+  );
+  signaling.trustPeer(other.publicIdentity);
+  const host = await Host.start({
+    identity: me,
+    peers: store,
+    signaling,
+    rtc,
+    candidateFilter: loopbackOnly,
+    ...CRYPTO,
+  });
+  return { host, signaling };
+}
+
 async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Identity]): Promise<Pair> {
   const [a, b] = ids;
   const psk = crypto.getRandomValues(new Uint8Array(32));
-  const mk = async (me: Identity, other: Identity) => {
-    const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
-    await store.put({ publicIdentity: other.exportPublic(), psk });
-    const signaling = new SignalingClient({ url, identity: me });
-    signaling.on('rejected', (r) =>
-      console.error('signaling rejected', r.event, r.error.code, r.error.message),
-    );
-    signaling.trustPeer(other.publicIdentity);
-    const host = await Host.start({
-      identity: me,
-      peers: store,
-      signaling,
-      rtc,
-      candidateFilter: loopbackOnly,
-      ...CRYPTO,
-    });
-    return { host, signaling };
-  };
+  const mk = (me: Identity, other: Identity) => startHost(url, rtc, me, other, psk);
   const { host: ha, signaling: sa } = await mk(a, b);
   const { host: hb, signaling: sb } = await mk(b, a);
   const waiting: ((c: Connection) => void)[] = [];
@@ -425,10 +443,14 @@ function cpuMs(since: NodeJS.CpuUsage): number {
 interface SetupSample {
   ours: number;
   rawSignaled: number;
-  /** Process CPU of each (both sides, the signaling server and WebRTC's threads are all in this process). */
-  oursCpu: number;
-  rawCpu: number;
-  rawDirect: number;
+  /**
+   * Process CPU of each, where both sides, the signaling server and WebRTC's threads are all in this
+   * process (not measured with the responder in its own process).
+   */
+  oursCpu?: number;
+  rawCpu?: number;
+  /** Raw WebRTC with signals passed in-process: only with both peers in this process. */
+  rawDirect?: number;
   /** Stages of ours, initiator's view (ms from connect()). */
   stages: Partial<Record<keyof SetupTimings, number>>;
   /** The responder's time from the offer's arrival to its answer + ServerHello + ResponderAuth going out. */
@@ -451,33 +473,156 @@ const fmt = (xs: number[]) =>
  */
 const settle = () => new Promise((r) => setTimeout(r, 60));
 
+/** One timed set-up of each kind; `direct` only where both peers share this process. */
+interface SetupTrials {
+  /** Where the peers run, for the table's title. */
+  where: string;
+  raw(): Promise<{ ms: number; cpu?: number; timeline?: LinkTimeline | undefined }>;
+  direct?(): Promise<number>;
+  ours(): Promise<{
+    ms: number;
+    cpu?: number;
+    setup?: SetupTimings | undefined;
+    responderSetup?: SetupTimings | undefined;
+    close(): Promise<unknown>;
+  }>;
+}
+
+/** Both peers in this process: their hosts' signaling clients, and this process's CPU clock. */
+function inProcessTrials(pair: Pair, rtc: RtcImplementation, ids: [Identity, Identity]): SetupTrials {
+  return {
+    where: 'both peers in this process',
+    raw: () => rawSignaledPair(pair, rtc, ids),
+    async direct() {
+      const direct = await rawPair(rtc);
+      direct.a.close();
+      direct.b.close();
+      return direct.ms;
+    },
+    async ours() {
+      const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
+      const accepted = pair.accepted();
+      const c = await pair.ha.connect(ids[1].peerId);
+      const remote = await accepted;
+      const ms = performance.now() - t0;
+      return {
+        ms,
+        cpu: cpuMs(cpu0),
+        setup: (c as Connection & { setup?: SetupTimings }).setup,
+        responderSetup: (remote as Connection & { setup?: SetupTimings }).setup,
+        close: () => c.close(),
+      };
+    },
+  };
+}
+
+/**
+ * The responder in a process of its own (bench/setup-peer.ts), as a peer on another machine: each side's
+ * event loop does only its own work, where in one process either side's work delays the other's. The
+ * end of a set-up is the later of this side's and the child's, on the clock both processes share
+ * (`performance.timeOrigin + performance.now()`). Returns the trials and a function that stops the child.
+ */
+async function childProcessTrials(
+  url: string,
+  backend: NodeRtcBackend,
+  rtc: RtcImplementation,
+  ids: [Identity, Identity],
+): Promise<{ trials: SetupTrials; stop(): Promise<void> }> {
+  const [me, peer] = ids;
+  const psk = crypto.getRandomValues(new Uint8Array(32));
+  const child = fork(fileURLToPath(new URL('./setup-peer.ts', import.meta.url)), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Reports by kind: `accepted` in order, `raw-open:<tag>` once each.
+  const reports = new Map<string, SetupPeerReport[]>();
+  const waiters = new Map<string, (r: SetupPeerReport) => void>();
+  child.on('message', (r: SetupPeerReport) => {
+    if (r.type === 'error') console.error('setup peer:', r.message);
+    const key = r.type === 'raw-open' ? `raw-open:${r.tag}` : r.type;
+    const waiter = waiters.get(key);
+    waiters.delete(key);
+    if (waiter) waiter(r);
+    else reports.set(key, [...(reports.get(key) ?? []), r]);
+  });
+  const next = (key: string): Promise<SetupPeerReport> => {
+    const queued = reports.get(key)?.shift();
+    if (queued) return Promise.resolve(queued);
+    return within(new Promise((resolve) => waiters.set(key, resolve)), STALL_MS, `the setup peer's ${key}`);
+  };
+  const init: SetupPeerInit = {
+    type: 'init',
+    url,
+    backend,
+    webcrypto: WEBCRYPTO,
+    identity: await peer.exportSecret(),
+    peer: me.exportPublic(),
+    psk: Buffer.from(psk).toString('base64'),
+  };
+  child.send(init);
+  await next('ready');
+  const { host, signaling } = await startHost(url, rtc, me, peer, psk);
+  const clock = () => performance.timeOrigin + performance.now();
+  const trials: SetupTrials = {
+    where: 'the responder in its own process',
+    async raw() {
+      const t0 = clock();
+      const tag = `bench-raw-${Math.random().toString(36).slice(2)}`;
+      const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
+      a.on('signal', (signal) => void signaling.sendSignal(peer.peerId, { tag, signal }).catch(() => {}));
+      const off = signaling.on('signal', (m) => {
+        const d = m.data as { tag?: string; signal?: unknown };
+        if (d?.tag === tag) a.signal(d.signal);
+      });
+      const opened = new Promise<number>((resolve) => a.once('open', () => resolve(clock())));
+      const [aOpen, bOpen] = await Promise.all([opened, next(`raw-open:${tag}`)]);
+      off();
+      const timeline = a.timeline as LinkTimeline | undefined;
+      a.close();
+      child.send({ type: 'close-raw', tag });
+      return { ms: Math.max(aOpen, (bOpen as { at: number }).at) - t0, timeline };
+    },
+    async ours() {
+      const t0 = clock();
+      const accepted = next('accepted');
+      const c = await host.connect(peer.peerId);
+      const done = clock();
+      const remote = (await accepted) as Extract<SetupPeerReport, { type: 'accepted' }>;
+      return {
+        ms: Math.max(done, remote.at) - t0,
+        setup: c.setup,
+        responderSetup: remote.setup,
+        close: () => c.close(),
+      };
+    },
+  };
+  return {
+    trials,
+    async stop() {
+      await host.close();
+      child.disconnect();
+      await exited;
+    },
+  };
+}
+
 /** Set-up time: dial → authenticated (both sides) against raw WebRTC connects, alternating, same run. */
 async function setupScenario(
   backend: string,
-  pair: Pair,
-  rtc: RtcImplementation,
-  ids: [Identity, Identity],
+  trials: SetupTrials,
 ): Promise<{ ours: number; raw: number; ratio: number }> {
   const samples: SetupSample[] = [];
   for (let i = 0; i < SETUPS; i++) {
     await settle();
-    const raw = await rawSignaledPair(pair, rtc, ids);
-    const direct = await rawPair(rtc);
-    direct.a.close();
-    direct.b.close();
+    const raw = await trials.raw();
+    const direct = await trials.direct?.();
     await settle();
-    const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    const accepted = pair.accepted();
-    const c = await pair.ha.connect(ids[1].peerId);
-    const remote = await accepted;
-    const ours = performance.now() - t0;
-    const oursCpu = cpuMs(cpu0);
-    const setup = (c as Connection & { setup?: SetupTimings }).setup;
-    const responderSetup = (remote as Connection & { setup?: SetupTimings }).setup;
-    const stages: SetupSample['stages'] = { ...setup };
+    const o = await trials.ours();
+    const stages: SetupSample['stages'] = { ...o.setup };
     // The responder's own view ends the set-up: when it authenticated the initiator.
-    if (setup && responderSetup) stages.established = ours;
+    if (o.setup) stages.established = o.ms;
     const rt = raw.timeline;
     const rawStages: SetupSample['rawStages'] = {};
     for (const k of ['iceConnected', 'dtlsConnected', 'open'] as const) {
@@ -485,16 +630,16 @@ async function setupScenario(
       if (v !== undefined && rt) rawStages[k] = v - rt.created;
     }
     samples.push({
-      ours,
+      ours: o.ms,
       rawSignaled: raw.ms,
-      oursCpu,
-      rawCpu: raw.cpu,
-      rawDirect: direct.ms,
+      ...(o.cpu === undefined ? {} : { oursCpu: o.cpu }),
+      ...(raw.cpu === undefined ? {} : { rawCpu: raw.cpu }),
+      ...(direct === undefined ? {} : { rawDirect: direct }),
       stages,
       rawStages,
-      ...(responderSetup?.signaled === undefined ? {} : { responderAnswer: responderSetup.signaled }),
+      ...(o.responderSetup?.signaled === undefined ? {} : { responderAnswer: o.responderSetup.signaled }),
     });
-    await c.close();
+    await o.close();
   }
   const pick = (f: (s: SetupSample) => number | undefined) =>
     samples.map(f).filter((v): v is number => v !== undefined);
@@ -502,19 +647,20 @@ async function setupScenario(
   const raw = pick((s) => s.rawSignaled);
   const direct = pick((s) => s.rawDirect);
   const ratios = samples.map((s) => s.rawSignaled / s.ours);
-  out(`[${backend}] set-up time, ms, median (min–max) of ${SETUPS} alternating set-ups`);
+  out(`[${backend}] set-up time, ${trials.where}, ms, median (min–max) of ${SETUPS} alternating set-ups`);
   out(`  p2ptls dial → authenticated (both sides)      ${fmt(ours)}`);
   out(`  raw WebRTC connect, same signed signaling      ${fmt(raw)}`);
-  out(`  raw WebRTC connect, signals passed in-process  ${fmt(direct)}`);
+  if (direct.length > 0) out(`  raw WebRTC connect, signals passed in-process  ${fmt(direct)}`);
   out(
-    `  ratio raw(signaled)/p2ptls ${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]   raw(in-process)/p2ptls ${(median(direct) / median(ours)).toFixed(2)}`,
+    `  ratio raw(signaled)/p2ptls ${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]${direct.length > 0 ? `   raw(in-process)/p2ptls ${(median(direct) / median(ours)).toFixed(2)}` : ''}`,
   );
   // Both peers, the signaling server and WebRTC's threads share this process and the machine's cores: when
   // the CPU a set-up takes is more than its wall time, the set-up waits for CPU, and every ms of work that
   // p2ptls adds (signatures, key exchange, its own bookkeeping) shows in the wall time.
-  out(
-    `  process CPU per set-up, ms:  p2ptls ${fmt(pick((s) => s.oursCpu))}   raw, signaled ${fmt(pick((s) => s.rawCpu))}`,
-  );
+  const cpu = { ours: pick((s) => s.oursCpu), raw: pick((s) => s.rawCpu) };
+  if (cpu.ours.length > 0) {
+    out(`  process CPU per set-up, ms:  p2ptls ${fmt(cpu.ours)}   raw, signaled ${fmt(cpu.raw)}`);
+  }
   const stageNames: [keyof SetupTimings, string][] = [
     ['signaled', 'offer + ClientHello sent'],
     ['answered', 'answer + ServerHello + ResponderAuth in'],
@@ -554,11 +700,16 @@ for (const backend of backends) {
   const pair = await hostPair(server.url, rtc, ids);
   const peer = ids[1].peerId;
   if (setupOnly) {
-    const r = await setupScenario(backend, pair, rtc, ids);
+    const r = await setupScenario(backend, inProcessTrials(pair, rtc, ids));
+    await pair.close();
+    if (TWO_PROCESSES) {
+      const remote = await childProcessTrials(server.url, backend, rtc, ids);
+      await setupScenario(backend, remote.trials);
+      await remote.stop();
+    }
     if (backend === 'wrtc' || !headline) {
       headline = `headline: setup-${backend}-ms ours=${r.ours.toFixed(1)} baseline=${r.raw.toFixed(1)} ratio=${r.ratio.toFixed(2)}`;
     }
-    await pair.close();
     continue;
   }
   if (!datagramsOnly && !latencyOnly) {
@@ -678,7 +829,7 @@ for (const backend of backends) {
     continue;
   }
 
-  await setupScenario(backend, pair, rtc, ids);
+  await setupScenario(backend, inProcessTrials(pair, rtc, ids));
 
   const K = quick ? 5 : 20;
   global.gc?.();
