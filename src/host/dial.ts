@@ -338,8 +338,18 @@ export class DialAttempt implements RequestTarget {
     else this.ctx.signal({ kind: 'signal', signal });
   }
 
-  /** Sends our SDP (the outbox's head) with `handshake`, then the candidates that waited behind it. */
-  private sendDescription(handshake: Uint8Array[]): void {
+  /**
+   * Sends our SDP (the outbox's head) with `handshake`, then the candidates that waited behind it. The
+   * handshake bound `fingerprint`, which the link reported before emitting the SDP: the SDP must name it.
+   */
+  private async sendDescription(handshake: Uint8Array[], fingerprint: string): Promise<void> {
+    const sdp = await this.description.promise;
+    if (sdpFingerprint(sdp) !== fingerprint) {
+      throw fail(
+        'channel_binding_mismatch',
+        `our SDP names ${sdpFingerprint(sdp)}, but the link reported ${fingerprint} and the handshake bound it`,
+      );
+    }
     const [description, ...rest] = this.outbox ?? [];
     this.outbox = undefined;
     this.ctx.signal({ kind: 'signal', signal: description, handshake });
@@ -453,7 +463,7 @@ export class DialAttempt implements RequestTarget {
   private async initiate(): Promise<void> {
     if (!this.peer.outgoing) return;
     const peer = this.peer.credentials;
-    const localFp = this.description.promise.then(sdpFingerprint);
+    const localFp = this.currentLink!.localFingerprint();
     // The ephemeral key and early secret are made while the link makes its offer.
     const init = await InitiatorHandshake.start({
       ...this.handshakeOptions(peer.publicIdentity, peer.psk),
@@ -461,7 +471,8 @@ export class DialAttempt implements RequestTarget {
       ...(this.ctx.suite ? { suite: this.ctx.suite } : {}),
     });
     if (!this.still('offering')) return;
-    this.sendDescription([init.hello]);
+    await this.sendDescription([init.hello], await localFp);
+    if (!this.still('offering')) return;
     this.setState('linking', 'offer and ClientHello sent');
     const answer = await this.answer.promise;
     const remoteFp = sdpFingerprint(answer.sdp);
@@ -538,17 +549,17 @@ export class DialAttempt implements RequestTarget {
       }
       const { resp, psk } = accepted!;
       if (!this.still('answering')) return this.result;
-      // Key generation and ECDH run while the link makes the answer; the binding needs its fingerprint.
-      const answering = resp.respond(
-        this.description.promise.then((sdp) => dtlsChannelBinding(offerFp, sdpFingerprint(sdp))),
-      );
-      answering.catch(() => {});
       const link = this.createLink();
       const held = this.heldSignals ?? [];
       this.heldSignals = undefined;
       link.signal(offer.signal);
       for (const s of held) link.signal(s);
-      this.sendDescription(await answering);
+      // Key generation and ECDH run while the link makes the answer; the binding needs its fingerprint,
+      // and the signature follows it while the link still sets its answer as local description.
+      const localFp = link.localFingerprint();
+      const records = await resp.respond(localFp.then((fp) => dtlsChannelBinding(offerFp, fp)));
+      await this.sendDescription(records, await localFp);
+      if (!this.still('answering')) return this.result;
       this.setState('linking', 'answer, ServerHello and ResponderAuth sent');
       // InitiatorAuth is checked as soon as it arrives, still in `linking`: it can come before our side
       // of the link reports open, which waits for both channels (2 of 8 traced wrtc dials; checking it

@@ -174,6 +174,10 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
     return { local: mine, remote: theirs };
   }
 
+  async localFingerprint(): Promise<string> {
+    return this.fingerprints().local;
+  }
+
   /** In memory there is no DTLS: like node-datachannel, nothing to report beyond the SDP. */
   async remoteCertificate(): Promise<string | undefined> {
     return undefined;

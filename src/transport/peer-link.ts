@@ -78,6 +78,12 @@ export interface Link {
   signal(data: unknown): void;
   fingerprints(): { local: string; remote: string };
   /**
+   * Our DTLS certificate's fingerprint (`sha-256 AB:…`), as soon as the stack has made our offer or
+   * answer: possibly before that SDP is emitted as a `signal`, which must name the same one. Rejects if
+   * the link closes first or its SDP names none.
+   */
+  localFingerprint(): Promise<string>;
+  /**
    * The fingerprint (`sha-256 AB:…`) of the certificate the peer presented in the DTLS handshake of this
    * live connection, where the stack reports it (browsers and @roamhq/wrtc through getStats); undefined
    * where it does not (node-datachannel). PROTOCOL.md §8.
@@ -196,9 +202,22 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   readonly timeline: LinkTimeline = { created: performance.now() };
   /** The peer's DTLS certificate fingerprint, from simple-peer's stats at connect or asked for (see {@link teeStats}). */
   private liveCertificate: Promise<string | undefined> | undefined;
+  /** Ours, from the first offer or answer the stack makes (see {@link tapDescriptions}). */
+  private readonly ownFingerprint: Promise<string>;
+  private settleOwnFingerprint!: (fingerprint: string | P2PTLSError) => void;
 
   constructor(options: PeerLinkOptions) {
     super();
+    this.ownFingerprint = new Promise<string>((resolve, reject) => {
+      let settled = false;
+      this.settleOwnFingerprint = (v) => {
+        if (settled) return;
+        settled = true;
+        if (typeof v === 'string') resolve(v);
+        else reject(v);
+      };
+    });
+    this.ownFingerprint.catch(() => {});
     if (options.iceTransportPolicy === 'relay' && options.rtc.ignoresRelayPolicy) {
       throw fail(
         'invalid_argument',
@@ -240,6 +259,8 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
       }
     };
     this.peer.on('signal', (data: unknown) => {
+      const sdp = (data as { sdp?: unknown } | null)?.sdp;
+      if (typeof sdp === 'string') this.noteOwnSdp(sdp, true);
       const kept = filterSignal(data, this.filter);
       if (kept !== null) this.emit('signal', kept);
     });
@@ -273,6 +294,7 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
       if (pc.connectionState === 'connected') this.timeline.dtlsConnected ??= performance.now();
     };
     this.teeStats();
+    this.tapDescriptions(pc);
     this.peer.on('error', (err: Error & { code?: string }) => {
       this.shutdown(fail('closed', `WebRTC connection failed: ${err.code ?? err.message}`, err));
     });
@@ -291,6 +313,7 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private shutdown(error?: P2PTLSError): void {
     if (this.closed) return;
     this.closed = true;
+    this.settleOwnFingerprint(fail('closed', 'the WebRTC link closed before it made its offer or answer'));
     // simple-peer arms a 5 s "ICE complete" timer at the first candidate and never clears it, not even
     // in destroy(): it would keep a finished Node process alive for those seconds.
     clearTimeout(
@@ -333,6 +356,41 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     const remote = pc.remoteDescription?.sdp;
     if (!local || !remote) throw fail('closed', 'no session descriptions yet');
     return { local: sdpFingerprint(local), remote: sdpFingerprint(remote) };
+  }
+
+  localFingerprint(): Promise<string> {
+    return this.ownFingerprint;
+  }
+
+  /**
+   * Our fingerprint from the SDP the stack's createOffer or createAnswer returns: the handshake binds it
+   * (PROTOCOL.md §8), and simple-peer emits that SDP only once setLocalDescription is done, 1.0–2.0 ms
+   * later on a wrtc responder (traced with it in its own process: createAnswer done at 3.3–7.5 ms after
+   * the offer arrived, setLocalDescription done at 4.6–9.5 ms), time the responder's signature now
+   * overlaps. Both name the connection's one certificate; the emitted signal is the fallback, and the dial
+   * checks that the SDP it sends names the fingerprint it bound.
+   */
+  private tapDescriptions(pc: RTCPeerConnection): void {
+    for (const method of ['createOffer', 'createAnswer'] as const) {
+      const make = pc[method].bind(pc) as (options?: RTCOfferOptions) => Promise<RTCSessionDescriptionInit>;
+      Object.defineProperty(pc, method, {
+        configurable: true,
+        value: (options?: RTCOfferOptions) =>
+          make(options).then((description) => {
+            if (description?.sdp) this.noteOwnSdp(description.sdp, false);
+            return description;
+          }),
+      });
+    }
+  }
+
+  /** The first SDP naming a fingerprint settles ours; the emitted one (`final`) settles it either way. */
+  private noteOwnSdp(sdp: string, final: boolean): void {
+    try {
+      this.settleOwnFingerprint(sdpFingerprint(sdp));
+    } catch (err) {
+      if (final) this.settleOwnFingerprint(err as P2PTLSError);
+    }
   }
 
   remoteCertificate(): Promise<string | undefined> {

@@ -209,6 +209,31 @@ describe('a dial before its handshake completes', () => {
     assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
   });
 
+  it('a link whose SDP names another fingerprint than it reported early: channel_binding_mismatch, no SDP sent', async () => {
+    // The handshake binds the fingerprint the link reports from createOffer/createAnswer, before the
+    // SDP is emitted (src/transport/peer-link.ts). A stack whose emitted SDP named another certificate
+    // must fail the dial instead of sending a binding its peer would refuse.
+    const lie = (link: InMemoryNetwork['a']) => {
+      link.localFingerprint = async () => 'sha-256 EE:EE';
+    };
+    const psk = randomPsk();
+    const outNet = new InMemoryNetwork();
+    lie(outNet.a);
+    const out = outgoing(outNet, psk, 'd8');
+    await assert.rejects(out.dial.result, withCode('channel_binding_mismatch'));
+    const inNet = new InMemoryNetwork();
+    lie(inNet.b);
+    const inc = await incoming(inNet, psk, 'd9');
+    await assert.rejects(
+      inc.request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk }),
+      withCode('channel_binding_mismatch'),
+    );
+    for (const signals of [out.signals, inc.signals] as Sent[][]) {
+      assert.ok(!signals.some((m) => m.handshake), 'no offer or answer with handshake records went out');
+      assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
+    }
+  });
+
   it('incoming: a wrong PSK is refused before any link exists; the right one links and authenticates on InitiatorAuth', async () => {
     const psk = randomPsk();
     const wrong = await incoming(new InMemoryNetwork(), psk, 'd4');
