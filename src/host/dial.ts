@@ -33,6 +33,7 @@ import {
 import { dtlsChannelBinding, dtlsOfferBinding, sdpFingerprint } from '../transport/channel-binding.js';
 import type { Link } from '../transport/peer-link.js';
 import { type Log, logger, shortId } from '../util/log.js';
+import { Pending } from '../util/pending.js';
 import { Connection, type ConnectionOptions, type EarlyInput, type SetupTimings } from './connection.js';
 import { ConnectionRequest, type RequestTarget } from './request.js';
 import type { HandshakeCrypto, PeerCredentials, PeerList } from './types.js';
@@ -155,28 +156,6 @@ class EarlyRecords {
   /** What the connection takes over. */
   handOver(setup: SetupTimings): EarlyInput {
     return { reliable: this.records.splice(0), datagramsDropped: this.datagramsDropped, setup };
-  }
-}
-
-/** A value one step of a dial waits for; rejected when the dial fails. */
-class Pending<T> {
-  readonly promise: Promise<T>;
-  resolve!: (value: T) => void;
-  reject!: (error: P2PTLSError) => void;
-  settled = false;
-
-  constructor() {
-    this.promise = new Promise<T>((resolve, reject) => {
-      this.resolve = (v) => {
-        this.settled = true;
-        resolve(v);
-      };
-      this.reject = (e) => {
-        this.settled = true;
-        reject(e);
-      };
-    });
-    this.promise.catch(() => {});
   }
 }
 
@@ -343,11 +322,11 @@ export class DialAttempt implements RequestTarget {
    * handshake bound `fingerprint`, which the link reported before emitting the SDP: the SDP must name it.
    */
   private async sendDescription(handshake: Uint8Array[], fingerprint: string): Promise<void> {
-    const sdp = await this.description.promise;
-    if (sdpFingerprint(sdp) !== fingerprint) {
+    const named = sdpFingerprint(await this.description.promise);
+    if (named !== fingerprint) {
       throw fail(
         'channel_binding_mismatch',
-        `our SDP names ${sdpFingerprint(sdp)}, but the link reported ${fingerprint} and the handshake bound it`,
+        `our SDP names ${named}, but the link reported ${fingerprint} and the handshake bound it`,
       );
     }
     const [description, ...rest] = this.outbox ?? [];

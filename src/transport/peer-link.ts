@@ -6,6 +6,7 @@
 import SimplePeer from 'simple-peer';
 import { fail, type P2PTLSError } from '../errors.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { Pending } from '../util/pending.js';
 import { sdpFingerprint } from './channel-binding.js';
 import { type CandidateFilter, candidateAddress, type RtcImplementation } from './rtc.js';
 
@@ -203,21 +204,10 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /** The peer's DTLS certificate fingerprint, from simple-peer's stats at connect or asked for (see {@link teeStats}). */
   private liveCertificate: Promise<string | undefined> | undefined;
   /** Ours, from the first offer or answer the stack makes (see {@link tapDescriptions}). */
-  private readonly ownFingerprint: Promise<string>;
-  private settleOwnFingerprint!: (fingerprint: string | P2PTLSError) => void;
+  private readonly ownFingerprint = new Pending<string>();
 
   constructor(options: PeerLinkOptions) {
     super();
-    this.ownFingerprint = new Promise<string>((resolve, reject) => {
-      let settled = false;
-      this.settleOwnFingerprint = (v) => {
-        if (settled) return;
-        settled = true;
-        if (typeof v === 'string') resolve(v);
-        else reject(v);
-      };
-    });
-    this.ownFingerprint.catch(() => {});
     if (options.iceTransportPolicy === 'relay' && options.rtc.ignoresRelayPolicy) {
       throw fail(
         'invalid_argument',
@@ -313,7 +303,9 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private shutdown(error?: P2PTLSError): void {
     if (this.closed) return;
     this.closed = true;
-    this.settleOwnFingerprint(fail('closed', 'the WebRTC link closed before it made its offer or answer'));
+    if (!this.ownFingerprint.settled) {
+      this.ownFingerprint.reject(fail('closed', 'the WebRTC link closed before it made its offer or answer'));
+    }
     // simple-peer arms a 5 s "ICE complete" timer at the first candidate and never clears it, not even
     // in destroy(): it would keep a finished Node process alive for those seconds.
     clearTimeout(
@@ -359,7 +351,7 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   }
 
   localFingerprint(): Promise<string> {
-    return this.ownFingerprint;
+    return this.ownFingerprint.promise;
   }
 
   /**
@@ -386,10 +378,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
 
   /** The first SDP naming a fingerprint settles ours; the emitted one (`final`) settles it either way. */
   private noteOwnSdp(sdp: string, final: boolean): void {
+    if (this.ownFingerprint.settled) return;
     try {
-      this.settleOwnFingerprint(sdpFingerprint(sdp));
+      this.ownFingerprint.resolve(sdpFingerprint(sdp));
     } catch (err) {
-      if (final) this.settleOwnFingerprint(err as P2PTLSError);
+      if (final) this.ownFingerprint.reject(err as P2PTLSError);
     }
   }
 
