@@ -9,7 +9,7 @@
  * Child → parent: `{ type: 'ready' }`, `{ type: 'accepted', at }` per connection it authenticated,
  * `{ type: 'raw-open', tag, at }` per raw link open, `{ type: 'error', message }` on a refused dial.
  */
-import type { Connection, SetupTimings } from '../src/host/connection.js';
+import type { SetupTimings } from '../src/host/connection.js';
 import { webCryptoHandshake } from '../src/host/dial.js';
 import { Host } from '../src/host/host.js';
 import {
@@ -69,8 +69,7 @@ async function start(init: SetupPeerInit): Promise<void> {
   void (async () => {
     for await (const req of host.incoming()) {
       req.verify().then(
-        (c) =>
-          report({ type: 'accepted', at: now(), setup: (c as Connection & { setup?: SetupTimings }).setup }),
+        (c) => report({ type: 'accepted', at: now(), setup: c.setup }),
         (err: unknown) => report({ type: 'error', message: String(err) }),
       );
     }

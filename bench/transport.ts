@@ -509,8 +509,8 @@ function inProcessTrials(pair: Pair, rtc: RtcImplementation, ids: [Identity, Ide
       return {
         ms,
         cpu: cpuMs(cpu0),
-        setup: (c as Connection & { setup?: SetupTimings }).setup,
-        responderSetup: (remote as Connection & { setup?: SetupTimings }).setup,
+        setup: c.setup,
+        responderSetup: remote.setup,
         close: () => c.close(),
       };
     },
