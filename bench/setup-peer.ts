@@ -10,22 +10,16 @@
  * `{ type: 'raw-open', tag, at }` per raw link open, `{ type: 'error', message }` on a refused dial.
  */
 import type { SetupTimings } from '../src/host/connection.js';
-import { webCryptoHandshake } from '../src/host/dial.js';
-import { Host } from '../src/host/host.js';
 import {
   Identity,
   PublicIdentity,
   type PublicIdentityJson,
   type SecretIdentityJson,
 } from '../src/identity/index.js';
-import { webCryptoAead } from '../src/protocol/index.js';
-import { nodeCryptoAead } from '../src/runtime/node-aead.js';
-import { nodeHandshakeCrypto } from '../src/runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
-import { SignalingClient } from '../src/signaling/client.js';
-import { openMemoryPeerStore } from '../src/store/index.js';
 import { PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly } from '../src/transport/rtc.js';
+import { startBenchHost } from './bench-host.js';
 
 export interface SetupPeerInit {
   type: 'init';
@@ -51,20 +45,14 @@ async function start(init: SetupPeerInit): Promise<void> {
   const me = await Identity.importSecret(init.identity);
   const other = await PublicIdentity.import(init.peer);
   const rtc = await nodeRtc(init.backend, { bindAddress: '127.0.0.1' });
-  const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
-  await store.put({ publicIdentity: init.peer, psk: new Uint8Array(Buffer.from(init.psk, 'base64')) });
-  const signaling = new SignalingClient({ url: init.url, identity: me });
-  signaling.trustPeer(other);
-  const crypto = init.webcrypto
-    ? { aead: webCryptoAead, handshakeCrypto: webCryptoHandshake }
-    : { aead: nodeCryptoAead, handshakeCrypto: nodeHandshakeCrypto };
-  const host = await Host.start({
-    identity: me,
-    peers: store,
-    signaling,
+  const psk = new Uint8Array(Buffer.from(init.psk, 'base64'));
+  const { host, signaling } = await startBenchHost({
+    url: init.url,
     rtc,
-    candidateFilter: loopbackOnly,
-    ...crypto,
+    me,
+    other,
+    psk,
+    webcrypto: init.webcrypto,
   });
   void (async () => {
     for await (const req of host.incoming()) {

@@ -26,18 +26,14 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection, SetupTimings } from '../src/host/connection.js';
-import { webCryptoHandshake } from '../src/host/dial.js';
-import { Host } from '../src/host/host.js';
+import type { Host } from '../src/host/host.js';
 import { Identity } from '../src/identity/index.js';
-import { webCryptoAead } from '../src/protocol/index.js';
-import { nodeCryptoAead } from '../src/runtime/node-aead.js';
-import { nodeHandshakeCrypto } from '../src/runtime/node-handshake.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
-import { SignalingClient } from '../src/signaling/client.js';
-import { openMemoryPeerStore } from '../src/store/index.js';
+import type { SignalingClient } from '../src/signaling/client.js';
 import { type LinkTimeline, PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
 import { within } from '../test/helpers/hosts.js';
+import { startBenchHost } from './bench-host.js';
 import type { SetupPeerInit, SetupPeerReport } from './setup-peer.js';
 
 const quick = process.argv.includes('--quick');
@@ -64,9 +60,6 @@ const SETUPS = process.argv.includes('--setups')
 /** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
 const WEBCRYPTO =
   process.argv.includes('--crypto') && process.argv[process.argv.indexOf('--crypto') + 1] === 'webcrypto';
-const CRYPTO = WEBCRYPTO
-  ? { aead: webCryptoAead, handshakeCrypto: webCryptoHandshake }
-  : { aead: nodeCryptoAead, handshakeCrypto: nodeHandshakeCrypto };
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
@@ -125,36 +118,11 @@ interface Pair {
   close(): Promise<void>;
 }
 
-/** A host for `me` that knows `other` by `psk`, with its signaling client. */
-async function startHost(
-  url: string,
-  rtc: RtcImplementation,
-  me: Identity,
-  other: Identity,
-  psk: Uint8Array,
-) {
-  const store = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });
-  await store.put({ publicIdentity: other.exportPublic(), psk });
-  const signaling = new SignalingClient({ url, identity: me });
-  signaling.on('rejected', (r) =>
-    console.error('signaling rejected', r.event, r.error.code, r.error.message),
-  );
-  signaling.trustPeer(other.publicIdentity);
-  const host = await Host.start({
-    identity: me,
-    peers: store,
-    signaling,
-    rtc,
-    candidateFilter: loopbackOnly,
-    ...CRYPTO,
-  });
-  return { host, signaling };
-}
-
 async function hostPair(url: string, rtc: RtcImplementation, ids: [Identity, Identity]): Promise<Pair> {
   const [a, b] = ids;
   const psk = crypto.getRandomValues(new Uint8Array(32));
-  const mk = (me: Identity, other: Identity) => startHost(url, rtc, me, other, psk);
+  const mk = (me: Identity, other: Identity) =>
+    startBenchHost({ url, rtc, me, other: other.publicIdentity, psk, webcrypto: WEBCRYPTO });
   const { host: ha, signaling: sa } = await mk(a, b);
   const { host: hb, signaling: sb } = await mk(b, a);
   const waiting: ((c: Connection) => void)[] = [];
@@ -563,7 +531,14 @@ async function childProcessTrials(
   };
   child.send(init);
   await next('ready');
-  const { host, signaling } = await startHost(url, rtc, me, peer, psk);
+  const { host, signaling } = await startBenchHost({
+    url,
+    rtc,
+    me,
+    other: peer.publicIdentity,
+    psk,
+    webcrypto: WEBCRYPTO,
+  });
   const clock = () => performance.timeOrigin + performance.now();
   const trials: SetupTrials = {
     where: 'the responder in its own process',
