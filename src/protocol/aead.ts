@@ -17,6 +17,7 @@ export interface AeadProvider {
   /**
    * Optional: `header ‖ seal(key, nonce, aad = header, plaintext)` in one buffer, for providers that can
    * write there directly and save a copy of every record (and seal a {@link Plaintext}'s pieces unjoined).
+   * Reads the pieces before it returns: a datagram's sender may reuse its payload's buffer then.
    */
   sealWithHeader?(
     key: AeadKey,
@@ -121,6 +122,45 @@ function encrypt(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, plaintext: Ui
 }
 
 /**
+ * Largest plaintext {@link JoinBuffer} keeps a buffer for: a record of the largest record size a session
+ * allows (maxRecordBytes, 256 KiB) and any datagram fit; anything larger is joined into a buffer of its own.
+ */
+const MAX_JOIN_BUFFER = 256 * 1024;
+
+/**
+ * Joins a {@link Plaintext}'s pieces into one buffer kept for the next call, for a callee that copies its
+ * input before it returns. WebCrypto does: encrypt() takes "a copy of the bytes held by the data
+ * parameter" before it returns its promise (WebCrypto §14.3.1 step 2; protocol-join-buffer.test.ts
+ * checks it), so the joined bytes are the cipher's own before the next record is joined. A fresh buffer
+ * per record was one more record-sized allocation beside the two WebCrypto makes. Measured alone (seal
+ * and open of a 16 KiB record from two pieces, 10 alternating pairs, two runs) it gained 4–7 % of raw
+ * AES-GCM (0.85 → 0.89, 0.87 → 0.94); in bench:protocol's whole rows the gain is inside this machine's
+ * run-to-run spread.
+ */
+class JoinBuffer {
+  private buffer = new Uint8Array(0);
+
+  /** The pieces as one buffer, valid until the next call (a piece itself when there is only one). */
+  join(plaintext: Plaintext): Uint8Array {
+    if (plaintext instanceof Uint8Array) return plaintext;
+    if (plaintext.length === 1) return plaintext[0]!;
+    const length = plaintextLength(plaintext);
+    if (length > MAX_JOIN_BUFFER) return joinPlaintext(plaintext);
+    if (this.buffer.length < length)
+      this.buffer = new Uint8Array(Math.min(MAX_JOIN_BUFFER, Math.max(length, 2 * this.buffer.length)));
+    let at = 0;
+    for (const piece of plaintext) {
+      this.buffer.set(piece, at);
+      at += piece.length;
+    }
+    return this.buffer.subarray(0, length);
+  }
+}
+
+/** The joined plaintext of the WebCrypto provider's records and datagrams (see {@link JoinBuffer}). */
+const webCryptoJoin = new JoinBuffer();
+
+/**
  * The default provider: WebCrypto, identical in browsers and Node. Written with `then`, not `async` and
  * `await`: each of those is one more promise reaction per record (see in-order.ts for what they cost).
  */
@@ -139,7 +179,7 @@ export const webCryptoAead: AeadProvider = {
   },
   // One reaction per record instead of the generic sealWithHeader's two (seal's, then the header's).
   sealWithHeader(key, nonce, header, plaintext) {
-    return encrypt(key, nonce, header, joinPlaintext(plaintext)).then((ct) =>
+    return encrypt(key, nonce, header, webCryptoJoin.join(plaintext)).then((ct) =>
       prepend(header, new Uint8Array(ct)),
     );
   },

@@ -3,7 +3,7 @@
  * decrypts on its own; a sliding window rejects replays; bad datagrams are dropped and counted, never fatal.
  */
 import { fail } from '../errors.js';
-import { type AeadProvider, sealWithHeader } from './aead.js';
+import { type AeadProvider, joinPlaintext, type Plaintext, sealWithHeader } from './aead.js';
 import {
   DATAGRAM_HEADER_LEN,
   DATAGRAM_TIMESTAMP_LEN,
@@ -101,17 +101,18 @@ export class DatagramWriter {
    * call when the provider is synchronous and the epoch's key is derived.
    */
   sealData(payload: Uint8Array, sentAt: number): SealedDatagram | Promise<SealedDatagram> {
-    const plaintext = new Uint8Array(DATAGRAM_TIMESTAMP_LEN + payload.length);
-    writeU48(plaintext, 0, sentAt);
-    plaintext.set(payload, DATAGRAM_TIMESTAMP_LEN);
-    return this.seal(RecordType.DATA, plaintext);
+    const timestamp = new Uint8Array(DATAGRAM_TIMESTAMP_LEN);
+    writeU48(timestamp, 0, sentAt);
+    // Two pieces, sealed as if joined: the provider joins them only if it must (WebCrypto, into a
+    // buffer it reuses), so no datagram-sized buffer is allocated here.
+    return this.seal(RecordType.DATA, [timestamp, payload]);
   }
 
   sealControl(message: ControlMessage): Promise<SealedDatagram> {
     return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message)));
   }
 
-  private seal(type: number, plaintext: Uint8Array): SealedDatagram | Promise<SealedDatagram> {
+  private seal(type: number, plaintext: Plaintext): SealedDatagram | Promise<SealedDatagram> {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
     const h = header(type, this.epoch, seq);
@@ -126,10 +127,18 @@ export class DatagramWriter {
     // datagram, and no wait for a key that is derived already.
     const sealed = ready
       ? sealWithHeader(this.aead, ready.key, recordNonce(ready.iv, seq), h, plaintext)
-      : this.state.key.then(({ key, iv }) =>
-          sealWithHeader(this.aead, key, recordNonce(iv, seq), h, plaintext),
-        );
+      : this.sealOnceKeyed(seq, h, joinPlaintext(plaintext));
     return sealed.then((record) => ({ record, seq }));
+  }
+
+  /**
+   * Seals once the epoch's key is derived. The plaintext comes joined, a copy made within the send call,
+   * so a payload the caller reuses once that call has returned is sealed as it was when sent.
+   */
+  private sealOnceKeyed(seq: number, h: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
+    return this.state.key.then(({ key, iv }) =>
+      sealWithHeader(this.aead, key, recordNonce(iv, seq), h, plaintext),
+    );
   }
 }
 
