@@ -13,8 +13,10 @@ import {
   startBrowserHost,
 } from '../src/browser.js';
 import type { Host } from '../src/host/host.js';
+import { webCryptoAead } from '../src/protocol/index.js';
 import { fromBase64Url } from '../src/util/bytes.js';
 import { FrameAssembler, FrameSplitter } from '../web-demo/src/video.js';
+import { RecordRows } from './record-rows.js';
 
 type Kind = 'p2ptls' | 'raw';
 const HIGH_WATER = 1024 * 1024;
@@ -133,6 +135,29 @@ async function pump(kind: Kind, size: number, more: (sent: number) => boolean): 
 }
 
 const api = {
+  /**
+   * bench:protocol's WebCrypto rows in this page: `runs` alternating pairs of raw AES-GCM seal+open and the
+   * same messages through two in-memory sessions (TCP mode, then SLLP), MB/s each.
+   */
+  async recordLayer(size: number, count: number, runs: number) {
+    const rows = new RecordRows(...(await Promise.all([Identity.generate(), Identity.generate()])));
+    const msg = crypto.getRandomValues(new Uint8Array(size));
+    const mbs = (t: { ms: number }) => (size * count) / (1024 * 1024) / (t.ms / 1000);
+    // A first run of each, so JIT warm-up is not charged to the first pair.
+    await rows.raw(webCryptoAead, msg, count);
+    await rows.tcp(webCryptoAead, msg, count, 1);
+    const out = { raw: [] as number[], tcp: [] as number[], sllpRaw: [] as number[], sllp: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      out.raw.push(mbs(await rows.raw(webCryptoAead, msg, count)));
+      out.tcp.push(mbs(await rows.tcp(webCryptoAead, msg, count, 1)));
+    }
+    for (let i = 0; i < runs; i++) {
+      out.sllpRaw.push(mbs(await rows.raw(webCryptoAead, msg, count)));
+      out.sllp.push(mbs(await rows.sllp(webCryptoAead, msg, count)));
+    }
+    return out;
+  },
+
   async startHost(opts: { url: string; secret: unknown; peer: unknown; psk: string }) {
     const identity = await Identity.importSecret(opts.secret);
     const peers = await openMemoryPeerStore({ encryption: { mode: 'unencrypted' } });

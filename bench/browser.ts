@@ -13,8 +13,12 @@
  *   set-up                dial → authenticated on both pages vs a raw WebRTC connect (PeerLink) whose
  *                         signals go through the same signaling server
  *
+ *   record layer          bench:protocol's 16 KiB WebCrypto rows (TCP and SLLP mode through two in-memory
+ *                         sessions vs raw AES-GCM seal+open) inside the page, on the browser's WebCrypto
+ *
  * Each measurement alternates raw / p2ptls over several rounds and prints the median (min–max), ratios
- * pair by pair. Runs in a loopback-only network namespace when it can create one. Flags: --quick.
+ * pair by pair. Runs in a loopback-only network namespace when it can create one. Flags: --quick,
+ * --only-records (the record layer's rows only).
  */
 import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
 
@@ -70,6 +74,21 @@ async function main(): Promise<void> {
       await p.goto(`${site.origin}/`);
       await p.waitForFunction(() => (globalThis as { __ready?: boolean }).__ready === true);
     }
+    // bench:protocol's WebCrypto rows where WebCrypto is what p2ptls uses: in the page.
+    const recordRuns = quick ? 3 : 5;
+    const records = await call(sender, 'recordLayer', 16 * 1024, quick ? 1000 : 2000, recordRuns);
+    const pairRatios = (ours: number[], raw: number[]) => ours.map((x, i) => x / raw[i]!);
+    console.log(
+      `record layer in the page, 16 KiB messages, WebCrypto, MB/s (median (min–max) of ${recordRuns} alternating pairs)`,
+    );
+    console.log(
+      `  TCP mode  ${spread(records.tcp)} vs raw AES-GCM ${spread(records.raw)}   ratio ${spread(pairRatios(records.tcp, records.raw), 2)}`,
+    );
+    console.log(
+      `  SLLP      ${spread(records.sllp)} vs raw AES-GCM ${spread(records.sllpRaw)}   ratio ${spread(pairRatios(records.sllp, records.sllpRaw), 2)}`,
+    );
+    if (process.argv.includes('--only-records')) return;
+
     const [a, b] = await Promise.all([Identity.generate(), Identity.generate()]);
     const psk = toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
     const url = server.url;

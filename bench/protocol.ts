@@ -17,13 +17,12 @@
  */
 import { Identity } from '../src/identity/index.js';
 import { type AeadProvider, Defaults, webCryptoAead } from '../src/protocol/index.js';
-import { recordNonce } from '../src/protocol/key-schedule.js';
 import { nodeCryptoAead } from '../src/runtime/node-aead.js';
 import { connectInMemory } from '../src/testing/in-memory.js';
+import { RecordRows, type Timing } from './record-rows.js';
 
 /** Operations in flight, per provider (see above). */
 const windowOf = (aead: AeadProvider) => (aead.name === 'webcrypto' ? 32 : 1);
-let WINDOW = 32;
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
 const RUNS = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 5;
@@ -31,97 +30,6 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 
 function mbps(bytes: number, ms: number) {
   return bytes / MiB / (ms / 1000);
-}
-
-/** Wall-clock ms, and CPU ms of the whole process (thread pool included) over the same span. */
-interface Timing {
-  ms: number;
-  cpuMs: number;
-}
-
-async function pipelined(count: number, op: (i: number) => Promise<unknown>): Promise<Timing> {
-  const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  const inflight = new Set<Promise<unknown>>();
-  for (let i = 0; i < count; i++) {
-    const p = op(i).finally(() => inflight.delete(p));
-    inflight.add(p);
-    if (inflight.size >= WINDOW) await Promise.race(inflight);
-  }
-  await Promise.all(inflight);
-  const cpu = process.cpuUsage(cpu0);
-  return { ms: performance.now() - t0, cpuMs: (cpu.user + cpu.system) / 1000 };
-}
-
-/** Seals and opens `msg` `count` times; with `chunk`, as a stream of `chunk`-byte seals (one per record). */
-async function raw(aead: AeadProvider, msg: Uint8Array, count: number, chunk = msg.length): Promise<Timing> {
-  const key = await aead.importKey(crypto.getRandomValues(new Uint8Array(32)));
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const aad = new Uint8Array(2);
-  const pieces: Uint8Array[] = [];
-  for (let off = 0; off < msg.length; off += chunk) pieces.push(msg.subarray(off, off + chunk));
-  let seq = 0;
-  return pipelined(count * pieces.length, async (i) => {
-    const piece = pieces[i % pieces.length]!;
-    const nonce = recordNonce(iv, seq++);
-    const ct = await aead.seal(key, nonce, aad, piece);
-    const pt = await aead.open(key, nonce, aad, ct);
-    if (!pt || pt.length !== piece.length) throw new Error('raw round trip failed');
-  });
-}
-
-async function pair(aead: AeadProvider, a: Identity, b: Identity, recordSize?: number) {
-  const psk = crypto.getRandomValues(new Uint8Array(32));
-  // A window larger than a row's volume: flow control is measured by bench:transport, not here.
-  const session = { aead, receiveWindow: 256 * MiB, ...(recordSize ? { recordSize } : {}) };
-  const { initiator, responder } = await connectInMemory({ initiator: a, responder: b, psk, session });
-  // Open the full receive window at once, as a connection does (§5.5).
-  responder.session.announceWindow();
-  while (responder.sentReliable.length === 0) await new Promise((r) => setTimeout(r, 0));
-  await Promise.all(responder.sentReliable.splice(0).map((r) => initiator.session.receive(r)));
-  return { tx: initiator.session, rx: responder.session, wire: initiator, back: responder };
-}
-
-/** TCP mode: one send per message (batch = 1) or `batch` messages per send call. */
-async function tcp(
-  aead: AeadProvider,
-  a: Identity,
-  b: Identity,
-  msg: Uint8Array,
-  count: number,
-  batch: number,
-  recordSize?: number,
-) {
-  const { tx, rx, wire, back } = await pair(aead, a, b, recordSize);
-  let received = 0;
-  const calls = Math.ceil(count / batch);
-  const msgs = Array.from({ length: batch }, () => msg);
-  const t = await pipelined(calls, async () => {
-    await tx.send(...msgs);
-    const records = wire.sentReliable.splice(0);
-    const events = await Promise.all(records.map((r) => rx.receive(r)));
-    for (const e of events.flat()) {
-      if (e.type !== 'message') continue;
-      received++;
-      // The application consumed it: the credit goes back, and the WINDOW records it causes (§5.5).
-      rx.release(e.cost);
-    }
-    await Promise.all(back.sentReliable.splice(0).map((r) => tx.receive(r)));
-  });
-  if (received !== calls * batch) throw new Error(`lost messages: ${received}/${calls * batch}`);
-  return { ...t, bytes: calls * batch * msg.length };
-}
-
-async function sllp(aead: AeadProvider, a: Identity, b: Identity, msg: Uint8Array, count: number) {
-  const { tx, rx, wire } = await pair(aead, a, b);
-  let received = 0;
-  const t = await pipelined(count, async () => {
-    await tx.sendDatagram(msg, Date.now());
-    const d = wire.sentDatagrams.shift()!;
-    if ((await rx.receiveDatagram(d)).ok) received++;
-  });
-  if (received !== count) throw new Error(`lost datagrams: ${received}/${count}`);
-  return { ...t, bytes: count * msg.length };
 }
 
 async function handshakeMs(a: Identity, b: Identity, n: number): Promise<number[]> {
@@ -143,19 +51,23 @@ const sizes: [string, number, number][] = [
 ];
 
 const [a, b] = await Promise.all([Identity.generate(), Identity.generate()]);
+const runner = new RecordRows(a, b, () => {
+  const cpu = process.cpuUsage();
+  return (cpu.user + cpu.system) / 1000;
+});
 // A first run so JIT warm-up is not charged to the first row.
-await tcp(webCryptoAead, a, b, new Uint8Array(1024), 2000, 1);
+await runner.tcp(webCryptoAead, new Uint8Array(1024), 2000, 1);
 
 const rows: string[][] = [];
 let headline = { ours: 0, base: 0, ratio: 0 };
 for (const aead of [webCryptoAead, nodeCryptoAead]) {
   for (const [label, size, count] of sizes) {
     // At most 8 MiB of messages in flight: the session's receive window is 16 MiB.
-    WINDOW = Math.max(1, Math.min(windowOf(aead), Math.floor((8 * MiB) / size)));
+    runner.window = Math.max(1, Math.min(windowOf(aead), Math.floor((8 * MiB) / size)));
     const msg = crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)));
     const body = size > 65536 ? new Uint8Array(size) : msg;
     const rawRun = (chunk?: number) => async () => ({
-      ...(await raw(aead, body, count, chunk)),
+      ...(await runner.raw(aead, body, count, chunk)),
       bytes: size * count,
     });
     const variants: [
@@ -164,21 +76,21 @@ for (const aead of [webCryptoAead, nodeCryptoAead]) {
       () => Promise<Timing & { bytes: number }>,
       string,
       () => Promise<Timing & { bytes: number }>,
-    ][] = [['TCP', 'one message per send', () => tcp(aead, a, b, body, count, 1), 'one call', rawRun()]];
+    ][] = [['TCP', 'one message per send', () => runner.tcp(aead, body, count, 1), 'one call', rawRun()]];
     if (size > 65536) {
       const r16 = Defaults.recordSize;
       const r64 = 65536 - 256;
       variants.push([
         'TCP',
         '16 KiB records',
-        () => tcp(aead, a, b, body, count, 1),
+        () => runner.tcp(aead, body, count, 1),
         '16 KiB stream',
         rawRun(r16),
       ]);
       variants.push([
         'TCP',
         '64 KiB records',
-        () => tcp(aead, a, b, body, count, 1, r64),
+        () => runner.tcp(aead, body, count, 1, r64),
         '64 KiB stream',
         rawRun(r64),
       ]);
@@ -187,12 +99,18 @@ for (const aead of [webCryptoAead, nodeCryptoAead]) {
       variants.push([
         'TCP',
         '64 messages per send',
-        () => tcp(aead, a, b, body, count, 64),
+        () => runner.tcp(aead, body, count, 64),
         'one call',
         rawRun(),
       ]);
     if (size <= 16 * 1024)
-      variants.push(['SLLP', 'one datagram each', () => sllp(aead, a, b, body, count), 'one call', rawRun()]);
+      variants.push([
+        'SLLP',
+        'one datagram each',
+        () => runner.sllp(aead, body, count),
+        'one call',
+        rawRun(),
+      ]);
     for (const [mode, pattern, run, baseline, rawOf] of variants) {
       const bases: number[] = [];
       const ourss: number[] = [];
@@ -261,13 +179,13 @@ const noCipher: AeadProvider = {
 /** µs per message of `ours` beyond `raw` with {@link noCipher}, beside one raw WebCrypto seal+open. */
 async function overheadRow(label: string, size: number, count: number): Promise<string> {
   const msg = crypto.getRandomValues(new Uint8Array(size));
-  WINDOW = 32;
+  runner.window = 32;
   const extra: number[] = [];
   const cipher: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    const base = await raw(noCipher, msg, count);
-    const ours = await tcp(noCipher, a, b, msg, count, 1);
-    const gcm = await raw(webCryptoAead, msg, Math.ceil(count / 4));
+    const base = await runner.raw(noCipher, msg, count);
+    const ours = await runner.tcp(noCipher, msg, count, 1);
+    const gcm = await runner.raw(webCryptoAead, msg, Math.ceil(count / 4));
     extra.push(((ours.ms - base.ms) * 1000) / count);
     cipher.push((gcm.ms * 1000) / Math.ceil(count / 4));
   }

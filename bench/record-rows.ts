@@ -1,0 +1,111 @@
+/**
+ * The rows of bench:protocol, runtime-neutral so that bench:browser runs the same ones in Chromium: raw
+ * AES-GCM seal+open of a message, and the same bytes through two in-memory sessions in TCP mode (send →
+ * records → receive) or SLLP mode (sendDatagram → receiveDatagram), each pipelined with up to `window`
+ * operations in flight.
+ */
+import type { Identity } from '../src/identity/index.js';
+import type { AeadProvider } from '../src/protocol/index.js';
+import { recordNonce } from '../src/protocol/key-schedule.js';
+import { connectInMemory } from '../src/testing/in-memory.js';
+
+const MiB = 1024 * 1024;
+
+/** Wall-clock ms, and CPU ms of the whole process over the same span (NaN where there is no such clock). */
+export interface Timing {
+  ms: number;
+  cpuMs: number;
+}
+
+export class RecordRows {
+  /** Operations in flight. */
+  window = 32;
+
+  /** `cpuMs`: the process's CPU time so far, in ms (thread pool included), where the runtime has one. */
+  constructor(
+    private readonly a: Identity,
+    private readonly b: Identity,
+    private readonly cpuMs: () => number = () => Number.NaN,
+  ) {}
+
+  async pipelined(count: number, op: (i: number) => Promise<unknown>): Promise<Timing> {
+    const t0 = performance.now();
+    const cpu0 = this.cpuMs();
+    const inflight = new Set<Promise<unknown>>();
+    for (let i = 0; i < count; i++) {
+      const p = op(i).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= this.window) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    return { ms: performance.now() - t0, cpuMs: this.cpuMs() - cpu0 };
+  }
+
+  /** Seals and opens `msg` `count` times; with `chunk`, as a stream of `chunk`-byte seals (one per record). */
+  async raw(aead: AeadProvider, msg: Uint8Array, count: number, chunk = msg.length): Promise<Timing> {
+    const key = await aead.importKey(crypto.getRandomValues(new Uint8Array(32)));
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const aad = new Uint8Array(2);
+    const pieces: Uint8Array[] = [];
+    for (let off = 0; off < msg.length; off += chunk) pieces.push(msg.subarray(off, off + chunk));
+    let seq = 0;
+    return this.pipelined(count * pieces.length, async (i) => {
+      const piece = pieces[i % pieces.length]!;
+      const nonce = recordNonce(iv, seq++);
+      const ct = await aead.seal(key, nonce, aad, piece);
+      const pt = await aead.open(key, nonce, aad, ct);
+      if (!pt || pt.length !== piece.length) throw new Error('raw round trip failed');
+    });
+  }
+
+  private async pair(aead: AeadProvider, recordSize?: number) {
+    const psk = crypto.getRandomValues(new Uint8Array(32));
+    // A window larger than a row's volume: flow control is measured by bench:transport, not here.
+    const session = { aead, receiveWindow: 256 * MiB, ...(recordSize ? { recordSize } : {}) };
+    const { initiator, responder } = await connectInMemory({
+      initiator: this.a,
+      responder: this.b,
+      psk,
+      session,
+    });
+    // Open the full receive window at once, as a connection does (§5.5).
+    responder.session.announceWindow();
+    while (responder.sentReliable.length === 0) await new Promise((r) => setTimeout(r, 0));
+    await Promise.all(responder.sentReliable.splice(0).map((r) => initiator.session.receive(r)));
+    return { tx: initiator.session, rx: responder.session, wire: initiator, back: responder };
+  }
+
+  /** TCP mode: one send per message (batch = 1) or `batch` messages per send call. */
+  async tcp(aead: AeadProvider, msg: Uint8Array, count: number, batch: number, recordSize?: number) {
+    const { tx, rx, wire, back } = await this.pair(aead, recordSize);
+    let received = 0;
+    const calls = Math.ceil(count / batch);
+    const msgs = Array.from({ length: batch }, () => msg);
+    const t = await this.pipelined(calls, async () => {
+      await tx.send(...msgs);
+      const records = wire.sentReliable.splice(0);
+      const events = await Promise.all(records.map((r) => rx.receive(r)));
+      for (const e of events.flat()) {
+        if (e.type !== 'message') continue;
+        received++;
+        // The application consumed it: the credit goes back, and the WINDOW records it causes (§5.5).
+        rx.release(e.cost);
+      }
+      await Promise.all(back.sentReliable.splice(0).map((r) => tx.receive(r)));
+    });
+    if (received !== calls * batch) throw new Error(`lost messages: ${received}/${calls * batch}`);
+    return { ...t, bytes: calls * batch * msg.length };
+  }
+
+  async sllp(aead: AeadProvider, msg: Uint8Array, count: number) {
+    const { tx, rx, wire } = await this.pair(aead);
+    let received = 0;
+    const t = await this.pipelined(count, async () => {
+      await tx.sendDatagram(msg, Date.now());
+      const d = wire.sentDatagrams.shift()!;
+      if ((await rx.receiveDatagram(d)).ok) received++;
+    });
+    if (received !== count) throw new Error(`lost datagrams: ${received}/${count}`);
+    return { ...t, bytes: count * msg.length };
+  }
+}
