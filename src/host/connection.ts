@@ -376,6 +376,7 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
         },
         datagram: (d) => this.sendOrHoldDatagram(d),
         copiesReliable: link.copiesOnSend,
+        copiesDatagrams: link.copiesOnSend,
       },
       {
         ...options.session,
@@ -410,7 +411,8 @@ export class Connection extends TypedEmitter<ConnectionEvents> {
     const held = this.untilHeard?.datagrams;
     if (!held) return this.link.sendDatagram(record);
     if (held.length >= MAX_HELD_DATAGRAMS) return false;
-    held.push(record);
+    // Kept past this call: a copy, since the session may reuse the buffer (copiesDatagrams).
+    held.push(this.link.copiesOnSend ? record.slice() : record);
     return true;
   }
 

@@ -91,6 +91,32 @@ export function sealWithHeader(
   return aead.seal(key, nonce, header, joinPlaintext(plaintext)).then((ct) => prepend(header, ct));
 }
 
+/** A record or datagram sealed but not yet joined: its header, and its ciphertext ‖ tag. */
+export interface SealedParts {
+  header: Uint8Array;
+  body: Uint8Array;
+}
+
+/**
+ * `seal(key, nonce, aad, plaintext)` of a {@link Plaintext}: ciphertext ‖ tag, joined into the WebCrypto
+ * provider's {@link JoinBuffer} rather than a new buffer when that is the provider. For callers that put
+ * the header in front themselves, in a buffer of their own (see Session's records for a copying output).
+ */
+export function sealJoined(
+  aead: AeadProvider,
+  key: AeadKey,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Plaintext,
+): Promise<Uint8Array> {
+  if (aead === webCryptoAead) return encrypt(key, nonce, aad, webCryptoJoin.join(plaintext)).then(toBytes);
+  try {
+    return aead.seal(key, nonce, aad, joinPlaintext(plaintext));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 /** `header ‖ body` in a new buffer. */
 function prepend(header: Uint8Array, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(header.length + body.length);

@@ -3,7 +3,15 @@
  * decrypts on its own; a sliding window rejects replays; bad datagrams are dropped and counted, never fatal.
  */
 import { fail } from '../errors.js';
-import { type AeadProvider, joinPlaintext, type Plaintext, sealWithHeader } from './aead.js';
+import {
+  type AeadKey,
+  type AeadProvider,
+  joinPlaintext,
+  type Plaintext,
+  type SealedParts,
+  sealJoined,
+  sealWithHeader,
+} from './aead.js';
 import {
   DATAGRAM_HEADER_LEN,
   DATAGRAM_TIMESTAMP_LEN,
@@ -76,10 +84,16 @@ export class DatagramWriter {
   private epoch = 0;
   private seq = 0;
 
+  /**
+   * `apart`: the output copies each datagram as it takes it, so an asynchronous provider's datagrams come
+   * back as header and ciphertext apart, for the session to join in a buffer of its own when it hands
+   * them over (see Session's joinParts) instead of a new datagram-sized buffer each.
+   */
   constructor(
     private readonly aead: AeadProvider,
     secret: Uint8Array,
     private readonly maxRecordsPerKey: number,
+    private readonly apart = false,
   ) {
     this.state = epochState(aead, Promise.resolve(secret));
   }
@@ -100,19 +114,32 @@ export class DatagramWriter {
    * Seals a data datagram; `sentAt` (ms since the Unix epoch) is given to the receiver. Sealed within the
    * call when the provider is synchronous and the epoch's key is derived.
    */
-  sealData(payload: Uint8Array, sentAt: number): SealedDatagram | Promise<SealedDatagram> {
+  sealData(
+    payload: Uint8Array,
+    sentAt: number,
+  ): SealedDatagram | Promise<SealedDatagram | SealedDatagramParts> {
     const timestamp = new Uint8Array(DATAGRAM_TIMESTAMP_LEN);
     writeU48(timestamp, 0, sentAt);
     // Two pieces, sealed as if joined: the provider joins them only if it must (WebCrypto, into a
     // buffer it reuses), so no datagram-sized buffer is allocated here.
-    return this.seal(RecordType.DATA, [timestamp, payload]);
+    return this.seal(RecordType.DATA, [timestamp, payload], this.apart);
   }
 
   sealControl(message: ControlMessage): Promise<SealedDatagram> {
-    return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message)));
+    return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message), false));
   }
 
-  private seal(type: number, plaintext: Plaintext): SealedDatagram | Promise<SealedDatagram> {
+  private seal(type: number, plaintext: Plaintext, apart: false): SealedDatagram | Promise<SealedDatagram>;
+  private seal(
+    type: number,
+    plaintext: Plaintext,
+    apart: boolean,
+  ): SealedDatagram | Promise<SealedDatagram | SealedDatagramParts>;
+  private seal(
+    type: number,
+    plaintext: Plaintext,
+    apart: boolean,
+  ): SealedDatagram | Promise<SealedDatagram | SealedDatagramParts> {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
     const h = header(type, this.epoch, seq);
@@ -125,26 +152,36 @@ export class DatagramWriter {
     }
     // An asynchronous provider: `then`s rather than an async function, one promise reaction fewer per
     // datagram, and no wait for a key that is derived already.
-    const sealed = ready
-      ? sealWithHeader(this.aead, ready.key, recordNonce(ready.iv, seq), h, plaintext)
-      : this.sealOnceKeyed(seq, h, joinPlaintext(plaintext));
-    return sealed.then((record) => ({ record, seq }));
+    if (ready) return this.sealAsync(ready.key, ready.iv, seq, h, plaintext, apart);
+    // The epoch's key is still being derived: the pieces are joined now, within the send call, so that a
+    // payload the caller reuses once that call has returned is sealed as it was when sent.
+    const joined = joinPlaintext(plaintext);
+    return this.state.key.then(({ key, iv }) => this.sealAsync(key, iv, seq, h, joined, apart));
   }
 
-  /**
-   * Seals once the epoch's key is derived. The plaintext comes joined, a copy made within the send call,
-   * so a payload the caller reuses once that call has returned is sealed as it was when sent.
-   */
-  private sealOnceKeyed(seq: number, h: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array> {
-    return this.state.key.then(({ key, iv }) =>
-      sealWithHeader(this.aead, key, recordNonce(iv, seq), h, plaintext),
-    );
+  private sealAsync(
+    key: AeadKey,
+    iv: Uint8Array,
+    seq: number,
+    h: Uint8Array,
+    plaintext: Plaintext,
+    apart: boolean,
+  ): Promise<SealedDatagram | SealedDatagramParts> {
+    const nonce = recordNonce(iv, seq);
+    if (apart)
+      return sealJoined(this.aead, key, nonce, h, plaintext).then((body) => ({ header: h, body, seq }));
+    return sealWithHeader(this.aead, key, nonce, h, plaintext).then((record) => ({ record, seq }));
   }
 }
 
 /** A sealed datagram and its sequence number. */
 export interface SealedDatagram {
   record: Uint8Array;
+  seq: number;
+}
+
+/** A data datagram sealed with its header apart, for an output that copies (see {@link DatagramWriter}). */
+export interface SealedDatagramParts extends SealedParts {
   seq: number;
 }
 

@@ -4,7 +4,15 @@
  */
 import { fail } from '../errors.js';
 import { ByteReader } from '../util/bytes.js';
-import { type AeadKey, type AeadProvider, type Plaintext, type SyncAead, sealWithHeader } from './aead.js';
+import {
+  type AeadKey,
+  type AeadProvider,
+  type Plaintext,
+  type SealedParts,
+  type SyncAead,
+  sealJoined,
+  sealWithHeader,
+} from './aead.js';
 import { DataFlag, MAX_CONTROL_RECORD_BYTES, RELIABLE_HEADER_LEN, RecordType, TAG_LEN } from './constants.js';
 import { type ControlMessage, decodeControl } from './control.js';
 import { type ReceiveWindow, recordCost } from './flow-control.js';
@@ -38,6 +46,23 @@ export function sealRecord(
   return p.material.then(({ key, iv }) =>
     sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext),
   );
+}
+
+/**
+ * {@link sealRecord} with the header left apart, for an output that copies each record as it takes it:
+ * the two are joined in the session's own buffer when the record is handed over, so no record-sized
+ * buffer is allocated for it. Rejects, never throws.
+ */
+export function sealRecordParts(
+  aead: AeadProvider,
+  p: RecordProtection,
+  header: Uint8Array,
+  plaintext: Plaintext,
+): Promise<SealedParts> {
+  const seal = (key: AeadKey, iv: Uint8Array) =>
+    sealJoined(aead, key, recordNonce(iv, p.seq), header, plaintext).then((body) => ({ header, body }));
+  // The key is usually derived already: no need to wait a turn for it.
+  return p.ready ? seal(p.ready.key, p.ready.iv) : p.material.then(({ key, iv }) => seal(key, iv));
 }
 
 /**

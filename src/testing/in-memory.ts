@@ -33,8 +33,9 @@ export async function connectInMemory(options: {
   handshake?: Partial<HandshakeOptions>;
   session?: SessionOptions;
   /**
-   * Behave like a data channel's send, which copies: each record is copied as it is handed over, and
-   * the sessions are told so (`copiesReliable`), so they may seal into one buffer of their own.
+   * Behave like a data channel's send, which copies: each record and datagram is copied as it is handed
+   * over, and the sessions are told so (`copiesReliable`, `copiesDatagrams`), so they may put them
+   * together in one buffer of their own.
    */
   copies?: boolean;
 }): Promise<{ initiator: InMemoryEnd; responder: InMemoryEnd }> {
@@ -69,10 +70,11 @@ export async function connectInMemory(options: {
       {
         reliable: (r) => end.sentReliable.push(options.copies ? r.slice() : r),
         datagram: (d) => {
-          end.sentDatagrams.push(d);
+          end.sentDatagrams.push(options.copies ? d.slice() : d);
           return true;
         },
         copiesReliable: options.copies === true,
+        copiesDatagrams: options.copies === true,
       },
       options.session,
     );

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Identity } from '../../src/identity/index.js';
-import type { Session } from '../../src/protocol/index.js';
+import { type AeadProvider, type Session, webCryptoAead } from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { connectInMemory, pumpReliable } from '../../src/testing/in-memory.js';
 
@@ -24,8 +24,13 @@ async function sendAll(tx: Session, msgs: Uint8Array[]): Promise<void> {
 }
 
 describe('record buffer and sealing from pieces', () => {
-  for (const copies of [true, false]) {
-    it(`${copies ? 'copying' : 'keeping'} output: every message arrives intact`, async () => {
+  for (const [aead, copies] of [
+    [nodeCryptoAead, true],
+    [nodeCryptoAead, false],
+    [webCryptoAead, true],
+    [webCryptoAead, false],
+  ] as [AeadProvider, boolean][]) {
+    it(`${aead.name}, ${copies ? 'copying' : 'keeping'} output: every message arrives intact`, async () => {
       const [a, b] = await ids;
       const recordSize = 1024;
       const { initiator, responder } = await connectInMemory({
@@ -33,7 +38,7 @@ describe('record buffer and sealing from pieces', () => {
         responder: b,
         psk,
         copies,
-        session: { aead: nodeCryptoAead, recordSize },
+        session: { aead, recordSize },
       });
       const sent = messages(recordSize);
       await sendAll(initiator.session, sent);
@@ -47,32 +52,34 @@ describe('record buffer and sealing from pieces', () => {
     });
   }
 
-  it('a copying output gets every record in the same buffer; a keeping one gets a fresh one each', async () => {
-    const [a, b] = await ids;
-    const seen = { copies: new Set<ArrayBufferLike>(), keeps: new Set<ArrayBufferLike>() };
-    let records = 0;
-    for (const copies of [true, false]) {
-      const { initiator } = await connectInMemory({
-        initiator: a,
-        responder: b,
-        psk,
-        copies,
-        session: { aead: nodeCryptoAead, recordSize: 1024 },
-      });
-      // Once the traffic key is derived, records are sealed within the send call (the path that reuses).
-      await initiator.session.send(new Uint8Array(1));
-      const session = initiator.session as unknown as { output: { reliable(r: Uint8Array): void } };
-      const reliable = session.output.reliable.bind(session.output);
-      session.output.reliable = (r) => {
-        (copies ? seen.copies : seen.keeps).add(r.buffer);
-        if (copies) records++;
-        reliable(r);
-      };
-      await sendAll(initiator.session, messages(1024));
-    }
-    // The buffer grows once, from the first record (a batch of two small messages) to a full record.
-    assert.ok(records >= 8, `${records} records`);
-    assert.ok(seen.copies.size <= 2, `${seen.copies.size} buffers for ${records} records`);
-    assert.equal(seen.keeps.size, records, 'a buffer per record');
-  });
+  for (const aead of [nodeCryptoAead, webCryptoAead])
+    it(`${aead.name}: a copying output gets every record in the same buffer; a keeping one gets a fresh one each`, async () => {
+      const [a, b] = await ids;
+      const seen = { copies: new Set<ArrayBufferLike>(), keeps: new Set<ArrayBufferLike>() };
+      let records = 0;
+      for (const copies of [true, false]) {
+        const { initiator } = await connectInMemory({
+          initiator: a,
+          responder: b,
+          psk,
+          copies,
+          session: { aead, recordSize: 1024 },
+        });
+        // Once the traffic key is derived, node:crypto seals records within the send call, WebCrypto
+        // seals them apart from their headers; either way a copying output gets them in one buffer.
+        await initiator.session.send(new Uint8Array(1));
+        const session = initiator.session as unknown as { output: { reliable(r: Uint8Array): void } };
+        const reliable = session.output.reliable.bind(session.output);
+        session.output.reliable = (r) => {
+          (copies ? seen.copies : seen.keeps).add(r.buffer);
+          if (copies) records++;
+          reliable(r);
+        };
+        await sendAll(initiator.session, messages(1024));
+      }
+      // The buffer grows once, from the first record (a batch of two small messages) to a full record.
+      assert.ok(records >= 8, `${records} records`);
+      assert.ok(seen.copies.size <= 2, `${seen.copies.size} buffers for ${records} records`);
+      assert.equal(seen.keeps.size, records, 'a buffer per record');
+    });
 });
