@@ -137,7 +137,9 @@ async function pump(kind: Kind, size: number, more: (sent: number) => boolean): 
 const api = {
   /**
    * bench:protocol's WebCrypto rows in this page: `runs` alternating pairs of raw AES-GCM seal+open and the
-   * same messages through two in-memory sessions (TCP mode, then SLLP), MB/s each.
+   * same messages through two in-memory sessions (TCP mode, then SLLP), MB/s each; then the same through
+   * outputs that copy and deliver at once, as a data channel's (RecordRows.channel), told that they copy
+   * and not told (the session then makes a new buffer per record and datagram, as it did before).
    */
   async recordLayer(size: number, count: number, runs: number) {
     const rows = new RecordRows(...(await Promise.all([Identity.generate(), Identity.generate()])));
@@ -146,14 +148,21 @@ const api = {
     // A first run of each, so JIT warm-up is not charged to the first pair.
     await rows.raw(webCryptoAead, msg, count);
     await rows.tcp(webCryptoAead, msg, count, 1);
-    const out = { raw: [] as number[], tcp: [] as number[], sllpRaw: [] as number[], sllp: [] as number[] };
-    for (let i = 0; i < runs; i++) {
-      out.raw.push(mbs(await rows.raw(webCryptoAead, msg, count)));
-      out.tcp.push(mbs(await rows.tcp(webCryptoAead, msg, count, 1)));
-    }
-    for (let i = 0; i < runs; i++) {
-      out.sllpRaw.push(mbs(await rows.raw(webCryptoAead, msg, count)));
-      out.sllp.push(mbs(await rows.sllp(webCryptoAead, msg, count)));
+    const rowsOf = {
+      tcp: () => rows.tcp(webCryptoAead, msg, count, 1),
+      sllp: () => rows.sllp(webCryptoAead, msg, count),
+      tcpChannel: () => rows.tcpChannel(webCryptoAead, msg, count),
+      tcpChannelUntold: () => rows.tcpChannel(webCryptoAead, msg, count, false),
+      sllpChannel: () => rows.sllpChannel(webCryptoAead, msg, count),
+      sllpChannelUntold: () => rows.sllpChannel(webCryptoAead, msg, count, false),
+    };
+    const out = {} as Record<keyof typeof rowsOf, { raw: number[]; ours: number[] }>;
+    for (const row of Object.keys(rowsOf) as (keyof typeof rowsOf)[]) {
+      out[row] = { raw: [], ours: [] };
+      for (let i = 0; i < runs; i++) {
+        out[row].raw.push(mbs(await rows.raw(webCryptoAead, msg, count)));
+        out[row].ours.push(mbs(await rowsOf[row]()));
+      }
     }
     return out;
   },

@@ -5,7 +5,7 @@
  * operations in flight.
  */
 import type { Identity } from '../src/identity/index.js';
-import type { AeadProvider } from '../src/protocol/index.js';
+import type { AeadProvider, DatagramResult, Session, SessionEvent } from '../src/protocol/index.js';
 import { recordNonce } from '../src/protocol/key-schedule.js';
 import { connectInMemory } from '../src/testing/in-memory.js';
 
@@ -95,6 +95,82 @@ export class RecordRows {
     });
     if (received !== calls * batch) throw new Error(`lost messages: ${received}/${calls * batch}`);
     return { ...t, bytes: calls * batch * msg.length };
+  }
+
+  /**
+   * Two sessions joined the way a data channel joins them: each output copies what it is handed (the
+   * receiving session takes its copy within the call: WebCrypto copies its input before it returns) and
+   * delivers it at once, so the sender may put records and datagrams together in a buffer of its own
+   * (SessionOutput.copiesReliable, copiesDatagrams). What the receiver made of each comes out in order.
+   */
+  private async channel(aead: AeadProvider, copies = true) {
+    const psk = crypto.getRandomValues(new Uint8Array(32));
+    const sessions: { initiator?: Session; responder?: Session } = {};
+    const delivered = {
+      reliable: [] as Promise<SessionEvent[]>[],
+      datagrams: [] as Promise<DatagramResult>[],
+    };
+    const output = (end: 'initiator' | 'responder') => {
+      const to = () => sessions[end === 'initiator' ? 'responder' : 'initiator']!;
+      // Only the initiator → responder direction is measured; WINDOW records going back are applied.
+      const mine = end === 'initiator';
+      return {
+        reliable: (r: Uint8Array) => {
+          const events = to().receive(r);
+          if (mine) delivered.reliable.push(events);
+          else events.catch(() => {});
+        },
+        datagram: (d: Uint8Array) => {
+          delivered.datagrams.push(Promise.resolve(to().receiveDatagram(d)));
+          return true;
+        },
+        copiesReliable: copies,
+        copiesDatagrams: copies,
+      };
+    };
+    const session = { aead, receiveWindow: 256 * MiB };
+    const ends = await connectInMemory({ initiator: this.a, responder: this.b, psk, session, output });
+    sessions.initiator = ends.initiator.session;
+    sessions.responder = ends.responder.session;
+    sessions.responder.announceWindow();
+    const [tx, rx] = [sessions.initiator, sessions.responder];
+    // The WINDOW just announced reaches the sender, and a first record and datagram each way the row
+    // goes are sealed and opened alone: the receiver's first one waits for its key, and reads its copy
+    // only then, from a buffer the sender must not have reused by that time.
+    while (tx.sendCredit < 256 * MiB) await new Promise((r) => setTimeout(r, 0));
+    await tx.send(new Uint8Array(1));
+    for (const e of await delivered.reliable.shift()!) if (e.type === 'message') rx.release(e.cost);
+    await tx.sendDatagram(new Uint8Array(1), Date.now());
+    if (!(await delivered.datagrams.shift()!).ok) throw new Error('the first datagram was lost');
+    return { tx, rx, delivered };
+  }
+
+  /** {@link tcp} (one message per send) through {@link channel}. */
+  async tcpChannel(aead: AeadProvider, msg: Uint8Array, count: number, copies = true) {
+    const { tx, rx, delivered } = await this.channel(aead, copies);
+    let received = 0;
+    const t = await this.pipelined(count, async () => {
+      await tx.send(msg);
+      for (const e of await delivered.reliable.shift()!) {
+        if (e.type !== 'message') continue;
+        received++;
+        rx.release(e.cost);
+      }
+    });
+    if (received !== count) throw new Error(`lost messages: ${received}/${count}`);
+    return { ...t, bytes: count * msg.length };
+  }
+
+  /** {@link sllp} through {@link channel}. */
+  async sllpChannel(aead: AeadProvider, msg: Uint8Array, count: number, copies = true) {
+    const { tx, delivered } = await this.channel(aead, copies);
+    let received = 0;
+    const t = await this.pipelined(count, async () => {
+      await tx.sendDatagram(msg, Date.now());
+      if ((await delivered.datagrams.shift()!).ok) received++;
+    });
+    if (received !== count) throw new Error(`lost datagrams: ${received}/${count}`);
+    return { ...t, bytes: count * msg.length };
   }
 
   async sllp(aead: AeadProvider, msg: Uint8Array, count: number) {

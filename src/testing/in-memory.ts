@@ -10,6 +10,7 @@ import {
   ResponderHandshake,
   Session,
   type SessionOptions,
+  type SessionOutput,
 } from '../protocol/index.js';
 
 /** Decides the fate of one datagram in flight: deliver it (maybe twice) or drop it. */
@@ -38,6 +39,11 @@ export async function connectInMemory(options: {
    * together in one buffer of their own.
    */
   copies?: boolean;
+  /**
+   * Each end's output instead of the recording one (`sentReliable` and `sentDatagrams` then stay empty):
+   * for a harness that hands records on by itself, such as a channel that copies and delivers at once.
+   */
+  output?: (end: 'initiator' | 'responder') => SessionOutput;
 }): Promise<{ initiator: InMemoryEnd; responder: InMemoryEnd }> {
   const { initiator: a, responder: b } = options;
   const init = await InitiatorHandshake.start({
@@ -61,23 +67,20 @@ export async function connectInMemory(options: {
     initiator: { sentReliable: [], sentDatagrams: [] } as unknown as InMemoryEnd,
     responder: { sentReliable: [], sentDatagrams: [] } as unknown as InMemoryEnd,
   };
-  for (const [end, result] of [
-    [ends.initiator, iResult!],
-    [ends.responder, rResult],
+  for (const [name, end, result] of [
+    ['initiator', ends.initiator, iResult!],
+    ['responder', ends.responder, rResult],
   ] as const) {
-    end.session = new Session(
-      result,
-      {
-        reliable: (r) => end.sentReliable.push(options.copies ? r.slice() : r),
-        datagram: (d) => {
-          end.sentDatagrams.push(options.copies ? d.slice() : d);
-          return true;
-        },
-        copiesReliable: options.copies === true,
-        copiesDatagrams: options.copies === true,
+    const recording: SessionOutput = {
+      reliable: (r) => end.sentReliable.push(options.copies ? r.slice() : r),
+      datagram: (d) => {
+        end.sentDatagrams.push(options.copies ? d.slice() : d);
+        return true;
       },
-      options.session,
-    );
+      copiesReliable: options.copies === true,
+      copiesDatagrams: options.copies === true,
+    };
+    end.session = new Session(result, options.output?.(name) ?? recording, options.session);
   }
   return ends;
 }
