@@ -82,9 +82,9 @@ async function main(): Promise<void> {
     );
     const recordRows = [
       ['TCP mode', records.tcp],
-      ['SLLP', records.sllp],
       ['TCP mode, output copies as a data channel', records.tcpChannel],
       ['  the same, output not told it copies', records.tcpChannelUntold],
+      ['SLLP', records.sllp],
       ['SLLP, output copies as a data channel', records.sllpChannel],
       ['  the same, output not told it copies', records.sllpChannelUntold],
     ] as const;
