@@ -230,7 +230,7 @@ export class Session {
       this.aead,
       initiator ? s.initiatorSllp : s.responderSllp,
       this.opts.maxRecordsPerKey,
-      this.output.copiesDatagrams === true,
+      this.output.copiesDatagrams === true && !this.aead.sync,
     );
     this.dgRx = new DatagramReader(this.aead, initiator ? s.responderSllp : s.initiatorSllp, {
       replayWindow: this.opts.replayWindow,
@@ -318,10 +318,11 @@ export class Session {
         return Promise.reject(err);
       }
     }
-    // An output that copies takes each record from the session's buffer (see joinParts).
-    const sealing = this.output.copiesReliable
-      ? sealRecordParts(this.aead, protection, header, plaintext)
-      : sealRecord(this.aead, protection, header, plaintext);
+    // An output that copies takes an asynchronous AEAD's records from the session's buffer (joinParts).
+    const sealing =
+      this.output.copiesReliable && !sync
+        ? sealRecordParts(this.aead, protection, header, plaintext)
+        : sealRecord(this.aead, protection, header, plaintext);
     const sent = this.outbox.add(sealing);
     // Some callers keep only the last of several records' promises (send) or none (an automatic key
     // update): a failed seal must not become an unhandled rejection. Whoever holds it still sees it.
