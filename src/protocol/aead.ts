@@ -98,9 +98,10 @@ export interface SealedParts {
 }
 
 /**
- * `seal(key, nonce, aad, plaintext)` of a {@link Plaintext}: ciphertext ‖ tag, joined into the WebCrypto
- * provider's {@link JoinBuffer} rather than a new buffer when that is the provider. For callers that put
- * the header in front themselves, in a buffer of their own (see Session's records for a copying output).
+ * `seal(key, nonce, aad, plaintext)` of a {@link Plaintext}: ciphertext ‖ tag. The pieces are joined into
+ * the WebCrypto provider's {@link JoinBuffer} when that is the provider (it copies them within the call),
+ * into a new buffer for any other. For callers that put the header in front themselves, in a buffer of
+ * their own (see Session's records for a copying output). Rejects, never throws.
  */
 export function sealJoined(
   aead: AeadProvider,
@@ -109,9 +110,9 @@ export function sealJoined(
   aad: Uint8Array,
   plaintext: Plaintext,
 ): Promise<Uint8Array> {
-  if (aead === webCryptoAead) return encrypt(key, nonce, aad, webCryptoJoin.join(plaintext)).then(toBytes);
   try {
-    return aead.seal(key, nonce, aad, joinPlaintext(plaintext));
+    const joined = aead === webCryptoAead ? webCryptoJoin.join(plaintext) : joinPlaintext(plaintext);
+    return aead.seal(key, nonce, aad, joined);
   } catch (err) {
     return Promise.reject(err);
   }

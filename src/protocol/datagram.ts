@@ -122,23 +122,16 @@ export class DatagramWriter {
     writeU48(timestamp, 0, sentAt);
     // Two pieces, sealed as if joined: the provider joins them only if it must (WebCrypto, into a
     // buffer it reuses), so no datagram-sized buffer is allocated here.
-    return this.seal(RecordType.DATA, [timestamp, payload], this.apart);
+    return this.seal(RecordType.DATA, [timestamp, payload]);
   }
 
-  sealControl(message: ControlMessage): Promise<SealedDatagram> {
-    return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message), false));
+  sealControl(message: ControlMessage): Promise<SealedDatagram | SealedDatagramParts> {
+    return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message)));
   }
 
-  private seal(type: number, plaintext: Plaintext, apart: false): SealedDatagram | Promise<SealedDatagram>;
   private seal(
     type: number,
     plaintext: Plaintext,
-    apart: boolean,
-  ): SealedDatagram | Promise<SealedDatagram | SealedDatagramParts>;
-  private seal(
-    type: number,
-    plaintext: Plaintext,
-    apart: boolean,
   ): SealedDatagram | Promise<SealedDatagram | SealedDatagramParts> {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
@@ -152,11 +145,11 @@ export class DatagramWriter {
     }
     // An asynchronous provider: `then`s rather than an async function, one promise reaction fewer per
     // datagram, and no wait for a key that is derived already.
-    if (ready) return this.sealAsync(ready.key, ready.iv, seq, h, plaintext, apart);
+    if (ready) return this.sealAsync(ready.key, ready.iv, seq, h, plaintext);
     // The epoch's key is still being derived: the pieces are joined now, within the send call, so that a
     // payload the caller reuses once that call has returned is sealed as it was when sent.
     const joined = joinPlaintext(plaintext);
-    return this.state.key.then(({ key, iv }) => this.sealAsync(key, iv, seq, h, joined, apart));
+    return this.state.key.then(({ key, iv }) => this.sealAsync(key, iv, seq, h, joined));
   }
 
   private sealAsync(
@@ -165,10 +158,9 @@ export class DatagramWriter {
     seq: number,
     h: Uint8Array,
     plaintext: Plaintext,
-    apart: boolean,
   ): Promise<SealedDatagram | SealedDatagramParts> {
     const nonce = recordNonce(iv, seq);
-    if (apart)
+    if (this.apart)
       return sealJoined(this.aead, key, nonce, h, plaintext).then((body) => ({ header: h, body, seq }));
     return sealWithHeader(this.aead, key, nonce, h, plaintext).then((record) => ({ record, seq }));
   }
@@ -180,7 +172,7 @@ export interface SealedDatagram {
   seq: number;
 }
 
-/** A data datagram sealed with its header apart, for an output that copies (see {@link DatagramWriter}). */
+/** A datagram sealed with its header apart, for an output that copies (see {@link DatagramWriter}). */
 export interface SealedDatagramParts extends SealedParts {
   seq: number;
 }

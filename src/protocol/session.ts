@@ -479,7 +479,7 @@ export class Session {
     }
     const reliable = this.sealReliable(RecordType.CONTROL, 0, encoded);
     const datagram = this.dgTx.sealControl(message).then((d) => {
-      this.output.datagram(d.record);
+      this.handDatagram(d);
     });
     this.current = 'closing';
     this.info = { code, reason, byPeer: false };
