@@ -22,7 +22,8 @@
  */
 import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
 
-if (reexecInLoopbackNamespace()) await main();
+// Chromium is installed (when missing) before the loopback-only namespace, where apt-get has no network.
+if (reexecInLoopbackNamespace([['chromium', 'chromium']])) await main();
 
 async function main(): Promise<void> {
   const { startSignalingServer } = await import('../signaling-server/server.js');

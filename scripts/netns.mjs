@@ -3,6 +3,7 @@
 // only interface is `lo`, nothing else exists to be touched. Root (CI) gets a plain network namespace,
 // others a user one.
 import { spawnSync } from 'node:child_process';
+import { ensureApt } from './ensure-deps.mjs';
 
 /** Set inside the namespace, so a script that re-executes itself does it once. */
 export const NETNS_ENV = 'P2PTLS_LOOPBACK_NETNS';
@@ -25,10 +26,14 @@ export function loopbackNamespace() {
 
 /**
  * Re-runs this Node script (same arguments) inside a loopback-only namespace unless already inside one;
- * returns true in the process that should do the work, or exits with the child's status.
+ * returns true in the process that should do the work, or exits with the child's status. `packages`
+ * (`[binary, Debian package]` pairs) are apt-installed first when missing: inside the namespace apt-get
+ * has no network, so a fresh machine could not install them there.
+ * @param {ReadonlyArray<readonly [string, string]>} [packages]
  */
-export function reexecInLoopbackNamespace() {
+export function reexecInLoopbackNamespace(packages = []) {
   if (process.env[NETNS_ENV] === '1') return true;
+  for (const [binary, pkg] of packages) ensureApt(binary, pkg);
   const ns = loopbackNamespace();
   if (!ns) {
     console.warn('[netns] cannot create a network namespace (unshare): running without loopback isolation');
