@@ -41,11 +41,15 @@ export function sealRecord(
   header: Uint8Array,
   plaintext: Plaintext,
 ): Promise<Uint8Array> {
-  // The key is usually derived already: no need to wait a turn for it.
-  if (p.ready) return sealWithHeader(aead, p.ready.key, recordNonce(p.ready.iv, p.seq), header, plaintext);
-  return p.material.then(({ key, iv }) =>
-    sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext),
-  );
+  return withMaterial(p, (key, iv) => sealWithHeader(aead, key, recordNonce(iv, p.seq), header, plaintext));
+}
+
+/** `seal` with the record's key and IV: at once when they are derived already (usually: no turn waited). */
+function withMaterial<T>(
+  p: RecordProtection,
+  seal: (key: AeadKey, iv: Uint8Array) => Promise<T>,
+): Promise<T> {
+  return p.ready ? seal(p.ready.key, p.ready.iv) : p.material.then(({ key, iv }) => seal(key, iv));
 }
 
 /**
@@ -59,10 +63,9 @@ export function sealRecordParts(
   header: Uint8Array,
   plaintext: Plaintext,
 ): Promise<SealedParts> {
-  const seal = (key: AeadKey, iv: Uint8Array) =>
-    sealJoined(aead, key, recordNonce(iv, p.seq), header, plaintext).then((body) => ({ header, body }));
-  // The key is usually derived already: no need to wait a turn for it.
-  return p.ready ? seal(p.ready.key, p.ready.iv) : p.material.then(({ key, iv }) => seal(key, iv));
+  return withMaterial(p, (key, iv) =>
+    sealJoined(aead, key, recordNonce(iv, p.seq), header, plaintext).then((body) => ({ header, body })),
+  );
 }
 
 /**
