@@ -19,8 +19,8 @@
  * latency (SLLP latency only, over --runs alternating raw/ours runs), --only setup (set-up time only,
  * over --setups N alternating set-ups, after --warmup N more that are reported apart), --processes 2
  * (with --only setup: the set-up again with the responder in a process of its own, bench/setup-peer.ts,
- * as on two machines: each event loop does one side's work only), --crypto webcrypto (the browsers' WebCrypto for records and handshakes instead of
- * node:crypto, Node's default).
+ * as on two machines: each event loop does one side's work only), --crypto webcrypto (the browsers'
+ * WebCrypto for records and handshakes instead of node:crypto, Node's default).
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -63,8 +63,8 @@ const SETUPS = process.argv.includes('--setups')
  * raw WebRTC's code (the same PeerLink and signaling client) is also warmed by every p2ptls set-up, so
  * without a warm-up the median mixes a process's first dials with its steady state. Measured 2026-12-01,
  * wrtc, one process: in one run of 80 alternating pairs, raw/p2ptls per 20 pairs was 0.87, 0.92, 0.99,
- * 0.98; over 5 runs of this benchmark, the 20 warm-up pairs read 0.83–0.87 and the 40 after them
- * 0.83–0.95. Both are printed; the headline is the measured part.
+ * 0.98; over 8 runs of this benchmark, the 20 warm-up pairs read 0.82–0.94 (median 0.86) and the 40
+ * after them 0.83–0.98 (median 0.89). Both are printed; the headline is the measured part.
  */
 const WARMUP = process.argv.includes('--warmup')
   ? Number(process.argv[process.argv.indexOf('--warmup') + 1])
