@@ -441,6 +441,10 @@ interface SetupSample {
   rawStages: Partial<Record<'iceConnected' | 'dtlsConnected' | 'open', number>>;
 }
 
+/** Ratios as `median [min–max]`, two decimals. */
+const spread = (xs: number[]) =>
+  `${median(xs).toFixed(2)} [${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}]`;
+
 const fmt = (xs: number[]) =>
   xs.length
     ? `${median(xs).toFixed(1)} (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)})`
@@ -644,7 +648,7 @@ async function setupScenario(
   out(`  raw WebRTC connect, same signed signaling      ${fmt(raw)}`);
   if (direct.length > 0) out(`  raw WebRTC connect, signals passed in-process  ${fmt(direct)}`);
   out(
-    `  ratio raw(signaled)/p2ptls ${median(ratios).toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]${direct.length > 0 ? `   raw(in-process)/p2ptls ${(median(direct) / median(ours)).toFixed(2)}` : ''}`,
+    `  ratio raw(signaled)/p2ptls ${spread(ratios)}${direct.length > 0 ? `   raw(in-process)/p2ptls ${(median(direct) / median(ours)).toFixed(2)}` : ''}`,
   );
   // Both peers, the signaling server and WebRTC's threads share this process and the machine's cores: when
   // the CPU a set-up takes is more than its wall time, the set-up waits for CPU, and every ms of work that
@@ -672,9 +676,8 @@ async function setupScenario(
     out(`    ${'(responder: offer in → answer sent)'.padEnd(42)} ${fmt(pick((s) => s.responderAnswer))}`);
   }
   if (warmup.length > 0) {
-    const coldRatios = warmup.map((s) => s.rawSignaled / s.ours);
     out(
-      `  warm-up (the first ${WARMUP} of each, not counted above): p2ptls ${fmt(warmup.map((s) => s.ours))}   raw ${fmt(warmup.map((s) => s.rawSignaled))}   ratio ${median(coldRatios).toFixed(2)} [${Math.min(...coldRatios).toFixed(2)}–${Math.max(...coldRatios).toFixed(2)}]`,
+      `  warm-up (the first ${WARMUP} of each, not counted above): p2ptls ${fmt(warmup.map((s) => s.ours))}   raw ${fmt(warmup.map((s) => s.rawSignaled))}   ratio ${spread(warmup.map((s) => s.rawSignaled / s.ours))}`,
     );
   }
   return { ours: median(ours), raw: median(raw), ratio: median(ratios) };
@@ -734,7 +737,7 @@ for (const backend of backends) {
     }
     const [raw, ours, ratio] = [median(raws), median(ourss), median(ratios)];
     out(
-      `  ${label.padEnd(7)} p2ptls ${ours.toFixed(1).padStart(7)}   raw channel ${raw.toFixed(1).padStart(7)}   ratio ${ratio.toFixed(2)} [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`,
+      `  ${label.padEnd(7)} p2ptls ${ours.toFixed(1).padStart(7)}   raw channel ${raw.toFixed(1).padStart(7)}   ratio ${spread(ratios)}`,
     );
     if (size === 16 * 1024 && (backend === 'wrtc' || !headline)) {
       headline = `headline: tcp-16KiB-${backend}-MB/s ours=${ours.toFixed(1)} baseline=${raw.toFixed(1)} ratio=${ratio.toFixed(2)}`;
@@ -808,8 +811,6 @@ for (const backend of backends) {
     bulkRatios.push(loaded.bulk / rawBulk.bulk);
     bulkLoadedRatios.push(loaded.bulk / rawLoaded.bulk);
   }
-  const spread = (xs: number[]) =>
-    `${median(xs).toFixed(2)} [${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}]`;
   out(
     `[${backend}] datagrams under bulk: ${VIDEO_FPS} fps video of ${PIECES}×${PIECE_BYTES} B datagrams for ${seconds} s, with and without an unpaced ${(BULK_MESSAGE / 1024).toFixed(0)} KiB-message transfer on the same connection (median of ${RUNS}; ratio median [min–max])`,
   );
