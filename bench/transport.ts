@@ -36,27 +36,23 @@ import { within } from '../test/helpers/hosts.js';
 import { startBenchHost } from './bench-host.js';
 import type { SetupPeerInit, SetupPeerReport } from './setup-peer.js';
 
+/** The value after `--name` on the command line, if the flag is there. */
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
 const quick = process.argv.includes('--quick');
-const only = process.argv.includes('--backend')
-  ? process.argv[process.argv.indexOf('--backend') + 1]
-  : undefined;
+const only = flag('backend');
 const backends = (['wrtc', 'node-datachannel'] as NodeRtcBackend[]).filter((b) => !only || b === only);
-const RUNS = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 5;
-const onlyPart = process.argv.includes('--only')
-  ? process.argv[process.argv.indexOf('--only') + 1]
-  : undefined;
+const RUNS = Number(flag('runs') ?? 5);
+const onlyPart = flag('only');
 const tcpOnly = onlyPart === 'tcp';
 const datagramsOnly = onlyPart === 'datagrams';
 const setupOnly = onlyPart === 'setup';
 /** --processes 2 (with --only setup): the set-up again with the responder in a process of its own. */
-const TWO_PROCESSES =
-  process.argv.includes('--processes') && process.argv[process.argv.indexOf('--processes') + 1] === '2';
+const TWO_PROCESSES = flag('processes') === '2';
 const latencyOnly = onlyPart === 'latency';
-const SETUPS = process.argv.includes('--setups')
-  ? Number(process.argv[process.argv.indexOf('--setups') + 1])
-  : quick
-    ? 5
-    : 15;
+const SETUPS = Number(flag('setups') ?? (quick ? 5 : 15));
 /**
  * --warmup N: set-ups of each kind run before the measured ones and reported apart (default 20, --quick 5).
  * Why: the first set-ups of a process run p2ptls's own code cold (interpreted, not yet optimised), while
@@ -66,14 +62,9 @@ const SETUPS = process.argv.includes('--setups')
  * 0.98; over 8 runs of this benchmark, the 20 warm-up pairs read 0.82–0.94 (median 0.86) and the 40
  * after them 0.83–0.98 (median 0.89). Both are printed; the headline is the measured part.
  */
-const WARMUP = process.argv.includes('--warmup')
-  ? Number(process.argv[process.argv.indexOf('--warmup') + 1])
-  : quick
-    ? 5
-    : 20;
+const WARMUP = Number(flag('warmup') ?? (quick ? 5 : 20));
 /** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
-const WEBCRYPTO =
-  process.argv.includes('--crypto') && process.argv[process.argv.indexOf('--crypto') + 1] === 'webcrypto';
+const WEBCRYPTO = flag('crypto') === 'webcrypto';
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
