@@ -6,6 +6,7 @@
 import SimplePeer from 'simple-peer';
 import { fail, type P2PTLSError } from '../errors.js';
 import { TypedEmitter } from '../util/emitter.js';
+import { logger } from '../util/log.js';
 import { Pending } from '../util/pending.js';
 import { sdpFingerprint } from './channel-binding.js';
 import { type CandidateFilter, candidateAddress, type RtcImplementation } from './rtc.js';
@@ -60,6 +61,20 @@ export interface PeerLinkEvents {
   /** The reliable channel's send buffer fell below the low-water mark. */
   drain: undefined;
   close: { error?: P2PTLSError };
+}
+
+const log = logger('link');
+
+/**
+ * A candidate as every stack takes it. node-datachannel hands out its candidates as SDP attribute lines
+ * (`a=candidate:…`) without `sdpMLineIndex`, and @roamhq/wrtc refuses those ("Expected a 32-bit
+ * integer"): before this, a wrtc peer dropped every trickled candidate of a node-datachannel peer and
+ * connected only through the peer-reflexive one its connectivity checks revealed
+ * (test/host/candidates.test.ts). A p2ptls link has one media section, the data channels' (index 0).
+ */
+function normalCandidate(c: RTCIceCandidateInit): RTCIceCandidateInit {
+  const candidate = c.candidate?.startsWith('a=') ? c.candidate.slice(2) : c.candidate;
+  return { ...c, ...(candidate === undefined ? {} : { candidate }), sdpMLineIndex: c.sdpMLineIndex ?? 0 };
 }
 
 /**
@@ -131,9 +146,6 @@ export interface LinkTimeline {
 interface SimplePeerInternals {
   _pc: RTCPeerConnection;
   _channel: RTCDataChannel | null;
-  /** Candidates simple-peer adds once the remote description is set (see {@link PeerLink.signal}). */
-  _pendingCandidates: unknown[];
-  _addIceCandidate(candidate: unknown): void;
 }
 
 type StatsCallback = (err: Error | null, reports?: Record<string, unknown>[]) => void;
@@ -214,8 +226,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private unaccounted = 0;
   /** The SCTP max-message-size, set once when the link opens: after a teardown the stack has no SCTP. */
   private maxMessage = 65536;
-  /** Whether simple-peer's setRemoteDescription has completed (see {@link tapRemoteDescription}). */
-  private remoteDescriptionSet = false;
+  /**
+   * The peer's candidates until the remote description is set, then undefined: they are added at once
+   * from then on (see {@link signal}, {@link tapRemoteDescription}).
+   */
+  private pendingCandidates: RTCIceCandidateInit[] | undefined = [];
   /** The `max-message-size` of our SDP and of the peer's, as they pass (see {@link maybeOpen}). */
   private readonly sdpMaxMessage: { local?: number; remote?: number } = {};
   readonly timeline: LinkTimeline = { created: performance.now() };
@@ -223,9 +238,11 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   private liveCertificate: Promise<string | undefined> | undefined;
   /** Ours, from the first offer or answer the stack makes (see {@link tapDescriptions}). */
   private readonly ownFingerprint = new Pending<string>();
+  private readonly rtc: RtcImplementation;
 
   constructor(options: PeerLinkOptions) {
     super();
+    this.rtc = options.rtc;
     if (options.iceTransportPolicy === 'relay' && options.rtc.ignoresRelayPolicy) {
       throw fail(
         'invalid_argument',
@@ -360,10 +377,10 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /**
    * Feeds a signaling message from the other side. Bad input is reported, never thrown past here.
    *
-   * An ICE candidate goes to simple-peer's own steps directly: added once the remote description is set,
-   * kept for simple-peer to add when it is. Why: simple-peer's `signal()` asks the connection for its
-   * remote description to decide, twice per candidate, and on @roamhq/wrtc each ask is a blocking call
-   * into WebRTC's signaling thread, which is busy while a link is being set up: 1.45 ms of the event loop
+   * An ICE candidate does not go through simple-peer: it is added once the remote description is set,
+   * kept until it is. Why: simple-peer's `signal()` asks the connection for its remote description to
+   * decide, twice per candidate, and on @roamhq/wrtc each ask is a blocking call into WebRTC's
+   * signaling thread, which is busy while a link is being set up: 1.45 ms of the event loop
    * per p2ptls set-up and 0.62 per raw one, both peers in one process (`--cpu-prof` restricted to 60
    * set-ups), where the candidates follow the offer and the answer closely. Alternating with simple-peer's
    * way set-up by set-up (100 pairs each, twice): p2ptls set-up 21.13 → 19.88 and 21.69 → 20.29 ms; the
@@ -378,8 +395,9 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     if (typeof d?.sdp === 'string') this.sdpMaxMessage.remote = sdpMaxMessageSize(d.sdp);
     try {
       if (d?.candidate && typeof d.candidate === 'object' && !d.sdp) {
-        if (this.remoteDescriptionSet) this.internals._addIceCandidate(d.candidate);
-        else this.internals._pendingCandidates.push(d.candidate);
+        const candidate = d.candidate as RTCIceCandidateInit;
+        if (this.pendingCandidates) this.pendingCandidates.push(candidate);
+        else this.addCandidate(candidate);
         return;
       }
       this.peer.signal(kept as SimplePeer.SignalData);
@@ -430,17 +448,34 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   }
 
   /**
-   * Notes when the remote description is set: simple-peer then adds the candidates it kept, in a
-   * reaction that runs right after this one, before any later signal can arrive (signals come in their
-   * own tasks), so a candidate kept before this point is never left behind.
+   * Adds a peer's candidate ({@link normalCandidate}), made an RTCIceCandidate of this stack first as
+   * simple-peer does. One the stack refuses is left out, as simple-peer does on a stack that does not parse
+   * candidates' addresses (@roamhq/wrtc), but traced instead of `console.warn`ed: the usual refusal is a
+   * candidate still in flight when the link closed (11–21 warnings in one bench:transport set-up run of
+   * 120 links). Never throws: it runs inside setRemoteDescription's reaction, whose failure fails the link.
    */
+  private addCandidate(candidate: RTCIceCandidateInit): void {
+    const refused = (err: unknown) =>
+      log('candidate refused%s: %s', this.closed ? ' (link closed)' : '', String(err));
+    try {
+      this.internals._pc
+        .addIceCandidate(new this.rtc.RTCIceCandidate(normalCandidate(candidate)))
+        .catch(refused);
+    } catch (err) {
+      refused(err);
+    }
+  }
+
+  /** Once simple-peer has set the remote description, the candidates kept until then are added. */
   private tapRemoteDescription(pc: RTCPeerConnection): void {
     const set = pc.setRemoteDescription.bind(pc);
     Object.defineProperty(pc, 'setRemoteDescription', {
       configurable: true,
       value: (description: RTCSessionDescriptionInit) =>
         set(description).then(() => {
-          this.remoteDescriptionSet = true;
+          const kept = this.pendingCandidates ?? [];
+          this.pendingCandidates = undefined;
+          for (const candidate of kept) this.addCandidate(candidate);
         }),
     });
   }
