@@ -9,7 +9,7 @@ import { TypedEmitter } from '../util/emitter.js';
 import { logger } from '../util/log.js';
 import { Pending } from '../util/pending.js';
 import { sdpFingerprint } from './channel-binding.js';
-import { type CandidateFilter, candidateAddress, type RtcImplementation } from './rtc.js';
+import { type CandidateFilter, candidateAddress, candidateLine, type RtcImplementation } from './rtc.js';
 
 /** SCTP stream id of the SLLP channel; simple-peer's channel takes the low ids. */
 export const SLLP_CHANNEL_ID = 1000;
@@ -73,8 +73,11 @@ const log = logger('link');
  * (test/host/candidates.test.ts). A p2ptls link has one media section, the data channels' (index 0).
  */
 function normalCandidate(c: RTCIceCandidateInit): RTCIceCandidateInit {
-  const candidate = c.candidate?.startsWith('a=') ? c.candidate.slice(2) : c.candidate;
-  return { ...c, ...(candidate === undefined ? {} : { candidate }), sdpMLineIndex: c.sdpMLineIndex ?? 0 };
+  return {
+    ...c,
+    ...(c.candidate === undefined ? {} : { candidate: candidateLine(c.candidate) }),
+    sdpMLineIndex: c.sdpMLineIndex ?? 0,
+  };
 }
 
 /**
@@ -393,13 +396,14 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     if (kept === null) return;
     const d = kept as { sdp?: unknown; candidate?: unknown } | undefined;
     if (typeof d?.sdp === 'string') this.sdpMaxMessage.remote = sdpMaxMessageSize(d.sdp);
+    if (d?.candidate && typeof d.candidate === 'object' && !d.sdp) {
+      // addCandidate never throws: no try needed.
+      const candidate = d.candidate as RTCIceCandidateInit;
+      if (this.pendingCandidates) this.pendingCandidates.push(candidate);
+      else this.addCandidate(candidate);
+      return;
+    }
     try {
-      if (d?.candidate && typeof d.candidate === 'object' && !d.sdp) {
-        const candidate = d.candidate as RTCIceCandidateInit;
-        if (this.pendingCandidates) this.pendingCandidates.push(candidate);
-        else this.addCandidate(candidate);
-        return;
-      }
       this.peer.signal(kept as SimplePeer.SignalData);
     } catch (err) {
       this.shutdown(fail('malformed', 'bad signaling message from peer', err));

@@ -46,8 +46,13 @@ export type CandidateFilter = (address: string, candidate: string) => boolean;
 export const loopbackOnly: CandidateFilter = (address) =>
   address === '127.0.0.1' || address === '::1' || address === 'localhost' || address.startsWith('127.');
 
+/** A candidate line without the `a=` of an SDP attribute (node-datachannel hands its candidates out with it). */
+export function candidateLine(candidate: string): string {
+  return candidate.startsWith('a=') ? candidate.slice(2) : candidate;
+}
+
 /** The connection address of an SDP candidate line ("candidate:… udp <prio> <address> <port> typ …"). */
 export function candidateAddress(candidate: string): string | undefined {
-  const parts = candidate.replace(/^a=/, '').split(/\s+/);
+  const parts = candidateLine(candidate).split(/\s+/);
   return parts.length > 5 ? parts[4] : undefined;
 }
