@@ -1,7 +1,7 @@
-// A link hands the peer's ICE candidates to simple-peer's own steps without asking the connection for its
-// remote description each time (a blocking call on @roamhq/wrtc; src/transport/peer-link.ts): those that
-// arrive before the remote description is set are kept and added once it is, later ones at once. On both
-// Node stacks, with the candidates taken out of the SDP so that only the trickled ones can count, the
+// A link adds the peer's ICE candidates itself, not through simple-peer, which asked the connection for
+// its remote description each time (a blocking call on @roamhq/wrtc; src/transport/peer-link.ts): those
+// that arrive before the remote description is set are kept and added once it is, later ones at once. With
+// either Node stack on either side, with the candidates taken out of the SDP so that only the trickled ones can count, the
 // responder's stats must show them as signaled `host` candidates: a candidate that was lost would leave
 // only the `prflx` one the peer's connectivity checks reveal. A candidate the stack refuses (the link
 // closed meanwhile) is traced (`DEBUG=p2ptls:link`), not printed to the console as simple-peer does.
@@ -14,9 +14,14 @@ import { until, within } from '../helpers/hosts.js';
 
 type Sdp = { type: string; sdp: string };
 
+/** The RTCPeerConnection under `link` (private to it: reached through a narrow cast). */
+function pcOf(link: PeerLink): RTCPeerConnection {
+  return (link as unknown as { internals: { _pc: RTCPeerConnection } }).internals._pc;
+}
+
 /** The remote candidate types in `link`'s connection stats. */
 async function remoteCandidateTypes(link: PeerLink): Promise<string[]> {
-  const pc = (link as unknown as { internals: { _pc: RTCPeerConnection } }).internals._pc;
+  const pc = pcOf(link);
   const types: string[] = [];
   (await pc.getStats()).forEach((v: { type: string; candidateType?: string }) => {
     if (v.type === 'remote-candidate' && v.candidateType) types.push(v.candidateType);
@@ -26,7 +31,7 @@ async function remoteCandidateTypes(link: PeerLink): Promise<string[]> {
 
 /** How many candidates `link`'s stack has finished adding (either way), from now on. */
 function countAdded(link: PeerLink): () => number {
-  const pc = (link as unknown as { internals: { _pc: RTCPeerConnection } }).internals._pc;
+  const pc = pcOf(link);
   const add = pc.addIceCandidate.bind(pc);
   let settled = 0;
   pc.addIceCandidate = ((candidate: RTCIceCandidateInit) =>
