@@ -41,6 +41,15 @@ function countAdded(link: PeerLink): () => number {
   return () => settled;
 }
 
+/** Rejects with the error of `link` if it closes (with one) before it opens. */
+function closedFirst(link: PeerLink): Promise<never> {
+  return new Promise((_, reject) => {
+    link.on('close', ({ error }) => {
+      if (error && !link.wasOpened) reject(error);
+    });
+  });
+}
+
 /** Both links open. */
 function opened(a: PeerLink, b: PeerLink): Promise<unknown> {
   return Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
@@ -68,7 +77,8 @@ for (const backend of BACKENDS) {
     for (const [peerBackend, when] of BACKENDS.flatMap((p) =>
       (['before', 'after'] as const).map((w) => [p, w] as const),
     )) {
-      it(`from a ${peerBackend} peer, arriving ${when} the offer is applied, are used`, async () => {
+      /** One set-up; rejects with the error of a link that closed before opening. */
+      const setUp = async () => {
         // Both stacks first: the initiator's first signals may come before an await would return.
         const [rtcA, rtcB] = await Promise.all([
           nodeRtc(peerBackend, { bindAddress: '127.0.0.1' }),
@@ -124,11 +134,26 @@ for (const backend of BACKENDS) {
           await until(() => added() >= sent, 5_000, `${sent} candidates added`);
           toA = true;
           for (const s of fromB.splice(0)) a.signal(s);
-          await within(opened(a, b), 10_000, 'both ends open');
+          await within(
+            Promise.race([opened(a, b), closedFirst(a), closedFirst(b)]),
+            10_000,
+            'both ends open',
+          );
           assert.ok((await remoteCandidateTypes(b)).includes('host'), 'the signaled host candidate was used');
         } finally {
           a.close();
           b.close();
+        }
+      };
+      it(`from a ${peerBackend} peer, arriving ${when} the offer is applied, are used`, async () => {
+        // A node-datachannel initiator sometimes fails to apply the answer, a libdatachannel race seen in
+        // the glare test too (noted on issue 14): that set-up, and only that failure, is tried again.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await setUp();
+          } catch (err) {
+            if (attempt >= 3 || !/without ICE transport/.test(String((err as Error).cause))) throw err;
+          }
         }
       });
     }
