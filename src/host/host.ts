@@ -26,6 +26,7 @@ import { DEFAULT_ADMISSION, DialAdmission } from './admission.js';
 import { AsyncQueue } from './async-queue.js';
 import type { Connection, ConnectionOptions } from './connection.js';
 import { DialAttempt, type DialContext, type DialPeer, type DialSignalData } from './dial.js';
+import { GlareWaits } from './glare.js';
 import { DIAL_REFUSALS, ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
 import type { ConnectionRequest } from './request.js';
 import type { HandshakeCrypto, PeerCredentials, PeerList, WritablePeerList } from './types.js';
@@ -127,13 +128,6 @@ const MAX_ADMITTING = 64;
 const MAX_REFUSED_DIALS = 1024;
 const MAX_ADMISSION_SIGNALS = 32;
 
-/** A `connect` call whose dial lost a glare and now waits for the peer's dial. */
-interface GlareWaiter {
-  resolve: (c: Connection) => void;
-  reject: (e: P2PTLSError) => void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 /** Events of a {@link Host}. */
 export interface HostEvents {
   /**
@@ -171,7 +165,7 @@ export class Host extends TypedEmitter<HostEvents> {
   private readonly connections = new Set<Connection>();
   private readonly keepers = new Set<ReconnectingConnection>();
   /** Outgoing dials that lost a glare: their callers wait for the winning incoming dial instead. */
-  private readonly glareWaiters = new Map<PeerId, GlareWaiter[]>();
+  private readonly glareWaits = new GlareWaits();
   private readonly unsubscribe: () => void;
   private closed = false;
   /** WebRTC links for dials, with an RTCPeerConnection made ahead of the next one. */
@@ -372,27 +366,10 @@ export class Host extends TypedEmitter<HostEvents> {
 
   /**
    * Outgoing: the peer's dial to us wins the glare (PROTOCOL.md §3.7). Our caller gets the connection the
-   * peer's dial brings, or a timeout if it never comes.
+   * peer's dial brings (its next one if that fails before its link opens), or a timeout if none comes.
    */
   private yieldToPeer(mine: DialAttempt): void {
-    const peerId = mine.peerId;
-    const timeoutMs = this.options.handshakeTimeoutMs ?? 15_000;
-    const winner = new Promise<Connection>((resolve, reject) => {
-      const waiter: GlareWaiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const rest = (this.glareWaiters.get(peerId) ?? []).filter((w) => w !== waiter);
-          if (rest.length) this.glareWaiters.set(peerId, rest);
-          else this.glareWaiters.delete(peerId);
-          reject(
-            fail('timeout', `both peers dialed; ${peerId}'s dial did not arrive within ${timeoutMs} ms`),
-          );
-        }, timeoutMs),
-      };
-      this.glareWaiters.set(peerId, [...(this.glareWaiters.get(peerId) ?? []), waiter]);
-    });
-    mine.yieldTo(winner);
+    mine.yieldTo(this.glareWaits.wait(mine.peerId, this.options.handshakeTimeoutMs ?? 15_000));
   }
 
   private send(peerId: PeerId, signal: DialSignalOut): void {
@@ -535,20 +512,7 @@ export class Host extends TypedEmitter<HostEvents> {
 
   /** An incoming request goes to a glare waiter, a mesh, or `incoming()`, in that order. */
   private route(request: ConnectionRequest): void {
-    const waiters = this.glareWaiters.get(request.peerId);
-    if (waiters?.length) {
-      this.glareWaiters.delete(request.peerId);
-      for (const w of waiters) clearTimeout(w.timer);
-      request.verify().then(
-        (c) => {
-          for (const w of waiters) w.resolve(c);
-        },
-        (err) => {
-          for (const w of waiters) w.reject(err);
-        },
-      );
-      return;
-    }
+    if (this.glareWaits.take(request)) return;
     if (!this.claimer?.claim(request)) this.requests.push(request);
   }
 
@@ -591,11 +555,7 @@ export class Host extends TypedEmitter<HostEvents> {
     this.requests.end();
     for (const d of [...this.dials.values()]) d.fail(fail('closed', 'host closed'));
     this.links.close();
-    for (const w of [...this.glareWaiters.values()].flat()) {
-      clearTimeout(w.timer);
-      w.reject(fail('closed', 'host closed'));
-    }
-    this.glareWaiters.clear();
+    this.glareWaits.close(fail('closed', 'host closed'));
     await Promise.all([...this.keepers].map((k) => k.close(1, 'host closed')));
     await Promise.all([...this.connections].map((c) => c.close(1, 'host closed')));
   }

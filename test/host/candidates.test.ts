@@ -146,8 +146,8 @@ for (const backend of BACKENDS) {
         }
       };
       it(`from a ${peerBackend} peer, arriving ${when} the offer is applied, are used`, async () => {
-        // A node-datachannel initiator sometimes fails to apply the answer, a libdatachannel race seen in
-        // the glare test too (noted on issue 14): that set-up, and only that failure, is tried again.
+        // A node-datachannel initiator sometimes fails to apply the answer under load, a libdatachannel
+        // race (src/host/dial.ts, linkClosed): that set-up, and only that failure, is tried again.
         for (let attempt = 1; ; attempt++) {
           try {
             return await setUp();
