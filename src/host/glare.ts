@@ -97,8 +97,9 @@ export class GlareWaits {
 
   private expire(peerId: PeerId, waiter: Waiter): void {
     const waits = this.byPeer.get(peerId);
-    if (!waits || waits.verifying) return;
-    waits.waiters.splice(waits.waiters.indexOf(waiter), 1);
+    const at = waits?.waiters.indexOf(waiter) ?? -1;
+    if (!waits || waits.verifying || at < 0) return;
+    waits.waiters.splice(at, 1);
     if (waits.waiters.length === 0) this.byPeer.delete(peerId);
     waiter.reject(fail('timeout', `both peers dialed; ${peerId}'s dial did not bring a connection in time`));
   }
