@@ -1,11 +1,19 @@
 /**
  * `connect` calls whose dial lost a glare (PROTOCOL.md §3.7) and now wait for the connection the peer's
- * winning dial brings. The winner's dial can fail before its link opens like any dial (node-datachannel's
- * dialer does in about 1 set-up in 15 under CPU load, see `linkClosed` in dial.ts); its `connect` then
- * dials again, and the waiters take that dial instead. Before, the first winning dial used the waiters
- * up: its failure reached the losing caller only at that dial's timeout (15 s), and the winner's second
- * dial went to `incoming()`, so the two hosts ended with two connections (the glare test in
- * dialing.test.ts failed 3 of 12 runs beside two busy loops; 0 of 12 since).
+ * winning dial brings. Three things can come between:
+ * - The winner's dial can fail before its link opens like any dial (node-datachannel's dialer does in
+ *   about 1 set-up in 15 under CPU load, see `linkClosed` in dial.ts); its `connect` then dials again, and
+ *   the waiters take that dial instead. Before, the first winning dial used the waiters up: the losing
+ *   caller learnt of its failure at that dial's timeout (15 s), and the winner's second dial went to
+ *   `incoming()`, so the two hosts ended with two connections (the glare test in dialing.test.ts failed 3
+ *   of 12 runs beside two busy loops; 0 of 12 since).
+ * - The winner's dial may already have been handed out (to `incoming()` or a mesh) when ours yields: its
+ *   offer came, and was admitted, before our `connect` dialed. The waiters follow it
+ *   ({@link GlareWaits.follow}) instead of waiting 15 s for a dial that never comes and then dialing a
+ *   second connection (test/host/glare.test.ts). Our dial starting while the winner's is still being
+ *   admitted is caught earlier: the host checks glare again when admission ends.
+ * - The dial is being answered for them when their deadline passes: the deadline waits for its outcome, so
+ *   a connection is never handed to a caller that already gave up.
  */
 import { fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
@@ -59,13 +67,34 @@ export class GlareWaits {
    * them; any other failure leaves them waiting for the peer's next dial until their deadline.
    */
   take(request: ConnectionRequest): boolean {
-    const peerId = request.peerId;
+    const waits = this.idle(request.peerId);
+    if (!waits) return false;
+    this.track(request.peerId, waits, request.verify());
+    return true;
+  }
+
+  /**
+   * The same for a dial of the peer that was handed out before anyone waited (to `incoming()` or a mesh):
+   * the waiters get the connection it brings once whoever holds its request accepts it.
+   */
+  follow(peerId: PeerId, result: Promise<Connection>): boolean {
+    const waits = this.idle(peerId);
+    if (!waits) return false;
+    this.track(peerId, waits, result);
+    return true;
+  }
+
+  /** The waiters of `peerId`, if there are any and no dial is being answered for them. */
+  private idle(peerId: PeerId): PeerWaits | undefined {
     const waits = this.byPeer.get(peerId);
-    if (!waits || waits.verifying) return false;
+    return waits && !waits.verifying ? waits : undefined;
+  }
+
+  private track(peerId: PeerId, waits: PeerWaits, result: Promise<Connection>): void {
     waits.verifying = true;
     for (const w of waits.waiters) clearTimeout(w.timer);
-    this.log('%s: the peer dial arrived for %d waiting', shortId(peerId), waits.waiters.length);
-    request.verify().then(
+    this.log('%s: a peer dial answers for %d waiting', shortId(peerId), waits.waiters.length);
+    result.then(
       (connection) => this.settle(peerId, (w) => w.resolve(connection)),
       (err: P2PTLSError) => {
         if (this.closedWith || DIAL_REFUSALS.has(err.code)) {
@@ -77,7 +106,6 @@ export class GlareWaits {
         for (const w of waits.waiters) this.arm(peerId, w);
       },
     );
-    return true;
   }
 
   /** Fails every waiter with `error`, now and from now on. */

@@ -369,7 +369,26 @@ export class Host extends TypedEmitter<HostEvents> {
    * peer's dial brings (its next one if that fails before its link opens), or a timeout if none comes.
    */
   private yieldToPeer(mine: DialAttempt): void {
+    if (!mine.linking) return;
     mine.yieldTo(this.glareWaits.wait(mine.peerId, this.options.handshakeTimeoutMs ?? 15_000));
+  }
+
+  /**
+   * Glare (PROTOCOL.md §3.7): a new dial `id` from `from` while our own dial to it has not opened its link.
+   * The lower peerId's dial wins. True if theirs lost: the peer is told, and its later signals are
+   * dropped. Otherwise ours yields (if there is one) and theirs goes on, to our waiting caller.
+   */
+  private theirDialLoses(from: PeerId, id: string): boolean {
+    for (const mine of this.dials.values()) {
+      if (!mine.outgoing || mine.peerId !== from || !mine.linking) continue;
+      if (glareWinner(this.peerId, from) === this.peerId) {
+        rememberKey(this.refusedDials, id, MAX_REFUSED_DIALS);
+        this.send(from, { kind: 'abort', dial: id, reason: 'glare' });
+        return true;
+      }
+      this.yieldToPeer(mine);
+    }
+    return false;
   }
 
   private send(peerId: PeerId, signal: DialSignalOut): void {
@@ -419,8 +438,13 @@ export class Host extends TypedEmitter<HostEvents> {
     if (dial) {
       if (dial.peerId !== from) return; // Someone else using a dial id they saw: ignore.
       if (signal) dial.signal(signal);
-      else if (msg.kind === 'abort' && msg.reason === 'glare' && dial.outgoing) this.yieldToPeer(dial);
-      else if (msg.kind === 'abort') {
+      else if (msg.kind === 'abort' && msg.reason === 'glare' && dial.outgoing) {
+        this.yieldToPeer(dial);
+        // The peer keeps a dial of its own, which may have reached incoming() (or a mesh) before ours went
+        // out: its offer came while ours was being made. Our caller takes the connection it brings.
+        const theirs = [...this.dials.values()].filter((d) => !d.outgoing && d.peerId === from).at(-1);
+        if (theirs) this.glareWaits.follow(from, theirs.result);
+      } else if (msg.kind === 'abort') {
         // The reason is the peer's error code (signed by the peer, so authentic): keep it, so that a
         // refusal reads as `unknown_peer` or `bad_binder` here too.
         const code = KNOWN_CODES.has(msg.reason) ? (msg.reason as ErrorCode) : 'closed';
@@ -442,16 +466,7 @@ export class Host extends TypedEmitter<HostEvents> {
       return;
     }
     if (!signal) return;
-    // A new incoming dial. Glare: if we are dialing the same peer, the lower peerId's dial wins.
-    for (const mine of this.dials.values()) {
-      if (mine.outgoing && mine.peerId === from && mine.linking) {
-        if (glareWinner(this.peerId, from) === this.peerId) {
-          this.send(from, { kind: 'abort', dial: msg.dial, reason: 'glare' });
-          return;
-        }
-        this.yieldToPeer(mine);
-      }
-    }
+    if (this.theirDialLoses(from, msg.dial)) return;
     if (this.admitting.size >= MAX_ADMITTING) {
       // A dial whose offer never came makes room first: candidates alone can hold no slot for long.
       const orphan = [...this.admitting].find(([, entry]) => !entry.offer);
@@ -478,6 +493,11 @@ export class Host extends TypedEmitter<HostEvents> {
     const entry = this.admitting.get(id);
     this.admitting.delete(id);
     if (!entry?.offer || this.closed) return;
+    // Our own dial to the peer may have started while this one was being admitted (the lookup above can
+    // take milliseconds: a passphrase-protected LevelDB store decrypts the PSK), so glare is checked again.
+    // Without this, two connects 5 ms apart between such stores ended in two connections, after a 15 s
+    // wait, in 3 of 8 rounds (0 of 8 with it); test/host/glare.test.ts holds a lookup to reproduce it.
+    if (this.theirDialLoses(from, id)) return;
     const allow = this.options.admitUnpaired;
     const admitUnpaired = typeof allow === 'function' ? allow(from) : allow === true;
     const pending = [...this.dials.values()].filter((d) => !d.outgoing);

@@ -60,6 +60,28 @@ export async function countingRtc(): Promise<RtcImplementation & { made: RTCPeer
 }
 
 /**
+ * wrtc whose RTCPeerConnections refuse the first `failures` answers given to any of them, as
+ * node-datachannel's dialer sometimes fails to apply one (src/host/dial.ts, linkClosed): the dial fails
+ * on the initiator's side only, before its link opens.
+ */
+export async function answerRefusingRtc(
+  failures: number,
+): Promise<RtcImplementation & { refused: () => number }> {
+  const base = await loadRtc('wrtc');
+  let refused = 0;
+  class Refusing extends base.RTCPeerConnection {
+    override setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
+      if (description.type === 'answer' && refused < failures) {
+        refused++;
+        return Promise.reject(new Error('injected: the stack refused the answer'));
+      }
+      return super.setRemoteDescription(description);
+    }
+  }
+  return { ...base, name: 'wrtc+refusing', RTCPeerConnection: Refusing, refused: () => refused };
+}
+
+/**
  * Two real PeerLinks wired to each other in-process (signals passed directly), open. A pair that fails
  * before opening is made again, at most 3 times, as `Host.connect` retries such a set-up: under CPU
  * load node-datachannel failed 3–9 of 100 in-process pairs with "libdatachannel error while adding

@@ -71,6 +71,20 @@ describe('GlareWaits', () => {
     assert.deepEqual(await waiting, { value: c });
   });
 
+  it('a dial handed out before anyone waited can be followed: its connection goes to the waiters', async () => {
+    const waits = new GlareWaits();
+    assert.equal(waits.follow(PEER, Promise.resolve(connection('none'))), false, 'nobody waits yet');
+    const waiting = outcome(waits.wait(PEER, 60_000));
+    const handedOut = request();
+    assert.equal(waits.follow(PEER, handedOut.req.verify()), true);
+    // While it is being answered, neither a second follow nor a new dial is theirs.
+    assert.equal(waits.follow(PEER, Promise.resolve(connection('other'))), false);
+    assert.equal(waits.take(request().req), false);
+    const c = connection('handed out');
+    handedOut.resolve(c);
+    assert.deepEqual(await waiting, { value: c });
+  });
+
   for (const code of ['bad_binder', 'unknown_peer', 'channel_binding_mismatch'] as const) {
     it(`a refusal (${code}) ends their wait with it`, async () => {
       const waits = new GlareWaits();
