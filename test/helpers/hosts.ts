@@ -60,25 +60,26 @@ export async function countingRtc(): Promise<RtcImplementation & { made: RTCPeer
 }
 
 /**
- * wrtc whose RTCPeerConnections refuse the first `failures` answers given to any of them, as
- * node-datachannel's dialer sometimes fails to apply one (src/host/dial.ts, linkClosed): the dial fails
- * on the initiator's side only, before its link opens.
+ * wrtc whose RTCPeerConnections refuse the first `failures` remote descriptions of `type` given to any of
+ * them, as node-datachannel's dialer sometimes fails to apply an answer (src/host/dial.ts, linkClosed):
+ * the dial fails on that side only, before its link opens.
  */
-export async function answerRefusingRtc(
+export async function descriptionRefusingRtc(
+  type: 'offer' | 'answer',
   failures: number,
 ): Promise<RtcImplementation & { refused: () => number }> {
   const base = await loadRtc('wrtc');
   let refused = 0;
   class Refusing extends base.RTCPeerConnection {
     override setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
-      if (description.type === 'answer' && refused < failures) {
+      if (description.type === type && refused < failures) {
         refused++;
-        return Promise.reject(new Error('injected: the stack refused the answer'));
+        return Promise.reject(new Error(`injected: the stack refused the ${type}`));
       }
       return super.setRemoteDescription(description);
     }
   }
-  return { ...base, name: 'wrtc+refusing', RTCPeerConnection: Refusing, refused: () => refused };
+  return { ...base, name: `wrtc+refusing-${type}`, RTCPeerConnection: Refusing, refused: () => refused };
 }
 
 /**

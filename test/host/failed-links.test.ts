@@ -1,11 +1,11 @@
 // A dial whose WebRTC link fails on one side only, before it opens, as node-datachannel's initiator does
 // when libdatachannel fails to apply the answer (src/host/dial.ts, linkClosed). Here the failure is
-// injected (answerRefusingRtc). The other side must learn of it at once (PROTOCOL.md §8: `abort`), not at
+// injected (descriptionRefusingRtc). The other side must learn of it at once (PROTOCOL.md §8: `abort`), not at
 // its handshake timeout: that is 60 s here and every wait is bounded by 20 s, so a side left to its
 // timeout fails the test. (A glare whose winning dial fails this way: glare.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { answerRefusingRtc, autoAccept, type Env, startEnv, within } from '../helpers/hosts.js';
+import { autoAccept, descriptionRefusingRtc, type Env, startEnv, within } from '../helpers/hosts.js';
 
 const TIMEOUT_MS = 60_000;
 const BOUND_MS = 20_000;
@@ -21,7 +21,7 @@ describe('a link that fails on one side before it opens', () => {
 
   it("the responder's dial ends at once with the initiator's abort, not at its timeout", async () => {
     const [a, b] = env.ids as [NonNullable<(typeof env.ids)[0]>, NonNullable<(typeof env.ids)[0]>];
-    const rtc = await answerRefusingRtc(1);
+    const rtc = await descriptionRefusingRtc('answer', 1);
     const ha = await env.host(a, { peers: [b], rtc, handshakeTimeoutMs: TIMEOUT_MS });
     const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
     const acceptor = autoAccept(hb);
@@ -48,6 +48,30 @@ describe('a link that fails on one side before it opens', () => {
         'the next dial',
       );
       assert.deepEqual(mine.sessionId, other.sessionId);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
+  it("the initiator's dial ends at once with the responder's abort, and connect's retry gets through", async () => {
+    const [a, b] = env.ids.slice(2) as [NonNullable<(typeof env.ids)[0]>, NonNullable<(typeof env.ids)[0]>];
+    const rtc = await descriptionRefusingRtc('offer', 1);
+    const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
+    const hb = await env.host(b, { peers: [a], rtc, handshakeTimeoutMs: TIMEOUT_MS });
+    const acceptor = autoAccept(hb);
+    try {
+      // The first attempt fails on the responder's side only; told so, the dialer tries again at once
+      // (after its backoff), not after its 60 s handshake timeout.
+      const [mine, other] = await within(
+        Promise.all([ha.connect(b.peerId, { attempts: 2 }), acceptor.next(BOUND_MS)]),
+        BOUND_MS,
+        'connect, retried',
+      );
+      assert.equal(rtc.refused(), 1);
+      assert.deepEqual(mine.sessionId, other.sessionId);
+      const theirs = (await acceptor.nextError(BOUND_MS)) as { code?: string; message: string };
+      assert.equal(theirs.code, 'closed', theirs.message);
     } finally {
       await env.closeHost(ha);
       await env.closeHost(hb);

@@ -13,8 +13,8 @@ import { glareWinner } from '../../src/protocol/index.js';
 import type { PeerStore } from '../../src/store/types.js';
 import { Pending } from '../../src/util/pending.js';
 import {
-  answerRefusingRtc,
   autoAccept,
+  descriptionRefusingRtc,
   type Env,
   nextMessage,
   startEnv,
@@ -76,7 +76,7 @@ describe('glare when the dials do not meet at the same instant', () => {
 
   it("the winner's dial fails before its link opens: its next dial serves both callers", async () => {
     const [winnerId, loserId] = pairs[0]!;
-    const rtc = await answerRefusingRtc(1);
+    const rtc = await descriptionRefusingRtc('answer', 1);
     const winner = await env.host(winnerId, { peers: [loserId], rtc, handshakeTimeoutMs: TIMEOUT_MS });
     const loser = await env.host(loserId, { peers: [winnerId], handshakeTimeoutMs: TIMEOUT_MS });
     // Neither side expects incoming requests: anything in incoming() is an extra connection.
