@@ -86,9 +86,9 @@ export async function descriptionRefusingRtc(
  * Two real PeerLinks wired to each other in-process (signals passed directly), open. A pair that fails
  * before opening is made again, at most 3 times, as `Host.connect` retries such a set-up: under CPU
  * load node-datachannel failed 3–9 of 100 in-process pairs with "libdatachannel error while adding
- * remote description: Got a remote candidate without ICE transport" on the initiator's answer
- * (`.tmp/ndcopen.ts` beside two busy loops), which left a test waiting for an open that never came
- * until the runner's 10-minute timeout.
+ * remote description: Got a remote candidate without ICE transport" on the initiator's answer (beside
+ * two busy loops; the libdatachannel race behind it: src/host/dial.ts, linkClosed), which left a test
+ * waiting for an open that never came until the runner's 10-minute timeout.
  */
 export async function openLinkPair(rtc: RtcImplementation): Promise<[PeerLink, PeerLink]> {
   const failures: string[] = [];
