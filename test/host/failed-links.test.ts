@@ -1,10 +1,11 @@
 // A dial whose WebRTC link fails on one side only, before it opens, as node-datachannel's initiator does
 // when libdatachannel fails to apply the answer (src/host/dial.ts, linkClosed). Here the failure is
-// injected (descriptionRefusingRtc). The other side must learn of it at once (PROTOCOL.md §8: `abort`), not at
-// its handshake timeout: that is 60 s here and every wait is bounded by 20 s, so a side left to its
-// timeout fails the test. (A glare whose winning dial fails this way: glare.test.ts.)
+// injected (descriptionRefusingRtc). The other side must learn of it at once (PROTOCOL.md §8: `abort`),
+// not at its handshake timeout: that is 60 s here and every wait is bounded by 20 s, so a side left to
+// its timeout fails the test. (A glare whose winning dial fails this way: glare.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Identity } from '../../src/identity/identity.js';
 import { autoAccept, descriptionRefusingRtc, type Env, startEnv, within } from '../helpers/hosts.js';
 
 const TIMEOUT_MS = 60_000;
@@ -20,7 +21,7 @@ describe('a link that fails on one side before it opens', () => {
   });
 
   it("the responder's dial ends at once with the initiator's abort, not at its timeout", async () => {
-    const [a, b] = env.ids as [NonNullable<(typeof env.ids)[0]>, NonNullable<(typeof env.ids)[0]>];
+    const [a, b] = env.ids as [Identity, Identity];
     const rtc = await descriptionRefusingRtc('answer', 1);
     const ha = await env.host(a, { peers: [b], rtc, handshakeTimeoutMs: TIMEOUT_MS });
     const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
