@@ -56,7 +56,7 @@ describe('a link that fails on one side before it opens', () => {
   });
 
   it("the initiator's dial ends at once with the responder's abort, and connect's retry gets through", async () => {
-    const [a, b] = env.ids.slice(2) as [NonNullable<(typeof env.ids)[0]>, NonNullable<(typeof env.ids)[0]>];
+    const [a, b] = env.ids.slice(2) as [Identity, Identity];
     const rtc = await descriptionRefusingRtc('offer', 1);
     const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
     const hb = await env.host(b, { peers: [a], rtc, handshakeTimeoutMs: TIMEOUT_MS });
