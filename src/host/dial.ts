@@ -407,9 +407,10 @@ export class DialAttempt implements RequestTarget {
     // A link that failed before it opened may have failed on this side only: the peer is told, or its dial
     // would wait for its timeout (PROTOCOL.md §8). node-datachannel's dialer does so in about 1 set-up in
     // 15 beside two busy loops (0 in 300 idle; 150 in-process set-ups per run, either stack answering):
-    // when ICE completes within libdatachannel's setRemoteDescription, the peer's DTLS certificate is
-    // checked before the answer is stored, the check fails ("DTLS alert: unknown CA"), the connection
-    // closes, and the call throws "Got a remote candidate without ICE transport".
+    // the peer's connectivity checks are already arriving, ICE and DTLS can get ahead of libdatachannel
+    // storing the answer it is applying, the peer's certificate is then checked against no remote
+    // description ("DTLS alert: unknown CA"), the connection closes, and setRemoteDescription throws
+    // "Got a remote candidate without ICE transport". (Making that side the DTLS client did not help.)
     const opened = this.currentLink?.wasOpened === true;
     if (this.outgoing && opened) {
       this.graceTimer ??= setTimeout(() => this.fail(closed, { tellPeer: false }), ABORT_REASON_GRACE_MS);
