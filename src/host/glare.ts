@@ -31,11 +31,11 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
-/** The waiters of each peer: idle until a dial of that peer arrives, then `verifying` it. */
+/** The waiters of each peer: idle until a dial of that peer arrives, then `answering` while it is answered. */
 interface PeerWaits {
   readonly waiters: Waiter[];
   /** True while a dial of the peer is being answered for these waiters. */
-  verifying: boolean;
+  answering: boolean;
 }
 
 export class GlareWaits {
@@ -50,13 +50,13 @@ export class GlareWaits {
       const waiter: Waiter = { resolve, reject, deadline: performance.now() + timeoutMs, timer: undefined };
       let waits = this.byPeer.get(peerId);
       if (!waits) {
-        waits = { waiters: [], verifying: false };
+        waits = { waiters: [], answering: false };
         this.byPeer.set(peerId, waits);
       }
       waits.waiters.push(waiter);
       // A waiter that joins while a dial is being answered is settled with it; its timer runs only while
       // nothing is (a connection must never be handed to a caller that already timed out).
-      if (!waits.verifying) this.arm(peerId, waiter);
+      if (!waits.answering) this.arm(peerId, waiter);
       this.log('%s: a connect waits for the peer dial (%d waiting)', shortId(peerId), waits.waiters.length);
     });
   }
@@ -87,11 +87,11 @@ export class GlareWaits {
   /** The waiters of `peerId`, if there are any and no dial is being answered for them. */
   private idle(peerId: PeerId): PeerWaits | undefined {
     const waits = this.byPeer.get(peerId);
-    return waits && !waits.verifying ? waits : undefined;
+    return waits && !waits.answering ? waits : undefined;
   }
 
   private track(peerId: PeerId, waits: PeerWaits, result: Promise<Connection>): void {
-    waits.verifying = true;
+    waits.answering = true;
     for (const w of waits.waiters) clearTimeout(w.timer);
     this.log('%s: a peer dial answers for %d waiting', shortId(peerId), waits.waiters.length);
     result.then(
@@ -102,7 +102,7 @@ export class GlareWaits {
           return;
         }
         this.log('%s: the peer dial failed (%s): waiting for its next one', shortId(peerId), err.code);
-        waits.verifying = false;
+        waits.answering = false;
         for (const w of waits.waiters) this.arm(peerId, w);
       },
     );
@@ -114,7 +114,7 @@ export class GlareWaits {
     for (const peerId of [...this.byPeer.keys()]) {
       const waits = this.byPeer.get(peerId);
       // One being answered is settled by its dial, which the host fails as it closes.
-      if (!waits?.verifying) this.settle(peerId, (w) => w.reject(error));
+      if (!waits?.answering) this.settle(peerId, (w) => w.reject(error));
     }
   }
 
@@ -126,7 +126,7 @@ export class GlareWaits {
   private expire(peerId: PeerId, waiter: Waiter): void {
     const waits = this.byPeer.get(peerId);
     const at = waits?.waiters.indexOf(waiter) ?? -1;
-    if (!waits || waits.verifying || at < 0) return;
+    if (!waits || waits.answering || at < 0) return;
     waits.waiters.splice(at, 1);
     if (waits.waiters.length === 0) this.byPeer.delete(peerId);
     waiter.reject(fail('timeout', `both peers dialed; ${peerId}'s dial did not bring a connection in time`));
