@@ -28,6 +28,11 @@ export interface PeerLinkOptions {
   candidateFilter?: CandidateFilter;
   /** An unused RTCPeerConnection made earlier with {@link peerConnectionConfig} of these options. */
   peerConnection?: RTCPeerConnection;
+  /**
+   * Called once, just before the link's RTCPeerConnection closes, whatever closes it (our close, the
+   * peer's, a failure): the last moment this connection still counts as open to the WebRTC stack.
+   */
+  beforeClose?: () => void;
 }
 
 /** The RTCConfiguration a link's RTCPeerConnection is made with. */
@@ -327,6 +332,7 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
     this.teeStats();
     this.tapDescriptions(pc);
     this.tapRemoteDescription(pc);
+    if (options.beforeClose) this.tapClose(pc, options.beforeClose);
     this.peer.on('error', (err: Error & { code?: string }) => {
       this.shutdown(fail('closed', `WebRTC connection failed: ${err.code ?? err.message}`, err));
     });
@@ -449,6 +455,26 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
           }),
       });
     }
+  }
+
+  /** Runs `hook` once before the connection's own close(), which simple-peer calls on every teardown. */
+  private tapClose(pc: RTCPeerConnection, hook: () => void): void {
+    const close = pc.close.bind(pc);
+    let called = false;
+    Object.defineProperty(pc, 'close', {
+      configurable: true,
+      value: () => {
+        if (!called) {
+          called = true;
+          try {
+            hook();
+          } catch (err) {
+            log('beforeClose failed: %s', String(err));
+          }
+        }
+        close();
+      },
+    });
   }
 
   /**

@@ -47,16 +47,21 @@ export function loadRtc(backend: Backend): Promise<RtcImplementation> {
 }
 
 /** wrtc, counting (and keeping) every RTCPeerConnection made through it. */
-export async function countingRtc(): Promise<RtcImplementation & { made: RTCPeerConnection[] }> {
+export async function countingRtc(): Promise<
+  RtcImplementation & { made: RTCPeerConnection[]; openWhenMade: number[] }
+> {
   const base = await loadRtc('wrtc');
   const made: RTCPeerConnection[] = [];
+  /** For each one made, how many of those made before it were not closed at that moment. */
+  const openWhenMade: number[] = [];
   class Counted extends base.RTCPeerConnection {
     constructor(config?: RTCConfiguration) {
       super(config);
+      openWhenMade.push(made.filter((pc) => pc.signalingState !== 'closed').length);
       made.push(this);
     }
   }
-  return { ...base, name: 'wrtc+counted', RTCPeerConnection: Counted, made };
+  return { ...base, name: 'wrtc+counted', RTCPeerConnection: Counted, made, openWhenMade };
 }
 
 /**

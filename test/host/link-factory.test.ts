@@ -1,7 +1,9 @@
 // The RTCPeerConnection a host makes ahead of its next dial (src/transport/link-factory.ts): one at most,
 // used by the next link of either role, made again only when asked, never after close; links over one
-// connect like any other. Real @roamhq/wrtc on loopback.
+// connect like any other; a spare that is due is made before a closing link lets WebRTC's factory go.
+// Real @roamhq/wrtc on loopback.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { LinkFactory } from '../../src/transport/link-factory.js';
 import type { PeerLink } from '../../src/transport/peer-link.js';
@@ -9,6 +11,22 @@ import { loopbackOnly } from '../../src/transport/rtc.js';
 import { countingRtc, until, within } from '../helpers/hosts.js';
 
 const opened = (link: PeerLink) => new Promise<void>((resolve) => link.once('open', () => resolve()));
+
+/**
+ * Thread ids of @roamhq/wrtc's PeerConnectionFactory threads alive now (Linux names them
+ * "PeerConnectionF", truncated): each new factory starts two.
+ */
+function factoryThreads(): string[] {
+  const ids: string[] = [];
+  for (const id of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${id}/comm`, 'utf8').startsWith('PeerConnectionF')) ids.push(id);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return ids;
+}
 
 describe('LinkFactory', () => {
   it('keeps one spare at most; the next link of either role takes it, the one after makes its own', async () => {
@@ -77,6 +95,72 @@ describe('LinkFactory', () => {
     } finally {
       a.close();
       b.close();
+      fa.close();
+      fb.close();
+    }
+  });
+
+  it('a spare that is due is made as a link closes, while its RTCPeerConnection is still open', async () => {
+    const rtc = await countingRtc();
+    const factory = new LinkFactory({ rtc, candidateFilter: loopbackOnly });
+    try {
+      const early = factory.create(true);
+      early.close();
+      await until(() => rtc.made[0]!.signalingState === 'closed', 10_000, 'the first link closed');
+      assert.equal(rtc.made.length, 1, 'no spare is due: closing a link makes none');
+      const link = factory.create(true);
+      factory.prepareSoon(); // the dial that took it ended: a spare is due in a moment
+      link.close();
+      await until(
+        () => rtc.made[1]!.signalingState === 'closed',
+        10_000,
+        "the link's RTCPeerConnection closed",
+      );
+      assert.equal(rtc.made.length, 3, 'the spare was made by then, not after the delay');
+      assert.equal(rtc.openWhenMade[2], 1, "while the closing link's RTCPeerConnection was still open");
+      const spare = rtc.made[2]!;
+      const next = factory.create(false);
+      assert.equal(rtc.made.length, 3, 'the next link takes that spare');
+      factory.prepareSoon();
+      factory.close();
+      next.close();
+      await until(() => spare.signalingState === 'closed', 10_000, 'the last link closed');
+      assert.equal(rtc.made.length, 3, 'none after close(), even with a spare due and a link closing');
+    } finally {
+      factory.close();
+    }
+  });
+
+  it('connections closed right after they open keep one WebRTC factory (its threads are not made again)', async () => {
+    const rtc = await countingRtc();
+    const [fa, fb] = [
+      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
+      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
+    ];
+    fa.prepare();
+    fb.prepare();
+    const before = new Set(factoryThreads());
+    assert.ok(before.size >= 2, `a live factory has its threads (saw ${before.size})`);
+    const seen = new Set(before);
+    try {
+      for (let i = 0; i < 4; i++) {
+        const a = fa.create(true);
+        const b = fb.create(false);
+        a.on('signal', (s) => b.signal(s));
+        b.on('signal', (s) => a.signal(s));
+        await within(Promise.all([opened(a), opened(b)]), 20_000, `link pair ${i} open`);
+        // As a host does when a dial ends; then both close before the spares are made.
+        fa.prepareSoon();
+        fb.prepareSoon();
+        a.close();
+        b.close();
+        for (const id of factoryThreads()) seen.add(id);
+        await until(() => rtc.made.length === 2 * (i + 2), 10_000, `the spares after pair ${i}`);
+        for (const id of factoryThreads()) seen.add(id);
+      }
+      const added = [...seen].filter((id) => !before.has(id));
+      assert.deepEqual(added, [], 'no new factory threads: the spares kept the factory');
+    } finally {
       fa.close();
       fb.close();
     }
