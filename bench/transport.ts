@@ -19,7 +19,8 @@
  * latency (SLLP latency only, over --runs alternating raw/ours runs), --only setup (set-up time only,
  * over --setups N alternating set-ups, after --warmup N more that are reported apart), --processes 2
  * (with --only setup: the set-up again with the responder in a process of its own, bench/setup-peer.ts,
- * as on two machines: each event loop does one side's work only), --crypto webcrypto (the browsers'
+ * as on two machines: each event loop does one side's work only; its headline is then that set-up's),
+ * --crypto webcrypto (the browsers'
  * WebCrypto for records and handshakes instead of node:crypto, Node's default).
  */
 import { fork } from 'node:child_process';
@@ -49,7 +50,10 @@ const onlyPart = flag('only');
 const tcpOnly = onlyPart === 'tcp';
 const datagramsOnly = onlyPart === 'datagrams';
 const setupOnly = onlyPart === 'setup';
-/** --processes 2 (with --only setup): the set-up again with the responder in a process of its own. */
+/**
+ * --processes 2 (with --only setup): the set-up again with the responder in a process of its own; the
+ * headline is then that one (`setup-<backend>-2proc-ms`), the one-process table is printed before it.
+ */
 const TWO_PROCESSES = flag('processes') === '2';
 const latencyOnly = onlyPart === 'latency';
 const SETUPS = Number(flag('setups') ?? (quick ? 5 : 15));
@@ -692,15 +696,18 @@ for (const backend of backends) {
   const pair = await hostPair(server.url, rtc, ids);
   const peer = ids[1].peerId;
   if (setupOnly) {
-    const r = await setupScenario(backend, inProcessTrials(pair, rtc, ids));
+    let r = await setupScenario(backend, inProcessTrials(pair, rtc, ids));
     await pair.close();
+    let metric = `setup-${backend}-ms`;
     if (TWO_PROCESSES) {
+      // The headline is what the flag asked for: the set-up with the responder in its own process.
       const remote = await childProcessTrials(server.url, backend, rtc, ids);
-      await setupScenario(backend, remote.trials);
+      r = await setupScenario(backend, remote.trials);
       await remote.stop();
+      metric = `setup-${backend}-2proc-ms`;
     }
     if (backend === 'wrtc' || !headline) {
-      headline = `headline: setup-${backend}-ms ours=${r.ours.toFixed(1)} baseline=${r.raw.toFixed(1)} ratio=${r.ratio.toFixed(2)}`;
+      headline = `headline: ${metric} ours=${r.ours.toFixed(1)} baseline=${r.raw.toFixed(1)} ratio=${r.ratio.toFixed(2)}`;
     }
     continue;
   }
