@@ -20,8 +20,8 @@
  * over --setups N alternating set-ups, after --warmup N more that are reported apart), --processes 2
  * (with --only setup: the set-up again with the responder in a process of its own, bench/setup-peer.ts,
  * as on two machines: each event loop does one side's work only; its headline is then that set-up's),
- * --crypto webcrypto (the browsers'
- * WebCrypto for records and handshakes instead of node:crypto, Node's default).
+ * --crypto webcrypto (the browsers' WebCrypto for records and handshakes instead of node:crypto, Node's
+ * default).
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
