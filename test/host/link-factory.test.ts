@@ -12,6 +12,13 @@ import { countingRtc, until, within } from '../helpers/hosts.js';
 
 const opened = (link: PeerLink) => new Promise<void>((resolve) => link.once('open', () => resolve()));
 
+/** Joins two links' signals and waits for both to open. */
+async function openPair(a: PeerLink, b: PeerLink, what: string): Promise<void> {
+  a.on('signal', (s) => b.signal(s));
+  b.on('signal', (s) => a.signal(s));
+  await within(Promise.all([opened(a), opened(b)]), 20_000, what);
+}
+
 /**
  * Thread ids of @roamhq/wrtc's PeerConnectionFactory threads alive now (Linux names them
  * "PeerConnectionF", truncated): each new factory starts two.
@@ -84,9 +91,7 @@ describe('LinkFactory', () => {
     const b = fb.create(false);
     try {
       assert.equal(rtc.made.length, 2, 'both links are over the spares');
-      a.on('signal', (s) => b.signal(s));
-      b.on('signal', (s) => a.signal(s));
-      await within(Promise.all([opened(a), opened(b)]), 20_000, 'both links open');
+      await openPair(a, b, 'both links open');
       assert.equal(spareA!.connectionState, 'connected');
       assert.equal(spareB!.connectionState, 'connected');
       const got = new Promise<Uint8Array>((resolve) => b.once('reliable', resolve));
@@ -142,13 +147,13 @@ describe('LinkFactory', () => {
     const before = new Set(factoryThreads());
     assert.ok(before.size >= 2, `a live factory has its threads (saw ${before.size})`);
     const seen = new Set(before);
+    const links: PeerLink[] = [];
     try {
       for (let i = 0; i < 4; i++) {
         const a = fa.create(true);
         const b = fb.create(false);
-        a.on('signal', (s) => b.signal(s));
-        b.on('signal', (s) => a.signal(s));
-        await within(Promise.all([opened(a), opened(b)]), 20_000, `link pair ${i} open`);
+        links.push(a, b);
+        await openPair(a, b, `link pair ${i} open`);
         // As a host does when a dial ends; then both close before the spares are made.
         fa.prepareSoon();
         fb.prepareSoon();
@@ -161,6 +166,7 @@ describe('LinkFactory', () => {
       const added = [...seen].filter((id) => !before.has(id));
       assert.deepEqual(added, [], 'no new factory threads: the spares kept the factory');
     } finally {
+      for (const l of links) l.close();
       fa.close();
       fb.close();
     }
