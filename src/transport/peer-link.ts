@@ -97,6 +97,19 @@ function sdpMaxMessageSize(sdp: string): number {
 }
 
 /**
+ * Replaces `pc[name]` on that one connection with `wrap(original)`, the original bound to it: how a link
+ * sees the calls simple-peer makes on its RTCPeerConnection, whichever stack made it.
+ */
+function tapMethod<A extends unknown[], R>(
+  pc: RTCPeerConnection,
+  name: keyof RTCPeerConnection,
+  wrap: (original: (...args: A) => R) => (...args: A) => R,
+): void {
+  const original = (pc[name] as (...args: A) => R).bind(pc);
+  Object.defineProperty(pc, name, { configurable: true, value: wrap(original) });
+}
+
+/**
  * What a dial and a connection use of a link: {@link PeerLink} over WebRTC, or the in-memory link of
  * src/testing/in-memory-link.ts that lets tests lose, hold and cut traffic deterministically.
  */
@@ -445,35 +458,31 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
    */
   private tapDescriptions(pc: RTCPeerConnection): void {
     for (const method of ['createOffer', 'createAnswer'] as const) {
-      const make = pc[method].bind(pc) as (options?: RTCOfferOptions) => Promise<RTCSessionDescriptionInit>;
-      Object.defineProperty(pc, method, {
-        configurable: true,
-        value: (options?: RTCOfferOptions) =>
+      tapMethod<[RTCOfferOptions?], Promise<RTCSessionDescriptionInit>>(
+        pc,
+        method,
+        (make) => (options) =>
           make(options).then((description) => {
             if (description?.sdp) this.noteOwnSdp(description.sdp, false);
             return description;
           }),
-      });
+      );
     }
   }
 
   /** Runs `hook` once before the connection's own close(), which simple-peer calls on every teardown. */
   private tapClose(pc: RTCPeerConnection, hook: () => void): void {
-    const close = pc.close.bind(pc);
     let called = false;
-    Object.defineProperty(pc, 'close', {
-      configurable: true,
-      value: () => {
-        if (!called) {
-          called = true;
-          try {
-            hook();
-          } catch (err) {
-            log('beforeClose failed: %s', String(err));
-          }
+    tapMethod<[], void>(pc, 'close', (close) => () => {
+      if (!called) {
+        called = true;
+        try {
+          hook();
+        } catch (err) {
+          log('beforeClose failed: %s', String(err));
         }
-        close();
-      },
+      }
+      close();
     });
   }
 
@@ -498,16 +507,16 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
 
   /** Once simple-peer has set the remote description, the candidates kept until then are added. */
   private tapRemoteDescription(pc: RTCPeerConnection): void {
-    const set = pc.setRemoteDescription.bind(pc);
-    Object.defineProperty(pc, 'setRemoteDescription', {
-      configurable: true,
-      value: (description: RTCSessionDescriptionInit) =>
+    tapMethod<[RTCSessionDescriptionInit], Promise<void>>(
+      pc,
+      'setRemoteDescription',
+      (set) => (description) =>
         set(description).then(() => {
           const kept = this.pendingCandidates ?? [];
           this.pendingCandidates = undefined;
           for (const candidate of kept) this.addCandidate(candidate);
         }),
-    });
+    );
   }
 
   /** The first SDP naming a fingerprint settles ours; the emitted one (`final`) settles it either way. */
