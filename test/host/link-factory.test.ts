@@ -7,10 +7,20 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { LinkFactory } from '../../src/transport/link-factory.js';
 import type { PeerLink } from '../../src/transport/peer-link.js';
-import { loopbackOnly } from '../../src/transport/rtc.js';
+import { loopbackOnly, type RtcImplementation } from '../../src/transport/rtc.js';
 import { countingRtc, until, within } from '../helpers/hosts.js';
 
 const opened = (link: PeerLink) => new Promise<void>((resolve) => link.once('open', () => resolve()));
+
+/** Two factories over `rtc`, each with its spare made. */
+function preparedPair(rtc: RtcImplementation): [LinkFactory, LinkFactory] {
+  const pair: [LinkFactory, LinkFactory] = [
+    new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
+    new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
+  ];
+  for (const f of pair) f.prepare();
+  return pair;
+}
 
 /** Joins two links' signals and waits for both to open. */
 async function openPair(a: PeerLink, b: PeerLink, what: string): Promise<void> {
@@ -80,12 +90,7 @@ describe('LinkFactory', () => {
 
   it('links over spares connect and carry data, both roles', async () => {
     const rtc = await countingRtc();
-    const [fa, fb] = [
-      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
-      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
-    ];
-    fa.prepare();
-    fb.prepare();
+    const [fa, fb] = preparedPair(rtc);
     const [spareA, spareB] = rtc.made;
     const a = fa.create(true);
     const b = fb.create(false);
@@ -138,12 +143,7 @@ describe('LinkFactory', () => {
 
   it('connections closed right after they open keep one WebRTC factory (its threads are not made again)', async () => {
     const rtc = await countingRtc();
-    const [fa, fb] = [
-      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
-      new LinkFactory({ rtc, candidateFilter: loopbackOnly }),
-    ];
-    fa.prepare();
-    fb.prepare();
+    const [fa, fb] = preparedPair(rtc);
     const before = new Set(factoryThreads());
     assert.ok(before.size >= 2, `a live factory has its threads (saw ${before.size})`);
     const seen = new Set(before);
