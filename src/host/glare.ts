@@ -67,10 +67,9 @@ export class GlareWaits {
    * them; any other failure leaves them waiting for the peer's next dial until their deadline.
    */
   take(request: ConnectionRequest): boolean {
-    const waits = this.idle(request.peerId);
-    if (!waits) return false;
-    this.track(request.peerId, waits, request.verify());
-    return true;
+    // Verified only when someone waits: otherwise the request goes on to incoming() or a mesh.
+    if (!this.idle(request.peerId)) return false;
+    return this.follow(request.peerId, request.verify());
   }
 
   /**
