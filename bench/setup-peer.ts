@@ -9,7 +9,7 @@
  * Child → parent: `{ type: 'ready' }`, `{ type: 'accepted', at }` per connection it authenticated,
  * `{ type: 'raw-open', tag, at }` per raw link open, `{ type: 'error', message }` on a refused dial.
  */
-import type { SetupTimings } from '../src/host/connection.js';
+import type { SetupTimings } from '../src/host/connection-types.js';
 import {
   Identity,
   PublicIdentity,

@@ -26,7 +26,8 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startSignalingServer } from '../signaling-server/server.js';
-import type { Connection, SetupTimings } from '../src/host/connection.js';
+import type { Connection } from '../src/host/connection.js';
+import type { SetupTimings } from '../src/host/connection-types.js';
 import type { Host } from '../src/host/host.js';
 import { Identity } from '../src/identity/index.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';

@@ -34,7 +34,8 @@ import { dtlsChannelBinding, dtlsOfferBinding, sdpFingerprint } from '../transpo
 import type { Link } from '../transport/peer-link.js';
 import { type Log, logger, shortId } from '../util/log.js';
 import { Pending } from '../util/pending.js';
-import { Connection, type ConnectionOptions, type EarlyInput, type SetupTimings } from './connection.js';
+import { Connection } from './connection.js';
+import type { ConnectionOptions, EarlyInput, SetupTimings } from './connection-types.js';
 import { ConnectionRequest, type RequestTarget } from './request.js';
 import type { HandshakeCrypto, PeerCredentials, PeerList } from './types.js';
 

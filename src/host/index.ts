@@ -1,14 +1,14 @@
-export {
-  type CloseOptions,
-  Connection,
-  type ConnectionEvents,
-  type ConnectionOptions,
-  type ConnectionState,
-  type ConnectionStats,
-  type Datagram,
-  DatagramChannel,
-  type SendOptions,
-} from './connection.js';
+export { Connection } from './connection.js';
+export type {
+  CloseOptions,
+  ConnectionEvents,
+  ConnectionOptions,
+  ConnectionState,
+  ConnectionStats,
+  Datagram,
+  SendOptions,
+} from './connection-types.js';
+export { DatagramChannel } from './datagram-channel.js';
 export { webCryptoHandshake } from './dial.js';
 export {
   ConnectionRequest,

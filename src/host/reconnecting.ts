@@ -15,7 +15,8 @@ import type { PeerId } from '../identity/peer-id.js';
 import { APPLICATION_CLOSE_CODES, CloseCode } from '../protocol/constants.js';
 import type { CloseInfo } from '../protocol/session.js';
 import { TypedEmitter } from '../util/emitter.js';
-import { type Connection, closedError, type Datagram, type SendOptions } from './connection.js';
+import { type Connection, closedError } from './connection.js';
+import type { Datagram, SendOptions } from './connection-types.js';
 
 export interface ReconnectOptions {
   /** First delay before dialing again (default 250 ms); doubles up to `maxDelayMs`. */

@@ -10,7 +10,8 @@
  */
 import { z } from 'zod';
 import { fail, type P2PTLSError } from '../errors.js';
-import type { Connection, ConnectionStats } from '../host/connection.js';
+import type { Connection } from '../host/connection.js';
+import type { ConnectionStats } from '../host/connection-types.js';
 import { DIAL_REFUSALS, isDeliberateClose } from '../host/reconnecting.js';
 import type { ConnectionRequest } from '../host/request.js';
 import type { PeerList } from '../host/types.js';

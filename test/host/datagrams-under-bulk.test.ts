@@ -4,7 +4,8 @@
 //     not queue behind a backlog of them (WebCrypto runs its calls in order on a thread pool).
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { Connection, type ConnectionOptions } from '../../src/host/connection.js';
+import { Connection } from '../../src/host/connection.js';
+import type { ConnectionOptions } from '../../src/host/connection-types.js';
 import { webCryptoAead } from '../../src/protocol/index.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { type HandshakeRun, twoRuns } from '../helpers/protocol.js';

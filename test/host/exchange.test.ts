@@ -2,7 +2,8 @@
 // mode both ways, for wrtc↔wrtc, node-datachannel↔node-datachannel and the interop pairs.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Connection, Datagram } from '../../src/host/connection.js';
+import type { Connection } from '../../src/host/connection.js';
+import type { Datagram } from '../../src/host/connection-types.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { autoAccept, type Backend, type Env, nextMessage, startEnv, text, within } from '../helpers/hosts.js';
 

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
-import { Connection, type ConnectionOptions } from '../../src/host/connection.js';
+import { Connection } from '../../src/host/connection.js';
+import type { ConnectionOptions } from '../../src/host/connection-types.js';
 import { ControlType, DataFlag, RecordType } from '../../src/protocol/constants.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { concat } from '../../src/util/bytes.js';

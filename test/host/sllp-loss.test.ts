@@ -4,7 +4,8 @@
 // the connection stays open, TCP mode keeps working, and stats().datagrams counts the replays exactly.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Connection, Datagram } from '../../src/host/connection.js';
+import type { Connection } from '../../src/host/connection.js';
+import type { Datagram } from '../../src/host/connection-types.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { SLLP_CHANNEL_ID } from '../../src/transport/peer-link.js';
 import type { RtcImplementation } from '../../src/transport/rtc.js';

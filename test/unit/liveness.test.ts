@@ -1,0 +1,167 @@
+// Liveness (src/host/liveness.ts) on its own, with a stand-in connection: when the heartbeat judges the
+// peer gone and when it does not, what a probe resolves with, and the round trip a PONG measures. Each
+// heartbeat sends a PING, so the tests count beats by PINGs instead of sleeping; every wait is bounded.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { P2PTLSError } from '../../src/errors.js';
+import { Liveness, type LivenessHost } from '../../src/host/liveness.js';
+import type { PeerId } from '../../src/identity/peer-id.js';
+import type { ReassemblyProgress } from '../../src/protocol/index.js';
+import { logger } from '../../src/util/log.js';
+
+const BOUND_MS = 10_000;
+
+/** A stand-in connection: counts PINGs, records timeouts, and says what the test sets. */
+function standIn() {
+  const state = {
+    pings: [] as Uint8Array[],
+    timeouts: [] as { reason: string; error: P2PTLSError }[],
+    inProcess: 0,
+    reassembling: undefined as ReassemblyProgress | undefined,
+    waiters: [] as (() => void)[],
+  };
+  const wake = () => {
+    for (const w of state.waiters.splice(0)) w();
+  };
+  const host: LivenessHost = {
+    peerId: 'peer-a' as PeerId,
+    recordsInProcess: () => state.inProcess,
+    reassembling: () => state.reassembling,
+    sendPing: async (data) => {
+      state.pings.push(data);
+      wake();
+    },
+    timedOut: (reason, error) => {
+      state.timeouts.push({ reason, error });
+      wake();
+    },
+  };
+  /** Resolves once `ready()` holds, checked after each PING or timeout; fails the test after BOUND_MS. */
+  const until = (what: string, ready: () => boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not within ${BOUND_MS} ms: ${what}`)), BOUND_MS);
+      const check = () => {
+        if (ready()) {
+          clearTimeout(timer);
+          resolve();
+        } else state.waiters.push(check);
+      };
+      check();
+    });
+  return { host, state, until };
+}
+
+const log = logger('test:liveness');
+
+describe('Liveness', () => {
+  it('judges a silent peer gone after the timeout, with a `timeout` error', async () => {
+    const { host, state, until } = standIn();
+    const l = new Liveness(host, { intervalMs: 10, timeoutMs: 50, reassemblyTimeoutMs: 60_000 }, log);
+    try {
+      await until('a heartbeat timeout', () => state.timeouts.length > 0);
+      assert.equal(state.timeouts[0]!.reason, 'heartbeat timeout');
+      assert.equal(state.timeouts[0]!.error.code, 'timeout');
+    } finally {
+      l.stop();
+    }
+  });
+
+  it('does not judge a peer silent while its records are still being processed', async () => {
+    const { host, state, until } = standIn();
+    state.inProcess = 3;
+    const l = new Liveness(host, { intervalMs: 10, timeoutMs: 20, reassemblyTimeoutMs: 60_000 }, log);
+    try {
+      // Well past the timeout, counted in beats: each beat that does not time out pings.
+      const start = Date.now();
+      await until('beats past the timeout', () => state.pings.length >= 5 && Date.now() - start > 60);
+      assert.equal(state.timeouts.length, 0);
+      state.inProcess = 0;
+      await until('the timeout once nothing is in process', () => state.timeouts.length > 0);
+      assert.equal(state.timeouts[0]!.reason, 'heartbeat timeout');
+    } finally {
+      l.stop();
+    }
+  });
+
+  it('ends a fragmented message that makes no progress, not one that does', async () => {
+    const { host, state, until } = standIn();
+    state.reassembling = { received: 1000, total: 5000 };
+    // Progress between every two beats (each beat pings): the stall clock restarts each time.
+    const progressing: LivenessHost = {
+      ...host,
+      sendPing: async (data) => {
+        state.reassembling = { received: state.reassembling!.received + 1, total: 5000 };
+        await host.sendPing(data);
+      },
+    };
+    const l = new Liveness(progressing, { intervalMs: 10, timeoutMs: 60_000, reassemblyTimeoutMs: 30 }, log);
+    try {
+      const start = Date.now();
+      await until('beats past the stall timeout', () => state.pings.length >= 6 && Date.now() - start > 90);
+      assert.equal(state.timeouts.length, 0);
+    } finally {
+      l.stop();
+    }
+    const stalled = standIn();
+    stalled.state.reassembling = { received: 1000, total: 5000 };
+    const l2 = new Liveness(
+      stalled.host,
+      { intervalMs: 10, timeoutMs: 60_000, reassemblyTimeoutMs: 30 },
+      log,
+    );
+    try {
+      await stalled.until('the stalled message', () => stalled.state.timeouts.length > 0);
+      assert.equal(stalled.state.timeouts[0]!.reason, 'message stalled');
+      assert.match(stalled.state.timeouts[0]!.error.message, /5000-byte message stalled at 1000 bytes/);
+    } finally {
+      l2.stop();
+    }
+  });
+
+  it('resolves a probe true once the peer is heard, false when stopped, and times out a silent one', async () => {
+    const { host, state, until } = standIn();
+    const l = new Liveness(host, { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000 }, log);
+    try {
+      const first = l.probe(60_000);
+      assert.equal(l.probe(), first, 'one probe at a time');
+      await until('the probe ping', () => state.pings.length === 1);
+      l.heard();
+      assert.equal(await first, true);
+
+      const second = l.probe(60_000);
+      l.stop();
+      assert.equal(await second, false);
+    } finally {
+      l.stop();
+    }
+    const { host: host2, state: state2, until: until2 } = standIn();
+    const l2 = new Liveness(
+      host2,
+      { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000 },
+      log,
+    );
+    try {
+      void l2.probe(20);
+      await until2('the probe timeout', () => state2.timeouts.length > 0);
+      assert.equal(state2.timeouts[0]!.reason, 'probe timeout');
+      assert.match(state2.timeouts[0]!.error.message, /did not answer a probe within 20 ms/);
+    } finally {
+      l2.stop();
+    }
+  });
+
+  it('measures the round trip from the clock its PING carried', async () => {
+    const { host, state, until } = standIn();
+    const l = new Liveness(host, { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000 }, log);
+    try {
+      const before = performance.now();
+      await l.ping();
+      await until('the ping', () => state.pings.length === 1);
+      const rtt = l.pong(state.pings[0]!);
+      assert.ok(rtt >= 0 && rtt <= performance.now() - before, `rtt ${rtt}`);
+      assert.equal(l.rttMs, rtt);
+    } finally {
+      l.stop();
+    }
+  });
+});
