@@ -1,13 +1,7 @@
 // Public surface of the signaling client. Generic names are prefixed here because src/index.ts
 // re-exports this module next to the protocol and store modules.
-export {
-  type PairedPeers,
-  SignalingClient,
-  type SignalingClientEvents,
-  type SignalingClientOptions,
-  type SignalingInboundOptions,
-  type SignalingInboundStats,
-} from './client.js';
+export { SignalingClient, type SignalingClientEvents, type SignalingClientOptions } from './client.js';
+export type { PairedPeers, SignalingInboundOptions, SignalingInboundStats } from './inbound.js';
 export {
   ClientEvents as SignalingClientEventSchemas,
   MAX_MESSAGE_AGE_MS as SIGNALING_MAX_MESSAGE_AGE_MS,
