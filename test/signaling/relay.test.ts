@@ -84,7 +84,15 @@ describe('signal relay, lookup, rooms, reconnection (real server process)', () =
     const found = await a.lookup(c.peerId);
     assert.equal(found.online, true);
     assert.equal(found.identity?.peerId, c.peerId);
+    // The server learns of c's close asynchronously: a room both are in says when it has (under load, a
+    // lookup right after close() reached the server first and still found c online).
+    await a.joinRoom('offline-check');
+    const joined = next(a, 'room:joined', (e) => e.peerId === c.peerId);
+    await c.joinRoom('offline-check');
+    await joined;
+    const gone = next(a, 'room:left', (e) => e.peerId === c.peerId);
     await c.close();
+    await gone;
     // Still known after going offline: its key stays available for verification.
     const later = await a.lookup(ids[2]!.peerId);
     assert.equal(later.online, false);
