@@ -87,6 +87,14 @@ export async function descriptionRefusingRtc(
   return { ...base, name: `wrtc+refusing-${type}`, RTCPeerConnection: Refusing, refused: () => refused };
 }
 
+/** What {@link openLinkPair} does with each pair it makes, before wiring it. */
+export interface LinkPairOptions {
+  /** Called on each new pair before its signals flow (taps, watchers): the last call is the returned pair's. */
+  prepare?: (initiator: PeerLink, responder: PeerLink) => void;
+  /** What the initiator is given of each responder signal (default: the signal itself). */
+  toInitiator?: (signal: unknown) => unknown;
+}
+
 /**
  * Two real PeerLinks wired to each other in-process (signals passed directly), open. A pair that fails
  * before opening is made again, at most 3 times, as `Host.connect` retries such a set-up: under CPU
@@ -95,13 +103,18 @@ export async function descriptionRefusingRtc(
  * two busy loops; the libdatachannel race behind it: src/host/dial.ts, linkClosed), which left a test
  * waiting for an open that never came until the runner's 10-minute timeout.
  */
-export async function openLinkPair(rtc: RtcImplementation): Promise<[PeerLink, PeerLink]> {
+export async function openLinkPair(
+  rtc: RtcImplementation,
+  options: LinkPairOptions = {},
+): Promise<[PeerLink, PeerLink]> {
   const failures: string[] = [];
   for (let attempt = 1; attempt <= 3; attempt++) {
     const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
     const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
+    options.prepare?.(a, b);
+    const toInitiator = options.toInitiator ?? ((s: unknown) => s);
     a.on('signal', (s) => b.signal(s));
-    b.on('signal', (s) => a.signal(s));
+    b.on('signal', (s) => a.signal(toInitiator(s)));
     const opened = (link: PeerLink) => new Promise<void>((resolve) => link.once('open', () => resolve()));
     // One side failing fails the pair: the other may then never open nor close.
     const failed = (link: PeerLink, side: string) =>

@@ -9,6 +9,7 @@ import { type NodeRtcBackend, nodeRtc } from '../../src/runtime/node-rtc.js';
 import { sdpFingerprint } from '../../src/transport/channel-binding.js';
 import { PeerLink } from '../../src/transport/peer-link.js';
 import { loopbackOnly } from '../../src/transport/rtc.js';
+import { openLinkPair } from '../helpers/hosts.js';
 import { withCode } from '../helpers/protocol.js';
 
 /** When `link` reported its fingerprint, relative to its SDP signal. */
@@ -33,16 +34,16 @@ for (const backend of ['wrtc', 'node-datachannel'] as NodeRtcBackend[]) {
   describe(`${backend}: a link's own fingerprint`, () => {
     it('is reported before its offer or answer is signaled, and is the one that SDP names', async () => {
       const rtc = await nodeRtc(backend, { bindAddress: '127.0.0.1' });
-      const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
-      const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
-      const seen = [watch(a), watch(b)] as const;
-      a.on('signal', (s) => b.signal(s));
-      b.on('signal', (s) => a.signal(s));
+      let seen: [ReturnType<typeof watch>, ReturnType<typeof watch>] | undefined;
+      const [a, b] = await openLinkPair(rtc, {
+        prepare: (a, b) => {
+          seen = [watch(a), watch(b)];
+        },
+      });
       try {
-        await Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
         for (const [link, w] of [
-          [a, seen[0]],
-          [b, seen[1]],
+          [a, seen![0]],
+          [b, seen![1]],
         ] as const) {
           const fp = await w.reported;
           assert.deepEqual(w.order, ['reported', 'signaled']);

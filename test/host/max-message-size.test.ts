@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type NodeRtcBackend, nodeRtc } from '../../src/runtime/node-rtc.js';
-import { PeerLink } from '../../src/transport/peer-link.js';
-import { loopbackOnly } from '../../src/transport/rtc.js';
+import type { PeerLink } from '../../src/transport/peer-link.js';
+import { openLinkPair } from '../helpers/hosts.js';
 
 /** The answer as `a` sees it: its `a=max-message-size` line replaced by `line` (or removed for ''). */
 function munge(signal: unknown, line: string | undefined): unknown {
@@ -34,12 +34,8 @@ for (const backend of ['wrtc', 'node-datachannel'] as NodeRtcBackend[]) {
     ] as const) {
       it(`${label} → ${expected}, as the stack computes it`, async () => {
         const rtc = await nodeRtc(backend, { bindAddress: '127.0.0.1' });
-        const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
-        const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
-        a.on('signal', (s) => b.signal(s));
-        b.on('signal', (s) => a.signal(munge(s, line)));
+        const [a, b] = await openLinkPair(rtc, { toInitiator: (s) => munge(s, line) });
         try {
-          await Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
           assert.equal(a.maxMessageSize, expected);
           // The responder's limit is what the initiator's offer says, untouched.
           assert.equal(b.maxMessageSize, 262_144);
