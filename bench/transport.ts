@@ -21,10 +21,11 @@
  * (with --only setup: the set-up again with the responder in a process of its own, bench/setup-peer.ts,
  * as on two machines: each event loop does one side's work only; its headline is then that set-up's),
  * --crypto webcrypto (the browsers' WebCrypto for records and handshakes instead of node:crypto, Node's
- * default).
+ * default). Runs in a loopback-only network namespace when it can create one.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
 import { startSignalingServer } from '../signaling-server/server.js';
 import type { Connection } from '../src/host/connection.js';
 import type { SetupTimings } from '../src/host/connection-types.js';
@@ -683,6 +684,10 @@ function rssMiB(): number {
   return process.memoryUsage().rss / MiB;
 }
 
+// In a loopback-only network namespace (when this machine can make one; the process runs again inside
+// it): candidate filters keep WebRTC's destinations on loopback, but @roamhq/wrtc gathers every interface,
+// and a traced set-up's selected pair was this machine's own fd00::2 towards the peer's ::1.
+reexecInLoopbackNamespace();
 const server = await startSignalingServer({ port: 0, host: '127.0.0.1', logLevel: 'warn' });
 const ids = (await Promise.all([Identity.generate(), Identity.generate()])) as [Identity, Identity];
 const lines: string[] = [];
