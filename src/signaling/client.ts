@@ -114,7 +114,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.inbound = new InboundSignals(
       {
         self: this.identity.peerId,
-        fetchKey: (peerId) => this.lookup(peerId).then((r) => r.identity),
+        fetchKey: (peerId) => this.serverLookup(peerId).then((r) => r.identity),
         deliver: (signal) => this.emit('signal', signal),
         reject: (error, from) => this.reportRejected('signal', error, from),
         overload: (event) => this.emit('overload', event),
@@ -219,15 +219,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    * server can withhold it but not substitute another key), and whether the peer is online.
    */
   async lookup(peerId: PeerId): Promise<{ identity: PublicIdentity | null; online: boolean }> {
-    if (!isPeerId(peerId)) throw fail('invalid_argument', 'lookup: not a peerId');
-    const ack = await this.request('lookup', { peerId });
-    if (ack.identity === null) return { identity: null, online: ack.online };
-    const identity = await PublicIdentity.import(ack.identity);
-    if (identity.peerId !== peerId) {
-      throw fail('peer_id_mismatch', `server returned the key of ${identity.peerId} for ${peerId}`);
-    }
-    this.inbound.learnKey(identity);
-    return { identity, online: ack.online };
+    const found = await this.serverLookup(peerId);
+    // Kept for verifying this peer's signals (the inbound path learns the keys it fetches itself).
+    if (found.identity) this.inbound.learnKey(found.identity);
+    return found;
   }
 
   /**
@@ -384,6 +379,18 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     const err = this.closedError();
     for (const w of this.waiters) w.reject(err);
     this.waiters.clear();
+  }
+
+  /** {@link lookup} without keeping the key: what the server says, the key checked against `peerId`. */
+  private async serverLookup(peerId: PeerId): Promise<{ identity: PublicIdentity | null; online: boolean }> {
+    if (!isPeerId(peerId)) throw fail('invalid_argument', 'lookup: not a peerId');
+    const ack = await this.request('lookup', { peerId });
+    if (ack.identity === null) return { identity: null, online: ack.online };
+    const identity = await PublicIdentity.import(ack.identity);
+    if (identity.peerId !== peerId) {
+      throw fail('peer_id_mismatch', `server returned the key of ${identity.peerId} for ${peerId}`);
+    }
+    return { identity, online: ack.online };
   }
 
   private whenReady(): Promise<void> {

@@ -82,7 +82,10 @@ export interface SignalingInboundStats {
 export interface InboundHost {
   /** Our peerId: a signal must be addressed to it. */
   readonly self: PeerId;
-  /** A stranger's key from the server (one of our own server requests), or null if it has none. */
+  /**
+   * A stranger's key from the server (one of our own server requests), checked to hash to its peerId, or
+   * null if it has none. Not kept by the host: the inbound path keeps what it fetches.
+   */
   fetchKey(peerId: PeerId): Promise<PublicIdentity | null>;
   /** A signal whose signature, recipient, freshness and uniqueness were verified. */
   deliver(signal: { from: PeerId; data: unknown; ts: number }): void;
