@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { P2PTLSError } from '../../src/errors.js';
-import { Liveness, type LivenessHost } from '../../src/host/liveness.js';
+import { Liveness, type LivenessHost, type LivenessOptions } from '../../src/host/liveness.js';
 import type { PeerId } from '../../src/identity/peer-id.js';
 import type { ReassemblyProgress } from '../../src/protocol/index.js';
 import { logger } from '../../src/util/log.js';
@@ -53,75 +53,93 @@ function standIn() {
 
 const log = logger('test:liveness');
 
+type StandIn = ReturnType<typeof standIn>;
+
+/**
+ * Runs `body` on a Liveness over a new stand-in (as `setUp` leaves it; its host is what the Liveness
+ * gets), with `options` over defaults under which nothing fires within a test; stops it after.
+ */
+async function watched(
+  options: Partial<LivenessOptions>,
+  body: (l: Liveness, s: StandIn) => Promise<void>,
+  setUp: (s: StandIn) => LivenessHost = (s) => s.host,
+): Promise<void> {
+  const s = standIn();
+  const host = setUp(s);
+  const l = new Liveness(
+    host,
+    { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000, ...options },
+    log,
+  );
+  try {
+    await body(l, s);
+  } finally {
+    l.stop();
+  }
+}
+
 describe('Liveness', () => {
-  it('judges a silent peer gone after the timeout, with a `timeout` error', async () => {
-    const { host, state, until } = standIn();
-    const l = new Liveness(host, { intervalMs: 10, timeoutMs: 50, reassemblyTimeoutMs: 60_000 }, log);
-    try {
+  it('judges a silent peer gone after the timeout, with a `timeout` error', () =>
+    watched({ intervalMs: 10, timeoutMs: 50 }, async (_, { state, until }) => {
       await until('a heartbeat timeout', () => state.timeouts.length > 0);
       assert.equal(state.timeouts[0]!.reason, 'heartbeat timeout');
       assert.equal(state.timeouts[0]!.error.code, 'timeout');
-    } finally {
-      l.stop();
-    }
-  });
+    }));
 
-  it('does not judge a peer silent while its records are still being processed', async () => {
-    const { host, state, until } = standIn();
-    state.inProcess = 3;
-    const l = new Liveness(host, { intervalMs: 10, timeoutMs: 20, reassemblyTimeoutMs: 60_000 }, log);
-    try {
-      // Well past the timeout, counted in beats: each beat that does not time out pings.
-      const start = Date.now();
-      await until('beats past the timeout', () => state.pings.length >= 5 && Date.now() - start > 60);
-      assert.equal(state.timeouts.length, 0);
-      state.inProcess = 0;
-      await until('the timeout once nothing is in process', () => state.timeouts.length > 0);
-      assert.equal(state.timeouts[0]!.reason, 'heartbeat timeout');
-    } finally {
-      l.stop();
-    }
-  });
+  it('does not judge a peer silent while its records are still being processed', () =>
+    watched(
+      { intervalMs: 10, timeoutMs: 20 },
+      async (_, { state, until }) => {
+        // Well past the timeout, counted in beats: each beat that does not time out pings.
+        const start = Date.now();
+        await until('beats past the timeout', () => state.pings.length >= 5 && Date.now() - start > 60);
+        assert.equal(state.timeouts.length, 0);
+        state.inProcess = 0;
+        await until('the timeout once nothing is in process', () => state.timeouts.length > 0);
+        assert.equal(state.timeouts[0]!.reason, 'heartbeat timeout');
+      },
+      (s) => {
+        s.state.inProcess = 3;
+        return s.host;
+      },
+    ));
 
   it('ends a fragmented message that makes no progress, not one that does', async () => {
-    const { host, state, until } = standIn();
-    state.reassembling = { received: 1000, total: 5000 };
-    // Progress between every two beats (each beat pings): the stall clock restarts each time.
-    const progressing: LivenessHost = {
-      ...host,
-      sendPing: async (data) => {
-        state.reassembling = { received: state.reassembling!.received + 1, total: 5000 };
-        await host.sendPing(data);
+    await watched(
+      { intervalMs: 10, reassemblyTimeoutMs: 30 },
+      async (_, { state, until }) => {
+        const start = Date.now();
+        await until('beats past the stall timeout', () => state.pings.length >= 6 && Date.now() - start > 90);
+        assert.equal(state.timeouts.length, 0);
       },
-    };
-    const l = new Liveness(progressing, { intervalMs: 10, timeoutMs: 60_000, reassemblyTimeoutMs: 30 }, log);
-    try {
-      const start = Date.now();
-      await until('beats past the stall timeout', () => state.pings.length >= 6 && Date.now() - start > 90);
-      assert.equal(state.timeouts.length, 0);
-    } finally {
-      l.stop();
-    }
-    const stalled = standIn();
-    stalled.state.reassembling = { received: 1000, total: 5000 };
-    const l2 = new Liveness(
-      stalled.host,
-      { intervalMs: 10, timeoutMs: 60_000, reassemblyTimeoutMs: 30 },
-      log,
+      ({ host, state }) => {
+        state.reassembling = { received: 1000, total: 5000 };
+        // Progress between every two beats (each beat pings): the stall clock restarts each time.
+        return {
+          ...host,
+          sendPing: async (data) => {
+            state.reassembling = { received: state.reassembling!.received + 1, total: 5000 };
+            await host.sendPing(data);
+          },
+        };
+      },
     );
-    try {
-      await stalled.until('the stalled message', () => stalled.state.timeouts.length > 0);
-      assert.equal(stalled.state.timeouts[0]!.reason, 'message stalled');
-      assert.match(stalled.state.timeouts[0]!.error.message, /5000-byte message stalled at 1000 bytes/);
-    } finally {
-      l2.stop();
-    }
+    await watched(
+      { intervalMs: 10, reassemblyTimeoutMs: 30 },
+      async (_, { state, until }) => {
+        await until('the stalled message', () => state.timeouts.length > 0);
+        assert.equal(state.timeouts[0]!.reason, 'message stalled');
+        assert.match(state.timeouts[0]!.error.message, /5000-byte message stalled at 1000 bytes/);
+      },
+      (s) => {
+        s.state.reassembling = { received: 1000, total: 5000 };
+        return s.host;
+      },
+    );
   });
 
   it('resolves a probe true once the peer is heard, false when stopped, and times out a silent one', async () => {
-    const { host, state, until } = standIn();
-    const l = new Liveness(host, { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000 }, log);
-    try {
+    await watched({}, async (l, { state, until }) => {
       const first = l.probe(60_000);
       assert.equal(l.probe(), first, 'one probe at a time');
       await until('the probe ping', () => state.pings.length === 1);
@@ -131,37 +149,22 @@ describe('Liveness', () => {
       const second = l.probe(60_000);
       l.stop();
       assert.equal(await second, false);
-    } finally {
-      l.stop();
-    }
-    const { host: host2, state: state2, until: until2 } = standIn();
-    const l2 = new Liveness(
-      host2,
-      { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000 },
-      log,
-    );
-    try {
-      void l2.probe(20);
-      await until2('the probe timeout', () => state2.timeouts.length > 0);
-      assert.equal(state2.timeouts[0]!.reason, 'probe timeout');
-      assert.match(state2.timeouts[0]!.error.message, /did not answer a probe within 20 ms/);
-    } finally {
-      l2.stop();
-    }
+    });
+    await watched({}, async (l, { state, until }) => {
+      void l.probe(20);
+      await until('the probe timeout', () => state.timeouts.length > 0);
+      assert.equal(state.timeouts[0]!.reason, 'probe timeout');
+      assert.match(state.timeouts[0]!.error.message, /did not answer a probe within 20 ms/);
+    });
   });
 
-  it('measures the round trip from the clock its PING carried', async () => {
-    const { host, state, until } = standIn();
-    const l = new Liveness(host, { intervalMs: 60_000, timeoutMs: 60_000, reassemblyTimeoutMs: 60_000 }, log);
-    try {
+  it('measures the round trip from the clock its PING carried', () =>
+    watched({}, async (l, { state, until }) => {
       const before = performance.now();
       await l.ping();
       await until('the ping', () => state.pings.length === 1);
       const rtt = l.pong(state.pings[0]!);
       assert.ok(rtt >= 0 && rtt <= performance.now() - before, `rtt ${rtt}`);
       assert.equal(l.rttMs, rtt);
-    } finally {
-      l.stop();
-    }
-  });
+    }));
 });
