@@ -118,8 +118,9 @@ export function sealJoined(
   }
 }
 
-/** `header ‖ body` in a new buffer. */
+/** `header ‖ body` in a new buffer; `body` itself when there is no header (a reliable record, §5.1). */
 function prepend(header: Uint8Array, body: Uint8Array): Uint8Array {
+  if (header.length === 0) return body;
   const out = new Uint8Array(header.length + body.length);
   out.set(header);
   out.set(body, header.length);

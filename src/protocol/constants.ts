@@ -1,5 +1,5 @@
 /**
- * Wire constants of p2ptls version 3. Every number here is specified in docs/PROTOCOL.md; change both
+ * Wire constants of p2ptls version 4. Every number here is specified in docs/PROTOCOL.md; change both
  * together.
  */
 
@@ -8,10 +8,11 @@ export const MAGIC = new Uint8Array([0x50, 0x32, 0x50, 0x54]);
 /**
  * Version 2 added receiver flow control (WINDOW) and the close handshake (CLOSE_ACK, the reliable CLOSE
  * as the end-of-stream marker): PROTOCOL.md §5.3–§5.5. Version 3 moved the hellos and ResponderAuth into
- * the signaling exchange (§8) and gave the ServerHello the channel binding. Peers of different versions
+ * the signaling exchange (§8) and gave the ServerHello the channel binding. Version 4 moved a reliable
+ * record's type and flags inside its encryption (§5.1). Peers of different versions
  * are told apart at the ClientHello (`unsupported_version`), before any key is derived.
  */
-export const VERSION = 3;
+export const VERSION = 4;
 
 /** Cipher suites: key exchange + signature + AEAD + hash. All use RSA-PSS-SHA256, AES-256-GCM, HKDF-SHA256. */
 export const Suite = {
@@ -85,8 +86,10 @@ export const TAG_LEN = 16;
 export const RANDOM_LEN = 32;
 export const PEER_ID_BYTES = 32;
 
-/** Reliable record header: type, flags. */
-export const RELIABLE_HEADER_LEN = 2;
+/** Handshake record header, in the clear: type, flags (§3). */
+export const HANDSHAKE_HEADER_LEN = 2;
+/** A reliable record's type and flags, encrypted in front of its plaintext (§5.1). */
+export const INNER_HEADER_LEN = 2;
 /** Datagram header: type, flags, epoch (u16), sequence number (u48). */
 export const DATAGRAM_HEADER_LEN = 10;
 /** Datagram plaintext prefix: sender timestamp in ms (u48). */
@@ -97,11 +100,11 @@ export const MAX_EPOCH = 0xffff;
 export const MAX_CLOSE_REASON_BYTES = 1024;
 export const PING_PAYLOAD_LEN = 8;
 /**
- * Largest CONTROL or KEY_UPDATE record (a CLOSE with the longest reason): header, type, code, reason,
- * tag. Anything longer is `record_overflow` before it is decrypted, so control traffic cannot make the
- * receiver hold large records outside the flow-control window.
+ * Largest CONTROL or KEY_UPDATE record (a CLOSE with the longest reason): inner header, type, code,
+ * reason, tag. Anything longer is `record_overflow`: only DATA records may be large, and only they are
+ * flow-controlled (§5.5).
  */
-export const MAX_CONTROL_RECORD_BYTES = RELIABLE_HEADER_LEN + 1 + 2 + MAX_CLOSE_REASON_BYTES + TAG_LEN;
+export const MAX_CONTROL_RECORD_BYTES = INNER_HEADER_LEN + 1 + 2 + MAX_CLOSE_REASON_BYTES + TAG_LEN;
 /**
  * Flow-control limit both sides assume before the first WINDOW (§5.5): a receiver must be able to buffer
  * this much, and a sender may use it at once, so the first messages never wait a round trip.
@@ -114,7 +117,7 @@ export const MESSAGE_COST_OVERHEAD = 16;
 export const Defaults = {
   /** Plaintext bytes per reliable record: TLS's 16 KiB, well under every data channel's message limit. */
   recordSize: 16 * 1024,
-  /** Largest record the receiver accepts (header + ciphertext + tag); above it: `record_overflow`. */
+  /** Largest record the receiver accepts (ciphertext + tag); above it: `record_overflow`. */
   maxRecordBytes: 256 * 1024,
   /** Largest message reassembled in memory. */
   maxMessageBytes: 64 * 1024 * 1024,

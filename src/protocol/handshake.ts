@@ -17,10 +17,10 @@ import { concat, equalBytes, utf8 } from '../util/bytes.js';
 import { type AeadKey, type AeadProvider, webCryptoAead } from './aead.js';
 import {
   DEFAULT_SUITE,
+  HANDSHAKE_HEADER_LEN,
   HASH_LEN,
   HandshakeType,
   RANDOM_LEN,
-  RELIABLE_HEADER_LEN,
   RecordType,
   SUPPORTED_SUITES,
   type Suite,
@@ -116,12 +116,12 @@ function plainRecord(body: Uint8Array): Uint8Array {
 }
 
 function unwrapRecord(record: Uint8Array, encrypted: boolean): Uint8Array {
-  if (record.length < RELIABLE_HEADER_LEN) throw fail('malformed', 'handshake record truncated');
+  if (record.length < HANDSHAKE_HEADER_LEN) throw fail('malformed', 'handshake record truncated');
   if (record[0] !== RecordType.HANDSHAKE) {
     throw fail('unexpected_message', `expected a handshake record, got type ${record[0]}`);
   }
   if (record[1] !== (encrypted ? ENCRYPTED : 0)) throw fail('malformed', 'unexpected handshake record flags');
-  return record.subarray(RELIABLE_HEADER_LEN);
+  return record.subarray(HANDSHAKE_HEADER_LEN);
 }
 
 /** Each side sends exactly one encrypted handshake record, so its sequence number is always 0. */

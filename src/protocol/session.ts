@@ -24,9 +24,9 @@ import {
   APPLICATION_CLOSE_CODES,
   CloseCode,
   Defaults,
+  INNER_HEADER_LEN,
   MAX_SEQ_DATAGRAM,
   PING_PAYLOAD_LEN,
-  RELIABLE_HEADER_LEN,
   RecordType,
   TAG_LEN,
 } from './constants.js';
@@ -52,7 +52,6 @@ import {
   ReliableReader,
   sealRecord,
   sealRecordNow,
-  sealRecordParts,
 } from './reliable.js';
 import { TrafficKeys } from './traffic-keys.js';
 
@@ -162,8 +161,8 @@ export class Session {
    * Reliable records sealing (an asynchronous AEAD seals several at once), handed to the output in
    * sequence order. While any are, no record may skip the queue.
    */
-  private readonly outbox = new InOrder<Uint8Array | SealedParts, void>({
-    done: (record) => this.output.reliable(record instanceof Uint8Array ? record : this.joinParts(record)),
+  private readonly outbox = new InOrder<Uint8Array, void>({
+    done: (record) => this.output.reliable(record),
     failed: (error) => {
       throw error;
     },
@@ -184,8 +183,8 @@ export class Session {
   private readonly exporterSecret: Uint8Array;
   /**
    * Where records and datagrams are put together for an output that copies them (see
-   * {@link SessionOutput.copiesReliable}): sealed into it by a synchronous AEAD, joined to their headers
-   * for an asynchronous one.
+   * {@link SessionOutput.copiesReliable}): sealed into it by a synchronous AEAD; datagrams sealed by an
+   * asynchronous one are joined to their headers here (a record has no header outside its encryption).
    */
   private recordBuffer = new Uint8Array(0);
 
@@ -310,7 +309,7 @@ export class Session {
       // Nothing ahead of it: sealed and handed over within this call (no promise per record).
       try {
         const into = this.output.copiesReliable
-          ? this.bufferOf(RELIABLE_HEADER_LEN + plaintextLength(plaintext) + TAG_LEN)
+          ? this.bufferOf(INNER_HEADER_LEN + plaintextLength(plaintext) + TAG_LEN)
           : undefined;
         this.output.reliable(sealRecordNow(sync, protection, header, plaintext, into));
         return Promise.resolve();
@@ -318,12 +317,7 @@ export class Session {
         return Promise.reject(err);
       }
     }
-    // An output that copies takes an asynchronous AEAD's records from the session's buffer (joinParts).
-    const sealing =
-      this.output.copiesReliable && !sync
-        ? sealRecordParts(this.aead, protection, header, plaintext)
-        : sealRecord(this.aead, protection, header, plaintext);
-    const sent = this.outbox.add(sealing);
+    const sent = this.outbox.add(sealRecord(this.aead, protection, header, plaintext));
     // Some callers keep only the last of several records' promises (send) or none (an automatic key
     // update): a failed seal must not become an unhandled rejection. Whoever holds it still sees it.
     sent.catch(ignore);
@@ -337,8 +331,8 @@ export class Session {
   }
 
   /**
-   * A record or datagram sealed apart from its header, joined in the session's buffer for an output that
-   * copies it at once (each is handed over within the call that joins it, so one buffer serves all). In
+   * A datagram sealed apart from its header, joined in the session's buffer for an output that copies
+   * it at once (each is handed over within the call that joins it, so one buffer serves all). In
    * Chromium a new 16 KiB ArrayBuffer costs 17 µs and copying into it 10 µs more (a loop in a page),
    * against ~90 µs for a WebCrypto seal+open of the record; a profile of bench:browser's record-layer
    * rows showed that allocation at 30 µs per record. With this buffer, 16 KiB messages through an output
@@ -522,11 +516,37 @@ export class Session {
 
   /** A decrypted record, in its turn (see {@link inbox}). */
   private deliver(record: OpenedRecord): SessionEvent[] | Promise<SessionEvent[]> {
-    // Checked here, in record order: a record behind a fatal error is never delivered.
+    this.refuseIfFailed();
+    let events: ReliableEvent[] | Promise<ReliableEvent[]>;
+    try {
+      events = this.rx.deliver(record);
+    } catch (err) {
+      throw this.receiveFailed(err);
+    }
+    if (!(events instanceof Promise)) return this.apply(events);
+    // Decrypted again under a key updated ahead of it (ReliableReader.rekeyAhead): the session may have
+    // failed meanwhile.
+    return events.then(
+      (later) => {
+        this.refuseIfFailed();
+        return this.apply(later);
+      },
+      (err: unknown) => {
+        throw this.receiveFailed(err);
+      },
+    );
+  }
+
+  /** Checked in record order: a record behind a fatal error is never delivered. */
+  private refuseIfFailed(): void {
     if (this.rxFailure) throw this.rxFailure;
     if (this.current === 'failed') throw this.closedError();
+  }
+
+  /** A delivered record's events, applied; see {@link settle}. */
+  private apply(events: ReliableEvent[]): SessionEvent[] | Promise<SessionEvent[]> {
     try {
-      return this.settle(this.handle(this.rx.deliver(record)));
+      return this.settle(this.handle(events));
     } catch (err) {
       throw this.receiveFailed(err);
     }

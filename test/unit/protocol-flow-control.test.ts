@@ -167,14 +167,27 @@ describe('flow control, bounded reassembly and the close handshake (protocol lay
     assert.deepEqual(b.session.reassembling, { received: 1001, total });
   });
 
-  it('control records are small: a longer CONTROL or KEY_UPDATE is record_overflow before decryption', async () => {
-    const { responder: b } = pairFrom(run);
-    const forged = new Uint8Array(MAX_CONTROL_RECORD_BYTES + 1);
-    forged[0] = RecordType.CONTROL;
-    await assert.rejects(b.session.receive(forged), withCode('record_overflow'));
+  it('control records are small: a longer CONTROL or KEY_UPDATE is record_overflow, even authenticated', async () => {
+    // One byte more than the longest: a CLOSE with a 1,025-byte reason, and a KEY_UPDATE padded to it.
+    const body = new Uint8Array(MAX_CONTROL_RECORD_BYTES + 1 - 2 - 16);
+    for (const type of [RecordType.CONTROL, RecordType.KEY_UPDATE]) {
+      const raw = new RawSender(run.initiator.secrets.initiatorTcp);
+      const forged = await raw.seal(type, 0, body);
+      assert.equal(forged.length, MAX_CONTROL_RECORD_BYTES + 1);
+      const { responder: b } = pairFrom(run);
+      await assert.rejects(b.session.receive(forged), withCode('record_overflow'));
+    }
+    // The longest one allowed is not refused for its size.
+    const raw = new RawSender(run.initiator.secrets.initiatorTcp);
+    const close = new Uint8Array(MAX_CONTROL_RECORD_BYTES - 2 - 16);
+    close.set([ControlType.CLOSE, 0x0f, 0xa1]);
+    close.fill(0x61, 3);
     const { responder: c } = pairFrom(run);
-    forged[0] = RecordType.KEY_UPDATE;
-    await assert.rejects(c.session.receive(forged), withCode('record_overflow'));
+    const events = await c.session.receive(await raw.seal(RecordType.CONTROL, 0, close));
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['close'],
+    );
   });
 
   it('both close at once: each gets the other CLOSE and a CLOSE_ACK, and keeps its own code', async () => {
@@ -259,9 +272,12 @@ describe('flow control, bounded reassembly and the close handshake (protocol lay
     }
   });
 
-  it('a version-1 ClientHello is refused with unsupported_version (no downgrade to the version without §5.5)', async () => {
-    const v1 = run.clientHello.slice();
-    v1[2 + 4] = 1;
-    assert.throws(() => parseClientHello(v1), withCode('unsupported_version'));
+  it('ClientHellos of versions 1–3 are refused with unsupported_version (no downgrade to a version without §5.5, or with record headers in the clear)', async () => {
+    assert.equal(run.clientHello[2 + 4], 4);
+    for (const version of [1, 2, 3, 5]) {
+      const other = run.clientHello.slice();
+      other[2 + 4] = version;
+      assert.throws(() => parseClientHello(other), withCode('unsupported_version'), `version ${version}`);
+    }
   });
 });

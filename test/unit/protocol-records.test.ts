@@ -341,6 +341,7 @@ describe('protocol records (TCP mode)', () => {
       await sender.session.send(tagged(7, 100));
       const record = sender.sentReliable[0]!;
       assert.equal(record.length, 2 + 100 + 16);
+      // Type and flags are inside the encryption (§5.1): every bit of the record is covered by the tag.
       const cases: { pos: number; bit: number }[] = [];
       for (let bit = 0; bit < 8; bit++) cases.push({ pos: 0, bit }, { pos: 1, bit });
       for (let pos = 2; pos < record.length; pos++) cases.push({ pos, bit: pos % 8 });
@@ -349,8 +350,7 @@ describe('protocol records (TCP mode)', () => {
         const victim = endFrom(run.responder);
         const peer = endFrom(run.initiator);
         const bad = flipBit(record, pos, bit);
-        // Type byte: DATA→CONTROL passes the type check and fails the tag; any other type is unknown.
-        const want = pos === 0 && bad[0] !== RecordType.CONTROL ? 'unexpected_message' : 'bad_record_mac';
+        const want = 'bad_record_mac';
         const got = await outcome(() => victim.session.receive(bad));
         if (got !== want) {
           wrong.push(`byte ${pos} bit ${bit}: ${got}, want ${want}`);
@@ -491,9 +491,10 @@ describe('protocol records (TCP mode)', () => {
       await a.session.send('boomerang');
       await assert.rejects(a.session.receive(a.sentReliable.shift()!), withCode('bad_record_mac'));
       assert.equal(a.session.state, 'failed');
-      // The reflecting attacker also cannot reuse the handshake's own traffic: Auth records are not data.
+      // The reflecting attacker also cannot reuse the handshake's own traffic: an Auth record is under
+      // another key, and its cleartext header is no part of a record's plaintext.
       const b = endFrom(run.responder);
-      await assert.rejects(b.session.receive(run.initiatorAuth), withCode('unexpected_message'));
+      await assert.rejects(b.session.receive(run.initiatorAuth), withCode('bad_record_mac'));
     });
 
     it('channel separation: a datagram fed to the reliable channel → bad_record_mac; a record fed to the datagram channel → invalid', async () => {
@@ -553,6 +554,94 @@ describe('protocol records (TCP mode)', () => {
         assert.deepEqual(back.map(plain), [[pong], [{ type: 'key-update' }], [pong]]);
       });
     }
+  });
+
+  // A record's type is inside its encryption (§5.1): a KEY_UPDATE is known only once decrypted, while the
+  // records behind it are already decrypting under the key it retires (ReliableReader.rekeyAhead).
+  describe('key updates with records in flight behind them', () => {
+    it('records passed in before the KEY_UPDATEs ahead of them are decrypted arrive in order, under the next keys', async () => {
+      const src = endFrom(run.initiator, { aead: webCryptoAead, recordSize: 64 });
+      const victim = endFrom(run.responder, { aead: webCryptoAead });
+      const sent: Uint8Array[] = [];
+      for (let i = 0; i < 4; i++) sent.push(tagged(i, 40));
+      sent.push(tagged(4, 300)); // five records, fragmented across the second update
+      await src.session.send(sent[0]!);
+      await src.session.updateKeys();
+      await src.session.send(sent[1]!, sent[2]!);
+      await src.session.updateKeys();
+      await src.session.updateKeys();
+      await src.session.send(sent[3]!);
+      const big = src.session.send(sent[4]!);
+      await src.session.updateKeys();
+      await big;
+      await src.session.send('last');
+      const results = await Promise.all(src.sentReliable.map((r) => victim.session.receive(r)));
+      const events = results.flat().map((e) => (e.type === 'message' ? e.data : e.type));
+      assert.deepEqual(
+        events.filter((e) => e !== 'key-update'),
+        [...sent, utf8('last')],
+      );
+      assert.equal(events.filter((e) => e === 'key-update').length, 4);
+      assert.equal(victim.session.state, 'open');
+    });
+
+    it('a record under the retired key, with the sequence number it was first opened under, is refused behind the KEY_UPDATE', async () => {
+      // Two raw senders share the initiator's first key: one sends DATA then KEY_UPDATE (sequence 0, 1),
+      // the other three DATA records (0, 1, 2). Its third, passed in right behind the KEY_UPDATE, is first
+      // decrypted under the retired key at sequence 2, and authenticates there; its place in the stream
+      // says the next key at sequence 0, where it must fail.
+      for (const concurrent of [true, false]) {
+        const a = new RawSender(run.initiator.secrets.initiatorTcp);
+        const b = new RawSender(run.initiator.secrets.initiatorTcp);
+        const flags = DataFlag.FIRST | DataFlag.LAST;
+        const first = await a.seal(RecordType.DATA, flags, utf8('genuine'));
+        const update = await a.seal(RecordType.KEY_UPDATE, 0, new Uint8Array([0]));
+        await b.seal(RecordType.DATA, flags, utf8('0'));
+        await b.seal(RecordType.DATA, flags, utf8('1'));
+        const stale = await b.seal(RecordType.DATA, flags, utf8('stale'));
+        const victim = endFrom(run.responder, { aead: webCryptoAead });
+        const delivered: SessionEvent[] = [];
+        const results = concurrent
+          ? await Promise.allSettled([first, update, stale].map((r) => victim.session.receive(r)))
+          : [
+              await victim.session.receive(first).then((v) => ({ status: 'fulfilled' as const, value: v })),
+              await victim.session.receive(update).then((v) => ({ status: 'fulfilled' as const, value: v })),
+              await victim.session.receive(stale).then(
+                (v) => ({ status: 'fulfilled' as const, value: v }),
+                (reason: unknown) => ({ status: 'rejected' as const, reason }),
+              ),
+            ];
+        for (const r of results.slice(0, 2)) {
+          assert.equal(r.status, 'fulfilled', `concurrent=${concurrent}`);
+          if (r.status === 'fulfilled') delivered.push(...r.value);
+        }
+        assert.deepEqual(plain(delivered), [
+          { type: 'message', data: utf8('genuine') },
+          { type: 'key-update' },
+        ]);
+        const last = results[2]!;
+        assert.equal(last.status, 'rejected', `concurrent=${concurrent}: the stale record was delivered`);
+        if (last.status === 'rejected') assert.ok(isP2PTLSError(last.reason, 'bad_record_mac'));
+        await assertFatal(victim, endFrom(run.initiator), 'bad_record_mac');
+      }
+    });
+
+    it('a tampered record in flight behind a KEY_UPDATE → bad_record_mac; nothing after it is delivered', async () => {
+      // KEY_UPDATE(0): the victim's only reply is then the CLOSE that tells the peer why.
+      const raw = new RawSender(run.initiator.secrets.initiatorTcp);
+      const flags = DataFlag.FIRST | DataFlag.LAST;
+      const before = await raw.seal(RecordType.DATA, flags, utf8('before'));
+      const update = await raw.seal(RecordType.KEY_UPDATE, 0, new Uint8Array([0]));
+      const [x, y, z] = await Promise.all(
+        ['x', 'y', 'z'].map((m) => raw.seal(RecordType.DATA, flags, utf8(m))),
+      );
+      const victim = endFrom(run.responder, { aead: webCryptoAead });
+      const p = [before, update, flipBit(x!, 9), y!, z!].map((r) => victim.session.receive(r));
+      assert.deepEqual(plain(await p[0]!), [{ type: 'message', data: utf8('before') }]);
+      assert.deepEqual(plain(await p[1]!), [{ type: 'key-update' }]);
+      for (const q of p.slice(2)) await assert.rejects(q, withCode('bad_record_mac'));
+      await assertFatal(victim, endFrom(run.initiator), 'bad_record_mac');
+    });
   });
 
   describe('authentic but malformed records from a keyed peer', () => {

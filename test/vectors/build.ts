@@ -180,7 +180,7 @@ export async function buildVector(inputs: VectorInputs, sign: Signer): Promise<V
   if (acked[0]?.type !== 'close-ack') throw new Error('close-ack vector not applied');
 
   return {
-    description: `p2ptls v3 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
+    description: `p2ptls v4 handshake and records, suite 0x${suite.toString(16).padStart(4, '0')}`,
     inputs: {
       ...inputs,
       initiator: { ...inputs.initiator, signature: toHex(signatures.initiator!) },
