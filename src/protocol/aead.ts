@@ -165,7 +165,7 @@ const MAX_JOIN_BUFFER = 256 * 1024;
  * AES-GCM (0.85 → 0.89, 0.87 → 0.94); in bench:protocol's whole rows the gain is inside this machine's
  * run-to-run spread.
  */
-class JoinBuffer {
+export class JoinBuffer {
   private buffer = new Uint8Array(0);
 
   /** The pieces as one buffer, valid until the next call (a piece itself when there is only one). */

@@ -7,7 +7,7 @@ import { fail } from '../errors.js';
 import {
   type AeadKey,
   type AeadProvider,
-  joinPlaintext,
+  JoinBuffer,
   type Plaintext,
   plaintextLength,
 } from '../protocol/aead.js';
@@ -18,16 +18,21 @@ interface NodeAeadKey extends AeadKey {
 }
 
 /**
- * The pieces to feed the cipher one by one. Small ones are joined first: each update() is a call into
- * OpenSSL and a new Buffer, so a batch of 64 messages of 64 B sealed piece by piece ran at 22.6 MB/s
- * against 111 MB/s joined (bench:protocol --quick); pieces of a few KiB and more (mesh chunks, fragments)
- * are sealed where they are, which spares a copy of the whole record.
+ * The pieces to feed the cipher one by one. Small ones are joined first, into a buffer kept for the next
+ * call (update() has copied them before it returns): each update() is a call into OpenSSL and a new
+ * Buffer, so a batch of 64 messages of 64 B sealed piece by piece ran at 22.6 MB/s against 111 MB/s
+ * joined (bench:protocol --quick), and a record's 2-byte inner header (PROTOCOL.md §5.1) sealed apart
+ * from a 1 KiB message was one more such call per record. Pieces of a few KiB and more (mesh chunks,
+ * fragments, 16 KiB messages) are sealed where they are, which spares a copy of the whole record.
  */
 function pieces(plaintext: Plaintext): readonly Uint8Array[] {
   if (plaintext instanceof Uint8Array) return [plaintext];
-  const small = plaintext.length > 2 && plaintextLength(plaintext) < 4096 * plaintext.length;
-  return small ? [joinPlaintext(plaintext)] : plaintext;
+  const small = plaintextLength(plaintext) < 4096 * plaintext.length;
+  return small ? [joined.join(plaintext)] : plaintext;
 }
+
+/** Where {@link pieces} joins small pieces. */
+const joined = new JoinBuffer();
 
 /**
  * Encrypts into one buffer: `aad` itself first when `prefix` > 0 (the record header), then ciphertext ‖
