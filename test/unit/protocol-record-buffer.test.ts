@@ -54,34 +54,34 @@ describe('record buffer and sealing from pieces', () => {
 
   // node:crypto only: a WebCrypto record is the cipher's own output, a new buffer each whatever the output
   // does with it (a record has no header outside its encryption to join it to, PROTOCOL.md §5.1).
-  for (const aead of [nodeCryptoAead])
-    it(`${aead.name}: a copying output gets every record in the same buffer; a keeping one gets a fresh one each`, async () => {
-      const [a, b] = await ids;
-      const seen = { copies: new Set<ArrayBufferLike>(), keeps: new Set<ArrayBufferLike>() };
-      let records = 0;
-      for (const copies of [true, false]) {
-        const { initiator } = await connectInMemory({
-          initiator: a,
-          responder: b,
-          psk,
-          copies,
-          session: { aead, recordSize: 1024 },
-        });
-        // Once the traffic key is derived, node:crypto seals records within the send call, into the
-        // session's buffer when the output copies.
-        await initiator.session.send(new Uint8Array(1));
-        const session = initiator.session as unknown as { output: { reliable(r: Uint8Array): void } };
-        const reliable = session.output.reliable.bind(session.output);
-        session.output.reliable = (r) => {
-          (copies ? seen.copies : seen.keeps).add(r.buffer);
-          if (copies) records++;
-          reliable(r);
-        };
-        await sendAll(initiator.session, messages(1024));
-      }
-      // The buffer grows once, from the first record (a batch of two small messages) to a full record.
-      assert.ok(records >= 8, `${records} records`);
-      assert.ok(seen.copies.size <= 2, `${seen.copies.size} buffers for ${records} records`);
-      assert.equal(seen.keeps.size, records, 'a buffer per record');
-    });
+  it('node:crypto: a copying output gets every record in the same buffer; a keeping one gets a fresh one each', async () => {
+    const aead = nodeCryptoAead;
+    const [a, b] = await ids;
+    const seen = { copies: new Set<ArrayBufferLike>(), keeps: new Set<ArrayBufferLike>() };
+    let records = 0;
+    for (const copies of [true, false]) {
+      const { initiator } = await connectInMemory({
+        initiator: a,
+        responder: b,
+        psk,
+        copies,
+        session: { aead, recordSize: 1024 },
+      });
+      // Once the traffic key is derived, node:crypto seals records within the send call, into the
+      // session's buffer when the output copies.
+      await initiator.session.send(new Uint8Array(1));
+      const session = initiator.session as unknown as { output: { reliable(r: Uint8Array): void } };
+      const reliable = session.output.reliable.bind(session.output);
+      session.output.reliable = (r) => {
+        (copies ? seen.copies : seen.keeps).add(r.buffer);
+        if (copies) records++;
+        reliable(r);
+      };
+      await sendAll(initiator.session, messages(1024));
+    }
+    // The buffer grows once, from the first record (a batch of two small messages) to a full record.
+    assert.ok(records >= 8, `${records} records`);
+    assert.ok(seen.copies.size <= 2, `${seen.copies.size} buffers for ${records} records`);
+    assert.equal(seen.keeps.size, records, 'a buffer per record');
+  });
 });
