@@ -16,8 +16,9 @@
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
  * pairs per size, default 5: medians and the min–max of the per-pair ratio are printed), --only tcp
  * (skip latency, set-up and memory), --only datagrams (latency and datagrams under bulk only), --only
- * latency (SLLP latency only, over --runs alternating raw/ours runs), --only setup (set-up time only,
- * over --setups N alternating set-ups, after --warmup N more that are reported apart), --processes 2
+ * latency (SLLP latency only, over --runs alternating raw/ours runs, after --latency-warmup N more that
+ * are reported apart), --only setup (set-up time only, over --setups N alternating set-ups, after
+ * --warmup N more that are reported apart), --processes 2
  * (with --only setup: the set-up again with the responder in a process of its own, bench/setup-peer.ts,
  * as on two machines: each event loop does one side's work only; its headline is then that set-up's),
  * --crypto webcrypto (the browsers' WebCrypto for records and handshakes instead of node:crypto, Node's
@@ -69,6 +70,16 @@ const SETUPS = Number(flag('setups') ?? (quick ? 5 : 15));
  * after them 0.83–0.98 (median 0.89). Both are printed; the headline is the measured part.
  */
 const WARMUP = Number(flag('warmup') ?? (quick ? 5 : 20));
+/**
+ * --latency-warmup N: with --only latency, alternating raw/p2ptls latency runs made before the measured
+ * ones and reported apart (default 3, --quick 1; without --only latency the TCP-mode rows before it warm
+ * the process instead). Why: a process's first seconds of datagrams are late more often, raw's and
+ * p2ptls's alike, p2ptls's more; it settles after about three pairs of runs. Datagrams over 1 ms, per
+ * run, 2026-12-01, --runs 10 (no warm-up): node-datachannel p2ptls 39, 33, 10, 6, 7, 4, 4, 5, 1, 6 and raw
+ * 25, 25, 11, 6, 2, 3, 4, 8, 12, 4; wrtc p2ptls 35, 20, 14, 9, 8, 4, 4, 3, 5, 5 and raw 27, 12, 5, 7, 2,
+ * 6, 2, 2, 5, 6. A p99 of five runs from a cold start mixed those first runs with the steady state.
+ */
+const LATENCY_WARMUP = latencyOnly ? Number(flag('latency-warmup') ?? (quick ? 1 : 3)) : 0;
 /** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
 const WEBCRYPTO = flag('crypto') === 'webcrypto';
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
@@ -757,7 +768,16 @@ for (const backend of backends) {
   // the runs pair by pair, so a stall of the machine lands on one pair instead of deciding the result.
   const latencyRuns = latencyOnly ? RUNS : 1;
   const lat = { p50: [] as number[], p99: [] as number[], rawP50: [] as number[], rawP99: [] as number[] };
+  // How many datagrams took over 1 ms, per run: the size of the tail, of which a p99 (the 20th slowest of
+  // 2000) shows one point.
+  const late = { ours: [] as number[], raw: [] as number[] };
+  const warmupLate = { ours: [] as number[], raw: [] as number[] };
+  const over1ms = (xs: number[]) => xs.filter((x) => x > 1).length;
   let delivered = '';
+  for (let i = 0; i < LATENCY_WARMUP; i++) {
+    warmupLate.raw.push(over1ms(await rawLatency(rtc, n)));
+    warmupLate.ours.push(over1ms(await oursLatency(pair, peer, n)));
+  }
   for (let i = 0; i < latencyRuns; i++) {
     const rl = await rawLatency(rtc, n);
     const ol = await oursLatency(pair, peer, n);
@@ -765,6 +785,8 @@ for (const backend of backends) {
     lat.p99.push(percentile(ol, 0.99));
     lat.rawP50.push(percentile(rl, 0.5));
     lat.rawP99.push(percentile(rl, 0.99));
+    late.ours.push(over1ms(ol));
+    late.raw.push(over1ms(rl));
     delivered = `delivered ${ol.length}/${n} vs ${rl.length}/${n}`;
   }
   const ms = (xs: number[]) =>
@@ -773,12 +795,18 @@ for (const backend of backends) {
       : `${median(xs).toFixed(3)} (${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}) ms`;
   const extra = (ours: number[], raw: number[]) => ours.map((x, i) => x - raw[i]!);
   out(
-    `[${backend}] SLLP one-way latency, 1 KiB datagrams, one every ~1 ms (n=${n}${latencyRuns > 1 ? `, ${latencyRuns} alternating runs` : ''})`,
+    `[${backend}] SLLP one-way latency, 1 KiB datagrams, one every ~1 ms (n=${n}${latencyRuns > 1 ? `, ${latencyRuns} alternating runs` : ''}${LATENCY_WARMUP > 0 ? ` after ${LATENCY_WARMUP} of warm-up` : ''})`,
   );
   out(`  p50 p2ptls ${ms(lat.p50)}  raw ${ms(lat.rawP50)}   p2ptls − raw ${ms(extra(lat.p50, lat.rawP50))}`);
   out(
     `  p99 p2ptls ${ms(lat.p99)}  raw ${ms(lat.rawP99)}   p2ptls − raw ${ms(extra(lat.p99, lat.rawP99))}   ${delivered}`,
   );
+  out(`  over 1 ms, per run: p2ptls ${late.ours.join(', ')}   raw ${late.raw.join(', ')}   (of ${n} each)`);
+  if (LATENCY_WARMUP > 0) {
+    out(
+      `  warm-up runs (not counted above), over 1 ms: p2ptls ${warmupLate.ours.join(', ')}   raw ${warmupLate.raw.join(', ')}`,
+    );
+  }
   if (latencyOnly) {
     if (backend === 'wrtc' || !headline) {
       headline = `headline: sllp-p99-${backend}-ms ours=${median(lat.p99).toFixed(3)} baseline=${median(lat.rawP99).toFixed(3)} ratio=${(median(lat.rawP99) / median(lat.p99)).toFixed(2)}`;
