@@ -91,7 +91,7 @@ export function sealWithHeader(
   return aead.seal(key, nonce, header, joinPlaintext(plaintext)).then((ct) => prepend(header, ct));
 }
 
-/** A record or datagram sealed but not yet joined: its header, and its ciphertext ‖ tag. */
+/** A datagram sealed but not yet joined: its header, and its ciphertext ‖ tag (records have none, §5.1). */
 export interface SealedParts {
   header: Uint8Array;
   body: Uint8Array;
@@ -101,7 +101,7 @@ export interface SealedParts {
  * `seal(key, nonce, aad, plaintext)` of a {@link Plaintext}: ciphertext ‖ tag. The pieces are joined into
  * the WebCrypto provider's {@link JoinBuffer} when that is the provider (it copies them within the call),
  * into a new buffer for any other. For callers that put the header in front themselves, in a buffer of
- * their own (see Session's records for a copying output). Rejects, never throws.
+ * their own (see Session's datagrams for a copying output). Rejects, never throws.
  */
 export function sealJoined(
   aead: AeadProvider,
