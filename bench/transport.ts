@@ -10,7 +10,8 @@
  *                            against the raw channel's bulk throughput
  *   set-up time              dial → authenticated          vs raw WebRTC connect (both channels open), with
  *                                                          the same signed signaling (and, for reference,
- *                                                          with signals passed in-process); split by stage
+ *                                                          with signals passed in-process); split by stage,
+ *                                                          and the CPU it takes by kind of thread (Linux)
  *   memory per connection    RSS growth per open connection (p2ptls vs raw link)
  *
  * Flags: --quick (smaller volumes), --backend wrtc|node-datachannel (default: both), --runs N (TCP-mode
@@ -39,6 +40,7 @@ import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
 import { within } from '../test/helpers/hosts.js';
 import { startBenchHost } from './bench-host.js';
 import type { SetupPeerInit, SetupPeerReport } from './setup-peer.js';
+import { type CpuSpent, cpuClock, type ThreadCpu } from './thread-cpu.js';
 
 /** The value after `--name` on the command line, if the flag is there. */
 function flag(name: string): string | undefined {
@@ -386,7 +388,7 @@ async function oursVideo(
  */
 async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identity, Identity]) {
   const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
+  const cpuSince = cpuClock();
   const tag = `bench-raw-${Math.random().toString(36).slice(2)}`;
   const a = new PeerLink({ rtc, initiator: true, candidateFilter: loopbackOnly });
   a.on('signal', (signal) => void pair.sa.sendSignal(ids[1].peerId, { tag, signal }).catch(() => {}));
@@ -416,18 +418,12 @@ async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identit
   ];
   await Promise.all([new Promise((r) => a.once('open', r)), bOpen]);
   const ms = performance.now() - t0;
-  const cpu = cpuMs(cpu0);
+  const cpu = cpuSince();
   for (const off of offs) off();
   const t = a.timeline as LinkTimeline | undefined;
   a.close();
   b?.close();
   return { ms, cpu, timeline: t };
-}
-
-/** CPU time of the whole process (every thread: JavaScript, WebRTC, crypto pool) since `since`, in ms. */
-function cpuMs(since: NodeJS.CpuUsage): number {
-  const c = process.cpuUsage(since);
-  return (c.user + c.system) / 1000;
 }
 
 interface SetupSample {
@@ -437,8 +433,8 @@ interface SetupSample {
    * Process CPU of each, where both sides, the signaling server and WebRTC's threads are all in this
    * process (not measured with the responder in its own process).
    */
-  oursCpu?: number;
-  rawCpu?: number;
+  oursCpu?: CpuSpent;
+  rawCpu?: CpuSpent;
   /** Raw WebRTC with signals passed in-process: only with both peers in this process. */
   rawDirect?: number;
   /** Stages of ours, initiator's view (ms from connect()). */
@@ -471,11 +467,11 @@ const settle = () => new Promise((r) => setTimeout(r, 60));
 interface SetupTrials {
   /** Where the peers run, for the table's title. */
   where: string;
-  raw(): Promise<{ ms: number; cpu?: number; timeline?: LinkTimeline | undefined }>;
+  raw(): Promise<{ ms: number; cpu?: CpuSpent; timeline?: LinkTimeline | undefined }>;
   direct?(): Promise<number>;
   ours(): Promise<{
     ms: number;
-    cpu?: number;
+    cpu?: CpuSpent;
     setup?: SetupTimings | undefined;
     responderSetup?: SetupTimings | undefined;
     close(): Promise<unknown>;
@@ -495,14 +491,14 @@ function inProcessTrials(pair: Pair, rtc: RtcImplementation, ids: [Identity, Ide
     },
     async ours() {
       const t0 = performance.now();
-      const cpu0 = process.cpuUsage();
+      const cpuSince = cpuClock();
       const accepted = pair.accepted();
       const c = await pair.ha.connect(ids[1].peerId);
       const remote = await accepted;
       const ms = performance.now() - t0;
       return {
         ms,
-        cpu: cpuMs(cpu0),
+        cpu: cpuSince(),
         setup: c.setup,
         responderSetup: remote.setup,
         close: () => c.close(),
@@ -661,9 +657,24 @@ async function setupScenario(
   // Both peers, the signaling server and WebRTC's threads share this process and the machine's cores: when
   // the CPU a set-up takes is more than its wall time, the set-up waits for CPU, and every ms of work that
   // p2ptls adds (signatures, key exchange, its own bookkeeping) shows in the wall time.
-  const cpu = { ours: pick((s) => s.oursCpu), raw: pick((s) => s.rawCpu) };
-  if (cpu.ours.length > 0) {
-    out(`  process CPU per set-up, ms:  p2ptls ${fmt(cpu.ours)}   raw, signaled ${fmt(cpu.raw)}`);
+  const cpu = (f: (c: CpuSpent) => number | undefined) => ({
+    ours: pick((s) => (s.oursCpu ? f(s.oursCpu) : undefined)),
+    raw: pick((s) => (s.rawCpu ? f(s.rawCpu) : undefined)),
+  });
+  const total = cpu((c) => c.total);
+  if (total.ours.length > 0) {
+    out(`  process CPU per set-up, ms:  p2ptls ${fmt(total.ours)}   raw, signaled ${fmt(total.raw)}`);
+  }
+  // By kind of thread (Linux): p2ptls's work is on the JavaScript thread, which both peers and the
+  // signaling server share here; the WebRTC stack's threads run ICE, DTLS and SCTP.
+  const threads: [keyof ThreadCpu, string][] = [
+    ['js', 'JavaScript thread'],
+    ['native', "WebRTC stack's threads"],
+    ['node', "Node's other threads (GC, libuv)"],
+  ];
+  for (const [kind, label] of threads) {
+    const t = cpu((c) => c.threads?.[kind]);
+    if (t.ours.length > 0) out(`    ${label.padEnd(34)} p2ptls ${fmt(t.ours)}   raw, signaled ${fmt(t.raw)}`);
   }
   const stageNames: [keyof SetupTimings, string][] = [
     ['signaled', 'offer + ClientHello sent'],

@@ -1,0 +1,64 @@
+/**
+ * CPU time of this process by kind of thread, from Linux's per-thread scheduler statistics
+ * (`/proc/self/task/<tid>/schedstat`: nanoseconds on a CPU). Where set-up time goes when both peers
+ * share a process: the JavaScript thread runs both peers' p2ptls work, simple-peer and the signaling
+ * server, and every blocking call into the WebRTC stack waits there; the stack's own threads run ICE,
+ * DTLS and SCTP. Undefined where there is no such file (other systems).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface ThreadCpu {
+  /** The main thread: JavaScript, and the blocking calls it makes into native code. */
+  js: number;
+  /** Node's other threads (V8's platform workers for GC and compilation, the libuv pool): named `node`, `libuv-worker`, `v8:…`. */
+  node: number;
+  /** Every other thread: the WebRTC stack's (signaling, network and worker threads, SCTP). */
+  native: number;
+}
+
+/** Milliseconds each kind of thread of this process has run so far, or undefined off Linux. */
+export function threadCpu(): ThreadCpu | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return undefined;
+  }
+  const spent: ThreadCpu = { js: 0, node: 0, native: 0 };
+  for (const tid of tids) {
+    try {
+      const ms = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      const kind: keyof ThreadCpu =
+        tid === String(process.pid) ? 'js' : /^(node|libuv|v8:)/.test(name) ? 'node' : 'native';
+      spent[kind] += ms;
+    } catch {
+      // The thread ended between the listing and the read: its time is no longer counted anywhere.
+    }
+  }
+  return spent;
+}
+
+/** What each kind of thread ran since `before` (both from {@link threadCpu}). */
+export function threadCpuSince(before: ThreadCpu | undefined): ThreadCpu | undefined {
+  const now = threadCpu();
+  if (!before || !now) return undefined;
+  return { js: now.js - before.js, node: now.node - before.node, native: now.native - before.native };
+}
+
+/** CPU spent by this process over a span, in ms: all of it, and by kind of thread where the system says. */
+export interface CpuSpent {
+  total: number;
+  threads?: ThreadCpu;
+}
+
+/** Starts a span now; the function returned tells what the process spent since. */
+export function cpuClock(): () => CpuSpent {
+  const process0 = process.cpuUsage();
+  const threads0 = threadCpu();
+  return () => {
+    const c = process.cpuUsage(process0);
+    const threads = threadCpuSince(threads0);
+    return { total: (c.user + c.system) / 1000, ...(threads ? { threads } : {}) };
+  };
+}
