@@ -40,7 +40,7 @@ export function threadCpu(): ThreadCpu | undefined {
 }
 
 /** What each kind of thread ran since `before` (both from {@link threadCpu}). */
-export function threadCpuSince(before: ThreadCpu | undefined): ThreadCpu | undefined {
+function threadCpuSince(before: ThreadCpu | undefined): ThreadCpu | undefined {
   const now = threadCpu();
   if (!before || !now) return undefined;
   return { js: now.js - before.js, node: now.node - before.node, native: now.native - before.native };
@@ -54,8 +54,9 @@ export interface CpuSpent {
 
 /** Starts a span now; the function returned tells what the process spent since. */
 export function cpuClock(): () => CpuSpent {
-  const process0 = process.cpuUsage();
+  // Threads first, the process last (and the reverse at the end): neither reading is in `total`.
   const threads0 = threadCpu();
+  const process0 = process.cpuUsage();
   return () => {
     const c = process.cpuUsage(process0);
     const threads = threadCpuSince(threads0);
