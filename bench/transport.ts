@@ -75,11 +75,12 @@ const WARMUP = Number(flag('warmup') ?? (quick ? 5 : 20));
 /**
  * --latency-warmup N: with --only latency, alternating raw/p2ptls latency runs made before the measured
  * ones and reported apart (default 3, --quick 1). Without --only latency there are none: a full run
- * measures latency once, after its TCP-mode rows. Why: a process's first seconds of datagrams are late more often, raw's and
- * p2ptls's alike, p2ptls's more; it settles after about three pairs of runs. Datagrams over 1 ms, per
- * run, 2026-12-01, --runs 10 (no warm-up): node-datachannel p2ptls 39, 33, 10, 6, 7, 4, 4, 5, 1, 6 and raw
- * 25, 25, 11, 6, 2, 3, 4, 8, 12, 4; wrtc p2ptls 35, 20, 14, 9, 8, 4, 4, 3, 5, 5 and raw 27, 12, 5, 7, 2,
- * 6, 2, 2, 5, 6. A p99 of five runs from a cold start mixed those first runs with the steady state.
+ * measures latency once, after its TCP-mode rows. Why: a process's first seconds of datagrams are late
+ * more often, raw's and p2ptls's alike, p2ptls's more; it settles after about three pairs of runs.
+ * Datagrams over 1 ms, per run, 2026-12-01, --runs 10 (no warm-up): node-datachannel p2ptls 39, 33, 10,
+ * 6, 7, 4, 4, 5, 1, 6 and raw 25, 25, 11, 6, 2, 3, 4, 8, 12, 4; wrtc p2ptls 35, 20, 14, 9, 8, 4, 4, 3, 5,
+ * 5 and raw 27, 12, 5, 7, 2, 6, 2, 2, 5, 6. A p99 of five runs from a cold start mixed those first runs
+ * with the steady state.
  */
 const LATENCY_WARMUP = latencyOnly ? Number(flag('latency-warmup') ?? (quick ? 1 : 3)) : 0;
 /** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
