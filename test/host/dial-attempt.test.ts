@@ -1,8 +1,9 @@
 // One dial (src/host/dial.ts) over an in-memory link, the test playing the other side by hand: the
 // handshake rides with the offer and the answer, a wrong binder costs no link, what arrives before the
-// handshake completes costs nothing (datagrams dropped and counted, reliable bytes capped), and a link
-// that dies as the handshake completes fails the dial with a typed error instead of yielding a
-// connection on a dead link. PROTOCOL.md §5.5 and §8.
+// handshake completes costs nothing (datagrams dropped and counted, reliable bytes capped), a live DTLS
+// certificate other than the one the SDP named fails either side, and a link that dies as the handshake
+// completes fails the dial with a typed error instead of yielding a connection on a dead link.
+// PROTOCOL.md §5.5 and §8.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
@@ -165,6 +166,36 @@ describe('a dial before its handshake completes', () => {
       ['right behind the handshake'],
     );
     void connection.close(0, '', { flushMs: 10 });
+  });
+
+  it("a live DTLS certificate that is not the SDP's: the dialer fails channel_binding_mismatch before InitiatorAuth, the peer told (§8 step 4)", async () => {
+    // The check of §8 step 4, against a WebRTC stack that let another certificate through DTLS than the
+    // one the SDP named (and the handshake bound): no InitiatorAuth, no connection.
+    const net = new InMemoryNetwork();
+    net.a.remoteCertificate = async () => 'sha-256 EE:EE';
+    const psk = randomPsk();
+    const { dial, signals } = outgoing(net, psk, 'd10');
+    await answer(dial, signals, psk);
+    net.open();
+    await assert.rejects(dial.result, withCode('channel_binding_mismatch'));
+    assert.equal(net.a.reliableSent, 0, 'no InitiatorAuth went out');
+    assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
+  });
+
+  it("a live DTLS certificate that is not the SDP's: the responder fails channel_binding_mismatch even with a valid InitiatorAuth, the peer told (§8 step 4)", async () => {
+    const net = new InMemoryNetwork();
+    net.b.remoteCertificate = async () => 'sha-256 EE:EE';
+    const psk = randomPsk();
+    const { init, request, signals } = await incoming(net, psk, 'd11');
+    const accepted = request.acceptUnverified({ publicIdentity: alice.publicIdentity, psk });
+    const answered = await handshakeSignal(signals);
+    await init.receive(answered.handshake![0]!, dtlsChannelBinding(FP_A, FP_B));
+    const { records } = await init.receive(answered.handshake![1]!);
+    net.open();
+    for (const r of records) net.a.sendReliable(r); // a genuine InitiatorAuth
+    await assert.rejects(accepted, withCode('channel_binding_mismatch'));
+    assert.equal(net.b.reliableSent, 0, 'no WINDOW: the responder has no connection');
+    assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
   });
 
   it('datagrams that arrive before the handshake are dropped and counted, never kept', async () => {
