@@ -102,7 +102,11 @@ async function rawPair(rtc: RtcImplementation): Promise<{ a: PeerLink; b: PeerLi
   const b = new PeerLink({ rtc, initiator: false, candidateFilter: loopbackOnly });
   a.on('signal', (s) => b.signal(s));
   b.on('signal', (s) => a.signal(s));
-  await Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]);
+  await within(
+    Promise.all([new Promise((r) => a.once('open', r)), new Promise((r) => b.once('open', r))]),
+    STALL_MS,
+    'a raw link pair opening',
+  );
   return { a, b, ms: performance.now() - t0 };
 }
 
@@ -418,7 +422,11 @@ async function rawSignaledPair(pair: Pair, rtc: RtcImplementation, ids: [Identit
       route((s) => a.signal(s)),
     ),
   ];
-  await Promise.all([new Promise((r) => a.once('open', r)), bOpen]);
+  await within(
+    Promise.all([new Promise((r) => a.once('open', r)), bOpen]),
+    STALL_MS,
+    'a raw link opening through signaling',
+  );
   const ms = performance.now() - t0;
   const cpu = cpuSince();
   for (const off of offs) off();
@@ -575,7 +583,11 @@ async function childProcessTrials(
         const d = m.data as { tag?: string; signal?: unknown };
         if (d?.tag === tag) a.signal(d.signal);
       });
-      const opened = new Promise<number>((resolve) => a.once('open', () => resolve(clock())));
+      const opened = within(
+        new Promise<number>((resolve) => a.once('open', () => resolve(clock()))),
+        STALL_MS,
+        'a raw link opening to the setup peer',
+      );
       const [aOpen, bOpen] = await Promise.all([opened, next(`raw-open:${tag}`)]);
       off();
       const timeline = a.timeline as LinkTimeline | undefined;
