@@ -20,6 +20,7 @@ import { generate, loss, trainMesh, trainSingle } from '../examples/train-logist
 import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
 import type { Compression, Mesh } from '../src/mesh/index.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
+import { within } from '../test/helpers/hosts.js';
 import { openRawRing } from './raw-ring.js';
 
 const MiB = 1024 * 1024;
@@ -70,7 +71,8 @@ async function main(): Promise<void> {
     backend === 'node-datachannel'
       ? await nodeRtc('node-datachannel', { bindAddress: '127.0.0.1' })
       : await nodeRtc('wrtc');
-  const raw = await openRawRing(rtc, N, CHUNK);
+  // A link that never opens fails the run and says which step, instead of hanging.
+  const raw = await within(openRawRing(rtc, N, CHUNK), 30_000, 'the raw ring opening');
   try {
     const { meshes } = local;
     const tensors = meshes.map(() => new Float32Array(ELEMENTS));
