@@ -90,9 +90,10 @@ const MiB = 1024 * 1024;
 const HIGH_WATER = MiB;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
- * How long a step may make no progress (a connection accepted, a transfer's sends taken, a channel
- * draining) before the run fails and says which step stalled, instead of hanging: one run of
- * --only datagrams on node-datachannel hung for 15 minutes and never said where (not reproduced in 9 more).
+ * How long a step may make no progress (a raw link opening, a connection accepted, a transfer's sends
+ * taken, a channel draining) before the run fails and says which step stalled, instead of hanging: one
+ * run of --only datagrams on node-datachannel hung for 15 minutes and never said where (not reproduced in
+ * 9 more).
  */
 const STALL_MS = 30_000;
 
