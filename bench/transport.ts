@@ -450,8 +450,12 @@ interface SetupSample {
   rawDirect?: number;
   /** Stages of ours, initiator's view (ms from connect()). */
   stages: Partial<Record<keyof SetupTimings, number>>;
+  /** From connect() to its dial starting (the peer's credentials looked up). */
+  dialStart?: number;
   /** The responder's time from the offer's arrival to its answer + ServerHello + ResponderAuth going out. */
   responderAnswer?: number;
+  /** The responder's link open and InitiatorAuth verified, on the same time line (ms from connect()). */
+  responderStages: Partial<Record<'open' | 'peerVerified', number>>;
   /** ICE, DTLS, open of the raw signaled connect (ms from its start). */
   rawStages: Partial<Record<'iceConnected' | 'dtlsConnected' | 'open', number>>;
 }
@@ -482,6 +486,8 @@ interface SetupTrials {
   direct?(): Promise<number>;
   ours(): Promise<{
     ms: number;
+    /** When connect() was called, on the clock of {@link SetupTimings.startedAt}. */
+    startedAt: number;
     cpu?: CpuSpent;
     setup?: SetupTimings | undefined;
     responderSetup?: SetupTimings | undefined;
@@ -509,6 +515,7 @@ function inProcessTrials(pair: Pair, rtc: RtcImplementation, ids: [Identity, Ide
       const ms = performance.now() - t0;
       return {
         ms,
+        startedAt: performance.timeOrigin + t0,
         cpu: cpuSince(),
         setup: c.setup,
         responderSetup: remote.setup,
@@ -604,6 +611,7 @@ async function childProcessTrials(
       const remote = (await accepted) as Extract<SetupPeerReport, { type: 'accepted' }>;
       return {
         ms: Math.max(done, remote.at) - t0,
+        startedAt: t0,
         setup: c.setup,
         responderSetup: remote.setup,
         close: () => c.close(),
@@ -633,9 +641,22 @@ async function setupScenario(
     const direct = await trials.direct?.();
     await settle();
     const o = await trials.ours();
-    const stages: SetupSample['stages'] = { ...o.setup };
+    // Both sides' stages on one time line, from connect(): each dial's start is on the machine's clock.
+    const [mine, theirs] = [o.setup, o.responderSetup];
+    const dialStart = mine?.startedAt === undefined ? undefined : mine.startedAt - o.startedAt;
+    const stages: SetupSample['stages'] = {};
+    for (const [k, v] of Object.entries(mine ?? {}) as [keyof SetupTimings, number][]) {
+      if (k !== 'startedAt') stages[k] = v + (dialStart ?? 0);
+    }
     // The responder's own view ends the set-up: when it authenticated the initiator.
-    if (o.setup) stages.established = o.ms;
+    if (mine) stages.established = o.ms;
+    const responderStages: SetupSample['responderStages'] = {};
+    if (theirs?.startedAt !== undefined) {
+      for (const k of ['open', 'peerVerified'] as const) {
+        const v = theirs[k];
+        if (v !== undefined) responderStages[k] = theirs.startedAt + v - o.startedAt;
+      }
+    }
     const rt = raw.timeline;
     const rawStages: SetupSample['rawStages'] = {};
     for (const k of ['iceConnected', 'dtlsConnected', 'open'] as const) {
@@ -649,7 +670,9 @@ async function setupScenario(
       ...(raw.cpu === undefined ? {} : { rawCpu: raw.cpu }),
       ...(direct === undefined ? {} : { rawDirect: direct }),
       stages,
+      ...(dialStart === undefined ? {} : { dialStart }),
       rawStages,
+      responderStages,
       ...(o.responderSetup?.signaled === undefined ? {} : { responderAnswer: o.responderSetup.signaled }),
     });
     await o.close();
@@ -694,6 +717,7 @@ async function setupScenario(
   const stageNames: [keyof SetupTimings, string][] = [
     ['signaled', 'offer + ClientHello sent'],
     ['answered', 'answer + ServerHello + ResponderAuth in'],
+    ['peerVerified', 'ResponderAuth verified'],
     ['iceConnected', 'ICE connected'],
     ['dtlsConnected', 'DTLS connected'],
     ['open', 'data channels open'],
@@ -701,6 +725,7 @@ async function setupScenario(
   ];
   if (samples.some((s) => Object.keys(s.stages).length > 0)) {
     out('  split (ms from connect(), median (min–max)):   p2ptls                raw, signaled');
+    out(`    ${'the dial starts (credentials looked up)'.padEnd(42)} ${fmt(pick((s) => s.dialStart))}`);
     for (const [k, label] of stageNames) {
       const rawK = k === 'iceConnected' || k === 'dtlsConnected' || k === 'open' ? k : undefined;
       out(
@@ -708,6 +733,11 @@ async function setupScenario(
       );
     }
     out(`    ${'(responder: offer in → answer sent)'.padEnd(42)} ${fmt(pick((s) => s.responderAnswer))}`);
+    // The set-up ends on the responder's side: its link open and InitiatorAuth verified, whichever is last.
+    out(`    ${'(responder: its link open)'.padEnd(42)} ${fmt(pick((s) => s.responderStages.open))}`);
+    out(
+      `    ${'(responder: InitiatorAuth verified)'.padEnd(42)} ${fmt(pick((s) => s.responderStages.peerVerified))}`,
+    );
   }
   if (warmup.length > 0) {
     out(

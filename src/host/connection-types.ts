@@ -92,6 +92,11 @@ export interface ConnectionStats extends LinkStats {
  * the stack reports them.
  */
 export interface SetupTimings {
+  /**
+   * When the dial started, as `performance.timeOrigin + performance.now()`: milliseconds since the epoch
+   * on this machine's clock, so that both sides' timings go on one time line (even from two processes).
+   */
+  startedAt?: number;
   /** The hello-bearing signal went out: offer + ClientHello, or answer + ServerHello + ResponderAuth. */
   signaled?: number;
   /** Outgoing: the answer with ServerHello and ResponderAuth arrived. */
@@ -100,6 +105,8 @@ export interface SetupTimings {
   dtlsConnected?: number;
   /** Both data channels open. */
   open?: number;
+  /** The peer's Auth verified: ResponderAuth from the answer, or InitiatorAuth from the data channel. */
+  peerVerified?: number;
   /** The peer is authenticated and the connection exists. */
   established: number;
 }

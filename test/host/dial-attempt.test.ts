@@ -48,6 +48,19 @@ function nextRecord(link: InMemoryNetwork['b']): Promise<Uint8Array> {
 
 type Sent = { kind: string; signal?: unknown; handshake?: Uint8Array[] };
 
+/**
+ * A connection's set-up timings (bench:transport's split) are in order, and its dial's start is on the
+ * epoch clock that puts both sides on one time line.
+ */
+function assertSetup(connection: Connection, who: string): void {
+  const s = connection.setup;
+  assert.ok(s, `${who} has set-up timings`);
+  assert.ok(s.startedAt !== undefined && Math.abs(s.startedAt - Date.now()) < 60_000, `${who}: startedAt`);
+  assert.ok(s.signaled !== undefined && s.signaled <= s.established, `${who}: signaled`);
+  assert.ok(s.peerVerified !== undefined && s.peerVerified <= s.established, `${who}: peer verified`);
+  assert.ok(s.open !== undefined && s.open <= s.established, `${who}: open`);
+}
+
 /** The first signal the dial sent that carries handshake records (its offer or its answer). */
 async function handshakeSignal(signals: unknown[]): Promise<Sent> {
   for (;;) {
@@ -213,7 +226,7 @@ describe('a dial before its handshake completes', () => {
     assert.equal(stats.datagrams.dropped.early, 256);
     assert.equal(stats.datagrams.received, 0);
     assert.equal(dial.state, 'established');
-    assert.ok(connection.setup && connection.setup.established >= (connection.setup.open ?? 0));
+    assertSetup(connection, 'the initiator');
     void connection.close(0, '', { flushMs: 10 });
   });
 
@@ -292,6 +305,7 @@ describe('a dial before its handshake completes', () => {
     const connection = await accepted;
     assert.equal(right.dial.state, 'established');
     assert.equal(connection.peerId, alice.peerId);
+    assertSetup(connection, 'the responder');
     void connection.close(0, '', { flushMs: 10 });
   });
 
