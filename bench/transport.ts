@@ -725,7 +725,7 @@ async function setupScenario(
   ];
   if (samples.some((s) => Object.keys(s.stages).length > 0)) {
     out('  split (ms from connect(), median (min–max)):   p2ptls                raw, signaled');
-    out(`    ${'the dial starts (credentials looked up)'.padEnd(42)} ${fmt(pick((s) => s.dialStart))}`);
+    out(`    ${'the dial starts'.padEnd(42)} ${fmt(pick((s) => s.dialStart))}`);
     for (const [k, label] of stageNames) {
       const rawK = k === 'iceConnected' || k === 'dtlsConnected' || k === 'open' ? k : undefined;
       out(

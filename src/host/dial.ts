@@ -57,7 +57,14 @@ export interface DialSignalData {
 
 /** Who a dial authenticates: outgoing, the pinned credentials; incoming, the host's list by default. */
 export type DialPeer =
-  | { outgoing: true; credentials: PeerCredentials }
+  | {
+      outgoing: true;
+      /**
+       * The peer's keys, read from the peer list while the link makes its offer. A rejection fails the
+       * dial with its error; nothing has been sent then, so the peer is not told.
+       */
+      credentials: Promise<PeerCredentials>;
+    }
   | {
       outgoing: false;
       /** Whether the dialer was in the host's peer list when the dial was admitted (its pool). */
@@ -450,8 +457,15 @@ export class DialAttempt implements RequestTarget {
    */
   private async initiate(): Promise<void> {
     if (!this.peer.outgoing) return;
-    const peer = this.peer.credentials;
     const localFp = this.currentLink!.localFingerprint();
+    let peer: PeerCredentials;
+    try {
+      peer = await this.peer.credentials;
+    } catch (err) {
+      this.fail(asP2PTLSError(err, 'internal_error'), { tellPeer: false });
+      return;
+    }
+    if (!this.still('offering')) return;
     // The ephemeral key and early secret are made while the link makes its offer.
     const init = await InitiatorHandshake.start({
       ...this.handshakeOptions(peer.publicIdentity, peer.psk),

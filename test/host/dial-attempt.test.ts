@@ -6,7 +6,7 @@
 // PROTOCOL.md §5.5 and §8.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { isP2PTLSError } from '../../src/errors.js';
+import { fail, isP2PTLSError } from '../../src/errors.js';
 import type { Connection } from '../../src/host/connection.js';
 import { DialAttempt, type DialContext, MAX_EARLY_RELIABLE_BYTES } from '../../src/host/dial.js';
 import type { ConnectionRequest } from '../../src/host/request.js';
@@ -138,7 +138,7 @@ describe('a dial before its handshake completes', () => {
     const dial = new DialAttempt(
       id,
       bob.peerId,
-      { outgoing: true, credentials: { publicIdentity: bob.publicIdentity, psk } },
+      { outgoing: true, credentials: Promise.resolve({ publicIdentity: bob.publicIdentity, psk }) },
       ctx,
     );
     return { dial, signals };
@@ -209,6 +209,31 @@ describe('a dial before its handshake completes', () => {
     await assert.rejects(accepted, withCode('channel_binding_mismatch'));
     assert.equal(net.b.reliableSent, 0, 'no WINDOW: the responder has no connection');
     assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
+  });
+
+  it("the dialer's link starts before the peer's keys are read; keys that cannot be had fail the dial, the peer told nothing", async () => {
+    const net = new InMemoryNetwork();
+    const { ctx, signals } = context(net, alice);
+    let created = 0;
+    ctx.createLink = () => {
+      created++;
+      return net.a;
+    };
+    let refuse!: (err: unknown) => void;
+    const credentials = new Promise<never>((_, reject) => {
+      refuse = reject;
+    });
+    let closed = false;
+    net.a.on('close', () => {
+      closed = true;
+    });
+    const dial = new DialAttempt('d12', bob.peerId, { outgoing: true, credentials }, ctx);
+    assert.equal(created, 1, 'the link (and its offer) before the keys');
+    refuse(fail('unknown_peer', 'not paired'));
+    await assert.rejects(dial.result, withCode('unknown_peer'));
+    assert.deepEqual(signals, [], 'no offer, no abort: the peer does not know of the dial');
+    await new Promise((r) => setImmediate(r));
+    assert.ok(closed, 'the link is closed');
   });
 
   it('datagrams that arrive before the handshake are dropped and counted, never kept', async () => {
