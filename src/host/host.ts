@@ -295,6 +295,8 @@ export class Host extends TypedEmitter<HostEvents> {
         psks ??= c.pendingPsk ? [c.pendingPsk, c.psk] : [c.psk];
         return { publicIdentity: c.publicIdentity, psk: psks[0]! };
       });
+      // Awaited by the dial, unless making it throws (a stack that refuses the link's options).
+      credentials.catch(() => {});
       const dial = this.startDial(toBase64Url(crypto.getRandomValues(new Uint8Array(12))), peerId, {
         outgoing: true,
         credentials,

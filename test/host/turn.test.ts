@@ -84,6 +84,14 @@ describe('TURN relay through a real coturn on 127.0.0.1', () => {
     const hb = await env.host(b, { peers: [a], backend: 'wrtc', ...relay });
     try {
       await assert.rejects(within(ha.connect(b.peerId), 10_000, 'connect'), withCode('invalid_argument'));
+      // The same for a peer that is not in the list: the dial's link is refused before its keys are read,
+      // and their unknown_peer must not surface anywhere else (an unhandled rejection would fail the run).
+      const stranger = env.ids[0] as Identity;
+      await assert.rejects(
+        within(ha.connect(stranger.peerId), 10_000, 'connect'),
+        withCode('invalid_argument'),
+      );
+      await new Promise((r) => setImmediate(r));
       assert.equal(ha.openConnections.length, 0);
     } finally {
       await env.closeHost(ha);
