@@ -450,7 +450,7 @@ interface SetupSample {
   rawDirect?: number;
   /** Stages of ours, initiator's view (ms from connect()). */
   stages: Partial<Record<keyof SetupTimings, number>>;
-  /** From connect() to its dial starting (the peer's credentials looked up). */
+  /** From connect() to its dial starting (its link is made then; the peer's keys are read meanwhile). */
   dialStart?: number;
   /** The responder's time from the offer's arrival to its answer + ServerHello + ResponderAuth going out. */
   responderAnswer?: number;
