@@ -32,6 +32,11 @@ export interface AeadProvider {
    * (bench:protocol, node:crypto: 0.68 of raw before, see the commit that added these).
    */
   readonly sync?: SyncAead;
+  /**
+   * Optional: a buffer of `length` bytes the caller writes in full before anyone reads it, so the
+   * runtime need not zero it first (a reassembled message, PROTOCOL.md §5.2).
+   */
+  allocate?(length: number): Uint8Array;
 }
 
 /**

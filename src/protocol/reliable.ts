@@ -440,7 +440,7 @@ export class ReliableReader {
     p.cost += cost;
     if (!last) return [];
     this.partial = null;
-    const data = new Uint8Array(p.total);
+    const data = this.aead.allocate?.(p.total) ?? new Uint8Array(p.total);
     let at = 0;
     for (const c of p.chunks) {
       data.set(c, at);

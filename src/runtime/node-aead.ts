@@ -62,6 +62,18 @@ function sealInto(
   return out;
 }
 
+/**
+ * A buffer of `length` bytes that are not zeroed first: for callers that write every byte of it (a
+ * reassembled message, whose fragments must add up to its length). A zeroed 1 MiB buffer costs the
+ * zeroing or, fresh from the kernel, a page fault per 4 KiB. bench:protocol, node:crypto, 1 MiB messages
+ * in 16 KiB records: 0.84 (0.83–0.85, 5 runs) of the raw stream, against 0.80 (0.79–0.82, 4 runs)
+ * before. For small buffers Buffer's own path costs more than the zeroing it saves: not used for records.
+ */
+function uninitialized(length: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(length);
+  return new Uint8Array(b.buffer, b.byteOffset, length);
+}
+
 function openSync(key: AeadKey, nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array) {
   if (ciphertext.length < TAG_LEN) return null;
   try {
@@ -92,6 +104,7 @@ export const nodeCryptoAead: AeadProvider = {
   async open(key, nonce, aad, ciphertext) {
     return openSync(key, nonce, aad, ciphertext);
   },
+  allocate: uninitialized,
   sync: {
     sealWithHeader: (key, nonce, header, plaintext, into) =>
       sealInto(key, nonce, header, plaintext, header.length, into),

@@ -9,7 +9,13 @@ import { before, describe, it } from 'node:test';
 import { isP2PTLSError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { CloseCode, DataFlag, RecordType } from '../../src/protocol/constants.js';
-import { type HandshakeResult, type SessionEvent, Suite, webCryptoAead } from '../../src/protocol/index.js';
+import {
+  type AeadProvider,
+  type HandshakeResult,
+  type SessionEvent,
+  Suite,
+  webCryptoAead,
+} from '../../src/protocol/index.js';
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import type { InMemoryEnd } from '../../src/testing/in-memory.js';
 import { ByteWriter, concat, utf8 } from '../../src/util/bytes.js';
@@ -86,23 +92,44 @@ describe('protocol records (TCP mode)', () => {
       assert.deepEqual(await pumpReliable(b, a), [{ type: 'message', data: new Uint8Array(0) }]);
     });
 
-    it('messages of recordSize-4..recordSize+1 and multi-record sizes round-trip in the expected record counts', async () => {
-      const R = 1024;
-      const { initiator: a, responder: b } = pairFrom(run, { recordSize: R });
-      const records = (n: number) => (n <= R ? 1 : 1 + Math.ceil((n - (R - 4)) / R));
-      for (const n of [1, R - 4, R - 3, R - 1, R, R + 1, R + 2, 2 * R - 4, 2 * R - 3, 5 * R + 123, 40 * R]) {
-        const m = tagged(n, n);
-        await a.session.send(m);
-        assert.equal(a.sentReliable.length, records(n), `records for a ${n}-byte message`);
-        for (const r of a.sentReliable) assert.ok(r.length <= 2 + R + 16, `record of ${r.length} bytes`);
-        const events = await pumpReliable(a, b);
-        assert.equal(events.length, 1, `${n} bytes: one event`);
-        assert.deepEqual(events[0], { type: 'message', data: m });
-        // And the other way.
-        await b.session.send(m);
-        assert.deepEqual(await pumpReliable(b, a), [{ type: 'message', data: m }]);
-      }
-    });
+    // node:crypto's reassembly buffer is not zeroed first (AeadProvider.allocate): every byte of it must be
+    // the message's, whatever the allocator hands back. The third provider's buffers come filled with 0xAA.
+    const poisoned: AeadProvider = {
+      ...nodeCryptoAead,
+      name: 'node:crypto, allocate poisoned',
+      allocate: (n) => new Uint8Array(n).fill(0xaa),
+    };
+    for (const aead of [webCryptoAead, nodeCryptoAead, poisoned]) {
+      it(`messages of recordSize-4..recordSize+1 and multi-record sizes round-trip in the expected record counts, ${aead.name}`, async () => {
+        const R = 1024;
+        const { initiator: a, responder: b } = pairFrom(run, { recordSize: R, aead });
+        const records = (n: number) => (n <= R ? 1 : 1 + Math.ceil((n - (R - 4)) / R));
+        for (const n of [
+          1,
+          R - 4,
+          R - 3,
+          R - 1,
+          R,
+          R + 1,
+          R + 2,
+          2 * R - 4,
+          2 * R - 3,
+          5 * R + 123,
+          40 * R,
+        ]) {
+          const m = tagged(n, n);
+          await a.session.send(m);
+          assert.equal(a.sentReliable.length, records(n), `records for a ${n}-byte message`);
+          for (const r of a.sentReliable) assert.ok(r.length <= 2 + R + 16, `record of ${r.length} bytes`);
+          const events = await pumpReliable(a, b);
+          assert.equal(events.length, 1, `${n} bytes: one event`);
+          assert.deepEqual(events[0], { type: 'message', data: m });
+          // And the other way.
+          await b.session.send(m);
+          assert.deepEqual(await pumpReliable(b, a), [{ type: 'message', data: m }]);
+        }
+      });
+    }
 
     it('a batch of many small messages arrives as separate messages, in order, in few records', async () => {
       const { initiator: a, responder: b } = pairFrom(run);
