@@ -64,10 +64,10 @@ function sealInto(
 
 /**
  * A buffer of `length` bytes that are not zeroed first: for callers that write every byte of it (a
- * reassembled message, whose fragments must add up to its length). A zeroed 1 MiB buffer costs the
- * zeroing or, fresh from the kernel, a page fault per 4 KiB. bench:protocol, node:crypto, 1 MiB messages
- * in 16 KiB records: 0.84 (0.83–0.85, 5 runs) of the raw stream, against 0.80 (0.79–0.82, 4 runs)
- * before (alternating with the version before; the 64 KiB-record row swung 0.69–0.84 either way).
+ * reassembled message, whose fragments must add up to its length): a zeroed one is written twice, by
+ * the zeroing and by the message. bench:protocol, node:crypto, 1 MiB messages,
+ * four runs each, interleaved with the version before: in 16 KiB records 0.83 (0.80–0.83) of the raw
+ * stream against 0.805 (0.79–0.82); in 64 KiB records 0.75 (0.74–0.84) against 0.745 (0.71–0.79).
  */
 function uninitialized(length: number): Uint8Array {
   const b = Buffer.allocUnsafeSlow(length);
