@@ -63,11 +63,11 @@ function sealInto(
 }
 
 /**
- * A buffer of `length` bytes that are not zeroed first: for callers that write every byte of it (a
- * reassembled message, whose fragments must add up to its length): a zeroed one is written twice, by
- * the zeroing and by the message. bench:protocol, node:crypto, 1 MiB messages,
- * four runs each, interleaved with the version before: in 16 KiB records 0.83 (0.80–0.83) of the raw
- * stream against 0.805 (0.79–0.82); in 64 KiB records 0.75 (0.74–0.84) against 0.745 (0.71–0.79).
+ * A buffer of `length` bytes that are not zeroed first, for callers that write every byte of it (a
+ * reassembled message, whose fragments must add up to its length); a zeroed one is written twice, by the
+ * zeroing and by the message. bench:protocol, node:crypto, 1 MiB messages, four runs each interleaved
+ * with the version before: in 16 KiB records 0.83 (0.80–0.83) of the raw stream against 0.805
+ * (0.79–0.82); in 64 KiB records 0.75 (0.74–0.84) against 0.745 (0.71–0.79), which it does not resolve.
  */
 function uninitialized(length: number): Uint8Array {
   const b = Buffer.allocUnsafeSlow(length);

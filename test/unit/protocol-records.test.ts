@@ -104,19 +104,8 @@ describe('protocol records (TCP mode)', () => {
         const R = 1024;
         const { initiator: a, responder: b } = pairFrom(run, { recordSize: R, aead });
         const records = (n: number) => (n <= R ? 1 : 1 + Math.ceil((n - (R - 4)) / R));
-        for (const n of [
-          1,
-          R - 4,
-          R - 3,
-          R - 1,
-          R,
-          R + 1,
-          R + 2,
-          2 * R - 4,
-          2 * R - 3,
-          5 * R + 123,
-          40 * R,
-        ]) {
+        const sizes = [1, R - 4, R - 3, R - 1, R, R + 1, R + 2, 2 * R - 4, 2 * R - 3, 5 * R + 123, 40 * R];
+        for (const n of sizes) {
           const m = tagged(n, n);
           await a.session.send(m);
           assert.equal(a.sentReliable.length, records(n), `records for a ${n}-byte message`);
