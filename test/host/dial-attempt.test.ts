@@ -20,6 +20,7 @@ import {
 import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { dtlsChannelBinding, dtlsOfferBinding } from '../../src/transport/channel-binding.js';
+import { within } from '../helpers/hosts.js';
 import { identities, randomPsk, withCode } from '../helpers/protocol.js';
 
 /** The dial's context, with its link taken from `net` (side a) and its signals recorded. */
@@ -223,17 +224,13 @@ describe('a dial before its handshake completes', () => {
     const credentials = new Promise<never>((_, reject) => {
       refuse = reject;
     });
-    let closed = false;
-    net.a.on('close', () => {
-      closed = true;
-    });
+    const closed = new Promise((r) => net.a.once('close', r));
     const dial = new DialAttempt('d12', bob.peerId, { outgoing: true, credentials }, ctx);
     assert.equal(created, 1, 'the link (and its offer) before the keys');
     refuse(fail('unknown_peer', 'not paired'));
     await assert.rejects(dial.result, withCode('unknown_peer'));
     assert.deepEqual(signals, [], 'no offer, no abort: the peer does not know of the dial');
-    await new Promise((r) => setImmediate(r));
-    assert.ok(closed, 'the link is closed');
+    await within(closed, 5_000, 'the link closing');
   });
 
   it('datagrams that arrive before the handshake are dropped and counted, never kept', async () => {
