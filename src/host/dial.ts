@@ -477,6 +477,7 @@ export class DialAttempt implements RequestTarget {
     if (!this.still('offering')) return;
     this.setState('linking', 'offer and ClientHello sent');
     const answer = await this.answer.promise;
+    if (!this.still('linking')) return; // failed meanwhile (its link, as the answer was applied)
     const remoteFp = sdpFingerprint(answer.sdp);
     const fp = await localFp;
     const [serverHello, responderAuth, ...extra] = answer.handshake;
@@ -485,6 +486,7 @@ export class DialAttempt implements RequestTarget {
     }
     await init.receive(serverHello, dtlsChannelBinding(fp, remoteFp));
     const { records, result } = await init.receive(responderAuth);
+    if (!this.still('linking')) return;
     this.timings.peerVerified = this.elapsed();
     this.log('responder authenticated from the answer; waiting for the link');
     await this.linkOpen.promise;

@@ -272,6 +272,26 @@ export class Host extends TypedEmitter<HostEvents> {
   }
 
   /**
+   * The next incoming dial that authenticates against `list` (default: the host's peers): `incoming()`
+   * and `verify()` in one step, except that a dial that fails is passed over instead of thrown. A dial
+   * can fail through no fault of either application: `connect` makes a new dial when a WebRTC set-up
+   * fails before its link opens (its `attempts`; node-datachannel's dialer does so about 1 set-up in 15
+   * under load, src/host/dial.ts), and that new dial is the one to take. A loop around `incoming()` whose
+   * `verify()` throws out of it would stop accepting right there. Each dial passed over is traced
+   * (`DEBUG=p2ptls:dial:*`). Rejects with `closed` once the host is closed.
+   */
+  async accept(list?: PeerList): Promise<Connection> {
+    for await (const request of this.incoming()) {
+      try {
+        return await request.verify(list);
+      } catch {
+        // That dial is over (its own trace says why); the next one may be its retry.
+      }
+    }
+    throw fail('closed', 'host is closed');
+  }
+
+  /**
    * Dials a paired peer and resolves with an authenticated connection. Rejects with `unknown_peer` if the
    * peer is not in the host's peer list, `timeout`, or the handshake's error. A WebRTC set-up that fails
    * before the link opens is retried (`attempts`, default 3) with a short backoff; refusals and

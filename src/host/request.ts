@@ -1,4 +1,4 @@
-import { fail, type P2PTLSError } from '../errors.js';
+import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
 import type { Connection } from './connection.js';
 import type { PeerCredentials, PeerList } from './types.js';
@@ -28,7 +28,17 @@ export class ConnectionRequest {
    * error (`bad_binder`, `bad_signature`, …) for an impostor.
    */
   async verify(list: PeerList = this.defaultList): Promise<Connection> {
-    const credentials = await list.lookup(this.peerId);
+    let credentials: PeerCredentials | undefined;
+    try {
+      credentials = await list.lookup(this.peerId);
+    } catch (err) {
+      // A list that cannot be read ends the dial now, not at its handshake timeout.
+      const error = isP2PTLSError(err)
+        ? err
+        : fail('store_failed', `the peer list failed: ${String(err)}`, err);
+      this.dial.fail(error);
+      throw error;
+    }
     if (!credentials) {
       const error = fail('unknown_peer', `${this.peerId} is not a paired peer`);
       this.dial.fail(error);

@@ -49,13 +49,8 @@ const host = await Host.start({
 });
 console.log(`ready ${identity.peerId}`);
 
-const connection =
-  config.role === 'dial'
-    ? await host.connect(peer.peerId)
-    : await (async () => {
-        for await (const request of host.incoming()) return request.verify();
-        throw new Error('incoming() ended');
-      })();
+// accept() passes over a dial that failed (connect's retry comes as a new one).
+const connection = config.role === 'dial' ? await host.connect(peer.peerId) : await host.accept();
 console.log(`connected ${toHex(connection.sessionId)}`);
 connection.on('message', (m) => {
   connection.send(m).catch(() => {});

@@ -180,6 +180,10 @@ describe('close and crash', () => {
       assert.deepEqual(received, ['are you there?']);
       await assert.rejects(conn.send('anyone?'), withCode(info.error.code));
       assert.equal(host.openConnections.length, 0);
+    } catch (err) {
+      // The worker's side of a failure (run with DEBUG=p2ptls:* to have its traces too).
+      console.log(`# the worker printed:\n${(worker?.lines ?? []).map((l) => `#   ${l}`).join('\n')}`);
+      throw err;
     } finally {
       await worker?.kill();
       await env.closeHost(host);

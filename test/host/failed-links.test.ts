@@ -6,7 +6,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Identity } from '../../src/identity/identity.js';
-import { autoAccept, descriptionRefusingRtc, type Env, startEnv, within } from '../helpers/hosts.js';
+import {
+  autoAccept,
+  descriptionRefusingRtc,
+  type Env,
+  startEnv,
+  withCode,
+  within,
+} from '../helpers/hosts.js';
 
 const TIMEOUT_MS = 60_000;
 const BOUND_MS = 20_000;
@@ -14,7 +21,7 @@ const BOUND_MS = 20_000;
 describe('a link that fails on one side before it opens', () => {
   let env: Env;
   before(async () => {
-    env = await startEnv(4);
+    env = await startEnv(6);
   });
   after(async () => {
     await env?.close();
@@ -73,6 +80,62 @@ describe('a link that fails on one side before it opens', () => {
       assert.deepEqual(mine.sessionId, other.sessionId);
       const theirs = (await acceptor.nextError(BOUND_MS)) as { code?: string; message: string };
       assert.equal(theirs.code, 'closed', theirs.message);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
+  it('a peer list that cannot be read fails verify() with store_failed, and the dialer learns at once', async () => {
+    const [a, b] = env.ids.slice(4) as [Identity, Identity];
+    const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
+    const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
+    const broken = {
+      lookup: () => Promise.reject(new Error('disk on fire')),
+    };
+    try {
+      const request = (async () => {
+        for await (const r of hb.incoming()) return r;
+        throw new Error('no request');
+      })();
+      const dialed = ha.connect(b.peerId, { attempts: 1 }).catch((e: unknown) => e);
+      const verified = (await within(request, BOUND_MS, 'the request')).verify(broken);
+      await assert.rejects(within(verified, BOUND_MS, 'verify'), (err: unknown) => {
+        withCode('store_failed')(err);
+        assert.match((err as Error).message, /disk on fire/);
+        return true;
+      });
+      const err = (await within(dialed, BOUND_MS, 'connect fails')) as { code?: string; message: string };
+      assert.equal(err.code, 'store_failed', err.message);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
+  it("host.accept() passes over the failed attempt and returns the connection of connect's retry", async () => {
+    const [a, b] = env.ids.slice(4) as [Identity, Identity];
+    // The dialer's first link fails before it opens (node-datachannel's dialer does this under load).
+    const rtc = await descriptionRefusingRtc('answer', 1);
+    const ha = await env.host(a, { peers: [b], rtc, handshakeTimeoutMs: TIMEOUT_MS });
+    const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
+    try {
+      const accepted = hb.accept();
+      accepted.catch(() => {}); // awaited below; a test that fails earlier must not add an unhandled one
+      const [mine, other] = await within(
+        Promise.all([ha.connect(b.peerId, { attempts: 2 }), accepted]),
+        BOUND_MS,
+        'connect, retried, and accept',
+      );
+      assert.equal(rtc.refused(), 1, 'the first attempt failed');
+      assert.deepEqual(mine.sessionId, other.sessionId);
+      // A pending accept() ends with the host.
+      const pending = assert.rejects(
+        within(hb.accept(), BOUND_MS, 'accept, host closed'),
+        withCode('closed'),
+      );
+      await env.closeHost(hb);
+      await pending;
     } finally {
       await env.closeHost(ha);
       await env.closeHost(hb);

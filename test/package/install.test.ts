@@ -32,9 +32,7 @@ const host = async () => {
 };
 const [a, b] = [await host(), await host()];
 await b.pair(a.createInvite());
-const accepted = (async () => {
-  for await (const request of a.incoming()) return request.verify();
-})();
+const accepted = a.accept();
 const conn = await b.connect(a.peerId);
 const other = await accepted;
 await conn.send('hello from an installed p2ptls');
