@@ -24,8 +24,10 @@ export class ConnectionRequest {
 
   /**
    * Accepts the request if the peer is in `list` (default: the host's peers): runs the handshake with the
-   * pinned key and PSK from the list. Rejects with `unknown_peer` for anyone else, and with the handshake's
-   * error (`bad_binder`, `bad_signature`, …) for an impostor.
+   * pinned key and PSK from the list. Rejects with `unknown_peer` for anyone else, with the handshake's
+   * error (`bad_binder`, `bad_signature`, …) for an impostor, with `store_failed` (or the list's own
+   * P2PTLSError) when the list cannot be read, and with `closed` when the dialer gave the dial up. The
+   * dial ends with the rejection.
    */
   async verify(list: PeerList = this.defaultList): Promise<Connection> {
     let credentials: PeerCredentials | undefined;
