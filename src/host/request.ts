@@ -1,4 +1,4 @@
-import { fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
+import { asP2PTLSError, fail, type P2PTLSError } from '../errors.js';
 import type { PeerId } from '../identity/peer-id.js';
 import type { Connection } from './connection.js';
 import type { PeerCredentials, PeerList } from './types.js';
@@ -33,16 +33,10 @@ export class ConnectionRequest {
     let credentials: PeerCredentials | undefined;
     try {
       credentials = await list.lookup(this.peerId);
+      if (!credentials) throw fail('unknown_peer', `${this.peerId} is not a paired peer`);
     } catch (err) {
-      // A list that cannot be read ends the dial now, not at its handshake timeout.
-      const error = isP2PTLSError(err)
-        ? err
-        : fail('store_failed', `the peer list failed: ${String(err)}`, err);
-      this.dial.fail(error);
-      throw error;
-    }
-    if (!credentials) {
-      const error = fail('unknown_peer', `${this.peerId} is not a paired peer`);
+      // A refusal, or a list that cannot be read, ends the dial now, not at its handshake timeout.
+      const error = asP2PTLSError(err, 'store_failed');
       this.dial.fail(error);
       throw error;
     }
