@@ -78,7 +78,8 @@ async function main(): Promise<void> {
     // bench:protocol's WebCrypto rows where WebCrypto is what p2ptls uses: in the page.
     const recordRuns = quick ? 3 : 5;
     // 8,000 messages (128 MiB, ~0.4 s) a measurement: with 2,000 one pair's ratio ranged 0.68–1.23 in a
-    // run, one collection or scheduling stall deciding it; with 8,000, 0.84–1.00 over three runs.
+    // run, one collection or scheduling stall deciding it; with 8,000, 0.84–1.00 over three runs (the
+    // output-copies row; TCP mode's 0.76–0.99).
     const records = await call(sender, 'recordLayer', 16 * 1024, quick ? 1000 : 8000, recordRuns);
     console.log(
       `record layer in the page, 16 KiB messages, WebCrypto, MB/s (median (min–max) of ${recordRuns} alternating pairs)`,
