@@ -278,13 +278,16 @@ export class Host extends TypedEmitter<HostEvents> {
    * fails before its link opens (its `attempts`; node-datachannel's dialer does so about 1 set-up in 15
    * under load, src/host/dial.ts), and that new dial is the one to take. A loop around `incoming()` whose
    * `verify()` throws out of it would stop accepting right there. Each dial passed over is traced
-   * (`DEBUG=p2ptls:dial:*`). Rejects with `closed` once the host is closed.
+   * (`DEBUG=p2ptls:dial:*`). Rejects with `store_failed` when the peer list cannot be read: that is the
+   * host's fault, not the dial's, and every later dial would fail the same way, so waiting on would hide
+   * it. Rejects with `closed` once the host is closed.
    */
   async accept(list?: PeerList): Promise<Connection> {
     for await (const request of this.incoming()) {
       try {
         return await request.verify(list);
-      } catch {
+      } catch (err) {
+        if (isP2PTLSError(err) && err.code === 'store_failed') throw err;
         // That dial is over (its own trace says why); the next one may be its retry.
       }
     }

@@ -113,6 +113,27 @@ describe('a link that fails on one side before it opens', () => {
     }
   });
 
+  it('host.accept() rejects with store_failed when its peer list cannot be read, instead of waiting on', async () => {
+    const [a, b] = env.ids.slice(4) as [Identity, Identity];
+    const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
+    const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
+    const broken = { lookup: () => Promise.reject(new Error('disk on fire')) };
+    try {
+      const accepted = assert.rejects(within(hb.accept(broken), BOUND_MS, 'accept'), (err: unknown) => {
+        withCode('store_failed')(err);
+        assert.match((err as Error).message, /disk on fire/);
+        return true;
+      });
+      const dialed = ha.connect(b.peerId, { attempts: 1 }).catch((e: unknown) => e);
+      await accepted;
+      const err = (await within(dialed, BOUND_MS, 'connect fails')) as { code?: string; message: string };
+      assert.equal(err.code, 'store_failed', err.message);
+    } finally {
+      await env.closeHost(ha);
+      await env.closeHost(hb);
+    }
+  });
+
   it("host.accept() passes over the failed attempt and returns the connection of connect's retry", async () => {
     const [a, b] = env.ids.slice(4) as [Identity, Identity];
     // The dialer's first link fails before it opens (node-datachannel's dialer does this under load).
