@@ -18,6 +18,16 @@ import {
 const TIMEOUT_MS = 60_000;
 const BOUND_MS = 20_000;
 
+/** A peer list whose every read fails, as on a broken disk. */
+const unreadable = { lookup: () => Promise.reject(new Error('disk on fire')) };
+
+/** What a dial against {@link unreadable} fails with: store_failed, carrying the list's own message. */
+function storeFailed(err: unknown): true {
+  withCode('store_failed')(err);
+  assert.match((err as Error).message, /disk on fire/);
+  return true;
+}
+
 describe('a link that fails on one side before it opens', () => {
   let env: Env;
   before(async () => {
@@ -90,21 +100,14 @@ describe('a link that fails on one side before it opens', () => {
     const [a, b] = env.ids.slice(4) as [Identity, Identity];
     const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
     const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
-    const broken = {
-      lookup: () => Promise.reject(new Error('disk on fire')),
-    };
     try {
       const request = (async () => {
         for await (const r of hb.incoming()) return r;
         throw new Error('no request');
       })();
       const dialed = ha.connect(b.peerId, { attempts: 1 }).catch((e: unknown) => e);
-      const verified = (await within(request, BOUND_MS, 'the request')).verify(broken);
-      await assert.rejects(within(verified, BOUND_MS, 'verify'), (err: unknown) => {
-        withCode('store_failed')(err);
-        assert.match((err as Error).message, /disk on fire/);
-        return true;
-      });
+      const verified = (await within(request, BOUND_MS, 'the request')).verify(unreadable);
+      await assert.rejects(within(verified, BOUND_MS, 'verify'), storeFailed);
       const err = (await within(dialed, BOUND_MS, 'connect fails')) as { code?: string; message: string };
       assert.equal(err.code, 'store_failed', err.message);
     } finally {
@@ -117,13 +120,8 @@ describe('a link that fails on one side before it opens', () => {
     const [a, b] = env.ids.slice(4) as [Identity, Identity];
     const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
     const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
-    const broken = { lookup: () => Promise.reject(new Error('disk on fire')) };
     try {
-      const accepted = assert.rejects(within(hb.accept(broken), BOUND_MS, 'accept'), (err: unknown) => {
-        withCode('store_failed')(err);
-        assert.match((err as Error).message, /disk on fire/);
-        return true;
-      });
+      const accepted = assert.rejects(within(hb.accept(unreadable), BOUND_MS, 'accept'), storeFailed);
       const dialed = ha.connect(b.peerId, { attempts: 1 }).catch((e: unknown) => e);
       await accepted;
       const err = (await within(dialed, BOUND_MS, 'connect fails')) as { code?: string; message: string };
