@@ -5,6 +5,7 @@
 // its timeout fails the test. (A glare whose winning dial fails this way: glare.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Host } from '../../src/host/host.js';
 import type { Identity } from '../../src/identity/identity.js';
 import {
   autoAccept,
@@ -96,40 +97,35 @@ describe('a link that fails on one side before it opens', () => {
     }
   });
 
-  it('a peer list that cannot be read fails verify() with store_failed, and the dialer learns at once', async () => {
+  /**
+   * A dial to a host whose peer list cannot be read, taken by `take` (called before the dial starts):
+   * `take` rejects with store_failed carrying the list's own message, and the dialer learns it at once.
+   */
+  async function dialUnreadable(label: string, take: (host: Host) => Promise<unknown>): Promise<void> {
     const [a, b] = env.ids.slice(4) as [Identity, Identity];
     const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
     const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
     try {
-      const request = (async () => {
-        for await (const r of hb.incoming()) return r;
-        throw new Error('no request');
-      })();
+      const taken = assert.rejects(within(take(hb), BOUND_MS, label), storeFailed);
       const dialed = ha.connect(b.peerId, { attempts: 1 }).catch((e: unknown) => e);
-      const verified = (await within(request, BOUND_MS, 'the request')).verify(unreadable);
-      await assert.rejects(within(verified, BOUND_MS, 'verify'), storeFailed);
+      await taken;
       const err = (await within(dialed, BOUND_MS, 'connect fails')) as { code?: string; message: string };
       assert.equal(err.code, 'store_failed', err.message);
     } finally {
       await env.closeHost(ha);
       await env.closeHost(hb);
     }
+  }
+
+  it('a peer list that cannot be read fails verify() with store_failed, and the dialer learns at once', async () => {
+    await dialUnreadable('the request, verified', async (hb) => {
+      for await (const request of hb.incoming()) return request.verify(unreadable);
+      throw new Error('no request');
+    });
   });
 
   it('host.accept() rejects with store_failed when its peer list cannot be read, instead of waiting on', async () => {
-    const [a, b] = env.ids.slice(4) as [Identity, Identity];
-    const ha = await env.host(a, { peers: [b], handshakeTimeoutMs: TIMEOUT_MS });
-    const hb = await env.host(b, { peers: [a], handshakeTimeoutMs: TIMEOUT_MS });
-    try {
-      const accepted = assert.rejects(within(hb.accept(unreadable), BOUND_MS, 'accept'), storeFailed);
-      const dialed = ha.connect(b.peerId, { attempts: 1 }).catch((e: unknown) => e);
-      await accepted;
-      const err = (await within(dialed, BOUND_MS, 'connect fails')) as { code?: string; message: string };
-      assert.equal(err.code, 'store_failed', err.message);
-    } finally {
-      await env.closeHost(ha);
-      await env.closeHost(hb);
-    }
+    await dialUnreadable('accept', (hb) => hb.accept(unreadable));
   });
 
   it("host.accept() passes over the failed attempt and returns the connection of connect's retry", async () => {
