@@ -150,24 +150,48 @@ export async function loadIdentities(n: number): Promise<BenchIdentity[]> {
   }));
 }
 
-export function spawnServer(args: string[]): Promise<{ url: string; child: ChildProcess }> {
+export interface BenchServer {
+  url: string;
+  child: ChildProcess;
+  /** Collects the server's garbage, then reads its memory (bench/memory-probe.ts). */
+  memory(): Promise<{ rss: number; heap: number }>;
+}
+
+export function spawnServer(args: string[]): Promise<BenchServer> {
   // BENCH_CPU_PROF=DIR: each server writes a V8 CPU profile there when it exits (open in Chrome DevTools).
   const prof = process.env.BENCH_CPU_PROF
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
     : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', ...args], {
+  const probe = ['--expose-gc', '--import', './bench/memory-probe.ts'];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', ...probe, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  const readings: ((line: string) => void)[] = [];
+  const memory = () =>
+    new Promise<{ rss: number; heap: number }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('server did not report its memory')), 60_000);
+      readings.push((line) => {
+        clearTimeout(t);
+        resolve(JSON.parse(line) as { rss: number; heap: number });
+      });
+      child.kill('SIGUSR2');
+    });
   return new Promise((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error('server did not start')), 60_000);
     child.stdout?.on('data', (d: Buffer) => {
       buf += d.toString();
-      const m = buf.match(/^listening (http:\/\/\S+)$/m);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1]!, child });
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+        const listening = line.match(/^listening (http:\/\/\S+)$/);
+        if (listening) {
+          clearTimeout(timer);
+          resolve({ url: listening[1]!, child, memory });
+        } else if (line.startsWith('memory ')) readings.shift()?.(line.slice('memory '.length));
       }
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));

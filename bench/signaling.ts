@@ -129,8 +129,12 @@ interface RunResult {
   name: string;
   clients: number;
   connectSeconds: number;
+  /** Growth per connection, read as it stands (garbage included, as the collector left it). */
   rssPerConn: number;
   heapPerConn: number;
+  /** Growth per connection, read after a full collection (bench/memory-probe.ts): what it keeps. */
+  gcRssPerConn: number;
+  gcHeapPerConn: number;
   messages: number;
   seconds: number;
   msgsPerSec: number;
@@ -154,6 +158,7 @@ async function runRelay(
   probes: SignedSignal[],
   connect: (id: BenchIdentity) => Promise<Socket>,
   stats: () => Promise<ServerStats>,
+  collected: () => Promise<{ rss: number; heap: number }>,
 ): Promise<RunResult> {
   const n = ids.length;
   const sockets: Socket[] = new Array(n);
@@ -171,10 +176,15 @@ async function runRelay(
     connectMs += performance.now() - t0;
     await sleep(1500);
   };
+  // Each point is read twice: as it stands (the figure before 2026-12-03), then after a collection. The
+  // collection at N/2 leaves less garbage to the second half's first reading, alike for both relays.
   await connectRange(0, half);
   const before = await stats();
+  const beforeGc = await collected();
   await connectRange(half, n);
   const connected = await stats();
+  const connectedGc = await collected();
+  if (process.env.BENCH_DEBUG) console.error(name, JSON.stringify({ beforeGc, connectedGc }));
   const connectSeconds = connectMs / 1000;
   if (process.env.BENCH_DEBUG) console.error(`${name}: connected ${n} in ${connectSeconds.toFixed(1)} s`);
 
@@ -252,6 +262,8 @@ async function runRelay(
     connectSeconds,
     rssPerConn: (connected.rss - before.rss) / (n - half),
     heapPerConn: (connected.heap - before.heap) / (n - half),
+    gcRssPerConn: (connectedGc.rss - beforeGc.rss) / (n - half),
+    gcHeapPerConn: (connectedGc.heap - beforeGc.heap) / (n - half),
     messages: received,
     seconds,
     msgsPerSec: received / seconds,
@@ -383,7 +395,7 @@ async function main(): Promise<void> {
   const baseRuns: RunResult[] = [];
   // Alternating, so that the machine's load drifts over both alike.
   for (let run = 0; run < runs; run++) {
-    const { url, child } = await spawnServer([
+    const server = await spawnServer([
       values.server ?? 'signaling-server/main.ts',
       '--port',
       '0',
@@ -409,12 +421,13 @@ async function main(): Promise<void> {
           ids,
           envs,
           probes,
-          (id) => connectOurs(url, id),
-          () => oursStats(url),
+          (id) => connectOurs(server.url, id),
+          () => oursStats(server.url),
+          server.memory,
         ),
       );
     } finally {
-      await stop(child);
+      await stop(server.child);
     }
     const baseline = await spawnServer(['bench/signaling.ts', '--baseline-server']);
     try {
@@ -427,6 +440,7 @@ async function main(): Promise<void> {
           probes,
           (id) => connectBaseline(baseline.url, id),
           () => baselineStats(baseline.url),
+          baseline.memory,
         ),
       );
     } finally {
@@ -450,6 +464,8 @@ async function main(): Promise<void> {
     ['server CPU per relayed msg, µs', (r) => r.cpuUsPerMsg, 1],
     ['server RSS per connection, KiB', (r) => r.rssPerConn / 1024, 1],
     ['server heap per connection, KiB', (r) => r.heapPerConn / 1024, 1],
+    ['  after a collection: RSS, KiB', (r) => r.gcRssPerConn / 1024, 1],
+    ['  after a collection: heap, KiB', (r) => r.gcHeapPerConn / 1024, 1],
     ['relay errors', (r) => r.errors, 0],
   ];
   console.log(`${'metric'.padEnd(38)}${'p2ptls'.padStart(24)}${'bare socket.io'.padStart(24)}`);
@@ -462,7 +478,7 @@ async function main(): Promise<void> {
   const ratios = (get: (o: RunResult, b: RunResult) => number) =>
     fmt(median(oursRuns.map((o, i) => get(o, baseRuns[i]!))), 2);
   console.log(
-    `ratios (median of ${runs} run(s)): loaded msgs/s ${ratios((o, b) => o.msgsPerSec / b.msgsPerSec)}, RSS/connection ${ratios((o, b) => o.rssPerConn / b.rssPerConn)}, CPU/msg ${ratios((o, b) => o.cpuUsPerMsg / b.cpuUsPerMsg)} (ours ÷ bare)`,
+    `ratios (median of ${runs} run(s)): loaded msgs/s ${ratios((o, b) => o.msgsPerSec / b.msgsPerSec)}, RSS/connection ${ratios((o, b) => o.rssPerConn / b.rssPerConn)} (after a collection ${ratios((o, b) => o.gcRssPerConn / b.gcRssPerConn)}), heap/connection after a collection ${ratios((o, b) => o.gcHeapPerConn / b.gcHeapPerConn)}, CPU/msg ${ratios((o, b) => o.cpuUsPerMsg / b.cpuUsPerMsg)} (ours ÷ bare)`,
   );
   console.log(`elapsed ${fmt((performance.now() - started) / 1000)} s`);
   // Throughput and loaded latency are bounded by the 2-core machine running the clients too; the server's
