@@ -13,6 +13,7 @@
 import type { RedisClientType } from 'redis';
 import type { PublicIdentityJson } from '../src/identity/index.js';
 import { rememberKey } from '../src/util/bounded.js';
+import { packIdentity, unpackIdentity } from './packed-identity.js';
 
 /** A peer as the directory knows it. */
 export interface DirectoryEntry {
@@ -34,13 +35,14 @@ export interface Directory {
 
 /** Single-process directory. Identities of offline peers are kept (bounded, oldest dropped first). */
 export class MemoryDirectory implements Directory {
-  private readonly peers = new Map<string, { identity: PublicIdentityJson; connId: string | null }>();
+  /** `identity` packed (packed-identity.ts): the directory keeps one per peer it has seen. */
+  private readonly peers = new Map<string, { identity: string; connId: string | null }>();
 
   constructor(private readonly maxRemembered = 200_000) {}
 
   async register(peerId: string, identity: PublicIdentityJson, connId: string): Promise<void> {
     this.peers.delete(peerId);
-    this.peers.set(peerId, { identity, connId });
+    this.peers.set(peerId, { identity: packIdentity(identity), connId });
     if (this.peers.size > this.maxRemembered) {
       for (const [id, e] of this.peers) {
         if (e.connId === null) {
@@ -58,7 +60,8 @@ export class MemoryDirectory implements Directory {
 
   async lookup(peerId: string): Promise<DirectoryEntry> {
     const e = this.peers.get(peerId);
-    return { identity: e?.identity ?? null, online: e?.connId != null };
+    if (!e) return { identity: null, online: false };
+    return { identity: unpackIdentity(peerId, e.identity), online: e.connId !== null };
   }
 
   async isOnline(peerId: string): Promise<boolean> {
