@@ -10,7 +10,9 @@
  * client sends M signals to its neighbour in a ring, one in flight per client (N in flight), for
  * messages/s and loaded latency (send → delivery, same clock). From the server's own counters: CPU time
  * per relayed message (the headline, lower is better) and memory per connection (RSS and heap growth
- * from N/2 connected clients to N, ÷ N/2: the cost of one more connection, without start-up costs).
+ * from N/2 connected clients to N, ÷ N/2: the cost of one more connection, without start-up costs). The
+ * memory is read twice at each point: as it stands, and after a full garbage collection
+ * (bench/memory-probe.ts, preloaded into both relays alike), which is what a connection keeps.
  *
  * Both relays carry the same pre-signed p2ptls envelopes (~1 KB), so the comparison isolates the server
  * path; the client-side cost of signing and verifying is printed separately ("client crypto").
