@@ -30,7 +30,7 @@
  * under each attack of issue 17, beside the unloaded figure. `BENCH_CPU_PROF=DIR` makes every server
  * process write a V8 CPU profile there.
  */
-import { createServer } from 'node:http';
+import { createServer, get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Server } from 'socket.io';
@@ -95,8 +95,29 @@ function metric(text: string, name: string): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
+/**
+ * GET on a connection of its own. fetch() kept one alive between reads, and a read after the loaded relay
+ * (several seconds with the client's event loop busy) could take it just as the server closed it for
+ * idleness (5 s): "fetch failed: other side closed", in two invocations of three on 2026-12-02.
+ */
+function get(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () =>
+        res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${url}: ${res.statusCode}`)),
+      );
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
 async function oursStats(url: string): Promise<ServerStats> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await get(`${url}/metrics`);
   return {
     rss: metric(text, 'process_resident_memory_bytes'),
     heap: metric(text, 'nodejs_heap_size_used_bytes'),
@@ -105,7 +126,7 @@ async function oursStats(url: string): Promise<ServerStats> {
 }
 
 async function baselineStats(url: string): Promise<ServerStats> {
-  return (await (await fetch(`${url}/mem`)).json()) as ServerStats;
+  return JSON.parse(await get(`${url}/mem`)) as ServerStats;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

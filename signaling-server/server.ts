@@ -607,9 +607,9 @@ export async function startSignalingServer(
         Math.max(1, limits.maxRoomsPerPeer),
         now,
       );
-    }
-    if (conn.roomChanges && !conn.roomChanges.take(now)) {
-      throw fail('rate_limited', `at most ${limits.peerRoomChangesPerSecond} room joins per second`);
+      if (!conn.roomChanges.take(now)) {
+        throw fail('rate_limited', `at most ${limits.peerRoomChangesPerSecond} room joins per second`);
+      }
     }
     if (roomChurn && !roomChurn.take(room, conn.peerId!, now)) {
       throw fail(
