@@ -199,7 +199,7 @@ async function runRelay(
     connectMs += performance.now() - t0;
     await sleep(1500);
   };
-  // Each point is read twice: as it stands (the figure before 2026-12-03), then after a collection. The
+  // Each point is read twice: as it stands (the only reading until 2026-12-02), then after a collection. The
   // collection at N/2 leaves less garbage to the second half's first reading, alike for both relays.
   await connectRange(0, half);
   const before = await stats();
