@@ -20,7 +20,7 @@ describe('packed identities', () => {
     assert.ok(packed.length < JSON.stringify(pub).length * 0.8, `${packed.length} characters`);
   });
 
-  it('keeps every field apart at lengths from 0 to the schema maximum', () => {
+  it('keeps every field apart at lengths from 0 to 65,535 bytes, and refuses a longer key (malformed)', () => {
     const peerId = 'a'.repeat(52);
     // 900 bytes are 1,200 base64url characters, the schema's bound; 255/256 and 65535 cross the
     // length's first byte.
@@ -41,6 +41,10 @@ describe('packed identities', () => {
       };
       assert.deepEqual(unpackIdentity(peerId, packIdentity(pub)), pub, `lengths ${s}, ${e}, ${b}`);
     }
+    const long = toBase64Url(randomBytes(65536));
+    const pub = { v: 1, peerId, signingKey: 'AA', encryptionKey: 'AA', binding: '' } as const;
+    assert.throws(() => packIdentity({ ...pub, signingKey: long }), { code: 'malformed' });
+    assert.throws(() => packIdentity({ ...pub, encryptionKey: long }), { code: 'malformed' });
   });
 
   it('refuses base64url that is not canonical, as an identity import does (malformed)', async () => {
