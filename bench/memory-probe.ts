@@ -1,10 +1,11 @@
 /**
  * Preloaded into both relays of bench/signaling.ts (`--expose-gc --import ./bench/memory-probe.ts`, the
  * same for each): on SIGUSR2 the process collects its garbage, then prints one line on stdout,
- * `memory ` and `process.memoryUsage()` as JSON, with `heap` for `heapUsed`. Read this way, memory per connection is what a connection keeps,
- * not how far the collector happened to lag behind at the moment of reading: without a collection,
- * p2ptls's heap per connection read 12.6–20.1 KiB within one invocation, 2.5–4 KiB above what a heap
- * snapshot found retained (docs/BENCHMARKS.md, "Signaling memory per connection").
+ * `memory ` and `process.memoryUsage()` as JSON, with `heap` for `heapUsed`. Read this way, memory per
+ * connection is what a connection keeps, not how far the collector happened to lag behind at the moment
+ * of reading: without a collection, p2ptls's heap per connection read 12.6–20.1 KiB within one
+ * invocation, 2.5–4 KiB above what a heap snapshot found retained (docs/BENCHMARKS.md, "Signaling memory
+ * per connection").
  */
 const collect = (globalThis as { gc?: () => void }).gc;
 if (!collect) throw new Error('bench/memory-probe.ts needs node --expose-gc');

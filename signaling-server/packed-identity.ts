@@ -8,12 +8,12 @@
  * latin1 string is V8's most compact heap form for bytes: it takes one byte a character and no
  * ArrayBuffer, backing store or typed-array view (estimated ~200 B more for a Uint8Array of this size).
  *
- * Layout: v (1 byte), then signingKey and encryptionKey each as a 2-byte big-endian length and the
- * bytes, then binding's bytes to the end. peerId is not stored: the directory keys by it.
+ * Layout: v (u8), signingKey and encryptionKey each as a u16-length vector, then binding's bytes to the
+ * end (ByteWriter's vec16 and ByteReader's, as on the wire). peerId is not stored: the directory keys by it.
  */
 import { fail } from '../src/errors.js';
 import type { PublicIdentityJson } from '../src/identity/index.js';
-import { fromBase64Url, toBase64Url } from '../src/util/bytes.js';
+import { ByteReader, ByteWriter, fromBase64Url, toBase64Url } from '../src/util/bytes.js';
 
 /**
  * Packs an identity; `malformed` when a field is not canonical base64url, which `PublicIdentity.import`
@@ -25,25 +25,19 @@ export function packIdentity(identity: PublicIdentityJson): string {
   const encryption = fromBase64Url(identity.encryptionKey);
   const binding = fromBase64Url(identity.binding);
   if (signing.length > 0xffff || encryption.length > 0xffff) throw fail('malformed', 'identity key too long');
-  const out = Buffer.allocUnsafe(5 + signing.length + encryption.length + binding.length);
-  let o = out.writeUInt8(identity.v, 0);
-  o = out.writeUInt16BE(signing.length, o);
-  out.set(signing, o);
-  o = out.writeUInt16BE(encryption.length, o + signing.length);
-  out.set(encryption, o);
-  out.set(binding, o + encryption.length);
-  return out.toString('latin1');
+  const packed = new ByteWriter(5 + signing.length + encryption.length + binding.length)
+    .u8(identity.v)
+    .vec16(signing)
+    .vec16(encryption)
+    .bytes(binding)
+    .finish();
+  return Buffer.from(packed.buffer, packed.byteOffset, packed.length).toString('latin1');
 }
 
 export function unpackIdentity(peerId: string, packed: string): PublicIdentityJson {
-  const b = Buffer.from(packed, 'latin1');
-  const signingEnd = 3 + b.readUInt16BE(1);
-  const encryptionEnd = signingEnd + 2 + b.readUInt16BE(signingEnd);
-  return {
-    v: b[0] as 1,
-    peerId,
-    signingKey: toBase64Url(b.subarray(3, signingEnd)),
-    encryptionKey: toBase64Url(b.subarray(signingEnd + 2, encryptionEnd)),
-    binding: toBase64Url(b.subarray(encryptionEnd)),
-  };
+  const r = new ByteReader(Buffer.from(packed, 'latin1'), 'packed identity');
+  const v = r.u8() as 1;
+  const signingKey = toBase64Url(r.vec16());
+  const encryptionKey = toBase64Url(r.vec16());
+  return { v, peerId, signingKey, encryptionKey, binding: toBase64Url(r.rest()) };
 }
