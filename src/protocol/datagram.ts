@@ -8,6 +8,7 @@ import {
   type AeadProvider,
   joinPlaintext,
   type Plaintext,
+  plaintextLength,
   type SealedParts,
   sealJoined,
   sealWithHeader,
@@ -84,18 +85,26 @@ export class DatagramWriter {
   private epoch = 0;
   private seq = 0;
 
+  /** Header and ciphertext come back apart (see {@link copyingOutput}). */
+  private readonly apart: boolean;
+
   /**
-   * `apart`: the output copies each datagram as it takes it, so an asynchronous provider's datagrams come
-   * back as header and ciphertext apart, for the session to join in a buffer of its own when it hands
-   * them over (see Session's joinParts) instead of a new datagram-sized buffer each.
+   * `copyingOutput`: given when the output copies each datagram as it takes it; it lends a buffer of
+   * at least the size asked for, to be handed over before anything else is sealed. A synchronous
+   * provider then seals data datagrams into it: a 1 KiB datagram through node:crypto took 10.5 µs
+   * instead of 14.9 (median of four rounds of 20,000, `.sync.sealWithHeader` with and without `into`),
+   * one datagram-sized ArrayBuffer fewer per datagram. An asynchronous provider's datagrams come back as
+   * header and ciphertext apart, for the session to join in that buffer when it hands them over (see
+   * Session's joinParts) instead of a new datagram-sized buffer each.
    */
   constructor(
     private readonly aead: AeadProvider,
     secret: Uint8Array,
     private readonly maxRecordsPerKey: number,
-    private readonly apart = false,
+    private readonly copyingOutput?: (size: number) => Uint8Array,
   ) {
     this.state = epochState(aead, Promise.resolve(secret));
+    this.apart = copyingOutput !== undefined && !aead.sync;
   }
 
   get currentEpoch(): number {
@@ -122,26 +131,28 @@ export class DatagramWriter {
     writeU48(timestamp, 0, sentAt);
     // Two pieces, sealed as if joined: the provider joins them only if it must (WebCrypto, into a
     // buffer it reuses), so no datagram-sized buffer is allocated here.
-    return this.seal(RecordType.DATA, [timestamp, payload]);
+    return this.seal(RecordType.DATA, [timestamp, payload], this.copyingOutput);
   }
 
+  /** Not into the output's buffer: the session hands a CLOSE over a promise hop later. */
   sealControl(message: ControlMessage): Promise<SealedDatagram | SealedDatagramParts> {
     return Promise.resolve(this.seal(RecordType.CONTROL, encodeControl(message)));
   }
 
+  /** `into`: where a synchronous provider seals it, for a datagram handed over within this call. */
   private seal(
     type: number,
     plaintext: Plaintext,
+    into?: (size: number) => Uint8Array,
   ): SealedDatagram | Promise<SealedDatagram | SealedDatagramParts> {
     if (this.seq >= Math.min(this.maxRecordsPerKey, MAX_SEQ_DATAGRAM)) this.rotate();
     const seq = this.seq++;
     const h = header(type, this.epoch, seq);
     const ready = this.state.ready;
     if (this.aead.sync && ready) {
-      return {
-        record: this.aead.sync.sealWithHeader(ready.key, recordNonce(ready.iv, seq), h, plaintext),
-        seq,
-      };
+      const buffer = into?.(DATAGRAM_HEADER_LEN + plaintextLength(plaintext) + TAG_LEN);
+      const nonce = recordNonce(ready.iv, seq);
+      return { record: this.aead.sync.sealWithHeader(ready.key, nonce, h, plaintext, buffer), seq };
     }
     // An asynchronous provider: `then`s rather than an async function, one promise reaction fewer per
     // datagram, and no wait for a key that is derived already.

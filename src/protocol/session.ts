@@ -229,7 +229,7 @@ export class Session {
       this.aead,
       initiator ? s.initiatorSllp : s.responderSllp,
       this.opts.maxRecordsPerKey,
-      this.output.copiesDatagrams === true && !this.aead.sync,
+      this.output.copiesDatagrams === true ? (size) => this.bufferOf(size) : undefined,
     );
     this.dgRx = new DatagramReader(this.aead, initiator ? s.responderSllp : s.initiatorSllp, {
       replayWindow: this.opts.replayWindow,
