@@ -11,7 +11,10 @@ export interface ConnectionOptions {
   session?: SessionOptions;
   /** Send a heartbeat ping this often (default 2 000 ms). */
   heartbeatIntervalMs?: number;
-  /** Close with `timeout` when nothing authenticated has arrived for this long (default 10 000 ms). */
+  /**
+   * Close with `timeout` when nothing authenticated has arrived for this long (default 10 000 ms); time
+   * our own event loop was stalled does not count (liveness.ts).
+   */
   heartbeatTimeoutMs?: number;
   /** Close with `timeout` when a fragmented message makes no progress for this long (default 30 000 ms). */
   reassemblyTimeoutMs?: number;

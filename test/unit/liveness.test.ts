@@ -158,6 +158,48 @@ describe('Liveness', () => {
     });
   });
 
+  it('does not count its own stalled event loop as the peer going silent', async () => {
+    /** Our event loop does not run for `ms`, as in a long synchronous step. */
+    const stall = (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until);
+    };
+    // A live peer answers every PING; after a stall three timeouts long its answer is read only once the
+    // loop runs again, after the timers that came due meanwhile.
+    let liveness: Liveness | undefined;
+    let answering = true;
+    await watched(
+      { intervalMs: 20, timeoutMs: 200 },
+      async (l, { state, until }) => {
+        liveness = l;
+        await until('a first beat', () => state.pings.length >= 1);
+        stall(600);
+        const after = state.pings.length;
+        await until('beats after the stall', () => state.pings.length >= after + 5);
+        assert.equal(state.timeouts.length, 0, 'a stall of our own is not a silent peer');
+        // The same clock still catches a peer that really went silent.
+        answering = false;
+        await until('the timeout once the peer is silent', () => state.timeouts.length > 0);
+        assert.equal(state.timeouts[0]!.reason, 'heartbeat timeout');
+      },
+      ({ host }) => ({
+        ...host,
+        sendPing: async (data) => {
+          if (answering) setImmediate(() => liveness?.heard());
+          await host.sendPing(data);
+        },
+      }),
+    );
+    // A probe's window counts only the time we were listening: the answer read after the stall settles it.
+    await watched({}, async (l, { state }) => {
+      const probe = l.probe(50);
+      stall(300);
+      setImmediate(() => l.heard());
+      assert.equal(await probe, true);
+      assert.equal(state.timeouts.length, 0);
+    });
+  });
+
   it('measures the round trip from the clock its PING carried', () =>
     watched({}, async (l, { state, until }) => {
       const before = performance.now();
