@@ -216,8 +216,9 @@ async function oursThroughput(pair: Pair, peer: string, size: number, total: num
   return total / MiB / (ms / 1000);
 }
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((x, y) => x - y);
+/** A typed array sorts numerically without a comparator: pooledP99 sorts 30,000 numbers 800 times. */
+function percentile(xs: readonly number[], p: number): number {
+  const s = Float64Array.from(xs).sort();
   return s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
 }
 
@@ -249,10 +250,7 @@ function pooledP99(
   ours: number[][],
   raw: number[][],
 ): { ours: number; raw: number; low: number; high: number } {
-  const p99 = (runs: number[][]) => {
-    const xs = Float64Array.from(runs.flat()).sort();
-    return xs[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))]!;
-  };
+  const p99 = (runs: number[][]) => percentile(runs.flat(), 0.99);
   let seed = 0x9e3779b9;
   const random = () => {
     // xorshift32: enough to pick runs, and the same picks every time
