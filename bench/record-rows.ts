@@ -121,7 +121,7 @@ export class RecordRows {
    * delivers it at once, so the sender may put records and datagrams together in a buffer of its own
    * (SessionOutput.copiesReliable, copiesDatagrams). What the receiver made of each comes out in order.
    */
-  private async channel(aead: AeadProvider, copies = true) {
+  private async channel(aead: AeadProvider, copies = true, recordSize?: number) {
     const psk = crypto.getRandomValues(new Uint8Array(32));
     const sessions: { initiator?: Session; responder?: Session } = {};
     const delivered = {
@@ -146,7 +146,7 @@ export class RecordRows {
         copiesDatagrams: copies,
       };
     };
-    const session = { aead, receiveWindow: 256 * MiB };
+    const session = { aead, receiveWindow: 256 * MiB, ...(recordSize ? { recordSize } : {}) };
     const ends = await connectInMemory({ initiator: this.a, responder: this.b, psk, session, output });
     sessions.initiator = ends.initiator.session;
     sessions.responder = ends.responder.session;
@@ -164,15 +164,18 @@ export class RecordRows {
   }
 
   /** {@link tcp} (one message per send) through {@link channel}. */
-  async tcpChannel(aead: AeadProvider, msg: Uint8Array, count: number, copies = true) {
-    const { tx, rx, delivered } = await this.channel(aead, copies);
+  async tcpChannel(aead: AeadProvider, msg: Uint8Array, count: number, copies = true, recordSize?: number) {
+    const { tx, rx, delivered } = await this.channel(aead, copies, recordSize);
     let received = 0;
     const t = await this.pipelined(count, async () => {
       await tx.send(msg);
-      for (const e of await delivered.reliable.shift()!) {
-        if (e.type !== 'message') continue;
-        received++;
-        rx.release(e.cost);
+      // A message longer than a record is several records, each with its own events.
+      for (const events of delivered.reliable.splice(0)) {
+        for (const e of await events) {
+          if (e.type !== 'message') continue;
+          received++;
+          rx.release(e.cost);
+        }
       }
     });
     if (received !== count) throw new Error(`lost messages: ${received}/${count}`);
