@@ -24,7 +24,8 @@
  * (with --only setup: the set-up again with the responder in a process of its own, bench/setup-peer.ts,
  * as on two machines: each event loop does one side's work only; its headline is then that set-up's),
  * --crypto webcrypto (the browsers' WebCrypto for records and handshakes instead of node:crypto, Node's
- * default). Runs in a loopback-only network namespace when it can create one.
+ * default), --late-windows FILE (with --only latency: each late datagram's window, for
+ * bench/late-windows.ts). Runs in a loopback-only network namespace when it can create one.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,7 @@ import { type LinkTimeline, PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
 import { within } from '../test/helpers/hosts.js';
 import { startBenchHost } from './bench-host.js';
+import { LateWindows } from './late-windows.js';
 import type { SetupPeerInit, SetupPeerReport } from './setup-peer.js';
 import { type CpuSpent, cpuClock, type ThreadCpu } from './thread-cpu.js';
 
@@ -84,6 +86,14 @@ const WARMUP = Number(flag('warmup') ?? (quick ? 5 : 20));
  * with the steady state.
  */
 const LATENCY_WARMUP = latencyOnly ? Number(flag('latency-warmup') ?? (quick ? 1 : 3)) : 0;
+/**
+ * --late-windows FILE (with --only latency): every datagram that took over 1 ms, as `<raw|ours> <sent ns>
+ * <arrived ns>` on the clock `perf record -k CLOCK_MONOTONIC` stamps its samples with, so that
+ * bench/late-windows.ts can say what each thread ran while datagrams were late (docs/BENCHMARKS.md, SLLP
+ * latency).
+ */
+const LATE_WINDOWS_FILE = flag('late-windows');
+const lateWindows = new LateWindows();
 /** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
 const WEBCRYPTO = flag('crypto') === 'webcrypto';
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
@@ -225,7 +235,10 @@ function percentile(xs: readonly number[], p: number): number {
 async function rawLatency(rtc: RtcImplementation, n: number): Promise<number[]> {
   const { a, b } = await rawPair(rtc);
   const lat: number[] = [];
-  b.on('datagram', (d) => lat.push(performance.now() - new DataView(d.buffer, d.byteOffset).getFloat64(0)));
+  b.on('datagram', (d) => {
+    const sent = new DataView(d.buffer, d.byteOffset).getFloat64(0);
+    lat.push(lateWindows.arrived('raw', sent));
+  });
   const msg = new Uint8Array(1024);
   for (let i = 0; i < n; i++) {
     new DataView(msg.buffer).setFloat64(0, performance.now());
@@ -273,9 +286,10 @@ async function oursLatency(pair: Pair, peer: string, n: number): Promise<number[
   const conn = await pair.ha.connect(peer);
   const remote = await remoteP;
   const lat: number[] = [];
-  remote.datagrams.on('datagram', (d) =>
-    lat.push(performance.now() - new DataView(d.data.buffer, d.data.byteOffset).getFloat64(0)),
-  );
+  remote.datagrams.on('datagram', (d) => {
+    const sent = new DataView(d.data.buffer, d.data.byteOffset).getFloat64(0);
+    lat.push(lateWindows.arrived('ours', sent));
+  });
   const msg = new Uint8Array(1024);
   for (let i = 0; i < n; i++) {
     new DataView(msg.buffer).setFloat64(0, performance.now());
@@ -906,6 +920,7 @@ for (const backend of backends) {
     );
   }
   if (latencyOnly) {
+    if (LATE_WINDOWS_FILE) out(`  ${lateWindows.write(LATE_WINDOWS_FILE)}`);
     if (backend === 'wrtc' || !headline) {
       const [ours, raw] = pooled ? [pooled.ours, pooled.raw] : [median(lat.p99), median(lat.rawP99)];
       headline = `headline: sllp-p99-${backend}-ms ours=${ours.toFixed(3)} baseline=${raw.toFixed(3)} ratio=${(raw / ours).toFixed(2)}`;
