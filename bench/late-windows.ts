@@ -6,8 +6,9 @@
  * the windows ran most. A thread whose share inside is far above the windows' share of the time ran
  * while datagrams were late. (docs/BENCHMARKS.md, SLLP latency, has what it found on 2026-12-02.)
  *
- *   npx tsx bench/transport.ts --only latency --backend node-datachannel --late-windows /tmp/late.txt &
- *   perf record -k CLOCK_MONOTONIC -F 4999 -g -a -o /tmp/perf.data -- sleep 20
+ *   node --import tsx bench/transport.ts --only latency --backend node-datachannel \
+ *     --late-windows /tmp/late.txt &   # node itself: `npx` would add an npm process to the recording
+ *   perf record -k CLOCK_MONOTONIC -F 4999 -g -a -o /tmp/perf.data -- sleep 40   # the runs' length
  *   perf script -i /tmp/perf.data -F comm,pid,tid,time,ip,sym > /tmp/stacks.txt
  *   npx tsx bench/late-windows.ts /tmp/late.txt /tmp/stacks.txt [--kind ours|raw] [--frames N]
  *
@@ -20,24 +21,27 @@ import { pathToFileURL } from 'node:url';
 /** A datagram slower than this is late: the same line as bench:transport's "over 1 ms" counts. */
 const LATE_MS = 1;
 
-/** Records late datagrams' windows in bench:transport's process. */
+/** Records late datagrams' windows in bench:transport's process, for `file` (none: records nothing). */
 export class LateWindows {
   private readonly lines: string[] = [];
   /** performance.now() counts from the process's time origin; perf's clock from boot. */
   private readonly originNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
 
+  constructor(private readonly file: string | undefined) {}
+
   /** The datagram sent at `sentMs` (performance.now()) arrived now: its latency in ms. */
   arrived(kind: 'raw' | 'ours', sentMs: number): number {
     const now = performance.now();
     const latency = now - sentMs;
-    if (latency > LATE_MS) this.lines.push(`${kind} ${this.ns(sentMs)} ${this.ns(now)}`);
+    if (this.file && latency > LATE_MS) this.lines.push(`${kind} ${this.ns(sentMs)} ${this.ns(now)}`);
     return latency;
   }
 
-  /** Writes every window so far; what to print about it. */
-  write(file: string): string {
-    writeFileSync(file, `${this.lines.join('\n')}\n`);
-    return `late datagrams' windows (${this.lines.length}) written to ${file}: see bench/late-windows.ts`;
+  /** Writes every window so far to the file, and says so; nothing without a file. */
+  write(): string | undefined {
+    if (!this.file) return undefined;
+    writeFileSync(this.file, `${this.lines.join('\n')}\n`);
+    return `late datagrams' windows (${this.lines.length}) written to ${this.file}: see bench/late-windows.ts`;
   }
 
   private ns(ms: number): bigint {

@@ -92,8 +92,7 @@ const LATENCY_WARMUP = latencyOnly ? Number(flag('latency-warmup') ?? (quick ? 1
  * bench/late-windows.ts can say what each thread ran while datagrams were late (docs/BENCHMARKS.md, SLLP
  * latency).
  */
-const LATE_WINDOWS_FILE = flag('late-windows');
-const lateWindows = new LateWindows();
+const lateWindows = new LateWindows(flag('late-windows'));
 /** --crypto webcrypto: the asynchronous WebCrypto browsers use, instead of node:crypto. */
 const WEBCRYPTO = flag('crypto') === 'webcrypto';
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
@@ -920,7 +919,8 @@ for (const backend of backends) {
     );
   }
   if (latencyOnly) {
-    if (LATE_WINDOWS_FILE) out(`  ${lateWindows.write(LATE_WINDOWS_FILE)}`);
+    const written = lateWindows.write();
+    if (written) out(`  ${written}`);
     if (backend === 'wrtc' || !headline) {
       const [ours, raw] = pooled ? [pooled.ours, pooled.raw] : [median(lat.p99), median(lat.rawP99)];
       headline = `headline: sllp-p99-${backend}-ms ours=${ours.toFixed(3)} baseline=${raw.toFixed(3)} ratio=${(raw / ours).toFixed(2)}`;
