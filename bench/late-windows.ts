@@ -17,6 +17,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { flag } from './flags.js';
 
 /** A datagram slower than this is late: the same line as bench:transport's "over 1 ms" counts. */
 const LATE_MS = 1;
@@ -151,15 +152,11 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const [windowsFile, stacksFile] = process.argv
     .slice(2)
     .filter((a, i, all) => !a.startsWith('--') && !all[i - 1]?.startsWith('--'));
-  const option = (name: string) => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i < 0 ? undefined : process.argv[i + 1];
-  };
   if (!windowsFile || !stacksFile) {
     console.error(
       'usage: npx tsx bench/late-windows.ts <windows file> <perf script output> [--kind ours|raw] [--frames N]',
     );
     process.exit(2);
   }
-  report(windowsFile, stacksFile, option('kind'), Number(option('frames') ?? 25));
+  report(windowsFile, stacksFile, flag('kind'), Number(flag('frames') ?? 25));
 }

@@ -21,14 +21,11 @@ import { reexecInLoopbackNamespace } from '../scripts/netns.mjs';
 import type { Compression, Mesh } from '../src/mesh/index.js';
 import { type NodeRtcBackend, nodeRtc } from '../src/runtime/node-rtc.js';
 import { within } from '../test/helpers/hosts.js';
+import { flag } from './flags.js';
 import { openRawRing } from './raw-ring.js';
 
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
-const flag = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
 const backend = (flag('backend') ?? 'wrtc') as NodeRtcBackend;
 const N = Number(flag('members') ?? 4);
 const ELEMENTS = (quick ? 1 : 4) * MiB;

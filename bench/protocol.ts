@@ -22,13 +22,14 @@ import { Identity } from '../src/identity/index.js';
 import { type AeadProvider, Defaults, webCryptoAead } from '../src/protocol/index.js';
 import { nodeCryptoAead } from '../src/runtime/node-aead.js';
 import { connectInMemory } from '../src/testing/in-memory.js';
+import { flag } from './flags.js';
 import { RecordRows, type Timing } from './record-rows.js';
 
 /** Operations in flight, per provider (see above). */
 const windowOf = (aead: AeadProvider) => (aead.name === 'webcrypto' ? 32 : 1);
 const MiB = 1024 * 1024;
 const quick = process.argv.includes('--quick');
-const RUNS = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 5;
+const RUNS = Number(flag('runs') ?? 5);
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 function mbps(bytes: number, ms: number) {

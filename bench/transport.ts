@@ -41,15 +41,11 @@ import { type LinkTimeline, PeerLink } from '../src/transport/peer-link.js';
 import { loopbackOnly, type RtcImplementation } from '../src/transport/rtc.js';
 import { within } from '../test/helpers/hosts.js';
 import { startBenchHost } from './bench-host.js';
+import { flag } from './flags.js';
 import { LateWindows } from './late-windows.js';
 import type { SetupPeerInit, SetupPeerReport } from './setup-peer.js';
 import { type CpuSpent, cpuClock, type ThreadCpu } from './thread-cpu.js';
 
-/** The value after `--name` on the command line, if the flag is there. */
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? undefined : process.argv[i + 1];
-}
 const quick = process.argv.includes('--quick');
 const only = flag('backend');
 const backends = (['wrtc', 'node-datachannel'] as NodeRtcBackend[]).filter((b) => !only || b === only);
