@@ -864,32 +864,28 @@ for (const backend of backends) {
   // One p99 is the 20 slowest of 2000 datagrams: alternate raw and ours over several runs and compare
   // the runs pair by pair, so a stall of the machine lands on one pair instead of deciding the result.
   const latencyRuns = latencyOnly ? RUNS : 1;
-  const lat = { p50: [] as number[], p99: [] as number[], rawP50: [] as number[], rawP99: [] as number[] };
-  // How many datagrams took over 1 ms, per run: the size of the tail, of which a p99 (the 20th slowest of
-  // 2000) shows one point.
-  const late = { ours: [] as number[], raw: [] as number[] };
-  // Every run's latencies, for the p99 of all runs' datagrams together (see pooledP99).
+  // Every run's latencies: each run's p50, p99 and datagrams over 1 ms (the size of the tail, of which a
+  // p99, the 20th slowest of 2000, shows one point), and the p99 of all runs' datagrams together.
   const all = { ours: [] as number[][], raw: [] as number[][] };
   const warmupLate = { ours: [] as number[], raw: [] as number[] };
   const over1ms = (xs: number[]) => xs.filter((x) => x > 1).length;
-  let delivered = '';
   for (let i = 0; i < LATENCY_WARMUP; i++) {
     warmupLate.raw.push(over1ms(await rawLatency(rtc, n)));
     warmupLate.ours.push(over1ms(await oursLatency(pair, peer, n)));
   }
   for (let i = 0; i < latencyRuns; i++) {
-    const rl = await rawLatency(rtc, n);
-    const ol = await oursLatency(pair, peer, n);
-    lat.p50.push(percentile(ol, 0.5));
-    lat.p99.push(percentile(ol, 0.99));
-    lat.rawP50.push(percentile(rl, 0.5));
-    lat.rawP99.push(percentile(rl, 0.99));
-    late.ours.push(over1ms(ol));
-    late.raw.push(over1ms(rl));
-    all.ours.push(ol);
-    all.raw.push(rl);
-    delivered = `delivered ${ol.length}/${n} vs ${rl.length}/${n}`;
+    all.raw.push(await rawLatency(rtc, n));
+    all.ours.push(await oursLatency(pair, peer, n));
   }
+  const each = (runs: number[][], p: number) => runs.map((run) => percentile(run, p));
+  const lat = {
+    p50: each(all.ours, 0.5),
+    p99: each(all.ours, 0.99),
+    rawP50: each(all.raw, 0.5),
+    rawP99: each(all.raw, 0.99),
+  };
+  const late = { ours: all.ours.map(over1ms), raw: all.raw.map(over1ms) };
+  const delivered = `delivered ${all.ours.at(-1)!.length}/${n} vs ${all.raw.at(-1)!.length}/${n}`;
   const ms = (xs: number[]) =>
     latencyRuns === 1
       ? `${xs[0]!.toFixed(3)} ms`
