@@ -17,7 +17,7 @@ const ids = Promise.all([Identity.generate(), Identity.generate()]);
 const psk = crypto.getRandomValues(new Uint8Array(32));
 const fill = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
-describe('WebCrypto join buffer', () => {
+describe("join buffers: WebCrypto's, and the session's for an output that copies", () => {
   it('WebCrypto takes its copy of the plaintext before encrypt() returns', async () => {
     const key = await crypto.subtle.importKey('raw', new Uint8Array(32), 'AES-GCM', false, [
       'encrypt',
