@@ -396,7 +396,7 @@ async function oursVideo(
   peer: string,
   seconds: number,
   withBulk: boolean,
-): Promise<{ fps: number; bulk: number }> {
+): Promise<{ fps: number; bulk: number; dropped: { locally: number; onTheWay: number } }> {
   const remoteP = pair.accepted();
   const conn = await pair.ha.connect(peer);
   const remote = await remoteP;
@@ -419,12 +419,16 @@ async function oursVideo(
   await sleep(100);
   const ms = performance.now() - t0;
   const [frames, bytes] = [counter.frames(), bulkBytes];
+  // Where the video's lost datagrams went: dropped by the sender's link (its datagram channel over 1 MiB
+  // queued), or lost on the way.
+  const [sent, got] = [(await conn.stats()).datagrams, (await remote.stats()).datagrams];
+  const dropped = { locally: sent.droppedLocally, onTheWay: sent.sent - got.received };
   stopped = true;
   await within(bulk, STALL_MS, "the transfer's last send taken").catch(async (err: Error) => {
     throw new Error(`${err.message}; the connection: ${JSON.stringify(await conn.stats())}`);
   });
   await conn.close();
-  return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000) };
+  return { fps: frames / seconds, bulk: bytes / MiB / (ms / 1000), dropped };
 }
 
 /**
@@ -930,6 +934,8 @@ for (const backend of backends) {
     alone: [] as number[],
     loaded: [] as number[],
     bulk: [] as number[],
+    droppedLocally: [] as number[],
+    lostOnTheWay: [] as number[],
   };
   const [fpsRatios, bulkRatios, bulkLoadedRatios] = [[] as number[], [] as number[], [] as number[]];
   for (let i = 0; i < RUNS; i++) {
@@ -945,6 +951,8 @@ for (const backend of backends) {
     runs.alone.push(alone.fps);
     runs.loaded.push(loaded.fps);
     runs.bulk.push(loaded.bulk);
+    runs.droppedLocally.push(loaded.dropped.locally);
+    runs.lostOnTheWay.push(loaded.dropped.onTheWay);
     fpsRatios.push(loaded.fps / alone.fps);
     bulkRatios.push(loaded.bulk / rawBulk.bulk);
     bulkLoadedRatios.push(loaded.bulk / rawLoaded.bulk);
@@ -957,6 +965,9 @@ for (const backend of backends) {
   );
   out(
     `  transfer beside the video: p2ptls ${median(runs.bulk).toFixed(1)} MiB/s   raw channel bulk alone ${median(runs.rawBulk).toFixed(1)} MiB/s   ratio ${spread(bulkRatios)}   (raw beside raw video ${median(runs.rawBulkLoaded).toFixed(1)} MiB/s, ratio ${spread(bulkLoadedRatios)})`,
+  );
+  out(
+    `  p2ptls's video datagrams lost beside the transfer, per run: dropped by the sender's link ${runs.droppedLocally.join(', ')}; lost on the way ${runs.lostOnTheWay.join(', ')} (of ${VIDEO_FPS * PIECES * seconds})`,
   );
   if (datagramsOnly && (backend === 'wrtc' || !headline)) {
     headline = `headline: video-fps-beside-bulk-${backend} ours=${median(runs.loaded).toFixed(1)} baseline=${median(runs.alone).toFixed(1)} ratio=${median(fpsRatios).toFixed(2)}`;

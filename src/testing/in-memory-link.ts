@@ -21,6 +21,11 @@ export class InMemoryNetwork {
   private scheduled: Record<Direction, boolean> = { ab: false, ba: false };
   /** Datagrams are delivered unless this says otherwise. */
   datagramFate: (record: Uint8Array, direction: Direction) => 'deliver' | 'drop' = () => 'deliver';
+  /**
+   * Bytes of datagrams the sending end's link reports queued, each way ({@link Link.datagramsBuffered}):
+   * as a WebRTC stack's datagram channel behind reliable data. Set by the test; delivery is unchanged.
+   */
+  readonly datagramsQueued: Record<Direction, number> = { ab: 0, ba: 0 };
   private dead = false;
 
   constructor(options: { maxMessageSize?: number } = {}) {
@@ -145,6 +150,10 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
 
   get bufferedAmount(): number {
     return this.network.bytesInFlight(this.direction);
+  }
+
+  get datagramsBuffered(): number {
+    return this.network.datagramsQueued[this.direction];
   }
 
   settle(): void {}

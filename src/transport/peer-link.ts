@@ -122,6 +122,8 @@ export interface Link {
   readonly maxMessageSize: number;
   /** Bytes queued on the reliable channel. */
   readonly bufferedAmount: number;
+  /** Bytes of datagrams queued on the datagram channel, waiting for the transport to take them. */
+  readonly datagramsBuffered: number;
   settle(): void;
   signal(data: unknown): void;
   fingerprints(): { local: string; remote: string };
@@ -568,6 +570,10 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /** Bytes queued on the reliable channel, including sends the channel may not yet count. */
   get bufferedAmount(): number {
     return (this.internals._channel?.bufferedAmount ?? 0) + this.unaccounted;
+  }
+
+  get datagramsBuffered(): number {
+    return this.sllp.bufferedAmount;
   }
 
   /** Forgets our own count once the event loop has turned and `bufferedAmount` has caught up. */

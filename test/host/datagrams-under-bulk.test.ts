@@ -7,6 +7,7 @@ import { before, describe, it } from 'node:test';
 import { Connection } from '../../src/host/connection.js';
 import type { ConnectionOptions } from '../../src/host/connection-types.js';
 import { webCryptoAead } from '../../src/protocol/index.js';
+import { nodeCryptoAead } from '../../src/runtime/node-aead.js';
 import { InMemoryNetwork } from '../../src/testing/in-memory-link.js';
 import { type HandshakeRun, twoRuns } from '../helpers/protocol.js';
 
@@ -66,6 +67,77 @@ describe('datagrams under bulk traffic (in-memory link)', () => {
       messagesAtDatagram < count / 2,
       `the datagram came after ${messagesAtDatagram} of ${count} queued messages`,
     );
+    await Promise.all([a.close(), b.closed]);
+  });
+});
+
+describe('reliable records beside datagrams queued in the link (in-memory link)', () => {
+  let run: HandshakeRun;
+  before(async () => {
+    ({ run } = await twoRuns());
+  });
+
+  /**
+   * A connected pair, windows exchanged; `looks()` counts A's looks at its datagram backlog. node:crypto
+   * seals within the sender's pump, so what one pump seals is in flight when it returns. The tests send
+   * messages of 100 KiB: one record each (two would share a record of the default 128 KiB).
+   */
+  async function pair() {
+    const net = new InMemoryNetwork();
+    const early = { reliable: [], datagramsDropped: 0 };
+    net.open();
+    let looks = 0;
+    const link = net.a;
+    const proto = Object.getPrototypeOf(link) as object;
+    const getter = Object.getOwnPropertyDescriptor(proto, 'datagramsBuffered')!.get!;
+    Object.defineProperty(link, 'datagramsBuffered', {
+      get() {
+        looks++;
+        return getter.call(link);
+      },
+    });
+    const options = { session: { aead: nodeCryptoAead } };
+    const a = new Connection(net.a, run.initiator, options, early);
+    const b = new Connection(net.b, run.responder, options, early);
+    await until(async () => (await a.stats()).flowControl.sendCredit > 8 * MiB, 'windows exchanged');
+    await until(() => net.recordsInFlight('ab') === 0 && net.recordsInFlight('ba') === 0, 'links idle');
+    return { net, a, b, looks: () => looks };
+  }
+
+  it('while datagrams flow and wait in the link, records go one at a time, and all of them arrive', async () => {
+    const { net, a, b, looks } = await pair();
+    let messages = 0;
+    b.on('message', () => {
+      messages++;
+    });
+    assert.ok((await a.datagrams.send(new Uint8Array(1000))) >= 0, 'a datagram was sent');
+    net.datagramsQueued.ab = 100 * KiB;
+    net.hold('ab');
+    const seen = looks();
+    const sent = Array.from({ length: 4 }, () => a.send(new Uint8Array(100 * KiB)));
+    // The sender looked at the backlog when it pumped for these sends, and sealed what it would then.
+    await until(() => looks() > seen, 'the sender to look at the datagram backlog');
+    assert.equal(net.recordsInFlight('ab'), 1, 'one record at a time behind queued datagrams');
+    // The backlog stays: TCP mode still moves, a record each time the reliable channel empties.
+    net.release('ab');
+    await Promise.all(sent);
+    await until(() => messages === 4, 'all four messages');
+    await Promise.all([a.close(), b.closed]);
+  });
+
+  it('a datagram backlog holds nothing back when no datagram was sent', async () => {
+    const { net, a, b } = await pair();
+    let messages = 0;
+    b.on('message', () => {
+      messages++;
+    });
+    net.datagramsQueued.ab = 100 * KiB;
+    net.hold('ab');
+    const sent = Array.from({ length: 4 }, () => a.send(new Uint8Array(100 * KiB)));
+    await until(() => net.recordsInFlight('ab') === 4, 'all four records sealed at once');
+    net.release('ab');
+    await Promise.all(sent);
+    await until(() => messages === 4, 'all four messages');
     await Promise.all([a.close(), b.closed]);
   });
 });
