@@ -163,13 +163,13 @@ export class MessageSender {
     const sealingCap = flowing ? 1 : Number.POSITIVE_INFINITY;
     // Datagrams waiting in the link behind reliable data: a record is sealed only when the reliable
     // channel has nothing queued, one at a time, until they have gone (the poll at the end pumps again).
-    // Why: WebRTC (libwebrtc, @roamhq/wrtc) gives SCTP's free space to its channels in a fixed order,
-    // the reliable one first, so datagrams queued behind an unpaced transfer waited until the datagram
-    // channel held over 1 MiB, and the link dropped them (Link.sendDatagram). bench:transport --only
-    // datagrams, wrtc, 2026-12-02: 30 fps video beside the transfer kept 0.66 and 0.75 of its fps alone,
-    // 4–160 of its 360 datagrams a run dropped that way; with this, 0.96 and 0.94, none dropped, and the
-    // transfer at 1.05 and 0.94 of raw bulk. One record at a time, not none: TCP mode still moves when
-    // datagrams come faster than the link carries them.
+    // Why: on @roamhq/wrtc (libwebrtc) the reliable channel, kept fed up to the high-water mark, took
+    // SCTP's free space, and datagrams beside an unpaced transfer waited in their channel until it held
+    // over 1 MiB and the link dropped them (Link.sendDatagram). bench:transport --only datagrams, wrtc,
+    // 2026-12-02: 30 fps video beside the transfer kept 0.66 and 0.75 of its fps alone, 4–160 of its 360
+    // datagrams a round dropped that way; with this, 0.94 and 0.96, none dropped, the transfer at 0.94
+    // and 0.95 of raw bulk (docs/BENCHMARKS.md). One record at a time, not none: TCP mode still moves
+    // when datagrams come faster than the link carries them.
     const highWater = flowing && this.link.datagramsBuffered > DATAGRAM_BACKLOG ? 1 : this.highWater;
     while (
       this.outbox.length > 0 &&
