@@ -2,6 +2,8 @@
 // what happens rather than by timing, over the in-memory link of src/testing/in-memory-link.ts.
 //   - The receiver decrypts a bounded number of reliable records at once, so a datagram's decryption does
 //     not queue behind a backlog of them (WebCrypto runs its calls in order on a thread pool).
+//   - The sender holds reliable records to one at a time while datagrams it sent wait in the link (a
+//     WebRTC stack that gives the reliable channel the transport's free space first), and only then.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { Connection } from '../../src/host/connection.js';
