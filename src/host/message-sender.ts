@@ -169,8 +169,10 @@ export class MessageSender {
     // 2026-12-02: 30 fps video beside the transfer kept 0.66 and 0.75 of its fps alone, 4–160 of its 360
     // datagrams a round dropped that way; with this, 0.94 and 0.96, none dropped, the transfer at 0.94
     // and 0.95 of raw bulk (docs/BENCHMARKS.md). One record at a time, not none: TCP mode still moves
-    // when datagrams come faster than the link carries them.
-    const highWater = flowing && this.link.datagramsBuffered > DATAGRAM_BACKLOG ? 1 : this.highWater;
+    // when datagrams come faster than the link carries them. The link is asked only when there is
+    // something to seal: its getter calls into the WebRTC stack.
+    const held = flowing && this.outbox.length > 0 && this.link.datagramsBuffered > DATAGRAM_BACKLOG;
+    const highWater = held ? 1 : this.highWater;
     while (
       this.outbox.length > 0 &&
       this.link.bufferedAmount + this.sealing < highWater &&
