@@ -25,25 +25,26 @@ async function until(check: () => boolean | Promise<boolean>, what: string, ms =
   }
 }
 
+let run: HandshakeRun;
+before(async () => {
+  ({ run } = await twoRuns());
+});
+
+/** A connected pair over an in-memory link, both WINDOWs exchanged and both links idle. */
+async function pair(options: ConnectionOptions) {
+  const net = new InMemoryNetwork();
+  const early = { reliable: [], datagramsDropped: 0 };
+  net.open();
+  const a = new Connection(net.a, run.initiator, options, early);
+  const b = new Connection(net.b, run.responder, options, early);
+  // Both WINDOWs exchanged (the initial window is only 256 KiB), and the initiator has heard the
+  // responder, so its datagrams are no longer held (§5.5).
+  await until(async () => (await a.stats()).flowControl.sendCredit > 8 * MiB, 'windows exchanged');
+  await until(() => net.recordsInFlight('ab') === 0 && net.recordsInFlight('ba') === 0, 'links idle');
+  return { net, a, b };
+}
+
 describe('datagrams under bulk traffic (in-memory link)', () => {
-  let run: HandshakeRun;
-  before(async () => {
-    ({ run } = await twoRuns());
-  });
-
-  async function pair(options: ConnectionOptions) {
-    const net = new InMemoryNetwork();
-    const early = { reliable: [], datagramsDropped: 0 };
-    net.open();
-    const a = new Connection(net.a, run.initiator, options, early);
-    const b = new Connection(net.b, run.responder, options, early);
-    // Both WINDOWs exchanged (the initial window is only 256 KiB), and the initiator has heard the
-    // responder, so its datagrams are no longer held (§5.5).
-    await until(async () => (await a.stats()).flowControl.sendCredit > 8 * MiB, 'windows exchanged');
-    await until(() => net.recordsInFlight('ab') === 0 && net.recordsInFlight('ba') === 0, 'links idle');
-    return { net, a, b };
-  }
-
   it('a datagram sent behind megabytes of queued reliable records is delivered before they are all processed', async () => {
     // WebCrypto on both ends: decryption is asynchronous, on Node's thread pool, in call order.
     const { net, a, b } = await pair({ session: { aead: webCryptoAead }, highWaterMark: 8 * MiB });
@@ -74,40 +75,27 @@ describe('datagrams under bulk traffic (in-memory link)', () => {
 });
 
 describe('reliable records beside datagrams queued in the link (in-memory link)', () => {
-  let run: HandshakeRun;
-  before(async () => {
-    ({ run } = await twoRuns());
-  });
-
   /**
-   * A connected pair, windows exchanged; `looks()` counts A's looks at its datagram backlog. node:crypto
-   * seals within the sender's pump, so what one pump seals is in flight when it returns. The tests send
-   * messages of 100 KiB: one record each (two would share a record of the default 128 KiB).
+   * {@link pair} with node:crypto, which seals within the sender's pump, so what one pump seals is in
+   * flight when it returns; `looks()` counts A's looks at its datagram backlog. The tests send messages
+   * of 100 KiB: one record each (two would share a record of the default 128 KiB).
    */
-  async function pair() {
-    const net = new InMemoryNetwork();
-    const early = { reliable: [], datagramsDropped: 0 };
-    net.open();
+  async function watchedPair() {
+    const ends = await pair({ session: { aead: nodeCryptoAead } });
+    const link = ends.net.a;
+    const getter = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(link), 'datagramsBuffered')!.get!;
     let looks = 0;
-    const link = net.a;
-    const proto = Object.getPrototypeOf(link) as object;
-    const getter = Object.getOwnPropertyDescriptor(proto, 'datagramsBuffered')!.get!;
     Object.defineProperty(link, 'datagramsBuffered', {
       get() {
         looks++;
         return getter.call(link);
       },
     });
-    const options = { session: { aead: nodeCryptoAead } };
-    const a = new Connection(net.a, run.initiator, options, early);
-    const b = new Connection(net.b, run.responder, options, early);
-    await until(async () => (await a.stats()).flowControl.sendCredit > 8 * MiB, 'windows exchanged');
-    await until(() => net.recordsInFlight('ab') === 0 && net.recordsInFlight('ba') === 0, 'links idle');
-    return { net, a, b, looks: () => looks };
+    return { ...ends, looks: () => looks };
   }
 
   it('while datagrams flow and wait in the link, records go one at a time, and all of them arrive', async () => {
-    const { net, a, b, looks } = await pair();
+    const { net, a, b, looks } = await watchedPair();
     let messages = 0;
     b.on('message', () => {
       messages++;
@@ -128,7 +116,7 @@ describe('reliable records beside datagrams queued in the link (in-memory link)'
   });
 
   it('a datagram backlog holds nothing back when no datagram was sent', async () => {
-    const { net, a, b } = await pair();
+    const { net, a, b } = await watchedPair();
     let messages = 0;
     b.on('message', () => {
       messages++;
