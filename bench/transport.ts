@@ -765,6 +765,7 @@ async function setupScenario(
     ['peerVerified', 'ResponderAuth verified'],
     ['iceConnected', 'ICE connected'],
     ['dtlsConnected', 'DTLS connected'],
+    ['reliableOpen', 'reliable channel open, InitiatorAuth out'],
     ['open', 'data channels open'],
     ['established', 'both sides authenticated'],
   ];

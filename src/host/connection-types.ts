@@ -106,6 +106,8 @@ export interface SetupTimings {
   answered?: number;
   iceConnected?: number;
   dtlsConnected?: number;
+  /** Outgoing: the reliable channel open, InitiatorAuth out (PROTOCOL.md §8 step 4). */
+  reliableOpen?: number;
   /** Both data channels open. */
   open?: number;
   /** The peer's Auth verified: ResponderAuth from the answer, or InitiatorAuth from the data channel. */

@@ -35,8 +35,19 @@ export class InMemoryNetwork {
 
   /** Both ends open (as when ICE, DTLS and both data channels are up). */
   open(): void {
+    this.openReliable();
     this.a.opened();
     this.b.opened();
+  }
+
+  /**
+   * Only the reliable channels open: records flow both ways (first what {@link InMemoryLink.sendFirst}
+   * held), but neither end reports `open` until {@link open}, as a WebRTC link whose datagram channel
+   * has not opened yet.
+   */
+  openReliable(): void {
+    this.a.reliableOpened();
+    this.b.reliableOpened();
   }
 
   /** Stops delivering reliable records in one direction (they stay in flight) until {@link release}. */
@@ -124,7 +135,9 @@ function sdpOf(direction: Direction): string {
 export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
   /** The records are kept (delivered later, held, inspected by tests): never write into a sent one. */
   readonly copiesOnSend = false;
-  private state: 'new' | 'open' | 'closed' = 'new';
+  /** `reliable`: only the reliable channel is open ({@link InMemoryNetwork.openReliable}). */
+  private state: 'new' | 'reliable' | 'open' | 'closed' = 'new';
+  private firstRecords: Uint8Array[] = [];
   private everOpened = false;
   private offered = false;
   readonly timeline: LinkTimeline = { created: performance.now() };
@@ -193,9 +206,25 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
   }
 
   sendReliable(record: Uint8Array): void {
-    if (this.state !== 'open' || this.network.isDead) throw fail('closed', 'reliable channel is not open');
+    if (!this.reliableUp || this.network.isDead) throw fail('closed', 'reliable channel is not open');
     this.reliableSent++;
     this.network.sendReliable(this.direction, record);
+  }
+
+  sendFirst(records: Uint8Array[]): void {
+    if (this.state === 'closed') throw fail('closed', 'the link is closed');
+    this.firstRecords.push(...records);
+    if (this.reliableUp && !this.network.isDead) this.flushFirst();
+  }
+
+  private get reliableUp(): boolean {
+    return this.state === 'reliable' || this.state === 'open';
+  }
+
+  private flushFirst(): void {
+    const records = this.firstRecords;
+    this.firstRecords = [];
+    for (const r of records) this.sendReliable(r);
   }
 
   sendDatagram(record: Uint8Array): boolean {
@@ -215,8 +244,16 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
   }
 
   /** @internal */
-  opened(): void {
+  reliableOpened(): void {
     if (this.state !== 'new') return;
+    this.state = 'reliable';
+    this.timeline.reliableOpen = performance.now();
+    if (!this.network.isDead) this.flushFirst();
+  }
+
+  /** @internal */
+  opened(): void {
+    if (this.state !== 'reliable') return;
     this.state = 'open';
     this.everOpened = true;
     this.timeline.open = performance.now();
@@ -227,12 +264,13 @@ export class InMemoryLink extends TypedEmitter<PeerLinkEvents> implements Link {
   closed(error: ReturnType<typeof fail>): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.firstRecords = [];
     this.emit('close', { error });
   }
 
   /** @internal */
   receiveReliable(record: Uint8Array): void {
-    if (this.state === 'open') this.emit('reliable', record);
+    if (this.reliableUp) this.emit('reliable', record);
   }
 
   /** @internal */

@@ -182,9 +182,43 @@ describe('a dial before its handshake completes', () => {
     void connection.close(0, '', { flushMs: 10 });
   });
 
-  it("a live DTLS certificate that is not the SDP's: the dialer fails channel_binding_mismatch before InitiatorAuth, the peer told (§8 step 4)", async () => {
+  it('InitiatorAuth leaves the moment the reliable channel opens, before the link is open; the connection exists only once it is (§8 step 4)', async () => {
+    const net = new InMemoryNetwork();
+    const psk = randomPsk();
+    const { dial, signals } = outgoing(net, psk, 'd13');
+    const resp = await answer(dial, signals, psk);
+    let settled = false;
+    dial.result.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    const arrived = nextRecord(net.b);
+    net.openReliable(); // the datagram channel (and so the link) not open yet
+    const iAuth = await within(arrived, 5000, 'InitiatorAuth on the reliable channel');
+    const verified = await resp.receive(iAuth); // throws unless it is the genuine InitiatorAuth
+    assert.equal(verified.remotePeerId, alice.peerId);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(settled, false, 'no connection while the link is not open');
+    assert.equal(net.a.reliableSent, 1, 'InitiatorAuth alone');
+    net.open();
+    const connection = await dial.result;
+    assertSetup(connection, 'alice');
+    const s = connection.setup!;
+    assert.ok(
+      s.reliableOpen !== undefined && s.reliableOpen <= s.open!,
+      'reliable channel open, then the link',
+    );
+    void connection.close(0, '', { flushMs: 10 });
+  });
+
+  it("a live DTLS certificate that is not the SDP's: the dialer fails channel_binding_mismatch before its connection exists, nothing behind InitiatorAuth, the peer told (§8 step 4)", async () => {
     // The check of §8 step 4, against a WebRTC stack that let another certificate through DTLS than the
-    // one the SDP named (and the handshake bound): no InitiatorAuth, no connection.
+    // one the SDP named (and the handshake bound): InitiatorAuth may have left (sealed for the responder
+    // that this handshake authenticated), but no connection and no record after it.
     const net = new InMemoryNetwork();
     net.a.remoteCertificate = async () => 'sha-256 EE:EE';
     const psk = randomPsk();
@@ -192,7 +226,7 @@ describe('a dial before its handshake completes', () => {
     await answer(dial, signals, psk);
     net.open();
     await assert.rejects(dial.result, withCode('channel_binding_mismatch'));
-    assert.equal(net.a.reliableSent, 0, 'no InitiatorAuth went out');
+    assert.equal(net.a.reliableSent, 1, 'InitiatorAuth and nothing after it');
     assert.deepEqual(signals.at(-1), { kind: 'abort', reason: 'channel_binding_mismatch' });
   });
 
