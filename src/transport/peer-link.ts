@@ -598,8 +598,10 @@ export class PeerLink extends TypedEmitter<PeerLinkEvents> implements Link {
    * signaling thread; the link reports `open` after that and after the datagram channel. From the
    * channel's open to the link's, the dialer's side: 1.3 ms median (0.8–4.2), the dial's InitiatorAuth
    * leaving 2.1 ms after the channel opened (20 wrtc set-ups, responder in its own process,
-   * bench:transport `--only setup --processes 2`). The answerer's channel is announced by its peer;
-   * what it was given leaves as the link opens (a p2ptls responder gives it nothing).
+   * bench:transport `--only setup --processes 2`). Sent here instead, that set-up's ratio to raw went
+   * 0.92 (0.87–0.95) → 0.94 (0.91–0.99), 27.75 → 26.7 ms, 12 runs alternating with the version before
+   * (docs/BENCHMARKS.md "Set-up"). The answerer's channel is announced by its peer; what it was given
+   * leaves as the link opens (a p2ptls responder gives it nothing).
    */
   private sendFirstOnOpen(): void {
     const ch = this.internals._channel;
