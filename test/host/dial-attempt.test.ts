@@ -188,14 +188,10 @@ describe('a dial before its handshake completes', () => {
     const { dial, signals } = outgoing(net, psk, 'd13');
     const resp = await answer(dial, signals, psk);
     let settled = false;
-    dial.result.then(
-      () => {
-        settled = true;
-      },
-      () => {
-        settled = true;
-      },
-    );
+    const done = () => {
+      settled = true;
+    };
+    dial.result.then(done, done);
     const arrived = nextRecord(net.b);
     net.openReliable(); // the datagram channel (and so the link) not open yet
     const iAuth = await within(arrived, 5000, 'InitiatorAuth on the reliable channel');
