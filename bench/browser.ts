@@ -2,7 +2,9 @@
  * npm run bench:browser — in headless Chromium, between two pages of one browser on loopback:
  *
  *   TCP mode throughput   p2ptls Connection.send   vs the raw reliable data channel (PeerLink, same
- *                         simple-peer channels and flow control p2ptls runs on), 64 KiB messages
+ *                         simple-peer channels and flow control p2ptls runs on), 64 KiB messages; with
+ *                         Chromium's CPU per MiB by role and how idle the machine was (on Linux), which
+ *                         tell whether the ratio was bound by the CPU p2ptls's AES-GCM adds
  *   webcam demo           640×480 JPEG frames at 30 fps split over SLLP datagrams exactly as the web demo
  *                         does, vs the same pieces over the raw unordered channel: fps received and
  *                         capture-to-reassembled latency (one browser, one clock)
@@ -33,6 +35,9 @@ async function main(): Promise<void> {
     '../test/helpers/browser.js'
   );
   type Api = import('./browser-page.js').BrowserBenchApi;
+  const { chromiumCpu, chromiumCpuSince } = await import('./chromium-cpu.js');
+  type ChromiumCpu = import('./chromium-cpu.js').ChromiumCpu;
+  type ChromiumCpuSpent = import('./chromium-cpu.js').ChromiumCpuSpent;
 
   const quick = process.argv.includes('--quick');
   const MiB = 1024 * 1024;
@@ -138,16 +143,20 @@ async function main(): Promise<void> {
     await Promise.all([call(sender, 'rawReady'), call(receiver, 'rawReady')]);
 
     const throughput = async (kind: 'raw' | 'p2ptls') => {
+      const cpu0 = chromiumCpu();
       const done = call(receiver, 'receiveBulk', kind, TOTAL);
       const t0 = await call(sender, 'sendBulk', kind, TOTAL, MESSAGE);
-      return TOTAL / MiB / (((await done) - t0) / 1000);
+      const mibs = TOTAL / MiB / (((await done) - t0) / 1000);
+      return { mibs, cpu: chromiumCpuSince(cpu0) };
     };
     const bulk = { raw: [] as number[], p2ptls: [] as number[] };
+    const cpu = { raw: [] as ChromiumCpuSpent[], p2ptls: [] as ChromiumCpuSpent[] };
     for (let r = 0; r < ROUNDS; r++) {
       for (const kind of ['raw', 'p2ptls'] as const) {
-        const mbs = await throughput(kind);
-        bulk[kind].push(mbs);
-        console.log(`  round ${r + 1} ${kind.padEnd(6)} ${mbs.toFixed(1)} MiB/s`);
+        const { mibs, cpu: spent } = await throughput(kind);
+        bulk[kind].push(mibs);
+        if (spent) cpu[kind].push(spent);
+        console.log(`  round ${r + 1} ${kind.padEnd(6)} ${mibs.toFixed(1)} MiB/s`);
       }
     }
     const bulkRatios = bulk.p2ptls.map((x, i) => x / bulk.raw[i]!);
@@ -156,6 +165,23 @@ async function main(): Promise<void> {
     );
     console.log(`  raw data channel   ${spread(bulk.raw)} MiB/s`);
     console.log(`  p2ptls TCP mode    ${spread(bulk.p2ptls)} MiB/s   ratio ${spread(bulkRatios, 2)}`);
+    // Whether the machine had CPU to spare: with no idle core, the ratio above is the CPU p2ptls's AES-GCM
+    // adds to the pages (bench/chromium-cpu.ts).
+    if (cpu.raw.length > 0 && cpu.p2ptls.length > 0) {
+      const column = (xs: number[], digits: number) => spread(xs, digits).padEnd(19);
+      const row = (label: string, of: (c: ChromiumCpuSpent) => number, digits = 1) =>
+        console.log(
+          `    ${label.padEnd(52)} ${column(cpu.raw.map(of), digits)} ${spread(cpu.p2ptls.map(of), digits)}`,
+        );
+      const perMiB = (role: keyof ChromiumCpu) => (c: ChromiumCpuSpent) => c.chromium[role] / (TOTAL / MiB);
+      console.log(`  Chromium's CPU per MiB moved, ms, and how idle the machine was (median (min–max)):`);
+      console.log(`    ${''.padEnd(52)} ${'raw'.padEnd(19)} p2ptls`);
+      row("pages' main threads (JavaScript, WebCrypto)", perMiB('pagesMain'));
+      row("pages' other threads (WebRTC, IPC, V8's helpers)", perMiB('pagesOther'));
+      row('network service (UDP)', perMiB('network'));
+      row('the rest of Chromium', perMiB('other'));
+      row('the machine idle, %', (c) => c.idle * 100, 0);
+    }
 
     console.log(`webcam demo, 640×480 JPEG at 30 fps for ${VIDEO_SECONDS} s, SLLP pieces of 16 000 B`);
     const alone = { raw: [] as number[], p2ptls: [] as number[] };

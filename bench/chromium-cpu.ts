@@ -1,0 +1,128 @@
+/**
+ * CPU time of the Chromium this process launched, by role, and how idle the machine was, from Linux's
+ * scheduler statistics (`/proc/<pid>/task/<tid>/schedstat`, `/proc/stat`). Why: on a 2-core machine a
+ * page-to-page transfer can leave no core idle, and then bench:browser's throughput ratio measures the
+ * CPU that p2ptls's AES-GCM adds to the pages, not how p2ptls moves data. On 2026-12-03 Chromium's
+ * network service took 42–66 ms per MiB for either kind, the pages' main threads 2–13 for raw and 8–21
+ * for p2ptls, with 2–5% of the machine idle (docs/BENCHMARKS.md, "Video beside a bulk transfer, in the
+ * browser"). These figures say, run by run, whether that was the case. Undefined off Linux.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Milliseconds on a CPU, by role in Chromium. */
+export interface ChromiumCpu {
+  /** The renderers' main threads: the pages' JavaScript, and WebCrypto, which this Chromium runs there. */
+  pagesMain: number;
+  /** The renderers' other threads: WebRTC's network and worker threads (SCTP, DTLS), IPC, V8's helpers. */
+  pagesOther: number;
+  /** The network service, which carries the pages' WebRTC UDP. */
+  network: number;
+  /** Every other process: the browser, the GPU process, helpers. */
+  other: number;
+}
+
+/** What the machine's CPUs did over a span: `busy` and `idle` in the kernel's ticks. */
+interface MachineTicks {
+  busy: number;
+  idle: number;
+}
+
+/** A reading of both, taken together. */
+export interface ChromiumCpuReading {
+  chromium: ChromiumCpu;
+  machine: MachineTicks;
+}
+
+/** What was spent between two readings: Chromium's ms by role, and the machine's idle share (0–1). */
+export interface ChromiumCpuSpent {
+  chromium: ChromiumCpu;
+  idle: number;
+}
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    // The process or thread ended between the listing and the read: its time is no longer counted.
+    return undefined;
+  }
+}
+
+/** Processes descended from this one (Playwright's Chromium is a child), by pid. */
+function descendants(): string[] {
+  const children = new Map<string, string[]>();
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = read(`/proc/${pid}/stat`);
+    if (!stat) continue;
+    // `pid (comm) state ppid …`: the name may hold spaces and parentheses, so read after the last ')'.
+    const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!;
+    children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  }
+  const out: string[] = [];
+  const queue = [String(process.pid)];
+  for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
+    for (const child of children.get(pid) ?? []) {
+      out.push(child);
+      queue.push(child);
+    }
+  }
+  return out;
+}
+
+function roleOf(cmdline: string): 'renderer' | 'network' | 'other' {
+  if (cmdline.includes('--type=renderer')) return 'renderer';
+  if (cmdline.includes('--utility-sub-type=network.mojom.NetworkService')) return 'network';
+  return 'other';
+}
+
+function machineTicks(): MachineTicks | undefined {
+  const line = read('/proc/stat')?.split('\n')[0];
+  if (!line?.startsWith('cpu ')) return undefined;
+  // user nice system idle iowait irq softirq steal …: idle and iowait are the idle ones.
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const idle = ticks[3]! + ticks[4]!;
+  return { busy: ticks.reduce((a, b) => a + b, 0) - idle, idle };
+}
+
+/** The CPU this process's Chromium has run so far, by role, and the machine's ticks; undefined off Linux. */
+export function chromiumCpu(): ChromiumCpuReading | undefined {
+  const machine = machineTicks();
+  if (!machine) return undefined;
+  const chromium: ChromiumCpu = { pagesMain: 0, pagesOther: 0, network: 0, other: 0 };
+  for (const pid of descendants()) {
+    const cmdline = read(`/proc/${pid}/cmdline`);
+    if (!cmdline?.includes('chrom')) continue;
+    const role = roleOf(cmdline);
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      const ms = Number(read(`/proc/${pid}/task/${tid}/schedstat`)?.split(' ')[0] ?? 0) / 1e6;
+      if (role === 'renderer') chromium[tid === pid ? 'pagesMain' : 'pagesOther'] += ms;
+      else chromium[role] += ms;
+    }
+  }
+  return { chromium, machine };
+}
+
+/** What was spent since `before` (both from {@link chromiumCpu}). */
+export function chromiumCpuSince(before: ChromiumCpuReading | undefined): ChromiumCpuSpent | undefined {
+  const now = chromiumCpu();
+  if (!before || !now) return undefined;
+  const c = (k: keyof ChromiumCpu) => now.chromium[k] - before.chromium[k];
+  const busy = now.machine.busy - before.machine.busy;
+  const idle = now.machine.idle - before.machine.idle;
+  return {
+    chromium: {
+      pagesMain: c('pagesMain'),
+      pagesOther: c('pagesOther'),
+      network: c('network'),
+      other: c('other'),
+    },
+    idle: busy + idle > 0 ? idle / (busy + idle) : 0,
+  };
+}
