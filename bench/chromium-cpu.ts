@@ -27,9 +27,13 @@ interface MachineTicks {
   idle: number;
 }
 
-/** A reading of both, taken together. */
+/**
+ * A reading of both, taken together: each Chromium thread's CPU so far, by `pid/tid`. Kept per thread so
+ * that a thread that ends between two readings (Chromium retires idle pool threads) takes only its own
+ * time with it, instead of making its role's total go down.
+ */
 export interface ChromiumCpuReading {
-  chromium: ChromiumCpu;
+  threads: Map<string, { role: keyof ChromiumCpu; ms: number }>;
   machine: MachineTicks;
 }
 
@@ -85,15 +89,15 @@ function machineTicks(): MachineTicks | undefined {
   return { busy: ticks.reduce((a, b) => a + b, 0) - idle, idle };
 }
 
-/** The CPU this process's Chromium has run so far, by role, and the machine's ticks; undefined off Linux. */
+/** The CPU this process's Chromium has run so far, by thread, and the machine's ticks; undefined off Linux. */
 export function chromiumCpu(): ChromiumCpuReading | undefined {
   const machine = machineTicks();
   if (!machine) return undefined;
-  const chromium: ChromiumCpu = { pagesMain: 0, pagesOther: 0, network: 0, other: 0 };
+  const threads: ChromiumCpuReading['threads'] = new Map();
   for (const pid of descendants()) {
     const cmdline = read(`/proc/${pid}/cmdline`);
     if (!cmdline?.includes('chrom')) continue;
-    const role = roleOf(cmdline);
+    const kind = roleOf(cmdline);
     let tids: string[];
     try {
       tids = readdirSync(`/proc/${pid}/task`);
@@ -101,28 +105,22 @@ export function chromiumCpu(): ChromiumCpuReading | undefined {
       continue;
     }
     for (const tid of tids) {
-      const ms = Number(read(`/proc/${pid}/task/${tid}/schedstat`)?.split(' ')[0] ?? 0) / 1e6;
-      if (role === 'renderer') chromium[tid === pid ? 'pagesMain' : 'pagesOther'] += ms;
-      else chromium[role] += ms;
+      const ns = read(`/proc/${pid}/task/${tid}/schedstat`)?.split(' ')[0];
+      if (ns === undefined) continue;
+      const role = kind === 'renderer' ? (tid === pid ? 'pagesMain' : 'pagesOther') : kind;
+      threads.set(`${pid}/${tid}`, { role, ms: Number(ns) / 1e6 });
     }
   }
-  return { chromium, machine };
+  return { threads, machine };
 }
 
-/** What was spent since `before` (both from {@link chromiumCpu}). */
+/** What was spent since `before` (both from {@link chromiumCpu}): threads that ended in between are left out. */
 export function chromiumCpuSince(before: ChromiumCpuReading | undefined): ChromiumCpuSpent | undefined {
   const now = chromiumCpu();
   if (!before || !now) return undefined;
-  const c = (k: keyof ChromiumCpu) => now.chromium[k] - before.chromium[k];
+  const chromium: ChromiumCpu = { pagesMain: 0, pagesOther: 0, network: 0, other: 0 };
+  for (const [id, { role, ms }] of now.threads) chromium[role] += ms - (before.threads.get(id)?.ms ?? 0);
   const busy = now.machine.busy - before.machine.busy;
   const idle = now.machine.idle - before.machine.idle;
-  return {
-    chromium: {
-      pagesMain: c('pagesMain'),
-      pagesOther: c('pagesOther'),
-      network: c('network'),
-      other: c('other'),
-    },
-    idle: busy + idle > 0 ? idle / (busy + idle) : 0,
-  };
+  return { chromium, idle: busy + idle > 0 ? idle / (busy + idle) : 0 };
 }

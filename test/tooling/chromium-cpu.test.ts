@@ -26,18 +26,20 @@ describe('bench/chromium-cpu: Chromium CPU time by role', () => {
     // A fixed amount of work, not a fixed time: its CPU time does not shrink when the machine is busy.
     const sum = await page.evaluate(() => {
       let x = 0;
-      for (let i = 0; i < 50_000_000; i++) x = (x + i * 7) % 1_000_003;
+      for (let i = 0; i < 200_000_000; i++) x = (x + i * 7) % 1_000_003;
       return x;
     });
     assert.equal(typeof sum, 'number');
     const spent = chromiumCpuSince(before);
     assert.ok(spent);
-    // 2·10⁸ iterations took 1.35 s of CPU here, so 5·10⁷ about 340 ms: a tenth of that is far above what
-    // the other roles spend meanwhile (the network service: 3 ms).
-    assert.ok(spent.chromium.pagesMain >= 40, `page main threads: ${spent.chromium.pagesMain} ms`);
+    // 2·10⁸ iterations took 0.9–1.35 s of CPU here. Meanwhile a second renderer, which no page of this test
+    // uses (Chromium keeps one ready for the next page), ran 0.4–0.6 s on its main and pool threads
+    // together (`/proc/<pid>/task/<tid>/comm`), and the network service 1–6 ms.
+    const { pagesMain, pagesOther, network } = spent.chromium;
+    assert.ok(pagesMain >= 300, `renderers' main threads: ${pagesMain} ms`);
     assert.ok(
-      spent.chromium.pagesMain > spent.chromium.network,
-      `main ${spent.chromium.pagesMain} ms vs network ${spent.chromium.network} ms`,
+      pagesMain > pagesOther && pagesMain > network,
+      `main ${pagesMain} ms, the renderers' other threads ${pagesOther} ms, network ${network} ms`,
     );
     for (const v of Object.values(spent.chromium)) assert.ok(v >= 0);
     assert.ok(spent.idle >= 0 && spent.idle <= 1, `idle ${spent.idle}`);
