@@ -7,7 +7,8 @@
  * for p2ptls, with 2–5% of the machine idle (docs/BENCHMARKS.md, "Video beside a bulk transfer, in the
  * browser"). These figures say, run by run, whether that was the case. Undefined off Linux.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
+import { procText, threadCpuMs } from './thread-cpu.js';
 
 /** Milliseconds on a CPU, by role in Chromium. */
 export interface ChromiumCpu {
@@ -43,21 +44,12 @@ export interface ChromiumCpuSpent {
   idle: number;
 }
 
-function read(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    // The process or thread ended between the listing and the read: its time is no longer counted.
-    return undefined;
-  }
-}
-
 /** Processes descended from this one (Playwright's Chromium is a child), by pid. */
 function descendants(): string[] {
   const children = new Map<string, string[]>();
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    const stat = read(`/proc/${pid}/stat`);
+    const stat = procText(`/proc/${pid}/stat`);
     if (!stat) continue;
     // `pid (comm) state ppid …`: the name may hold spaces and parentheses, so read after the last ')'.
     const ppid = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!;
@@ -81,7 +73,7 @@ function roleOf(cmdline: string): 'renderer' | 'network' | 'other' {
 }
 
 function machineTicks(): MachineTicks | undefined {
-  const line = read('/proc/stat')?.split('\n')[0];
+  const line = procText('/proc/stat')?.split('\n')[0];
   if (!line?.startsWith('cpu ')) return undefined;
   // user nice system idle iowait irq softirq steal …: idle and iowait are the idle ones.
   const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
@@ -95,7 +87,7 @@ export function chromiumCpu(): ChromiumCpuReading | undefined {
   if (!machine) return undefined;
   const threads: ChromiumCpuReading['threads'] = new Map();
   for (const pid of descendants()) {
-    const cmdline = read(`/proc/${pid}/cmdline`);
+    const cmdline = procText(`/proc/${pid}/cmdline`);
     if (!cmdline?.includes('chrom')) continue;
     const kind = roleOf(cmdline);
     let tids: string[];
@@ -105,10 +97,10 @@ export function chromiumCpu(): ChromiumCpuReading | undefined {
       continue;
     }
     for (const tid of tids) {
-      const ns = read(`/proc/${pid}/task/${tid}/schedstat`)?.split(' ')[0];
-      if (ns === undefined) continue;
+      const ms = threadCpuMs(pid, tid);
+      if (ms === undefined) continue;
       const role = kind === 'renderer' ? (tid === pid ? 'pagesMain' : 'pagesOther') : kind;
-      threads.set(`${pid}/${tid}`, { role, ms: Number(ns) / 1e6 });
+      threads.set(`${pid}/${tid}`, { role, ms });
     }
   }
   return { threads, machine };

@@ -26,17 +26,29 @@ export function threadCpu(): ThreadCpu | undefined {
   }
   const spent: ThreadCpu = { js: 0, node: 0, native: 0 };
   for (const tid of tids) {
-    try {
-      const ms = Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
-      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      const kind: keyof ThreadCpu =
-        tid === String(process.pid) ? 'js' : /^(node|libuv|v8:)/.test(name) ? 'node' : 'native';
-      spent[kind] += ms;
-    } catch {
-      // The thread ended between the listing and the read: its time is no longer counted anywhere.
-    }
+    const ms = threadCpuMs('self', tid);
+    const name = procText(`/proc/self/task/${tid}/comm`)?.trim();
+    if (ms === undefined || name === undefined) continue;
+    const kind: keyof ThreadCpu =
+      tid === String(process.pid) ? 'js' : /^(node|libuv|v8:)/.test(name) ? 'node' : 'native';
+    spent[kind] += ms;
   }
   return spent;
+}
+
+/** A file under /proc, or undefined when its process or thread ended between the listing and the read. */
+export function procText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Milliseconds thread `tid` of process `pid` (or `self`) has run on a CPU; undefined once it has ended. */
+export function threadCpuMs(pid: string, tid: string): number | undefined {
+  const ns = procText(`/proc/${pid}/task/${tid}/schedstat`)?.split(' ')[0];
+  return ns === undefined ? undefined : Number(ns) / 1e6;
 }
 
 /** What each kind of thread ran since `before` (both from {@link threadCpu}). */
