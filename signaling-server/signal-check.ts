@@ -7,10 +7,9 @@
  */
 import type { SignedSignal } from '../src/signaling/messages.js';
 import { MAX_PAYLOAD_BYTES, SIGNALING_VERSION } from '../src/signaling/messages.js';
+import { isBase64Url } from '../src/util/bytes.js';
 
 const PEER_ID = /^[a-z2-7]{52}$/;
-const NONCE = /^[A-Za-z0-9_-]{22}$/;
-const BASE64URL = /^[A-Za-z0-9_-]*$/;
 const MAX_TS = 2 ** 48;
 const ENV_KEYS = 7;
 
@@ -44,12 +43,13 @@ export function isSignalRequest(arg: unknown): arg is { env: SignedSignal } {
     ts >= 0 &&
     ts <= MAX_TS &&
     typeof nonce === 'string' &&
-    NONCE.test(nonce) &&
+    nonce.length === 22 &&
+    isBase64Url(nonce) &&
     typeof payload === 'string' &&
     payload.length <= MAX_PAYLOAD_BYTES &&
     typeof sig === 'string' &&
     sig.length >= 16 &&
     sig.length <= 700 &&
-    BASE64URL.test(sig)
+    isBase64Url(sig)
   );
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { fail } from '../errors.js';
-import { bs, concat, equalBytes, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import { bs, concat, equalBytes, fromBase64Url, isBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
 import { type PeerId, peerIdOf, verifyPeerId } from './peer-id.js';
 
 /** RSA modulus sizes an identity may use. 2048 is the default: key generation for 4096 takes seconds. */
@@ -22,7 +22,8 @@ const OAEP_IMPORT = { name: 'RSA-OAEP', hash: 'SHA-256' } as const;
 /** Context string of the signature that binds the OAEP (pairing) key to the signing key. */
 const BINDING_CONTEXT = utf8('p2ptls/1 encryption key binding\0');
 
-const b64 = z.string().regex(/^[A-Za-z0-9_-]*$/, 'base64url');
+/** Base64url that `fromBase64Url` decodes: the alphabet alone let `'A'` through to a decode that threw. */
+const b64 = z.string().refine(isBase64Url, 'base64url');
 const peerIdSchema = z.string().regex(/^[a-z2-7]{52}$/, 'peerId');
 
 /** JSON form of a public identity: what other peers store and what signaling relays. */

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { PublicIdentityJsonSchema } from '../identity/identity.js';
 import { type PairingMessage, PairingMessageSchema } from '../pairing/schema.js';
 import {
+  b64url,
   MAX_MESSAGE_AGE_MS,
   NonceSchema,
   PeerIdSchema,
@@ -32,7 +33,7 @@ export const MAX_PAYLOAD_BYTES = 64 * 1024;
 export const MAX_HTTP_BUFFER_BYTES = 2 * MAX_PAYLOAD_BYTES;
 
 /** 32 random bytes, base64url (43 characters). */
-export const ChallengeSchema = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'challenge (32 bytes base64url)');
+export const ChallengeSchema = b64url(43).length(43, 'challenge (32 bytes base64url)');
 /** A room name: printable, no spaces, at most 128 characters. */
 export const RoomNameSchema = z
   .string()

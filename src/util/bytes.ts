@@ -63,6 +63,7 @@ export function fromHex(hex: string): Uint8Array {
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const B64URL_REV = new Map([...B64URL].map((c, i) => [c, i]));
 const B64URL_CODES = Uint8Array.from(B64URL, (c) => c.charCodeAt(0));
+const B64URL_CHARS = /^[A-Za-z0-9_-]*$/;
 const ASCII = new TextDecoder();
 
 /** base64url without padding (RFC 4648 §5). */
@@ -87,6 +88,19 @@ export function toBase64Url(b: Uint8Array): string {
     if (i + 1 < b.length) out[o++] = B64URL_CODES[(n >> 6) & 63]!;
   }
   return ASCII.decode(out);
+}
+
+/**
+ * Whether {@link fromBase64Url} accepts `s`: the alphabet, a length that is not 1 more than a multiple of
+ * 4, and zero bits after the last byte. What the schemas of network input check, so that a string that
+ * passed them decodes without throwing (a relayed `handshake: ['A']` used to throw inside a signal
+ * listener and end the process).
+ */
+export function isBase64Url(s: string): boolean {
+  if (s.length % 4 === 1 || !B64URL_CHARS.test(s)) return false;
+  // The last character carries 4 (length ≡ 2 mod 4) or 2 (≡ 3) bits past the final byte; they must be 0.
+  const spare = s.length % 4 === 2 ? 0b1111 : s.length % 4 === 3 ? 0b11 : 0;
+  return spare === 0 || (B64URL_REV.get(s[s.length - 1]!)! & spare) === 0;
 }
 
 /** Strict base64url decode (no padding, no whitespace, canonical trailing bits). */

@@ -37,6 +37,10 @@ describe('zod-free signal check', () => {
       'A'.repeat(700),
       'A'.repeat(701),
       'A+/=AAAAAAAAAAAAAAAAAAAA',
+      // In the alphabet, but bits past the last byte (a nonce, a signature) or a length of 4n + 1.
+      `${'A'.repeat(21)}B`,
+      `${'A'.repeat(18)}B`,
+      `${'A'.repeat(16)}B`,
       'x'.repeat(MAX_PAYLOAD_BYTES),
       'x'.repeat(MAX_PAYLOAD_BYTES + 1),
       [],

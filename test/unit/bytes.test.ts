@@ -8,9 +8,11 @@ import {
   fromBase64Url,
   fromHex,
   fromUtf8,
+  isBase64Url,
   toBase64Url,
   toHex,
 } from '../../src/util/bytes.js';
+import { b64url, NonceSchema } from '../../src/util/wire-schemas.js';
 
 describe('byte encodings', () => {
   it('base32, base64url and hex round-trip any bytes', () => {
@@ -35,6 +37,36 @@ describe('byte encodings', () => {
     assert.throws(() => fromBase64Url('Zm9vYh'), { code: 'malformed' });
     assert.throws(() => fromBase64Url('Zm9v+g'), { code: 'malformed' });
     assert.throws(() => fromUtf8(new Uint8Array([0xc3, 0x28])), { code: 'malformed' });
+  });
+
+  it('isBase64Url, and the schemas of network input, accept exactly what fromBase64Url decodes', () => {
+    const decodes = (s: string) => {
+      try {
+        fromBase64Url(s);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    // Every string of up to 3 characters from the alphabet and a few outsiders, then random ones: the
+    // trailing-bit rule depends on the length mod 4 and the last character only.
+    const chars = ['A', 'B', 'E', 'Q', 'g', 'w', '_', '-', '8', '=', '+', '/', ' ', 'é'];
+    const short = [''];
+    for (let len = 1; len <= 3; len++) {
+      for (const prefix of short.filter((s) => s.length === len - 1))
+        short.push(...chars.map((c) => prefix + c));
+    }
+    const random = fc.sample(fc.string({ unit: fc.constantFrom(...chars), maxLength: 12 }), 2000);
+    const schema = b64url(64);
+    for (const s of [...short, ...random]) {
+      assert.equal(isBase64Url(s), decodes(s), JSON.stringify(s));
+      assert.equal(schema.safeParse(s).success, decodes(s), JSON.stringify(s));
+    }
+    // The strings that passed the alphabet check alone and then threw (a relayed `handshake: ['A']`).
+    for (const s of ['A', 'AB', 'AAAAB', 'Zm9vYh']) assert.equal(schema.safeParse(s).success, false, s);
+    // A 22-character nonce carries 4 bits past its 16 bytes: only 0 there decodes.
+    assert.equal(NonceSchema.safeParse('AAAAAAAAAAAAAAAAAAAAAA').success, true);
+    assert.equal(NonceSchema.safeParse('AAAAAAAAAAAAAAAAAAAAAB').success, false);
   });
 
   it('ByteWriter grows past its initial size without losing bytes', () => {
