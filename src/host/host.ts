@@ -4,7 +4,6 @@
  * application to `verify` against its peer list. Each dial is a {@link DialAttempt} (src/host/dial.ts);
  * the host routes signals to them, resolves glare and bounds how many may be pending.
  */
-import { z } from 'zod';
 import { type ErrorCode, ErrorCodes, fail, isP2PTLSError, type P2PTLSError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { PeerId } from '../identity/peer-id.js';
@@ -20,13 +19,15 @@ import type { SignalingClient } from '../signaling/client.js';
 import { LinkFactory } from '../transport/link-factory.js';
 import type { CandidateFilter, RtcImplementation } from '../transport/rtc.js';
 import { rememberKey } from '../util/bounded.js';
-import { fromBase64Url, toBase64Url } from '../util/bytes.js';
+import { toBase64Url } from '../util/bytes.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { DEFAULT_ADMISSION, DialAdmission } from './admission.js';
+import { AdmissionHold } from './admission-hold.js';
 import { AsyncQueue } from './async-queue.js';
 import type { Connection } from './connection.js';
 import type { ConnectionOptions } from './connection-types.js';
 import { DialAttempt, type DialContext, type DialPeer, type DialSignalData } from './dial.js';
+import { DIAL_SIGNAL_VERSION, DialSignal, type DialSignalOut, LegacyOffer } from './dial-signals.js';
 import { GlareWaits } from './glare.js';
 import { DIAL_REFUSALS, ReconnectingConnection, type ReconnectOptions } from './reconnecting.js';
 import type { ConnectionRequest } from './request.js';
@@ -79,55 +80,8 @@ export interface HostOptions extends ConnectionOptions {
   pairing?: PairingService;
 }
 
-/**
- * Version of the dial signals (PROTOCOL.md §8). Version 2 carries the handshake records with the offer
- * and the answer (protocol version 3); a paired peer's version-1 offer is answered `unsupported_version`.
- */
-const DIAL_SIGNAL_VERSION = 2;
-
-/** A handshake record in a dial signal: base64url, the longest being a ResponderAuth with a 4096-bit key. */
-const HandshakeRecord = z
-  .string()
-  .max(1024)
-  .regex(/^[A-Za-z0-9_-]*$/);
-
-/** Signals between hosts, carried by the signaling server (which signs and relays, nothing more). */
-const DialSignal = z.discriminatedUnion('kind', [
-  z.object({
-    p2ptls: z.literal(DIAL_SIGNAL_VERSION),
-    kind: z.literal('signal'),
-    dial: z.string().min(8).max(64),
-    signal: z.unknown(),
-    handshake: z.array(HandshakeRecord).min(1).max(2).optional(),
-  }),
-  z.object({
-    p2ptls: z.literal(DIAL_SIGNAL_VERSION),
-    kind: z.literal('abort'),
-    dial: z.string().min(8).max(64),
-    reason: z.string().max(200),
-  }),
-]);
-type DialSignalOut =
-  | { kind: 'signal'; dial: string; signal: unknown; handshake?: string[] }
-  | { kind: 'abort'; dial: string; reason: string };
-
-/** A version-1 dial's offer (protocol version 2): enough to tell a paired dialer `unsupported_version`. */
-const LegacyOffer = z.object({
-  p2ptls: z.literal(1),
-  kind: z.literal('signal'),
-  dial: z.string().min(8).max(64),
-  signal: z.object({ type: z.literal('offer') }),
-});
-
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
-/**
- * New incoming dials whose admission is being decided (a peer-list lookup) or whose offer has not
- * arrived yet (signed signals may overtake each other), at most; each keeps the signals that arrive
- * meanwhile (its ICE candidates), at most {@link MAX_ADMISSION_SIGNALS}.
- */
-const MAX_ADMITTING = 64;
 const MAX_REFUSED_DIALS = 1024;
-const MAX_ADMISSION_SIGNALS = 32;
 
 /** Events of a {@link Host}. */
 export interface HostEvents {
@@ -147,14 +101,8 @@ export interface HostEvents {
 /** A p2ptls host: the seed's `AsyncHost`. */
 export class Host extends TypedEmitter<HostEvents> {
   private readonly dials = new Map<string, DialAttempt>();
-  /**
-   * Incoming dial ids being admitted (see {@link admit}): who sent them, their offer with its ClientHello
-   * once it arrived, and their other signals so far.
-   */
-  private readonly admitting = new Map<
-    string,
-    { from: PeerId; offer: DialSignalData | undefined; signals: unknown[] }
-  >();
+  /** Incoming dials being admitted (see {@link admit}), bounded: strangers send these. */
+  private readonly hold = new AdmissionHold();
   /**
    * Dial ids refused at admission (bounded, oldest forgotten first): their later signals are dropped, not
    * answered with an abort each, which let a burst of one stranger's dial signals (a dozen per dial)
@@ -473,10 +421,7 @@ export class Host extends TypedEmitter<HostEvents> {
     const msg = parsed.data;
     const signal: DialSignalData | undefined =
       msg.kind === 'signal'
-        ? {
-            signal: msg.signal,
-            ...(msg.handshake ? { handshake: msg.handshake.map((r) => fromBase64Url(r)) } : {}),
-          }
+        ? { signal: msg.signal, ...(msg.handshake ? { handshake: msg.handshake } : {}) }
         : undefined;
     const dial = this.dials.get(msg.dial);
     if (dial) {
@@ -497,33 +442,24 @@ export class Host extends TypedEmitter<HostEvents> {
       return;
     }
     if (this.refusedDials.has(msg.dial)) return;
-    const admitting = this.admitting.get(msg.dial);
-    if (admitting) {
-      if (admitting.from !== from) return;
-      if (!signal) this.admitting.delete(msg.dial);
+    const held = this.hold.get(msg.dial);
+    if (held) {
+      if (held.from !== from) return;
+      if (!signal) this.hold.take(msg.dial);
       else if (signal.handshake) {
         // The offer that candidates overtook; a second hello-bearing signal is ignored (§8).
-        if (admitting.offer) return;
-        admitting.offer = signal;
+        if (held.offer) return;
+        held.offer = signal;
         void this.admit(msg.dial, from);
-      } else if (admitting.signals.length < MAX_ADMISSION_SIGNALS) admitting.signals.push(signal.signal);
+      } else this.hold.add(held, signal.signal);
       return;
     }
     if (!signal) return;
     if (this.theirDialLoses(from, msg.dial)) return;
-    if (this.admitting.size >= MAX_ADMITTING) {
-      // A dial whose offer never came makes room first: candidates alone can hold no slot for long.
-      const orphan = [...this.admitting].find(([, entry]) => !entry.offer);
-      if (orphan) this.admitting.delete(orphan[0]);
-      else {
-        this.send(from, { kind: 'abort', dial: msg.dial, reason: 'busy' });
-        return;
-      }
-    }
     // The offer (with its ClientHello) starts the admission; a candidate that overtook it waits for it.
-    const offer = signal.handshake ? signal : undefined;
-    this.admitting.set(msg.dial, { from, offer, signals: offer ? [] : [signal.signal] });
-    if (offer) void this.admit(msg.dial, from);
+    const started = this.hold.start(msg.dial, from, signal);
+    if (started === 'busy') this.send(from, { kind: 'abort', dial: msg.dial, reason: 'busy' });
+    else if (started === 'held' && signal.handshake) void this.admit(msg.dial, from);
   }
 
   /**
@@ -534,8 +470,7 @@ export class Host extends TypedEmitter<HostEvents> {
    */
   private async admit(id: string, from: PeerId): Promise<void> {
     const paired = (await this.options.peers.lookup(from).catch(() => undefined)) !== undefined;
-    const entry = this.admitting.get(id);
-    this.admitting.delete(id);
+    const entry = this.hold.take(id);
     if (!entry?.offer || this.closed) return;
     // Our own dial to the peer may have started while this one was being admitted (the lookup above can
     // take milliseconds: a passphrase-protected LevelDB store decrypts the PSK), so glare is checked again.
@@ -554,7 +489,7 @@ export class Host extends TypedEmitter<HostEvents> {
       this.emit('refused', { peerId: from, error: fail(code, `${from} ${why}`) });
       return;
     }
-    this.acceptDial(id, from, paired, entry.offer, entry.signals);
+    this.acceptDial(id, from, paired, entry.offer, entry.candidates);
   }
 
   private acceptDial(
@@ -617,6 +552,7 @@ export class Host extends TypedEmitter<HostEvents> {
     this.unsubscribe();
     if (this.ownsPairing) this.pairing.close();
     this.requests.end();
+    this.hold.close();
     for (const d of [...this.dials.values()]) d.fail(fail('closed', 'host closed'));
     this.links.close();
     this.glareWaits.close(fail('closed', 'host closed'));
