@@ -358,7 +358,7 @@ async function clientCrypto(): Promise<{ signUs: number; verifyUs: number }> {
   for (let i = 0; i < count; i++) envs.push(await createSignedSignal(a, b.peerId, { i }));
   const t1 = performance.now();
   for (const env of envs) {
-    await verifySignedSignal(env, { self: b.peerId, sender: a.publicIdentity, remember: () => true });
+    await verifySignedSignal(env, { self: b.peerId, sender: a.publicIdentity, remember: () => 'fresh' });
   }
   const t2 = performance.now();
   return { signUs: ((t1 - t0) * 1000) / count, verifyUs: ((t2 - t1) * 1000) / count };

@@ -1,58 +1,24 @@
 /**
- * Bounded bookkeeping for pairing requests from untrusted senders (issue 13, points 4 and 6). Both
- * structures refuse instead of forgetting when they are full: a flood of senders can then only make
- * new requests wait, never make an old one acceptable again or buy itself more budget.
+ * Bounded bookkeeping for pairing requests from untrusted senders (issue 13, points 4 and 6). It refuses
+ * instead of forgetting when it is full, as the request nonces' ReplayCache does: a flood of senders can
+ * then only make new requests wait, never make an old one acceptable again or buy itself more budget.
  */
+
+import { ReplayCache } from '../util/replay-cache.js';
 
 /**
- * The nonces of pairing requests seen within the acceptance window, in a cache of their own (signals
- * have theirs in the signaling client), so nothing else can push them out. Entries leave only when their
- * message is too old to be accepted anyway. Each sender may hold at most `perPeer` live entries, so one
- * sender cannot fill the cache for everyone.
+ * The nonces of pairing requests seen within the acceptance window: a {@link ReplayCache} of their own
+ * (signals have theirs in the signaling client), so nothing else can push them out. Each sender may hold
+ * at most `perPeer` live entries, so one sender cannot fill the cache for everyone.
  */
-export class PairingNonceCache {
-  private readonly seen = new Map<string, number>();
-  private readonly perSender = new Map<string, number>();
-
+export class PairingNonceCache extends ReplayCache {
   /**
    * @param windowMs how long a nonce must be remembered: the message age limit plus the allowed skew.
    * @param capacity live entries at most; when full, new requests are refused.
    * @param perPeer live entries of one sender at most.
    */
-  constructor(
-    readonly windowMs: number,
-    readonly capacity = 4096,
-    readonly perPeer = 32,
-  ) {}
-
-  /** Records a request's nonce: `fresh`, `replay` (seen before) or `full` (refused, nothing recorded). */
-  remember(from: string, nonce: string, ts: number, now = Date.now()): 'fresh' | 'replay' | 'full' {
-    this.prune(now);
-    const key = `${from}:${nonce}`;
-    if (this.seen.has(key)) return 'replay';
-    const mine = this.perSender.get(from) ?? 0;
-    if (this.seen.size >= this.capacity || mine >= this.perPeer) return 'full';
-    // Kept until the message's own timestamp leaves the window (see ReplayCache).
-    this.seen.set(key, Math.max(ts, now) + this.windowMs);
-    this.perSender.set(from, mine + 1);
-    return 'fresh';
-  }
-
-  get size(): number {
-    return this.seen.size;
-  }
-
-  private prune(now: number): void {
-    // Expiry is not in insertion order here (future-dated messages live longer), so scan everything;
-    // the cache is small and bounded.
-    for (const [key, expires] of this.seen) {
-      if (expires > now) continue;
-      this.seen.delete(key);
-      const from = key.slice(0, key.indexOf(':'));
-      const left = (this.perSender.get(from) ?? 1) - 1;
-      if (left > 0) this.perSender.set(from, left);
-      else this.perSender.delete(from);
-    }
+  constructor(windowMs: number, capacity = 4096, perPeer = 32) {
+    super(windowMs, capacity, perPeer);
   }
 }
 

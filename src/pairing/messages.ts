@@ -15,6 +15,7 @@ import { fail } from '../errors.js';
 import { type Identity, PublicIdentity } from '../identity/identity.js';
 import { type PeerId, peerIdToBytes } from '../identity/peer-id.js';
 import { ByteWriter, concat, equalBytes, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import type { ReplayCache } from '../util/replay-cache.js';
 import { MAX_MESSAGE_AGE_MS, randomNonce } from '../util/wire-schemas.js';
 import { INVITE_TOKEN_BYTES } from './invite.js';
 import { PSK_BYTES, randomShare } from './psk.js';
@@ -267,13 +268,14 @@ export async function openPairingSecret(identity: Identity, msg: VerifiedPairing
 
 /** Options of {@link openPairingMessage}. */
 export interface OpenPairingOptions extends VerifyPairingOptions {
-  /** Nonces already seen (shared across messages of this receiver); returns false for a replay. */
-  replay: { checkAndRemember(key: string, ts: number, now?: number): boolean };
+  /** Nonces already seen (shared across messages of this receiver): a {@link ReplayCache}. */
+  replay: Pick<ReplayCache, 'remember'>;
 }
 
 /**
  * {@link verifyPairingMessage}, a replay check, then {@link openPairingSecret}: everything at once, for
- * callers that do not need to decide in between. Throws what those throw, and `replay`.
+ * callers that do not need to decide in between. Throws what those throw, `replay`, and `rate_limited`
+ * when the replay cache is full.
  */
 export async function openPairingMessage(
   identity: Identity,
@@ -282,9 +284,9 @@ export async function openPairingMessage(
 ): Promise<OpenedPairing> {
   const now = opts.now ?? Date.now();
   const verified = await verifyPairingMessage(identity, input, { ...opts, now });
-  if (!opts.replay.checkAndRemember(`pairing:${verified.from.peerId}:${verified.nonce}`, verified.ts, now)) {
-    throw fail('replay', 'pairing message was seen before');
-  }
+  const seen = opts.replay.remember(verified.from.peerId, `pairing:${verified.nonce}`, verified.ts, now);
+  if (seen === 'replay') throw fail('replay', 'pairing message was seen before');
+  if (seen === 'full') throw fail('rate_limited', 'too many pairing messages to remember; try later');
   if (verified.secret === undefined) return verified;
   return { ...verified, ...(await openPairingSecret(identity, verified)) };
 }

@@ -60,6 +60,17 @@ export interface SignalingInboundOptions {
   reportWindowMs?: number;
   /** `rejected` events per window; later refusals are only counted and reported by `overload`. Default 10. */
   rejectedEventsPerWindow?: number;
+  /**
+   * Nonces of delivered signals remembered to detect replays (each for twice the message age limit, 10 min
+   * by default), paired peers and strangers apart, so strangers cannot fill the paired peers' share. Past
+   * a lane's bound, or a sender's share of it, that sender's new signals are refused `rate_limited` until
+   * its old ones leave the window; a nonce is never forgotten early, which would let its signal be
+   * replayed. Defaults: 100,000 for paired peers, 16,384 of them per peer (a dial sends an offer and a
+   * dozen candidates or so, and the server lets a connection send 100 events a second); 16,384 for
+   * strangers, 1,024 per stranger (refused at admission, or one dial per 2 s when the application admits
+   * them). About 100 B a nonce at most.
+   */
+  nonces?: { paired?: number; pairedPerPeer?: number; strangers?: number; perStranger?: number };
 }
 
 /** Counters of the inbound signal path since the client was made. */
@@ -103,7 +114,11 @@ function senderOf(raw: unknown): PeerId | undefined {
 }
 
 export class InboundSignals {
-  private readonly replay: ReplayCache;
+  /**
+   * Nonces of signals delivered, one cache per lane, so that strangers, however many, cannot fill the
+   * paired peers' cache and have their signals refused. Each refuses when full (ReplayCache).
+   */
+  private readonly replay: Record<InboxLane, ReplayCache>;
   /** Paired peers' keys (from {@link trust} or the PeerStore): their signals take the paired lane. */
   private readonly trusted = new Map<PeerId, PublicIdentity>();
   /** Keys of other peers, from lookups (bounded). */
@@ -117,7 +132,7 @@ export class InboundSignals {
   private readonly classifying = new Map<PeerId, { signals: unknown[]; stranger: boolean }>();
   private held = { unknown: 0, stranger: 0 };
   private peers: PairedPeers | undefined;
-  private readonly inbound: Required<SignalingInboundOptions>;
+  private readonly inbound: Required<Omit<SignalingInboundOptions, 'nonces'>>;
   private readonly inbox: SignalInbox<unknown>;
   /** True while {@link drain} runs; only it takes from the inbox. */
   private draining = false;
@@ -139,11 +154,16 @@ export class InboundSignals {
     options: { inbound?: SignalingInboundOptions; peers?: PairedPeers; maxAgeMs: number },
   ) {
     this.maxAgeMs = options.maxAgeMs;
-    // Nonces must outlive the whole acceptance window: past and future skew. Signals only: pairing
-    // nonces live in the pairing service's own cache, which signals cannot push out.
-    this.replay = new ReplayCache(2 * this.maxAgeMs);
     this.peers = options.peers;
     const inbound = options.inbound ?? {};
+    // Nonces must outlive the whole acceptance window: past and future skew. Signals only: pairing
+    // nonces live in the pairing service's own cache, which signals cannot push out.
+    const window = 2 * this.maxAgeMs;
+    const n = inbound.nonces ?? {};
+    this.replay = {
+      paired: new ReplayCache(window, n.paired ?? 100_000, n.pairedPerPeer ?? 16_384),
+      stranger: new ReplayCache(window, n.strangers ?? 16_384, n.perStranger ?? 1_024),
+    };
     this.inbound = {
       maxPaired: inbound.maxPaired ?? 4096,
       maxStrangers: inbound.maxStrangers ?? 1024,
@@ -352,13 +372,15 @@ export class InboundSignals {
     if (!parsed.success) return this.refuse('malformed', 'relayed signal does not match the schema');
     // `env.from === from` was checked on arrival.
     const { from, env } = parsed.data;
-    const sender = this.trusted.get(from) ?? this.strangerKeys.get(from);
+    const paired = this.trusted.get(from);
+    const sender = paired ?? this.strangerKeys.get(from);
     // Resolved on arrival; only a cache eviction under a flood of new senders can lose it since.
     if (!sender) return this.drop();
+    const nonces = this.replay[paired ? 'paired' : 'stranger'];
     const checked = await checkSignedSignal(env, {
       self: this.host.self,
       sender,
-      remember: (key, ts) => this.replay.checkAndRemember(key, ts),
+      remember: (peer, nonce, ts) => nonces.remember(peer, nonce, ts),
       maxAgeMs: this.maxAgeMs,
     });
     if (!checked.ok) return this.refuse(checked.code, checked.message, from);

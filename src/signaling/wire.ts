@@ -9,6 +9,7 @@ import { fail } from '../errors.js';
 import type { Identity, PublicIdentity } from '../identity/identity.js';
 import { type PeerId, peerIdToBytes } from '../identity/peer-id.js';
 import { ByteWriter, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import type { ReplayVerdict } from '../util/replay-cache.js';
 import { randomNonce } from '../util/wire-schemas.js';
 import { MAX_MESSAGE_AGE_MS, SIGNALING_VERSION, type SignedSignal } from './messages.js';
 
@@ -102,8 +103,11 @@ export interface VerifySignalOptions {
   self: PeerId;
   /** The sender's public identity (its peerId must equal `env.from`). */
   sender: PublicIdentity;
-  /** Called with `from:nonce` after the signature verified; returns false for a replay. */
-  remember: (key: string, ts: number) => boolean;
+  /**
+   * Called with the sender, nonce and timestamp after the signature verified: a {@link ReplayCache}'s
+   * verdict (`replay` → `replay`, `full` → `rate_limited`).
+   */
+  remember: (from: PeerId, nonce: string, ts: number) => ReplayVerdict;
   now?: number;
   maxAgeMs?: number;
 }
@@ -113,7 +117,14 @@ export type SignalCheck =
   | { ok: true; data: unknown }
   | {
       ok: false;
-      code: 'wrong_peer' | 'peer_id_mismatch' | 'signal_expired' | 'bad_signature' | 'replay' | 'malformed';
+      code:
+        | 'wrong_peer'
+        | 'peer_id_mismatch'
+        | 'signal_expired'
+        | 'bad_signature'
+        | 'replay'
+        | 'rate_limited'
+        | 'malformed';
       message: string;
     };
 
@@ -142,8 +153,10 @@ export async function checkSignedSignal(env: SignedSignal, opts: VerifySignalOpt
   if (!(await opts.sender.verify(sig, signalSignedBytes(env)))) {
     return { ok: false, code: 'bad_signature', message: `signal signature from ${env.from} does not verify` };
   }
-  if (!opts.remember(`${env.from}:${env.nonce}`, env.ts)) {
-    return { ok: false, code: 'replay', message: 'signal was seen before' };
+  const seen = opts.remember(env.from, env.nonce, env.ts);
+  if (seen === 'replay') return { ok: false, code: 'replay', message: 'signal was seen before' };
+  if (seen === 'full') {
+    return { ok: false, code: 'rate_limited', message: `too many signals from ${env.from} to remember` };
   }
   try {
     return { ok: true, data: JSON.parse(env.payload) };
@@ -154,7 +167,8 @@ export async function checkSignedSignal(env: SignedSignal, opts: VerifySignalOpt
 
 /**
  * Checks a received envelope like {@link checkSignedSignal} and returns the parsed payload.
- * Throws `wrong_peer`, `peer_id_mismatch`, `signal_expired`, `bad_signature`, `replay` or `malformed`.
+ * Throws `wrong_peer`, `peer_id_mismatch`, `signal_expired`, `bad_signature`, `replay`, `rate_limited` or
+ * `malformed`.
  */
 export async function verifySignedSignal(env: SignedSignal, opts: VerifySignalOptions): Promise<unknown> {
   const r = await checkSignedSignal(env, opts);

@@ -78,10 +78,10 @@ function hugeExponentKey(): KeyObject {
   }
 }
 
-/** A 2048-bit RSA private key with public exponent `e`. */
-export function rsaKey(e: Exponent = 65537n): KeyObject {
+/** An RSA private key with public exponent `e`, of `bits` (2048 by default; the huge exponent's is 2048). */
+export function rsaKey(e: Exponent = 65537n, bits = 2048): KeyObject {
   if (e === 'huge') return hugeExponentKey();
-  return generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: Number(e) }).privateKey;
+  return generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: Number(e) }).privateKey;
 }
 
 const spkiOf = (key: KeyObject) =>
@@ -101,13 +101,18 @@ export interface CustomIdentity {
   sign(data: Uint8Array): Uint8Array;
 }
 
-/** An identity whose signing and/or encryption key has a non-standard exponent (default 65537 each). */
+/**
+ * An identity whose signing and/or encryption key has a non-standard exponent (default 65537 each) or
+ * modulus size (default 2048 bits each).
+ */
 export async function weakIdentity(e: {
   signing?: Exponent;
   encryption?: Exponent;
+  signingBits?: number;
+  encryptionBits?: number;
 }): Promise<CustomIdentity> {
-  const signingKey = rsaKey(e.signing);
-  const encryptionKey = rsaKey(e.encryption);
+  const signingKey = rsaKey(e.signing, e.signingBits);
+  const encryptionKey = rsaKey(e.encryption, e.encryptionBits);
   const signingSpki = spkiOf(signingKey);
   const encryptionSpki = spkiOf(encryptionKey);
   const binding = pssSign(signingKey, concat(utf8('p2ptls/1 encryption key binding\0'), encryptionSpki));

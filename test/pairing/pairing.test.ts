@@ -219,11 +219,20 @@ describe('pairing crypto (pure)', () => {
     assert.throws(() => parseInvite(text, expires + 1), code('bad_invite'));
   });
 
-  it('the replay cache forgets nonces only after their window', () => {
+  it('the replay cache forgets nonces only after their window, and refuses when full', () => {
     const r = new ReplayCache(1000);
     assert.equal(r.checkAndRemember('a', 0, 0), true);
     assert.equal(r.checkAndRemember('a', 0, 999), false);
     assert.equal(r.checkAndRemember('b', 1500, 1500), true);
     assert.equal(r.checkAndRemember('a', 0, 1001), true);
+    // Full, it refuses rather than forget: per sender, then in all; expired entries make room.
+    const small = new ReplayCache(1000, 2, 1);
+    assert.equal(small.remember('x', 'n1', 0, 0), 'fresh');
+    assert.equal(small.remember('x', 'n2', 0, 0), 'full');
+    assert.equal(small.remember('y', 'n1', 0, 0), 'fresh');
+    assert.equal(small.remember('z', 'n1', 0, 0), 'full');
+    assert.equal(small.remember('x', 'n1', 0, 999), 'replay');
+    assert.equal(small.remember('z', 'n1', 0, 1000), 'fresh');
+    assert.equal(small.size, 1);
   });
 });

@@ -234,6 +234,67 @@ describe('a malicious signaling server is detected by the receiving client', () 
     }
   });
 
+  it('signal nonces are never forgotten early: a full cache refuses new signals, a replay stays a replay, and strangers cannot fill the paired lane', async () => {
+    // Erin remembers at most 4 stranger nonces, 2 per stranger, and 3 of her paired peer alice's.
+    const erin = await Identity.generate();
+    const erinClient = new SignalingClient({
+      url: fake.url,
+      identity: erin,
+      inbound: { nonces: { paired: 3, pairedPerPeer: 3, strangers: 4, perStranger: 2 } },
+    });
+    const delivered: unknown[] = [];
+    erinClient.on('signal', (e) => delivered.push(e.data));
+    const send = async (from: Identity, n: number) => {
+      const env = await createSignedSignal(from, erin.peerId, { n });
+      return { env, deliver: () => fake.deliverSignal(erin.peerId, from.peerId, env) };
+    };
+    const accepted = async (signal: { deliver: () => void }) => {
+      const got = next(erinClient, 'signal');
+      signal.deliver();
+      await got;
+    };
+    const refused = async (signal: { deliver: () => void }, code: string) => {
+      const before = delivered.length;
+      const rejected = next(erinClient, 'rejected');
+      signal.deliver();
+      assert.equal((await rejected).error.code, code);
+      assert.equal(delivered.length, before, 'a refused signal is not delivered');
+    };
+    try {
+      await erinClient.connect();
+      erinClient.trustPeer(alice.publicIdentity);
+      fake.directory.set(carol.peerId, carol.exportPublic());
+      fake.directory.set(mallory.peerId, mallory.exportPublic());
+      const first = await send(alice, 0);
+      await accepted(first);
+      // Strangers fill their lane: two each, then carol's third is over her share, and a third stranger's
+      // first over the lane's bound. Nothing of theirs is forgotten to make room.
+      const carols = [await send(carol, 1), await send(carol, 2), await send(carol, 3)];
+      await accepted(carols[0]!);
+      await accepted(carols[1]!);
+      await refused(carols[2]!, 'rate_limited');
+      await accepted(await send(mallory, 4));
+      await accepted(await send(mallory, 5));
+      const dave = await Identity.generate();
+      fake.directory.set(dave.peerId, dave.exportPublic());
+      await refused(await send(dave, 6), 'rate_limited');
+      await refused(carols[0]!, 'replay');
+      // Alice's lane is her own: the strangers' flood took none of it.
+      await refused(first, 'replay');
+      await accepted(await send(alice, 7));
+      await accepted(await send(alice, 8));
+      // Her share is full now: a new signal waits for the window; her first, replayed, is still known.
+      await refused(await send(alice, 9), 'rate_limited');
+      await refused(first, 'replay');
+      assert.deepEqual(
+        delivered.map((d) => (d as { n: number }).n),
+        [0, 1, 2, 4, 5, 7, 8],
+      );
+    } finally {
+      await erinClient.close();
+    }
+  });
+
   it('an invite protects first contact: a server substituting the inviter’s key is caught by the requester', async () => {
     const aliceClient = new SignalingClient({ url: fake.url, identity: alice });
     try {

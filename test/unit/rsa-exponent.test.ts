@@ -45,6 +45,25 @@ describe('RSA public exponent: only 65537 is accepted (PROTOCOL.md §2)', () => 
     }
   });
 
+  it('PublicIdentity.import refuses a modulus other than 2048, 3072 or 4096 bits: bad_key, or malformed past the size of any allowed key', async () => {
+    for (const bits of [1024, 2056]) {
+      await assert.rejects(
+        PublicIdentity.import((await weakIdentity({ signingBits: bits })).json),
+        badKey,
+        `${bits}`,
+      );
+      await assert.rejects(
+        PublicIdentity.import((await weakIdentity({ encryptionBits: bits })).json),
+        badKey,
+        `${bits}`,
+      );
+    }
+    // A key encoding longer than the schema allows (1200 characters; a 4096-bit key's is 734) is refused
+    // before any key import: an 8192-bit key's is 1416.
+    const long = { ...standard.json, signingKey: `${standard.json.signingKey}${'A'.repeat(1200)}` };
+    await assert.rejects(PublicIdentity.import(long), (err) => isP2PTLSError(err, 'malformed'));
+  });
+
   it('Identity.importSecret refuses them', async () => {
     for (const { name, identity } of weak) {
       await assert.rejects(Identity.importSecret(identity.secretJson), badKey, name);
