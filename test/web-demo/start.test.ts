@@ -57,7 +57,9 @@ it('npm start serves the web demo and signaling on one origin, then stops cleanl
 it('npm start refuses an ICE_SERVERS value that is not a list of ICE servers, in plain words', async () => {
   for (const [value, message] of [
     ['stun:x', /^err: ICE_SERVERS is not JSON/],
-    ['[{"url":"stun:x"}]', /^err: ICE_SERVERS: /],
+    ['[{"url":"stun:x"}]', /^err: ICE_SERVERS\[0\]\.urls: expected an ICE server URL or a list of them/],
+    ['[{"urls":"http://x"}]', /^err: ICE_SERVERS\[0\]\.urls: an ICE server URL starts with stun:/],
+    ['[{"urls":["stun:x","turn:y"]}]', /^err: ICE_SERVERS\[0\]: a turn: or turns: server needs a username/],
   ] as const) {
     const proc = spawnProcess(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
       env: { PORT: '0', ICE_SERVERS: value },
