@@ -43,6 +43,24 @@ function inbox(socket: Socket) {
   };
 }
 
+/** Resolves with the answer `socket` receives to request `nonce`, or with why `host` dropped a request of `from`. */
+function fate(socket: Socket, host: Host, from: string, nonce: string): Promise<string> {
+  return new Promise((resolve) => {
+    const done = (what: string) => {
+      socket.off('pairing', onAnswer);
+      offDropped();
+      resolve(what);
+    };
+    const onAnswer = (e: { msg: Msg }) => {
+      if (e.msg.replyTo === nonce) done(`answered ${e.msg.kind}`);
+    };
+    const offDropped = host.pairing.on('dropped', (d) => {
+      if (d.from === from) done(`dropped ${d.error.code}`);
+    });
+    socket.on('pairing', onAnswer);
+  });
+}
+
 async function send(socket: Socket, msg: Msg): Promise<unknown> {
   return ask(socket, 'pairing', { msg });
 }
@@ -307,6 +325,145 @@ describe('pairing attacks (issue 13)', () => {
       assert.equal(box.got.length, 1, 'one answer for the coalesced requests');
     } finally {
       sock.disconnect();
+      await env.closeHost(hb);
+    }
+  });
+
+  it('point 6: a sender the application keeps declining gets 2 rejects a minute; its further requests go unanswered', async () => {
+    // A reject is signed (an RSA operation) and sent: without a budget, a stranger the user declines
+    // could make this side sign one answer per request. PROTOCOL.md §9, step 9: at most 2 a sender and minute.
+    const bob = env.ids[5]!;
+    const [mallory, dave] = await Promise.all([Identity.generate(), Identity.generate()]);
+    const hb = await env.host(bob, { store: await openMemoryPeerStore() });
+    const asked: string[] = [];
+    hb.onPairingRequest(
+      ({ peer }) => {
+        asked.push(peer.peerId);
+        return false;
+      },
+      { uninvited: true },
+    );
+    const [malSock, daveSock] = await Promise.all([rawAuthed(env.url, mallory), rawAuthed(env.url, dave)]);
+    const malBox = inbox(malSock);
+    try {
+      // One request at a time (5: Mallory's whole request budget), each followed to its end.
+      const fates: string[] = [];
+      for (let n = 0; n < 5; n++) {
+        const { message } = await createPairingRequest({ identity: mallory, to: bob.publicIdentity });
+        const settled = fate(malSock, hb, mallory.peerId, message.nonce);
+        assert.deepEqual(await send(malSock, message), { ok: true });
+        fates.push(await within(settled, 15_000, `Mallory's request ${n + 1}`));
+      }
+      assert.deepEqual(fates, [
+        'answered reject',
+        'answered reject',
+        'dropped rate_limited',
+        'dropped rate_limited',
+        'dropped rate_limited',
+      ]);
+      assert.equal(asked.length, 5, 'the application declined every one: the limit is on rejects');
+      assert.deepEqual(
+        malBox.got.map((e) => e.msg.kind),
+        ['reject', 'reject'],
+        'Mallory received two answers in all',
+      );
+      // The budget is Mallory's: another sender declined in the same minute still gets its reject.
+      const { message } = await createPairingRequest({ identity: dave, to: bob.publicIdentity });
+      const settled = fate(daveSock, hb, dave.peerId, message.nonce);
+      await send(daveSock, message);
+      assert.equal(await within(settled, 15_000, "Dave's request"), 'answered reject');
+    } finally {
+      malSock.disconnect();
+      daveSock.disconnect();
+      await env.closeHost(hb);
+    }
+  });
+
+  it('point 6: at most 8 prompts are open at once; a ninth and tenth sender are refused with rate_limited, unasked', async () => {
+    // Every open prompt is a question to a human and a request held in memory; distinct senders each
+    // have their own per-sender budgets, so only a total bound stops a crowd (PROTOCOL.md §9, step 7).
+    const bob = env.ids[2]!;
+    const senders = await Promise.all(Array.from({ length: 10 }, () => Identity.generate()));
+    const hb = await env.host(bob, { store: await openMemoryPeerStore() });
+    // The application answers only when the test says so; it is asked in arrival order.
+    const open: { peerId: string; decide: (ok: boolean) => void }[] = [];
+    let openNow = 0;
+    let mostOpen = 0;
+    const promptListeners = new Set<(peerId: string) => void>();
+    hb.onPairingRequest(
+      ({ peer }) =>
+        new Promise<boolean>((resolve) => {
+          openNow++;
+          mostOpen = Math.max(mostOpen, openNow);
+          open.push({
+            peerId: peer.peerId,
+            decide: (ok) => {
+              openNow--;
+              resolve(ok);
+            },
+          });
+          for (const l of promptListeners) l(peer.peerId);
+        }),
+      { uninvited: true },
+    );
+    /** Resolves with "prompted" when the application is asked about `from`, or with why it was dropped. */
+    const promptOrDrop = (from: string) =>
+      new Promise<string>((resolve) => {
+        const done = (what: string) => {
+          promptListeners.delete(onPrompt);
+          offDropped();
+          resolve(what);
+        };
+        const onPrompt = (peerId: string) => {
+          if (peerId === from) done('prompted');
+        };
+        const offDropped = hb.pairing.on('dropped', (d) => {
+          if (d.from === from) done(`dropped ${d.error.code}`);
+        });
+        promptListeners.add(onPrompt);
+      });
+    const sockets = await Promise.all(senders.map((s) => rawAuthed(env.url, s)));
+    const boxes = sockets.map(inbox);
+    const request = async (k: number) => {
+      const { message } = await createPairingRequest({ identity: senders[k]!, to: bob.publicIdentity });
+      const settled = promptOrDrop(senders[k]!.peerId);
+      assert.deepEqual(await send(sockets[k]!, message), { ok: true });
+      return { nonce: message.nonce, fate: await within(settled, 15_000, `sender ${k}'s request`) };
+    };
+    try {
+      const first = [];
+      for (let k = 0; k < 10; k++) first.push(await request(k));
+      assert.deepEqual(
+        first.map((r) => r.fate),
+        [...Array(8).fill('prompted'), 'dropped rate_limited', 'dropped rate_limited'],
+      );
+      assert.equal(mostOpen, 8);
+      assert.deepEqual(
+        open.map((o) => o.peerId),
+        senders.slice(0, 8).map((s) => s.peerId),
+        'the application was asked about the first eight senders only',
+      );
+      // The refused two were not answered, and are not waiting for an answer either: once the prompts
+      // close, the eight get their rejects and nothing else is sent.
+      const rejects = first.slice(0, 8).map((r, k) => boxes[k]!.answerTo(r.nonce));
+      for (const o of open.splice(0)) o.decide(false);
+      assert.deepEqual(
+        (await Promise.all(rejects)).map((m) => m.kind),
+        Array(8).fill('reject'),
+      );
+      assert.deepEqual(
+        boxes.slice(8).map((b) => b.got.length),
+        [0, 0],
+      );
+      // Control: with the prompts closed, the ninth sender's next request is put to the application.
+      const again = await request(8);
+      assert.equal(again.fate, 'prompted');
+      const answer = boxes[8]!.answerTo(again.nonce);
+      open.splice(0)[0]!.decide(false);
+      assert.equal((await answer).kind, 'reject');
+    } finally {
+      for (const o of open.splice(0)) o.decide(false);
+      for (const s of sockets) s.disconnect();
       await env.closeHost(hb);
     }
   });

@@ -9,7 +9,7 @@ import type { Identity } from '../../src/identity/identity.js';
 import { peerIdFromBytes, peerIdToBytes } from '../../src/identity/peer-id.js';
 import { webCryptoAead } from '../../src/protocol/aead.js';
 import { VERSION } from '../../src/protocol/constants.js';
-import { deriveShared } from '../../src/protocol/ecdh.js';
+import { deriveShared, webCryptoKeyExchange } from '../../src/protocol/ecdh.js';
 import {
   bindingHash,
   generateEphemeral,
@@ -454,6 +454,99 @@ describe('protocol handshake', () => {
       const other = psk.slice();
       other[31]! ^= 1;
       await assert.rejects(runHandshake(initOpts(), respOpts({ psk: other })), withCode('bad_binder'));
+    });
+
+    it('wrong PSK costs the responder no RSA, no ECDH and no AEAD key: bad_binder comes first (README "Security model")', async () => {
+      // Anyone who can reach a responder can send it ClientHellos. Without the pair's PSK they must not
+      // make it sign, verify, generate an ephemeral key, run ECDH or derive traffic keys: everything the
+      // responder could spend goes through a counting wrapper, and WebCrypto itself is watched.
+      for (const s of SUITES) {
+        const { ops, options } = countingResponder();
+        const i = await InitiatorHandshake.start(initOpts({ suite: s.suite, psk: randomPsk() }));
+        const subtle = await watchSubtle(() =>
+          assert.rejects(
+            ResponderHandshake.accept(parseClientHello(i.hello), options),
+            withCode('bad_binder'),
+          ),
+        );
+        assert.deepEqual(ops, {}, `${s.name}: responder work before the binder was refused`);
+        assert.deepEqual(subtle, [], `${s.name}: WebCrypto calls before the binder was refused`);
+
+        // Control, same counters, the right PSK: the counters see the RSA, ECDH and AEAD work.
+        const ok = countingResponder();
+        const j = await InitiatorHandshake.start(initOpts({ suite: s.suite }));
+        const seen = await watchSubtle(async () => {
+          const r = await ResponderHandshake.accept(parseClientHello(j.hello), ok.options);
+          await j.receive(r.records[0]!);
+          const { records } = await j.receive(r.records[1]!);
+          await r.receive(records[0]!);
+        });
+        assert.deepEqual(ok.ops, { sign: 1, verify: 1, generate: 1, agree: 1, importKey: 2 }, s.name);
+        assert.ok(
+          seen.includes('sign RSA-PSS') &&
+            seen.includes('verify RSA-PSS') &&
+            seen.some((c) => c.startsWith('deriveBits')),
+          `${s.name}: ${seen.join(', ')}`,
+        );
+      }
+
+      /** Bob's side, with every signature, verification, key exchange and AEAD key counted. */
+      function countingResponder() {
+        const ops: Record<string, number> = {};
+        const counted =
+          <A extends unknown[], R>(op: string, f: (...a: A) => R) =>
+          (...a: A): R => {
+            ops[op] = (ops[op] ?? 0) + 1;
+            return f(...a);
+          };
+        const options = respOpts({
+          identity: { peerId: bob.peerId, sign: counted('sign', (d) => bob.sign(d)) },
+          peer: {
+            peerId: alice.peerId,
+            verify: counted('verify', (s, d) => alice.publicIdentity.verify(s, d)),
+          },
+          keyExchange: {
+            generate: counted('generate', webCryptoKeyExchange.generate),
+            agree: counted('agree', webCryptoKeyExchange.agree),
+          },
+          aead: { ...webCryptoAead, importKey: counted('importKey', webCryptoAead.importKey) },
+        });
+        return { ops, options };
+      }
+
+      /** Runs `fn` and returns the WebCrypto operations it made ("sign RSA-PSS", "deriveBits X25519", …). */
+      async function watchSubtle(fn: () => Promise<unknown>): Promise<string[]> {
+        const subtle = crypto.subtle as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+        const names = [
+          'sign',
+          'verify',
+          'encrypt',
+          'decrypt',
+          'generateKey',
+          'deriveBits',
+          'deriveKey',
+          'importKey',
+          'exportKey',
+          'digest',
+        ];
+        const calls: string[] = [];
+        for (const name of names) {
+          const original = subtle[name]!;
+          subtle[name] = (...args: unknown[]) => {
+            const alg = args.find(
+              (a): a is { name: string } => typeof a === 'object' && a !== null && 'name' in a,
+            );
+            calls.push(alg ? `${name} ${alg.name}` : name);
+            return original.apply(crypto.subtle, args);
+          };
+        }
+        try {
+          await fn();
+        } finally {
+          for (const name of names) delete subtle[name];
+        }
+        return calls;
+      }
     });
 
     it('right PSK, but the initiator pins another key for the responder → bad_signature at the initiator', async () => {
