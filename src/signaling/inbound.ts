@@ -376,11 +376,15 @@ export class InboundSignals {
     const sender = paired ?? this.strangerKeys.get(from);
     // Resolved on arrival; only a cache eviction under a flood of new senders can lose it since.
     if (!sender) return this.drop();
-    const nonces = this.replay[paired ? 'paired' : 'stranger'];
+    // Recorded in the sender's lane; looked up in both, since a sender changes lane when it is paired
+    // (or removed), and a signal it sent before must stay a replay after.
+    const [mine, other] = paired
+      ? [this.replay.paired, this.replay.stranger]
+      : [this.replay.stranger, this.replay.paired];
     const checked = await checkSignedSignal(env, {
       self: this.host.self,
       sender,
-      remember: (peer, nonce, ts) => nonces.remember(peer, nonce, ts),
+      remember: (peer, nonce, ts) => (other.has(peer, nonce) ? 'replay' : mine.remember(peer, nonce, ts)),
       maxAgeMs: this.maxAgeMs,
     });
     if (!checked.ok) return this.refuse(checked.code, checked.message, from);

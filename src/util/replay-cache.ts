@@ -58,6 +58,11 @@ export class ReplayCache {
     return 'fresh';
   }
 
+  /** Whether the nonce of a message from `from` is remembered (nothing recorded). */
+  has(from: string, nonce: string): boolean {
+    return this.seen.has(`${from}${SEP}${nonce}`);
+  }
+
   /**
    * {@link remember} for a caller that keys messages itself (one shared sender): false for a replay and
    * when full.

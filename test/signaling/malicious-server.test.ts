@@ -286,6 +286,9 @@ describe('a malicious signaling server is detected by the receiving client', () 
       // Her share is full now: a new signal waits for the window; her first, replayed, is still known.
       await refused(await send(alice, 9), 'rate_limited');
       await refused(first, 'replay');
+      // Carol is paired now: what she sent as a stranger stays a replay in her new lane.
+      erinClient.trustPeer(carol.publicIdentity);
+      await refused(carols[0]!, 'replay');
       assert.deepEqual(
         delivered.map((d) => (d as { n: number }).n),
         [0, 1, 2, 4, 5, 7, 8],
