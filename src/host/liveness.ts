@@ -151,11 +151,17 @@ export class Liveness {
   private probeExpired(window: number): void {
     const probe = this.probing;
     if (!probe) return;
-    // Our loop stalled during the window: the peer gets the time we were not listening once more.
-    const late = Date.now() - probe.deadline;
+    // Our loop stalled during the window: the peer gets the time we were not listening once more, from
+    // now. The new deadline is when the new timer is due, so only a new stall extends it again. (It was
+    // the old deadline plus the stall, a stall's length before the timer: every expiry then read as
+    // "late" by that much and extended once more. In test/mesh/elastic.test.ts one probe of a SIGKILLed
+    // member's connection re-extended by ~510 ms for 17 s, until ICE gave up, and the member stayed in
+    // the mesh past the test's 15 s.)
+    const now = Date.now();
+    const late = now - probe.deadline;
     if (late > STALL_MS) {
       this.log('probe: our event loop stalled %d ms; listening that much longer', late);
-      probe.deadline += late;
+      probe.deadline = now + late;
       probe.timer = setTimeout(() => this.probeExpired(window), late);
       return;
     }

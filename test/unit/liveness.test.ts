@@ -198,6 +198,18 @@ describe('Liveness', () => {
       assert.equal(await probe, true);
       assert.equal(state.timeouts.length, 0);
     });
+    // ...and after a stall a silent peer still times out: the window is extended once per stall, not
+    // again and again. (The extension was measured from the old deadline, so each expiry read as late by
+    // the stall's length and extended once more: the probe never ended.)
+    await watched({}, async (l, { state, until }) => {
+      const started = Date.now();
+      void l.probe(50);
+      stall(300);
+      await until('the probe timeout after the stall', () => state.timeouts.length > 0);
+      assert.equal(state.timeouts[0]!.reason, 'probe timeout');
+      // 300 ms of stall, then 300 ms more of listening, and the timer's own lateness under load.
+      assert.ok(Date.now() - started < 5_000, `timed out ${Date.now() - started} ms after the probe began`);
+    });
   });
 
   it('measures the round trip from the clock its PING carried', () =>
