@@ -38,7 +38,7 @@ export const DEFAULT_HOLD: HoldLimits = {
 /** A dial being admitted. */
 export interface HeldDial {
   readonly from: PeerId;
-  /** The signal that carried the ClientHello, once it came. */
+  /** The signal that carried the ClientHello, once it came (set by {@link AdmissionHold.add}). */
   offer: DialSignalData | undefined;
   /** Candidates that came before the offer or while the dialer's admission was decided. */
   readonly candidates: unknown[];
@@ -82,10 +82,20 @@ export class AdmissionHold {
     return 'held';
   }
 
-  /** Keeps a later signal of a held dial if it is a candidate and the bounds allow; drops it otherwise. */
-  add(dial: HeldDial, signal: unknown): void {
-    const candidate = HeldCandidate.safeParse(signal);
+  /**
+   * A later signal of a held dial: `offer` when it is the offer its candidates overtook (then the dial is
+   * no orphan any more and its admission can start); a second hello-bearing signal is ignored (§8); a
+   * candidate is kept if the bounds allow, anything else dropped.
+   */
+  add(dial: HeldDial, signal: DialSignalData): 'offer' | undefined {
+    if (signal.handshake) {
+      if (dial.offer) return undefined;
+      dial.offer = signal;
+      return 'offer';
+    }
+    const candidate = HeldCandidate.safeParse(signal.signal);
     if (candidate.success) this.keep(dial, candidate.data);
+    return undefined;
   }
 
   /** Stops holding a dial (admitted, refused or aborted by its dialer) and returns it. */

@@ -446,12 +446,7 @@ export class Host extends TypedEmitter<HostEvents> {
     if (held) {
       if (held.from !== from) return;
       if (!signal) this.hold.take(msg.dial);
-      else if (signal.handshake) {
-        // The offer that candidates overtook; a second hello-bearing signal is ignored (§8).
-        if (held.offer) return;
-        held.offer = signal;
-        void this.admit(msg.dial, from);
-      } else this.hold.add(held, signal.signal);
+      else if (this.hold.add(held, signal) === 'offer') void this.admit(msg.dial, from);
       return;
     }
     if (!signal) return;

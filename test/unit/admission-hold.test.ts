@@ -34,15 +34,15 @@ describe('admission hold', () => {
       assert.equal(hold.start('dial-one-1', mallory, { signal: padded }), 'held');
       const one = hold.get('dial-one-1')!;
       assert.deepEqual(one.candidates, [candidate(0)]);
-      for (let i = 1; i < 10; i++) hold.add(one, candidate(i));
-      hold.add(one, huge);
-      hold.add(one, { type: 'offer', sdp: 'v=0' });
+      for (let i = 1; i < 10; i++) hold.add(one, { signal: candidate(i) });
+      hold.add(one, { signal: huge });
+      hold.add(one, { signal: { type: 'offer', sdp: 'v=0' } });
       assert.equal(one.candidates.length, 4, 'per-dial bound');
 
       for (let d = 0; d < 5; d++) {
         assert.equal(hold.start(`dial-many-${d}`, mallory, { signal: candidate(d) }), 'held');
         const dial = hold.get(`dial-many-${d}`)!;
-        for (let i = 0; i < 10; i++) hold.add(dial, candidate(i));
+        for (let i = 0; i < 10; i++) hold.add(dial, { signal: candidate(i) });
       }
       assert.equal(hold.size.candidates, 10, 'bound across dials');
       // Taking a dial gives its candidates' room back.
@@ -76,7 +76,7 @@ describe('admission hold', () => {
       const t0 = performance.now();
       hold.start('dial-orphan', mallory, { signal: candidate(1) });
       hold.start('dial-late-offer', alice, { signal: candidate(2) });
-      hold.get('dial-late-offer')!.offer = offer;
+      assert.equal(hold.add(hold.get('dial-late-offer')!, offer), 'offer');
       hold.start('dial-offer', alice, offer);
       assert.equal(hold.size.dials, 3);
       await until(() => hold.get('dial-orphan') === undefined, 5_000, 'the orphan expires');
