@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { fail } from '../errors.js';
-import { bs, concat, equalBytes, fromBase64Url, isBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import { bs, concat, equalBytes, fromBase64Url, toBase64Url, utf8 } from '../util/bytes.js';
+import { b64url, PeerIdSchema } from '../util/wire-schemas.js';
 import { type PeerId, peerIdOf, verifyPeerId } from './peer-id.js';
 
 /** RSA modulus sizes an identity may use. 2048 is the default: key generation for 4096 takes seconds. */
@@ -22,17 +23,13 @@ const OAEP_IMPORT = { name: 'RSA-OAEP', hash: 'SHA-256' } as const;
 /** Context string of the signature that binds the OAEP (pairing) key to the signing key. */
 const BINDING_CONTEXT = utf8('p2ptls/1 encryption key binding\0');
 
-/** Base64url that `fromBase64Url` decodes: the alphabet alone let `'A'` through to a decode that threw. */
-const b64 = z.string().refine(isBase64Url, 'base64url');
-const peerIdSchema = z.string().regex(/^[a-z2-7]{52}$/, 'peerId');
-
 /** JSON form of a public identity: what other peers store and what signaling relays. */
 export const PublicIdentityJsonSchema = z.object({
   v: z.literal(1),
-  peerId: peerIdSchema,
-  signingKey: b64.max(1200),
-  encryptionKey: b64.max(1200),
-  binding: b64.max(1200),
+  peerId: PeerIdSchema,
+  signingKey: b64url(1200),
+  encryptionKey: b64url(1200),
+  binding: b64url(1200),
 });
 export type PublicIdentityJson = z.infer<typeof PublicIdentityJsonSchema>;
 
@@ -40,10 +37,10 @@ export type PublicIdentityJson = z.infer<typeof PublicIdentityJsonSchema>;
 export const SecretIdentityJsonSchema = z.object({
   v: z.literal(1),
   kind: z.literal('p2ptls-secret-identity'),
-  peerId: peerIdSchema,
-  signingKey: b64.max(4000),
-  encryptionKey: b64.max(4000),
-  binding: b64.max(1200),
+  peerId: PeerIdSchema,
+  signingKey: b64url(4000),
+  encryptionKey: b64url(4000),
+  binding: b64url(1200),
 });
 export type SecretIdentityJson = z.infer<typeof SecretIdentityJsonSchema>;
 
